@@ -1,0 +1,226 @@
+//! Loading the eBPF object with its maps pinned by name, so a restarted or upgraded loader keeps
+//! the state (conntrack, NAT bindings, counters) of the previous one.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader, PinningType,
+    maps::MapInfo,
+    programs::{Program, SchedClassifier, TcAttachType},
+};
+use tracing::{debug, info, warn};
+
+use crate::{Error, PinLayout, Result, tcx};
+
+/// Knobs for [`Datapath::load`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Map sizes overriding the object's defaults (map name → max entries).
+    pub max_entries: BTreeMap<String, u32>,
+    /// Replace a pinned map whose layout differs from this build instead of refusing to load.
+    /// The old map's state is lost, so this is an explicit operator decision.
+    pub replace_incompatible_maps: bool,
+}
+
+/// The loaded object: maps reused from (or newly pinned under) the pin root, programs loaded and
+/// pinned so the CNI plugin can attach them.
+pub struct Datapath {
+    ebpf: Ebpf,
+    layout: PinLayout,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Datapath {
+    /// Loads the embedded object (see [`crate::object`]).
+    pub fn load(layout: &PinLayout, opts: &LoadOptions) -> Result<Self> {
+        Self::load_bytes(crate::object(), layout, opts)
+    }
+
+    /// Loads `object`, reusing compatible maps already pinned under `layout`, and pins every
+    /// program under `layout.progs_dir()` (replacing older pins atomically by rename).
+    pub fn load_bytes(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> Result<Self> {
+        if object.is_empty() {
+            return Err(Error::EmptyObject);
+        }
+        layout.create()?;
+        check_pinned_maps(object, layout, opts)?;
+
+        let mut loader = EbpfLoader::new();
+        let maps_dir = layout.maps_dir();
+        loader.default_map_pin_directory(&maps_dir);
+        for (name, size) in &opts.max_entries {
+            loader.map_max_entries(name, *size);
+        }
+        let mut ebpf = loader.load(object)?;
+
+        for (name, program) in ebpf.programs_mut() {
+            let res = match program {
+                Program::SchedClassifier(p) => p.load(),
+                Program::Xdp(p) => p.load(),
+                other => {
+                    warn!(program = name, kind = ?other.prog_type(), "skipping program of unexpected type");
+                    continue;
+                }
+            };
+            res.map_err(|source| Error::Program {
+                name: name.to_owned(),
+                source,
+            })?;
+            pin_program(program, name, &layout.prog(name))?;
+            debug!(program = name, "loaded and pinned");
+        }
+        info!(pin_root = %layout.root().display(), "datapath loaded");
+        Ok(Self {
+            ebpf,
+            layout: layout.clone(),
+        })
+    }
+
+    pub fn layout(&self) -> &PinLayout {
+        &self.layout
+    }
+
+    /// The underlying object, for map access and `test_run`.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// A tc program of the object by name.
+    pub fn classifier(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::NoSuchProgram(name.to_owned()))?;
+        prog.try_into()
+            .map_err(|_| Error::NotClassifier(name.to_owned()))
+    }
+
+    /// Attaches program `prog` to `iface` through a pinned TCX link (atomically replacing the
+    /// program of an existing pin for the same interface and program).
+    pub fn attach(&mut self, prog: &str, iface: &str, hook: TcAttachType) -> Result<tcx::Attached> {
+        let layout = self.layout.clone();
+        let p = self.classifier(prog)?;
+        tcx::attach(p, prog, iface, hook, &layout)
+    }
+
+    /// Points every pinned link at the program of the same name from this load. Run after
+    /// loading a new build: traffic switches program atomically (bpf_link_update), without a
+    /// moment where the interface has none. Links of defunct interfaces are unpinned.
+    pub fn upgrade_links(&mut self) -> Result<tcx::UpgradeReport> {
+        let mut report = tcx::UpgradeReport::default();
+        for (ifname, prog, path) in self.layout.links()? {
+            let Ok(p) = self.classifier(&prog) else {
+                warn!(link = %path.display(), "link for a program this build does not have; left alone");
+                report.unknown += 1;
+                continue;
+            };
+            match tcx::replace_program(p, &path)? {
+                tcx::Replace::Replaced => report.replaced += 1,
+                tcx::Replace::AlreadyCurrent => report.current += 1,
+                tcx::Replace::Defunct => {
+                    debug!(%ifname, %prog, "interface gone; unpinning its link");
+                    remove_pin(&path)?;
+                    report.removed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Pins a program under `path` via a temporary name and a rename, so a concurrent reader of the
+/// pin (the CNI plugin) sees the old or the new program, never no program.
+fn pin_program(program: &mut Program, name: &str, path: &Path) -> Result<()> {
+    // bpffs rejects '.' in names; '@' cannot occur in program names.
+    let tmp = path.with_file_name(format!("{name}@new"));
+    remove_pin(&tmp)?;
+    program.pin(&tmp).map_err(|source| Error::Pin {
+        path: tmp.clone(),
+        source,
+    })?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("renaming pin to", path, e))
+}
+
+pub(crate) fn remove_pin(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing pin", path, e)),
+    }
+}
+
+/// aya reuses a map pinned by name without comparing it to the object's definition; a mismatch
+/// would make the new programs read garbage. Compare first.
+fn check_pinned_maps(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> Result<()> {
+    let obj = aya_obj::Object::parse(object)?;
+    for (name, def) in &obj.maps {
+        if def.pinning() != PinningType::ByName {
+            continue;
+        }
+        let path = layout.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map {
+            name: name.clone(),
+            source,
+        })?;
+        let want_entries = opts
+            .max_entries
+            .get(name)
+            .copied()
+            .unwrap_or(def.max_entries());
+        let have_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+        let mut diffs = Vec::new();
+        if have_type != def.map_type() {
+            diffs.push(format!("type {} != {}", have_type, def.map_type()));
+        }
+        if info.key_size() != def.key_size() {
+            diffs.push(format!(
+                "key size {} != {}",
+                info.key_size(),
+                def.key_size()
+            ));
+        }
+        if info.value_size() != def.value_size() {
+            diffs.push(format!(
+                "value size {} != {}",
+                info.value_size(),
+                def.value_size()
+            ));
+        }
+        if info.max_entries() != want_entries {
+            diffs.push(format!(
+                "max entries {} != {}",
+                info.max_entries(),
+                want_entries
+            ));
+        }
+        if diffs.is_empty() {
+            continue;
+        }
+        let detail = diffs.join(", ");
+        if opts.replace_incompatible_maps {
+            warn!(map = %name, %detail, "replacing incompatible pinned map; its state is lost");
+            remove_pin(&path)?;
+        } else {
+            return Err(Error::IncompatibleMap {
+                name: name.clone(),
+                path,
+                detail,
+            });
+        }
+    }
+    Ok(())
+}

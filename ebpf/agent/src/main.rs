@@ -1,0 +1,154 @@
+//! `sixlane-agent`: loads, pins and attaches sixlane's datapath and reads its state.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use aya::programs::TcAttachType;
+use clap::{Parser, Subcommand};
+use sixlane_agent::{
+    PinLayout,
+    loader::{Datapath, LoadOptions},
+    metrics, tcx,
+};
+use sixlane_common::layout;
+
+#[derive(Debug, Parser)]
+#[command(name = "sixlane-agent", version, about)]
+struct Cli {
+    /// bpffs directory holding sixlane's pinned maps, programs and links.
+    #[arg(long, global = true, default_value = layout::DEFAULT_PIN_ROOT, env = "SIXLANE_PIN_ROOT")]
+    pin_root: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Load the datapath: reuse compatible pinned maps, load and pin the programs, and switch
+    /// every pinned link to the new programs atomically.
+    Load {
+        /// Replace pinned maps whose layout differs from this build (their state is lost).
+        #[arg(long)]
+        replace_incompatible_maps: bool,
+    },
+    /// Attach the packet counters to an interface (both directions) with pinned TCX links.
+    Attach {
+        #[arg(long)]
+        iface: String,
+    },
+    /// Remove the counters' links from an interface.
+    Detach {
+        #[arg(long)]
+        iface: String,
+    },
+    /// Datapath counters by direction and reason, summed over CPUs.
+    Metrics,
+    /// Remove every pin (maps, programs, links): the datapath and its state go away.
+    Unload,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIXLANE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sixlane-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const COUNTERS: [(&str, TcAttachType); 2] = [
+    (layout::PROG_COUNT_INGRESS, TcAttachType::Ingress),
+    (layout::PROG_COUNT_EGRESS, TcAttachType::Egress),
+];
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let pins = PinLayout::new(&cli.pin_root);
+    match cli.cmd {
+        Cmd::Load {
+            replace_incompatible_maps,
+        } => {
+            let opts = LoadOptions {
+                replace_incompatible_maps,
+                ..Default::default()
+            };
+            let mut dp = Datapath::load(&pins, &opts)?;
+            let report = dp.upgrade_links()?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "loaded into {}: {} link(s) switched to the new programs, {} already current, {} stale removed",
+                    pins.root().display(),
+                    report.replaced,
+                    report.current,
+                    report.removed
+                );
+            }
+        }
+        Cmd::Attach { iface } => {
+            for (prog, hook) in COUNTERS {
+                let what = tcx::attach_pinned(&pins, prog, &iface, hook)
+                    .with_context(|| format!("attaching {prog} to {iface}"))?;
+                println!("{iface}: {prog} {what:?}");
+            }
+        }
+        Cmd::Detach { iface } => {
+            for (prog, _) in COUNTERS {
+                let existed = tcx::detach(&pins, &iface, prog)?;
+                println!(
+                    "{iface}: {prog} {}",
+                    if existed {
+                        "detached"
+                    } else {
+                        "was not attached"
+                    }
+                );
+            }
+        }
+        Cmd::Metrics => {
+            let rows =
+                metrics::read(&pins).context("reading counters (is the datapath loaded?)")?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<9} {:<12} {:<9} {:>12} {:>14}",
+                    "DIRECTION", "REASON", "VERDICT", "PACKETS", "BYTES"
+                );
+                for r in rows {
+                    println!(
+                        "{:<9} {:<12} {:<9} {:>12} {:>14}",
+                        r.direction, r.reason, r.verdict, r.packets, r.bytes
+                    );
+                }
+            }
+        }
+        Cmd::Unload => {
+            pins.remove_all()?;
+            println!("removed {}", pins.root().display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

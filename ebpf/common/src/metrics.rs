@@ -1,0 +1,131 @@
+//! Datapath counters: one per-CPU array slot per (direction, reason).
+//!
+//! Programs never drop, pass or redirect a packet without counting why; userspace sums the
+//! per-CPU values and exports them. Reasons are append-only: their numbers are part of the pinned
+//! map's layout and must not change across upgrades.
+
+/// Which side of the tc hook a packet was seen on.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// What a program did with a packet and why. The verdict follows from the reason.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not for sixlane (no frontend, no tracked flow): passed untouched.
+    Pass = 0,
+    /// Headers shorter than they claim or otherwise unparsable: passed to the kernel, which
+    /// applies its own checks, and counted.
+    Malformed = 1,
+}
+
+/// What the program returned to tc, as seen by an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+    Redirect,
+    Reply,
+}
+
+impl Verdict {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+            Verdict::Redirect => "redirect",
+            Verdict::Reply => "reply",
+        }
+    }
+}
+
+impl Reason {
+    pub const ALL: [Reason; 2] = [Reason::Pass, Reason::Malformed];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Pass => "pass",
+            Reason::Malformed => "malformed",
+        }
+    }
+
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Reason::Pass | Reason::Malformed => Verdict::Pass,
+        }
+    }
+
+    pub const fn from_u32(v: u32) -> Option<Reason> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i] as u32 == v {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// Slots reserved per direction. Larger than the number of reasons so reasons can be appended
+/// without resizing (and so re-creating) the pinned map.
+pub const REASON_SLOTS: u32 = 64;
+/// Entries of the metrics map.
+pub const METRICS_ENTRIES: u32 = REASON_SLOTS * Direction::ALL.len() as u32;
+
+/// Index of the (direction, reason) counter in the metrics map.
+#[inline(always)]
+pub const fn slot(dir: Direction, reason: Reason) -> u32 {
+    dir as u32 * REASON_SLOTS + reason as u32
+}
+
+/// One counter slot, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+crate::map_type!(Counter, 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_distinct_and_in_range() {
+        let mut seen = [false; METRICS_ENTRIES as usize];
+        for d in Direction::ALL {
+            for r in Reason::ALL {
+                let s = slot(d, r) as usize;
+                assert!(s < METRICS_ENTRIES as usize);
+                assert!(!seen[s], "slot {s} used twice");
+                seen[s] = true;
+            }
+        }
+        assert!((Reason::ALL.len() as u32) < REASON_SLOTS);
+    }
+
+    #[test]
+    fn reason_numbers_round_trip() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::from_u32(r as u32), Some(r));
+        }
+        assert_eq!(Reason::from_u32(REASON_SLOTS), None);
+    }
+}

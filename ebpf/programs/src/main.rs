@@ -1,0 +1,34 @@
+//! sixlane's eBPF object. Entry points only: each one picks its direction/hook and hands the packet
+//! to the module that owns the concern.
+#![no_std]
+#![no_main]
+
+mod metrics;
+mod parse;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use sixlane_common::metrics::Direction;
+
+/// Counts every packet on the ingress side of the interface it is attached to, then lets the next
+/// TCX program (or the stack) have it.
+#[classifier]
+pub fn sl_count_ingress(ctx: TcContext) -> i32 {
+    metrics::observe(&ctx, Direction::Ingress)
+}
+
+/// Egress twin of [`sl_count_ingress`].
+#[classifier]
+pub fn sl_count_egress(ctx: TcContext) -> i32 {
+    metrics::observe(&ctx, Direction::Egress)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+// GPL-compatible: the datapath needs GPL-only helpers (fib lookup, redirect_neigh, ...).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

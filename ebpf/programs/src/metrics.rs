@@ -1,0 +1,37 @@
+//! Per-CPU counters by (direction, reason); see `sixlane_common::metrics`.
+
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::PerCpuArray, programs::TcContext};
+use sixlane_common::metrics::{Counter, Direction, METRICS_ENTRIES, Reason, slot};
+
+use crate::parse;
+
+// Pinned by name so counters survive an agent restart; userspace reads it as
+// `sixlane_common::layout::MAP_METRICS`.
+#[map(name = "SL_METRICS")]
+static SL_METRICS: PerCpuArray<Counter> = PerCpuArray::pinned(METRICS_ENTRIES, 0);
+
+/// Adds one packet of `len` bytes to the (direction, reason) counter of this CPU.
+#[inline(always)]
+pub fn count(dir: Direction, reason: Reason, len: u32) {
+    if let Some(c) = SL_METRICS.get_ptr_mut(slot(dir, reason)) {
+        // SAFETY: the pointer is this CPU's slot of a per-CPU array; nothing else writes it
+        // concurrently (tc programs do not preempt each other on one CPU).
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += u64::from(len);
+        }
+    }
+}
+
+/// The counting program: classifies the packet only as far as telling a well-formed IP header
+/// (or non-IP) from a truncated one, counts it, and hands it on unchanged (`TC_ACT_UNSPEC` =
+/// TCX "next").
+#[inline(always)]
+pub fn observe(ctx: &TcContext, dir: Direction) -> i32 {
+    let reason = match parse::l3(ctx) {
+        parse::L3::Malformed => Reason::Malformed,
+        parse::L3::Ipv6 | parse::L3::Ipv4 | parse::L3::Other => Reason::Pass,
+    };
+    count(dir, reason, ctx.len());
+    TC_ACT_UNSPEC
+}

@@ -1,0 +1,17 @@
+//! Shared helpers for the integration tests in `tests/tests/`.
+
+use sixlane_agent::{
+    PinLayout,
+    loader::{Datapath, LoadOptions},
+};
+use sixlane_testkit::PinDir;
+
+/// Loads the datapath with a fresh per-test pin root. Keep the `PinDir` alive as long as the
+/// datapath is used; dropping it removes every pin.
+pub fn load_datapath() -> (PinDir, PinLayout, Datapath) {
+    sixlane_testkit::require_root();
+    let dir = PinDir::new().expect("pin dir");
+    let layout = PinLayout::new(dir.path());
+    let dp = Datapath::load(&layout, &LoadOptions::default()).expect("load datapath");
+    (dir, layout, dp)
+}

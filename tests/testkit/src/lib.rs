@@ -1,0 +1,36 @@
+//! sixlane's test harness.
+//!
+//! - [`names`]: unique, short names (interface names are ≤ 15 bytes) so tests run in parallel.
+//! - [`netns`], [`veth`], [`pins`], [`process`]: RAII guards. Dropping one removes what it made,
+//!   also when the test panics; `cargo xtask test` sweeps anything named with [`names::PREFIX`]
+//!   afterwards and fails the run if it finds leftovers.
+//! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
+//! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
+//!
+//! Privileged helpers refuse to run without root instead of silently skipping.
+
+pub mod cmd;
+pub mod error;
+#[cfg(feature = "bpf")]
+pub mod fixture;
+pub mod names;
+pub mod netns;
+pub mod packet;
+pub mod pins;
+pub mod process;
+pub mod veth;
+
+pub use error::{Error, Result};
+pub use netns::NetNs;
+pub use pins::PinDir;
+pub use process::ChildGuard;
+pub use veth::Veth;
+
+/// Panics with a clear message unless running as root. Privileged tests call this first: a test
+/// that cannot run must fail, not pass vacuously.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, BPF); run it through `cargo xtask test`"
+    );
+}

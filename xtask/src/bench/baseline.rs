@@ -1,0 +1,217 @@
+//! Baseline: the cost of being on the path at all. The direct path through a node (the limit),
+//! nftables counting the same packets on the same interface (the peer an operator would use for
+//! per-direction counters), and sixlane's TCX counter programs.
+
+use std::{net::SocketAddr, process::Command};
+
+use anyhow::{Context as _, bail};
+use sixlane_testkit::{ChildGuard, PinDir};
+
+use super::{
+    Ctx, Metric, Mode, Role, Scenario, Values,
+    topo::{self, Path3},
+};
+use crate::{kbench, sh};
+
+pub struct Baseline;
+
+const IPERF_PORT: u16 = 5201;
+const KB_PORT: u16 = 7000;
+
+impl Scenario for Baseline {
+    fn name(&self) -> &'static str {
+        "baseline"
+    }
+
+    fn about(&self) -> &'static str {
+        "client -> node -> server over veth; per-direction packet counting on the node's client-facing veth"
+    }
+
+    fn modes(&self) -> Vec<Mode> {
+        vec![
+            Mode {
+                name: "direct",
+                role: Role::Limit,
+                about: "kernel forwarding, nothing attached",
+            },
+            Mode {
+                name: "nft-count",
+                role: Role::Peer,
+                about: "nftables netdev ingress+egress chains with a counter on the veth",
+            },
+            Mode {
+                name: "sixlane",
+                role: Role::Ours,
+                about: "sixlane's TCX counter programs (ingress+egress) on the veth",
+            },
+        ]
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        vec![
+            Metric {
+                name: "throughput",
+                unit: "Gbit/s",
+                higher_is_better: true,
+            },
+            Metric {
+                name: "rr_rate",
+                unit: "req/s",
+                higher_is_better: true,
+            },
+            Metric {
+                name: "rr_p50",
+                unit: "us",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "crr_rate",
+                unit: "conn/s",
+                higher_is_better: true,
+            },
+        ]
+    }
+
+    fn trial(&self, mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values> {
+        let t = Path3::new()?;
+        let pins = PinDir::new()?;
+        match mode.name {
+            "direct" => {}
+            "nft-count" => nft_counters(&t)?,
+            "sixlane" => sixlane_counters(&t, &pins, ctx)?,
+            other => bail!("unknown mode {other}"),
+        }
+        let values = measure(&t, ctx)?;
+        match mode.name {
+            "sixlane" => {
+                let counted = sixlane_packets(&pins, ctx)?;
+                if counted == 0 {
+                    bail!("sixlane counters saw no packets: the programs were not on the path");
+                }
+            }
+            "nft-count" => {
+                let out = t
+                    .node
+                    .exec("nft", &["list", "table", "netdev", "slbench"])?;
+                if !out.contains("packets") || out.contains("packets 0 ") {
+                    bail!("nft counters saw no packets: {out}");
+                }
+            }
+            _ => {}
+        }
+        Ok(values)
+    }
+}
+
+fn nft_counters(t: &Path3) -> anyhow::Result<()> {
+    let dev = t.ncli();
+    let rules = format!(
+        "table netdev slbench {{\n\
+           chain in {{ type filter hook ingress device \"{dev}\" priority 0; counter; }}\n\
+           chain out {{ type filter hook egress device \"{dev}\" priority 0; counter; }}\n\
+         }}\n"
+    );
+    let mut c = t.node.command("nft");
+    c.args(["-f", "-"]);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("starting nft")?;
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("nft -f failed for:\n{rules}");
+    }
+    Ok(())
+}
+
+fn sixlane_counters(t: &Path3, pins: &PinDir, ctx: &Ctx) -> anyhow::Result<()> {
+    let root = pins.path().to_string_lossy().into_owned();
+    sh::output(Command::new(&ctx.agent).args(["--pin-root", &root, "load"]))?;
+    sh::output(t.node.command(&ctx.agent.to_string_lossy()).args([
+        "--pin-root",
+        &root,
+        "attach",
+        "--iface",
+        t.ncli(),
+    ]))?;
+    Ok(())
+}
+
+fn sixlane_packets(pins: &PinDir, ctx: &Ctx) -> anyhow::Result<u64> {
+    let root = pins.path().to_string_lossy().into_owned();
+    let out =
+        sh::output(Command::new(&ctx.agent).args(["--pin-root", &root, "--json", "metrics"]))?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    Ok(rows.iter().filter_map(|r| r["packets"].as_u64()).sum())
+}
+
+/// iperf3 single stream (client on CPU 0, server on CPU 1), then kbench RR with both ends on
+/// CPU 1 (cross-CPU wake-ups would swamp the effect), then kbench CRR (client CPU 0, server 1).
+fn measure(t: &Path3, ctx: &Ctx) -> anyhow::Result<Values> {
+    let mut v = Values::new();
+    let srv = topo::SRV.to_string();
+    let secs = format!("{}", ctx.secs.max(1.0).round() as u64);
+
+    {
+        let _server = ChildGuard::spawn(
+            t.srv
+                .command("taskset")
+                .args([
+                    "-c",
+                    "1",
+                    "iperf3",
+                    "-s",
+                    "-1",
+                    "-p",
+                    &IPERF_PORT.to_string(),
+                ])
+                .stdout(std::process::Stdio::null()),
+        )?;
+        topo::wait_listen(&t.srv, IPERF_PORT)?;
+        let out = t.cli.exec(
+            "taskset",
+            &[
+                "-c",
+                "0",
+                "iperf3",
+                "-J",
+                "-c",
+                &srv,
+                "-p",
+                &IPERF_PORT.to_string(),
+                "-t",
+                &secs,
+            ],
+        )?;
+        let j: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+        let bps = j["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3 result without end.sum_received.bits_per_second")?;
+        v.insert("throughput", bps / 1e9);
+    }
+
+    let xtask = ctx.xtask.to_string_lossy().into_owned();
+    let to = SocketAddr::from((topo::SRV, KB_PORT)).to_string();
+    let kb = |cpu: &str, args: &[&str]| -> anyhow::Result<kbench::Result> {
+        let mut all = vec!["-c", cpu, xtask.as_str(), "kbench"];
+        all.extend_from_slice(args);
+        let out = t.cli.exec("taskset", &all)?;
+        Ok(serde_json::from_str(&out)?)
+    };
+    let listen = SocketAddr::from((topo::SRV, KB_PORT)).to_string();
+    {
+        let _server = ChildGuard::spawn(
+            t.srv
+                .command("taskset")
+                .args(["-c", "1", &xtask, "kbench", "server", "--listen", &listen]),
+        )?;
+        topo::wait_listen(&t.srv, KB_PORT)?;
+        let rr = kb("1", &["rr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
+        v.insert("rr_rate", rr.rate);
+        v.insert("rr_p50", rr.p50_us);
+        let crr = kb("0", &["crr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
+        v.insert("crr_rate", crr.rate);
+    }
+    Ok(v)
+}

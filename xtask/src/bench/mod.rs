@@ -1,0 +1,229 @@
+//! `cargo xtask bench`: side-by-side scenarios.
+//!
+//! Every scenario has modes in three roles: the **limit** (no translation at all), one or more
+//! **peers** (what operators run today) and **ours** (sixlane). Each round runs every mode once,
+//! on fresh namespaces, in an order that alternates between rounds so drift (thermal, the other
+//! tenant of the VM) does not favour one mode. The table shows medians and the ratios
+//! sixlane/limit and sixlane/peer, with a bootstrap 95% interval for sixlane/limit; raw trials go
+//! to `target/bench/*.jsonl`. Nothing here asserts a timing: claims are read off the table.
+
+mod baseline;
+pub mod stats;
+pub mod topo;
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, OpenOptions},
+    io::Write as _,
+    path::PathBuf,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{setup, sh};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Scenarios to run (default: all). `--list` shows them.
+    #[arg(long = "scenario", short)]
+    pub scenarios: Vec<String>,
+    /// Rounds (trials per mode).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// Smoke run: 1 round, 1 s per measurement (numbers are indicative only).
+    #[arg(long)]
+    pub quick: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Skip `setup`.
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Limit,
+    Peer,
+    Ours,
+}
+
+#[derive(Clone, Debug)]
+pub struct Mode {
+    pub name: &'static str,
+    pub role: Role,
+    pub about: &'static str,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+}
+
+/// Shared by the trials of one run.
+pub struct Ctx {
+    pub secs: f64,
+    /// The xtask binary (runs `kbench` inside namespaces).
+    pub xtask: PathBuf,
+    /// The release `sixlane-agent` binary.
+    pub agent: PathBuf,
+}
+
+pub type Values = BTreeMap<&'static str, f64>;
+
+pub trait Scenario {
+    fn name(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    fn modes(&self) -> Vec<Mode>;
+    fn metrics(&self) -> Vec<Metric>;
+    /// One trial of `mode`, on state it creates and tears down itself.
+    fn trial(&self, mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values>;
+}
+
+fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(baseline::Baseline)]
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let all = scenarios();
+    if args.list {
+        for s in &all {
+            println!("{:<12} {}", s.name(), s.about());
+            for m in s.modes() {
+                println!(
+                    "    {:<16} {:<5} {}",
+                    m.name,
+                    format!("{:?}", m.role).to_lowercase(),
+                    m.about
+                );
+            }
+        }
+        return Ok(());
+    }
+    let chosen: Vec<&Box<dyn Scenario>> = if args.scenarios.is_empty() {
+        all.iter().collect()
+    } else {
+        let mut v = Vec::new();
+        for want in &args.scenarios {
+            match all.iter().find(|s| s.name() == want) {
+                Some(s) => v.push(s),
+                None => bail!("no scenario {want:?} (see --list)"),
+            }
+        }
+        v
+    };
+    if !args.no_setup {
+        setup::run(&setup::Args {
+            bench: true,
+            check: false,
+        })?;
+    }
+    sh::run(sh::cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "sixlane-agent",
+        "--package",
+        "sixlane-cni",
+    ]))?;
+    let root = crate::workspace_root();
+    let ctx = Ctx {
+        secs: if args.quick { 1.0 } else { args.secs },
+        xtask: std::env::current_exe().context("locating the xtask binary")?,
+        agent: root.join("target/release/sixlane-agent"),
+    };
+    let rounds = if args.quick { 1 } else { args.rounds.max(1) };
+    let out_dir = root.join("target/bench");
+    fs::create_dir_all(&out_dir)?;
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let mut tables = Vec::new();
+    for s in chosen {
+        let path = out_dir.join(format!("{}-{stamp}.jsonl", s.name()));
+        let results = run_scenario(s.as_ref(), &ctx, rounds, &path)?;
+        let table = stats::table(
+            s.name(),
+            s.about(),
+            &s.modes(),
+            &s.metrics(),
+            &results,
+            rounds,
+        );
+        println!("{table}");
+        eprintln!("raw trials: {}", path.display());
+        tables.push(table);
+    }
+    let summary = out_dir.join(format!("summary-{stamp}.txt"));
+    fs::write(&summary, tables.join("\n"))?;
+    eprintln!("tables: {}", summary.display());
+    Ok(())
+}
+
+/// mode name → one `Values` per successful trial.
+pub type Results = BTreeMap<&'static str, Vec<Values>>;
+
+fn run_scenario(
+    s: &dyn Scenario,
+    ctx: &Ctx,
+    rounds: usize,
+    jsonl: &std::path::Path,
+) -> anyhow::Result<Results> {
+    let modes = s.modes();
+    let mut log = OpenOptions::new().create(true).append(true).open(jsonl)?;
+    let mut results: Results = BTreeMap::new();
+    for round in 0..rounds {
+        // Rotate by the round and reverse every other round: each mode runs early and late.
+        let mut order: Vec<&Mode> = modes.iter().collect();
+        order.rotate_left(round % modes.len());
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for mode in order {
+            eprintln!(
+                "bench {} round {}/{rounds}: {}",
+                s.name(),
+                round + 1,
+                mode.name
+            );
+            let steal0 = stats::cpu_steal();
+            match s.trial(mode, ctx) {
+                Ok(values) => {
+                    let steal = stats::cpu_steal().map(|b| b - steal0.unwrap_or(b));
+                    let line = serde_json::json!({
+                        "bench": s.name(),
+                        "mode": mode.name,
+                        "role": mode.role,
+                        "round": round,
+                        "values": values,
+                        "steal_ticks": steal,
+                    });
+                    writeln!(log, "{line}")?;
+                    results.entry(mode.name).or_default().push(values);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "bench {}: trial {} of {} failed: {e:#}",
+                        s.name(),
+                        round + 1,
+                        mode.name
+                    );
+                    writeln!(
+                        log,
+                        "{}",
+                        serde_json::json!({"bench": s.name(), "mode": mode.name, "round": round, "error": format!("{e:#}")})
+                    )?;
+                }
+            }
+        }
+    }
+    if results.is_empty() {
+        bail!("every trial of {} failed", s.name());
+    }
+    Ok(results)
+}

@@ -1,0 +1,201 @@
+//! Medians, ratios, a bootstrap interval, and the printed table.
+
+use std::fmt::Write as _;
+
+use super::{Metric, Mode, Results, Role};
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// Deterministic xorshift so reruns over the same data print the same interval.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, v: &'a [f64]) -> &'a f64 {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// 95% bootstrap interval of median(a)/median(b), resampling trials. `None` with fewer than 3
+/// trials on either side: an interval from two points is not worth printing.
+pub fn ratio_ci(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    if a.len() < 3 || b.len() < 3 {
+        return None;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ratios = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let ra: Vec<f64> = (0..a.len()).map(|_| *rng.pick(a)).collect();
+        let rb: Vec<f64> = (0..b.len()).map(|_| *rng.pick(b)).collect();
+        if let (Some(ma), Some(mb)) = (median(&ra), median(&rb))
+            && mb != 0.0
+        {
+            ratios.push(ma / mb);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |p: f64| ratios[((ratios.len() - 1) as f64 * p) as usize];
+    Some((at(0.025), at(0.975)))
+}
+
+fn values(results: &Results, mode: &str, metric: &str) -> Vec<f64> {
+    results
+        .get(mode)
+        .map(|trials| {
+            trials
+                .iter()
+                .filter_map(|t| t.get(metric).copied())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Steal ticks so far (from /proc/stat), to flag noisy trials in the raw log.
+pub fn cpu_steal() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?;
+    cpu.split_whitespace().nth(8)?.parse().ok()
+}
+
+fn fmt(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The table: one row per metric with each mode's median, then sixlane/limit (with interval)
+/// and sixlane/peer for each peer. For lower-is-better metrics the ratio is still
+/// sixlane÷other, so below 1 is better there; the header says which way is better.
+pub fn table(
+    name: &str,
+    about: &str,
+    modes: &[Mode],
+    metrics: &[Metric],
+    results: &Results,
+    rounds: usize,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## {name}: {about}");
+    let trials: Vec<String> = modes
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}/{rounds}",
+                m.name,
+                results.get(m.name).map_or(0, Vec::len)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "trials: {}", trials.join(", "));
+    let ours: Vec<&Mode> = modes.iter().filter(|m| m.role == Role::Ours).collect();
+    let limit = modes.iter().find(|m| m.role == Role::Limit);
+    let peers: Vec<&Mode> = modes.iter().filter(|m| m.role == Role::Peer).collect();
+
+    let mut header = vec!["metric".to_owned(), "better".to_owned()];
+    header.extend(modes.iter().map(|m| m.name.to_owned()));
+    for o in &ours {
+        if let Some(l) = limit {
+            header.push(format!("{}/{}", o.name, l.name));
+        }
+        for p in &peers {
+            header.push(format!("{}/{}", o.name, p.name));
+        }
+    }
+    let mut rows = vec![header];
+    for m in metrics {
+        let mut row = vec![
+            format!("{} ({})", m.name, m.unit),
+            if m.higher_is_better {
+                "higher"
+            } else {
+                "lower"
+            }
+            .to_owned(),
+        ];
+        for mode in modes {
+            row.push(median(&values(results, mode.name, m.name)).map_or("-".into(), fmt));
+        }
+        for o in &ours {
+            let ov = values(results, o.name, m.name);
+            let om = median(&ov);
+            let mut others: Vec<(&Mode, bool)> = Vec::new();
+            if let Some(l) = limit {
+                others.push((l, true));
+            }
+            others.extend(peers.iter().map(|p| (*p, false)));
+            for (other, with_ci) in others {
+                let xv = values(results, other.name, m.name);
+                let cell = match (om, median(&xv)) {
+                    (Some(a), Some(b)) if b != 0.0 => {
+                        let mut c = format!("{:.3}", a / b);
+                        if with_ci && let Some((lo, hi)) = ratio_ci(&ov, &xv) {
+                            c.push_str(&format!(" [{lo:.2},{hi:.2}]"));
+                        }
+                        c
+                    }
+                    _ => "-".into(),
+                };
+                row.push(cell);
+            }
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn ratio_interval_brackets_the_ratio() {
+        let a = [10.0, 11.0, 9.0, 10.5, 9.5];
+        let b = [20.0, 21.0, 19.0, 20.5, 19.5];
+        let (lo, hi) = ratio_ci(&a, &b).unwrap();
+        assert!(lo <= 0.5 && 0.5 <= hi, "{lo} {hi}");
+        assert!(hi - lo < 0.2);
+        assert_eq!(ratio_ci(&a[..2], &b), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! `cargo xtask test`: the one test command. Runs every step even after a failure (so one run
+//! shows everything that is wrong), prints a summary, and exits non-zero if any step failed.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{setup, sh, sweep};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Skip `setup` (when you know the machine is ready).
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Only the unprivileged steps (fmt, clippy, unit tests).
+    #[arg(long)]
+    pub unit_only: bool,
+    /// Extra arguments for the privileged test run, e.g. a test name filter.
+    #[arg(last = true)]
+    pub filter: Vec<String>,
+}
+
+struct Step {
+    name: &'static str,
+    ok: bool,
+    secs: f64,
+    note: String,
+}
+
+/// Runs a `cargo` invocation for the eBPF crate on nightly. `RUSTC`/wrappers set by the outer
+/// (stable) cargo would otherwise leak into it.
+fn nightly_cargo() -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo"])
+        .current_dir(crate::workspace_root())
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    c
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<String>| {
+        eprintln!("\n==> {name}");
+        let (res, secs) = sh::timed(f);
+        let (ok, note) = match res {
+            Ok(note) => (true, note),
+            Err(e) => {
+                eprintln!("xtask: {name} failed: {e:#}");
+                (false, format!("{e:#}"))
+            }
+        };
+        steps.push(Step {
+            name,
+            ok,
+            secs,
+            note,
+        });
+        ok
+    };
+
+    if !args.no_setup {
+        let ready = step("setup", &mut || {
+            let r = setup::run(&setup::Args {
+                bench: false,
+                check: false,
+            })?;
+            Ok(if r.installed.is_empty() {
+                String::new()
+            } else {
+                format!("installed {}", r.installed.join(", "))
+            })
+        });
+        if !ready {
+            return summary(&steps);
+        }
+    }
+
+    step("fmt", &mut || {
+        sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
+        Ok(String::new())
+    });
+    step("clippy (host crates)", &mut || {
+        sh::run(sh::cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "sixlane-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        Ok(String::new())
+    });
+    // As aya-template does: the eBPF crate is checked for the host with panic=abort (its
+    // binaries are #![no_std]); nightly because of -Z.
+    step("clippy (eBPF crate)", &mut || {
+        sh::run(nightly_cargo().args([
+            "clippy",
+            "--package",
+            "sixlane-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+            "-C",
+            "panic=abort",
+            "-Zpanic_abort_tests",
+        ]))?;
+        Ok(String::new())
+    });
+    step("unit tests", &mut || {
+        sh::run(sh::cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "sixlane-ebpf",
+            "--exclude",
+            "sixlane-tests",
+        ]))?;
+        Ok(String::new())
+    });
+    if !args.unit_only {
+        step("privileged integration tests", &mut || {
+            if !nix::unistd::geteuid().is_root() {
+                bail!("needs root (network namespaces, BPF)");
+            }
+            let mut c = sh::cargo();
+            c.args(["test", "--package", "sixlane-tests", "--"]);
+            c.args(&args.filter);
+            sh::run(&mut c)?;
+            Ok(String::new())
+        });
+        step("leak check", &mut || {
+            let leaked = sweep::sweep();
+            if !leaked.is_empty() {
+                bail!("tests left behind (now removed): {}", leaked.join(", "));
+            }
+            Ok("no namespace, link, pin or process left".into())
+        });
+    }
+    summary(&steps)
+}
+
+fn summary(steps: &[Step]) -> anyhow::Result<()> {
+    eprintln!("\n==> summary");
+    for s in steps {
+        let mark = if s.ok { "ok  " } else { "FAIL" };
+        let note = s.note.lines().next().unwrap_or("");
+        eprintln!("  {mark} {:<30} {:>7.1}s  {note}", s.name, s.secs);
+    }
+    let failed: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    if failed.is_empty() {
+        eprintln!("all {} steps passed", steps.len());
+        Ok(())
+    } else {
+        bail!("{} step(s) failed: {}", failed.len(), failed.join(", "))
+    }
+}
