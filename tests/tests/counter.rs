@@ -92,6 +92,34 @@ fn counter_fixture_table() {
     let mut bad_ihl = udp4.clone();
     bad_ihl[packet::ETH_HLEN] = 0x44;
 
+    // IPv6 with extension headers: a chain the parser walks, one longer than it does, a later
+    // fragment (no upper-layer header), and lengths that lie.
+    let with_ext = ipv6_with_ext(&[HOPOPTS, DSTOPTS], TCP, &[0u8; 20]);
+    let too_long = ipv6_with_ext(&[DSTOPTS; 7], TCP, &[0u8; 20]);
+    let later_frag = {
+        let mut p = ipv6_with_ext(&[FRAGMENT], UDP, &[0u8; 8]);
+        // Fragment offset 8 (bytes 2..4 of the fragment header, in 8-octet units << 3).
+        let fh = packet::ETH_HLEN + packet::IPV6_HLEN;
+        p[fh + 2] = 0;
+        p[fh + 3] = 8;
+        p
+    };
+    let short_tcp = ipv6_with_ext(&[], TCP, &[0u8; 3]);
+    let mut long_plen = with_ext.clone();
+    long_plen[packet::ETH_HLEN + 4] = 0x0f;
+    let mut long_total4 = udp4.clone();
+    long_total4[packet::ETH_HLEN + 2] = 0x0f;
+    let mut later_frag4 = udp4.clone();
+    later_frag4[packet::ETH_HLEN + 6] = 0x00;
+    later_frag4[packet::ETH_HLEN + 7] = 0x10;
+    let echo6 = packet::icmp6_echo(
+        "fd00::1".parse().unwrap(),
+        "fd00::2".parse().unwrap(),
+        1,
+        1,
+        b"x",
+    );
+
     let rows = [
         (
             PROG_COUNT_INGRESS,
@@ -145,6 +173,35 @@ fn counter_fixture_table() {
             .check(only(dir, reason, len))
     });
     fixture::run(dp.ebpf_mut(), table);
+}
+
+const HOPOPTS: u8 = 0;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const FRAGMENT: u8 = 44;
+const DSTOPTS: u8 = 60;
+
+/// Ethernet + IPv6 fd00::1 → fd00::2 + 8-byte extension headers of the given types + an upper
+/// layer of protocol `upper` with `payload` as its bytes. Checksums are not filled in: only the
+/// header chain matters to the parser.
+fn ipv6_with_ext(exts: &[u8], upper: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&packet::MAC_B);
+    p.extend_from_slice(&packet::MAC_A);
+    p.extend_from_slice(&[0x86, 0xdd]);
+    let plen = exts.len() * 8 + payload.len();
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(plen as u16).to_be_bytes());
+    p.push(exts.first().copied().unwrap_or(upper));
+    p.push(64);
+    p.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+    for (i, _) in exts.iter().enumerate() {
+        let next = exts.get(i + 1).copied().unwrap_or(upper);
+        p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    p.extend_from_slice(payload);
+    p
 }
 
 /// Two namespaces joined by a veth with a quiet link: no link-local address (so no DAD, no router

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod loader;
 pub mod metrics;
+pub mod model;
 pub mod pins;
 pub mod tcx;
 

@@ -20,6 +20,31 @@ pub const LINKS_DIR: &str = "links";
 /// Per-CPU datapath counters (see [`crate::metrics`]).
 pub const MAP_METRICS: &str = "SL_METRICS";
 
+/// Which tc hook a program attaches to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Ingress,
+    Egress,
+}
+
+/// tc ingress on the host side of a pod's veth: packets the pod sends (service DNAT, NAT64 6→4).
+pub const PROG_FROM_POD: &str = "sl_from_pod";
+/// tc egress on the host side of a pod's veth: packets delivered to the pod (reverse NAT).
+pub const PROG_TO_POD: &str = "sl_to_pod";
+/// tc ingress on the node's uplink: NodePort/external traffic, replies to SNATed and NAT64 flows.
+pub const PROG_FROM_UPLINK: &str = "sl_from_uplink";
+/// tc egress on the node's uplink.
+pub const PROG_TO_UPLINK: &str = "sl_to_uplink";
+
+/// What the CNI plugin attaches to every pod's host-side veth.
+pub const POD_PROGRAMS: [(&str, Hook); 2] =
+    [(PROG_FROM_POD, Hook::Ingress), (PROG_TO_POD, Hook::Egress)];
+/// What the agent attaches to the node's uplink.
+pub const UPLINK_PROGRAMS: [(&str, Hook); 2] = [
+    (PROG_FROM_UPLINK, Hook::Ingress),
+    (PROG_TO_UPLINK, Hook::Egress),
+];
+
 /// tc program counting every packet by direction (the harness's first program).
 pub const PROG_COUNT_INGRESS: &str = "sl_count_ingress";
 /// tc program counting every packet by direction, egress side.

@@ -24,6 +24,9 @@ impl Direction {
 }
 
 /// What a program did with a packet and why. The verdict follows from the reason.
+///
+/// Numbers are allocated by concern so features can grow without renumbering:
+/// 0–15 generic, 16–63 service datapath, 64–111 NAT64, 112–127 spare.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -32,6 +35,9 @@ pub enum Reason {
     /// Headers shorter than they claim or otherwise unparsable: passed to the kernel, which
     /// applies its own checks, and counted.
     Malformed = 1,
+    /// Well-formed but beyond what the datapath parses (an extension-header chain longer than
+    /// the programs walk): passed untouched and counted.
+    Unsupported = 2,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -55,18 +61,19 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 2] = [Reason::Pass, Reason::Malformed];
+    pub const ALL: [Reason; 3] = [Reason::Pass, Reason::Malformed, Reason::Unsupported];
 
     pub const fn name(self) -> &'static str {
         match self {
             Reason::Pass => "pass",
             Reason::Malformed => "malformed",
+            Reason::Unsupported => "unsupported",
         }
     }
 
     pub const fn verdict(self) -> Verdict {
         match self {
-            Reason::Pass | Reason::Malformed => Verdict::Pass,
+            Reason::Pass | Reason::Malformed | Reason::Unsupported => Verdict::Pass,
         }
     }
 
@@ -84,7 +91,7 @@ impl Reason {
 
 /// Slots reserved per direction. Larger than the number of reasons so reasons can be appended
 /// without resizing (and so re-creating) the pinned map.
-pub const REASON_SLOTS: u32 = 64;
+pub const REASON_SLOTS: u32 = 128;
 /// Entries of the metrics map.
 pub const METRICS_ENTRIES: u32 = REASON_SLOTS * Direction::ALL.len() as u32;
 

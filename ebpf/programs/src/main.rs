@@ -3,11 +3,37 @@
 #![no_std]
 #![no_main]
 
+mod checksum;
 mod metrics;
 mod parse;
+mod pipeline;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sixlane_common::metrics::Direction;
+
+/// tc ingress on the host side of a pod's veth (`layout::PROG_FROM_POD`).
+#[classifier]
+pub fn sl_from_pod(ctx: TcContext) -> i32 {
+    pipeline::from_pod(&ctx)
+}
+
+/// tc egress on the host side of a pod's veth (`layout::PROG_TO_POD`).
+#[classifier]
+pub fn sl_to_pod(ctx: TcContext) -> i32 {
+    pipeline::to_pod(&ctx)
+}
+
+/// tc ingress on the node's uplink (`layout::PROG_FROM_UPLINK`).
+#[classifier]
+pub fn sl_from_uplink(ctx: TcContext) -> i32 {
+    pipeline::from_uplink(&ctx)
+}
+
+/// tc egress on the node's uplink (`layout::PROG_TO_UPLINK`).
+#[classifier]
+pub fn sl_to_uplink(ctx: TcContext) -> i32 {
+    pipeline::to_uplink(&ctx)
+}
 
 /// Counts every packet on the ingress side of the interface it is attached to, then lets the next
 /// TCX program (or the stack) have it.

@@ -23,14 +23,18 @@ pub fn count(dir: Direction, reason: Reason, len: u32) {
     }
 }
 
-/// The counting program: classifies the packet only as far as telling a well-formed IP header
-/// (or non-IP) from a truncated one, counts it, and hands it on unchanged (`TC_ACT_UNSPEC` =
-/// TCX "next").
+/// The counting program: parses the packet down to its upper-layer header, counts it as passed,
+/// malformed or unsupported, and hands it on unchanged (`TC_ACT_UNSPEC` = TCX "next").
 #[inline(always)]
 pub fn observe(ctx: &TcContext, dir: Direction) -> i32 {
-    let reason = match parse::l3(ctx) {
-        parse::L3::Malformed => Reason::Malformed,
-        parse::L3::Ipv6 | parse::L3::Ipv4 | parse::L3::Other => Reason::Pass,
+    let parsed = parse::frame(ctx).and_then(|f| match f {
+        parse::Frame::Ip(l3) => parse::check_l4(ctx, &l3),
+        parse::Frame::Other => Ok(()),
+    });
+    let reason = match parsed {
+        Ok(()) => Reason::Pass,
+        Err(parse::Error::Malformed) => Reason::Malformed,
+        Err(parse::Error::Unsupported) => Reason::Unsupported,
     };
     count(dir, reason, ctx.len());
     TC_ACT_UNSPEC

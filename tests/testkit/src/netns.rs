@@ -24,7 +24,7 @@ pub struct NetNs {
 impl NetNs {
     /// Creates a namespace with a unique name.
     pub fn new() -> Result<Self> {
-        Self::named(names::unique("n"))
+        Self::named(names::unique('n'))
     }
 
     /// Creates a namespace called `name` (which should start with [`names::PREFIX`]).

@@ -18,7 +18,7 @@ pub struct PinDir {
 
 impl PinDir {
     pub fn new() -> Result<Self> {
-        let path = Path::new(BPFFS).join(names::unique("p"));
+        let path = Path::new(BPFFS).join(names::unique('p'));
         fs::create_dir(&path).map_err(|source| Error::Io {
             what: "creating pin directory",
             path: path.clone(),

@@ -34,7 +34,7 @@ impl Veth {
     /// Creates a pair with unique names, end `a` in `a_ns` and `b` in `b_ns` (`None` = current
     /// namespace), both set up.
     pub fn new(a_ns: Option<&NetNs>, b_ns: Option<&NetNs>) -> Result<Self> {
-        Self::named(names::unique("va"), a_ns, names::unique("vb"), b_ns)
+        Self::named(names::unique('a'), a_ns, names::unique('b'), b_ns)
     }
 
     /// Like [`Veth::new`] with chosen names.
