@@ -83,7 +83,7 @@ pub fn set_addr6(
             csum_off,
             0,
             u64::from(d),
-            BPF_F_PSEUDO_HDR as u64 | l4_flags(l4_proto),
+            u64::from(BPF_F_PSEUDO_HDR) | l4_flags(l4_proto),
         )?;
     }
     ctx.store(addr_off, new, 0)
@@ -130,7 +130,7 @@ pub fn set_addr4(
             csum_off,
             u64::from(old_be),
             u64::from(new_be),
-            4 | BPF_F_PSEUDO_HDR as u64 | l4_flags(l4_proto),
+            4 | u64::from(BPF_F_PSEUDO_HDR) | l4_flags(l4_proto),
         )?;
     }
     ctx.store(addr_off, &new_be, 0)

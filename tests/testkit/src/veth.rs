@@ -34,10 +34,20 @@ impl Veth {
     /// Creates a pair with unique names, end `a` in `a_ns` and `b` in `b_ns` (`None` = current
     /// namespace), both set up.
     pub fn new(a_ns: Option<&NetNs>, b_ns: Option<&NetNs>) -> Result<Self> {
+        let v = Self::new_down(a_ns, b_ns)?;
+        v.a.ip(&["link", "set", "{}", "up"])?;
+        v.b.ip(&["link", "set", "{}", "up"])?;
+        Ok(v)
+    }
+
+    /// Like [`Veth::new`] but both ends stay down, for tests that must configure an interface
+    /// (sysctls, address generation) before the kernel starts sending on it.
+    pub fn new_down(a_ns: Option<&NetNs>, b_ns: Option<&NetNs>) -> Result<Self> {
         Self::named(names::unique('a'), a_ns, names::unique('b'), b_ns)
     }
 
-    /// Like [`Veth::new`] with chosen names.
+    /// Creates a pair with chosen names (which should start with [`names::PREFIX`]); both ends
+    /// stay down.
     pub fn named(
         a_name: String,
         a_ns: Option<&NetNs>,
@@ -68,8 +78,6 @@ impl Veth {
             cmd::ip(&["link", "set", &veth.a.name, "netns", ns.name()])?;
             veth.a.ns = Some(ns.name().to_owned());
         }
-        veth.a.ip(&["link", "set", "{}", "up"])?;
-        veth.b.ip(&["link", "set", "{}", "up"])?;
         Ok(veth)
     }
 }
