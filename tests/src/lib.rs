@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
+pub mod sim;
+
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
