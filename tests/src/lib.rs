@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
+pub mod bins;
 pub mod sim;
 
 use sixlane_agent::{

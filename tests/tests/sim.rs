@@ -37,3 +37,14 @@ fn pods_on_one_node_reach_each_other_through_the_pod_programs() {
     );
     assert!(metrics::get(&rows, Direction::Egress, Reason::Pass).packets >= 6);
 }
+
+#[test]
+fn workspace_binaries_are_found() {
+    let agent = sixlane_tests::bins::path("sixlane-agent");
+    let out = std::process::Command::new(&agent)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sixlane-agent "));
+}

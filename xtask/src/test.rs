@@ -128,6 +128,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             if !nix::unistd::geteuid().is_root() {
                 bail!("needs root (network namespaces, BPF)");
             }
+            // The tests exec the real binaries (see tests/src/bins.rs): build them first.
+            sh::run(sh::cargo().args([
+                "build",
+                "--bins",
+                "--package",
+                "sixlane-cni",
+                "--package",
+                "sixlane-agent",
+            ]))?;
             let mut c = sh::cargo();
             c.args(["test", "--package", "sixlane-tests", "--"]);
             c.args(&args.filter);
