@@ -120,7 +120,10 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     let node_a = NetNs::new().unwrap();
     let node_b = NetNs::new().unwrap();
     let link = Veth::new_down(Some(&node_a), Some(&node_b)).unwrap();
-    for (end, ns, ip) in [(&link.a, &node_a, "fd00:99::1"), (&link.b, &node_b, "fd00:99::2")] {
+    for (end, ns, ip) in [
+        (&link.a, &node_a, "fd00:99::1"),
+        (&link.b, &node_b, "fd00:99::2"),
+    ] {
         ns.sysctl("net.ipv6.conf.all.accept_dad", "0").unwrap();
         end.ip(&["addr", "add", &format!("{ip}/64"), "dev", "{}", "nodad"])
             .unwrap();
@@ -128,8 +131,16 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     }
     let uplink = link.a.name.clone();
 
-    put(&manifests, "node-a.yaml", &node_yaml("node-a", "fd00:99::1", "fd00:10:a::/64"));
-    put(&manifests, "node-b.yaml", &node_yaml("node-b", "fd00:99::2", "fd00:10:b::/64"));
+    put(
+        &manifests,
+        "node-a.yaml",
+        &node_yaml("node-a", "fd00:99::1", "fd00:10:a::/64"),
+    );
+    put(
+        &manifests,
+        "node-b.yaml",
+        &node_yaml("node-b", "fd00:99::2", "fd00:10:b::/64"),
+    );
     put(&manifests, "web.yaml", SERVICES);
 
     let log = dir.0.join("agent.log");
@@ -137,17 +148,28 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     let state = dir.0.join("state");
     let conf = dir.0.join("net.d");
     let mut cmd = node_a.command(agent.to_str().unwrap());
-    cmd.args(["--pin-root", pins.path().to_str().unwrap(), "run", "--node-name", "node-a"])
-        .args(["--manifests", manifests.to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--cni-conf-dir", conf.to_str().unwrap()])
-        .args(["--cni-bin-dir", bin.to_str().unwrap()])
-        .args(["--cni-data-dir", dir.0.join("ipam").to_str().unwrap()])
-        .args(["--metrics-listen", "[::1]:9660", "--healthz-listen", "[::]:10256"])
-        .args(["--log-level", "info,sixlane_agent=debug"])
-        .env_remove("SIXLANE_LOG")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap());
+    cmd.args([
+        "--pin-root",
+        pins.path().to_str().unwrap(),
+        "run",
+        "--node-name",
+        "node-a",
+    ])
+    .args(["--manifests", manifests.to_str().unwrap()])
+    .args(["--state-dir", state.to_str().unwrap()])
+    .args(["--cni-conf-dir", conf.to_str().unwrap()])
+    .args(["--cni-bin-dir", bin.to_str().unwrap()])
+    .args(["--cni-data-dir", dir.0.join("ipam").to_str().unwrap()])
+    .args([
+        "--metrics-listen",
+        "[::1]:9660",
+        "--healthz-listen",
+        "[::]:10256",
+    ])
+    .args(["--log-level", "info,sixlane_agent=debug"])
+    .env_remove("SIXLANE_LOG")
+    .stdout(Stdio::null())
+    .stderr(fs::File::create(&log).unwrap());
     let mut proc = ChildGuard::spawn(&mut cmd).unwrap();
 
     // The conflist: the plugin's contract, with our pod CIDR, pin root and the uplink's MTU.
@@ -181,7 +203,11 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     node_b
         .ip(&["addr", "add", "fd00:99::3/64", "dev", &link.b.name, "nodad"])
         .unwrap();
-    put(&manifests, "node-c.yaml", &node_yaml("node-c", "fd00:99::3", "fd00:10:c::/64"));
+    put(
+        &manifests,
+        "node-c.yaml",
+        &node_yaml("node-c", "fd00:99::3", "fd00:10:c::/64"),
+    );
     wait_for("the route to node-c", &log, || {
         routes().contains("fd00:10:c::/64 via fd00:99::3")
     });
@@ -192,7 +218,9 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     assert!(routes().contains("fd00:10:c::/64"), "{}", routes());
 
     // Endpoints.
-    wait_for("readiness", &log, || curl(&node_a, "http://[::1]:9660/readyz").0 == 200);
+    wait_for("readiness", &log, || {
+        curl(&node_a, "http://[::1]:9660/readyz").0 == 200
+    });
     let (code, metrics) = curl(&node_a, "http://[::1]:9660/metrics");
     assert_eq!(code, 200);
     for want in [
@@ -221,7 +249,12 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
 
     // `status` explains the node address choice.
     let out = std::process::Command::new(&agent)
-        .args(["--pin-root", pins.path().to_str().unwrap(), "--json", "status"])
+        .args([
+            "--pin-root",
+            pins.path().to_str().unwrap(),
+            "--json",
+            "status",
+        ])
         .args(["--state-dir", state.to_str().unwrap()])
         .output()
         .unwrap();
@@ -241,7 +274,11 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     assert_eq!(st["agent"]["ready"], true);
 
     // A broken manifest keeps the previous state and is counted.
-    put(&manifests, "broken.yaml", "apiVersion: v1\nkind: Service\nspec: {ports: 5}\n");
+    put(
+        &manifests,
+        "broken.yaml",
+        "apiVersion: v1\nkind: Service\nspec: {ports: 5}\n",
+    );
     wait_for("the manifest error", &log, || {
         curl(&node_a, "http://[::1]:9660/metrics")
             .1
@@ -255,7 +292,10 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     assert!(status.success(), "agent exit: {status:?}");
     for (prog, _) in layout::UPLINK_PROGRAMS {
         assert!(layout.prog(prog).exists());
-        assert!(layout.link(&uplink, prog).exists(), "link pin for {prog} gone");
+        assert!(
+            layout.link(&uplink, prog).exists(),
+            "link pin for {prog} gone"
+        );
     }
     let log_text = fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("the datapath stays loaded"), "{log_text}");

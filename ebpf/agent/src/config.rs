@@ -618,6 +618,20 @@ mod tests {
     }
 
     #[test]
+    fn the_daemonset_configmap_is_valid() {
+        use serde::Deserialize as _;
+        let text = include_str!("../../../manifests/configmap.yaml");
+        let cfg = serde_yaml_ng::Deserializer::from_str(text)
+            .map(|d| serde_json::Value::deserialize(d).unwrap())
+            .find(|d| d["metadata"]["name"] == "sixlane-agent-config")
+            .expect("sixlane-agent-config");
+        let c = Config::parse(cfg["data"]["config.yaml"].as_str().unwrap()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.source.mode, SourceMode::Kubernetes);
+        assert_eq!(c.logging.format, LogFormat::Json);
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         for yaml in [
             "nodes: {}\n",
