@@ -281,7 +281,7 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// A `tracing` filter (`info`, `sixlane_agent=debug,kube=warn`). `$SIXLANE_LOG` overrides.
     pub level: String,
-    /// Forward the eBPF programs' aya-log records (at debug level, target `sixlane::ebpf`).
+    /// Forward the eBPF programs' aya-log records (at debug level, target `sixlane_agent::ebpf`).
     pub ebpf: bool,
 }
 

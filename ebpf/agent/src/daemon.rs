@@ -87,7 +87,7 @@ impl log::Log for EbpfLogForwarder {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        debug!(target: "sixlane::ebpf", level = %record.level(), "{}", record.args());
+        debug!(target: "sixlane_agent::ebpf", level = %record.level(), "{}", record.args());
     }
     fn flush(&self) {}
 }
@@ -99,7 +99,7 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
         // stays open for as long as it is registered.
         Ok(logger) => match unsafe { AsyncFd::register(logger) } {
             Ok(mut fd) => {
-                info!("forwarding eBPF log records (debug level, target sixlane::ebpf)");
+                info!("forwarding eBPF log records (debug level, target sixlane_agent::ebpf)");
                 tokio::spawn(async move {
                     loop {
                         let Ok(mut guard) = fd.readable_mut().await else {
