@@ -177,6 +177,7 @@ pub fn run(args: &RunArgs, pin_root: &Path, sink: Box<dyn ServiceSink>) -> anyho
         daemon::Runtime {
             pins: PinLayout::new(pin_root),
             sink,
+            stop: None,
         },
     ))
 }

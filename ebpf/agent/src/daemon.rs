@@ -123,6 +123,8 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
 pub struct Runtime {
     pub pins: PinLayout,
     pub sink: Box<dyn ServiceSink>,
+    /// Ends the agent like SIGTERM does (for embedding and tests); `None`: signals only.
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 fn load_previous_address(dir: &Path) -> Option<Ipv6Addr> {
@@ -324,12 +326,17 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     let mut node_tick = tokio::time::interval(NODE_TICK);
     node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let debounce = agent.cfg.source.debounce();
+    let mut stop = rt.stop;
 
     loop {
         let sleep_until = deadline.map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM"); break; }
             _ = int.recv() => { info!("SIGINT"); break; }
+            _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => {
+                info!("stop requested");
+                break;
+            }
             batch = rx.recv() => {
                 let Some(batch) = batch else {
                     bail!("the source stopped");
