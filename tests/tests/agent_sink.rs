@@ -131,7 +131,7 @@ fn daemon_feeds_the_sink_without_zero_backend_windows() {
                 cfg,
                 daemon::Runtime {
                     pins: layout.clone(),
-                    sink: Box::new(sink.clone()),
+                    sink: daemon::sink(sink.clone()),
                     stop: Some(stop_rx),
                 },
             ));

@@ -16,7 +16,6 @@ use crate::{
     config::{Config, LogFormat, RoutingMode, SourceMode},
     daemon,
     ops::status::{self, Status},
-    sink::ServiceSink,
 };
 
 /// `sixlane-agent run`: flags override the configuration file.
@@ -160,7 +159,7 @@ fn init_logging(format: LogFormat, level: &str) {
 
 /// `sixlane-agent run` with `sink` as the service programmer. Sets up logging itself (the
 /// configuration decides its format), so `main` must not have.
-pub fn run(args: &RunArgs, pin_root: &Path, sink: Box<dyn ServiceSink>) -> anyhow::Result<()> {
+pub fn run(args: &RunArgs, pin_root: &Path, sink: daemon::SinkFactory) -> anyhow::Result<()> {
     // Everything is validated before anything is touched.
     let cfg = args.resolve()?;
     if args.check_config {

@@ -119,10 +119,21 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
     }
 }
 
+/// Builds the service sink once the datapath is loaded: it gets the loaded object (to take its
+/// maps, or find them under `Datapath::layout()`) and the metrics (to register collectors, e.g.
+/// map entry gauges). This is where the service map programmer and NAT64 are wired in.
+pub type SinkFactory =
+    Box<dyn FnOnce(&mut Datapath, &Metrics) -> anyhow::Result<Box<dyn ServiceSink>> + Send>;
+
+/// A factory for a sink that exists already.
+pub fn sink(s: impl ServiceSink + 'static) -> SinkFactory {
+    Box::new(move |_, _| Ok(Box::new(s)))
+}
+
 /// What `run` needs besides the configuration.
 pub struct Runtime {
     pub pins: PinLayout,
-    pub sink: Box<dyn ServiceSink>,
+    pub sink: SinkFactory,
     /// Ends the agent like SIGTERM does (for embedding and tests); `None`: signals only.
     pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -212,6 +223,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::new(&node, Some(pins.clone())));
+    let sink = (rt.sink)(&mut dp, &metrics).context("setting up the service sink")?;
+    info!(sink = sink.name(), "service sink ready");
     let shared = Arc::new(Shared::new(Status {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
@@ -234,7 +247,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
             RoutingMode::Static => "static".into(),
             RoutingMode::Bgp => "bgp (routes left to the BGP daemon)".into(),
         },
-        sink: rt.sink.name().into(),
+        sink: sink.name().into(),
         node_eligible: true,
         not_ready: vec!["starting".into()],
         ..Default::default()
@@ -301,7 +314,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         cfg,
         pins,
         node,
-        sink: rt.sink,
+        sink,
         metrics,
         shared,
         netlink,

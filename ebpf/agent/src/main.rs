@@ -63,7 +63,8 @@ fn main() -> ExitCode {
         return match sixlane_agent::cli::run(
             args,
             &cli.pin_root,
-            Box::new(sixlane_agent::sink::UnprogrammedSink::default()),
+            // The service map programmer replaces this at merge.
+            sixlane_agent::daemon::sink(sixlane_agent::sink::UnprogrammedSink::default()),
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
