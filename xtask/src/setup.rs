@@ -38,6 +38,9 @@ const TEST: &[&str] = &[
     "bpftool",
     "curl",
     "socat",
+    // The kind e2e dry run: shellcheck, and a venv for the pinned manifest validator (PyPI).
+    "shellcheck",
+    "python3-venv",
 ];
 const BENCH: &[&str] = &[
     "iperf3",

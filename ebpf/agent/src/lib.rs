@@ -4,11 +4,27 @@
 //! The CNI plugin uses [`tcx`] to attach the pinned programs to a pod's host veth; the agent
 //! binary and the tests use [`loader`] to load (or upgrade) the object.
 
+#[cfg(feature = "daemon")]
+pub mod cli;
+#[cfg(feature = "daemon")]
+pub mod config;
+#[cfg(feature = "daemon")]
+pub mod daemon;
 pub mod error;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "daemon")]
+pub mod node;
+#[cfg(feature = "daemon")]
+pub mod ops;
 pub mod pins;
+#[cfg(feature = "daemon")]
+pub mod reconcile;
+#[cfg(feature = "daemon")]
+pub mod sink;
+#[cfg(feature = "daemon")]
+pub mod source;
 pub mod tcx;
 
 pub use error::{Error, Result};

@@ -48,9 +48,31 @@ enum Cmd {
     Metrics,
     /// Remove every pin (maps, programs, links): the datapath and its state go away.
     Unload,
+    /// Run the node agent (DaemonSet): datapath, node setup, services, metrics.
+    Run(Box<sixlane_agent::cli::RunArgs>),
+    /// The agent's view of this node: address and why, pod CIDR, datapath, links, last reconcile.
+    Status(sixlane_agent::cli::StatusArgs),
+    /// Pod address reservations in the IPAM store.
+    Ipam(sixlane_agent::cli::IpamArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `run` sets logging up from its configuration.
+    if let Cmd::Run(args) = &cli.cmd {
+        return match sixlane_agent::cli::run(
+            args,
+            &cli.pin_root,
+            // The service map programmer replaces this at merge.
+            sixlane_agent::daemon::sink(sixlane_agent::sink::UnprogrammedSink::default()),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sixlane-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -58,7 +80,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sixlane-agent: {e:#}");
@@ -138,6 +160,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pins.remove_all()?;
             println!("removed {}", pins.root().display());
         }
+        Cmd::Run(_) => unreachable!("handled in main"),
+        Cmd::Status(args) => {
+            sixlane_agent::cli::print_status(
+                &sixlane_agent::cli::status_view(&args, &cli.pin_root),
+                cli.json,
+            )?;
+        }
+        Cmd::Ipam(args) => sixlane_agent::cli::print_ipam(&args, cli.json)?,
     }
     Ok(())
 }

@@ -33,7 +33,12 @@ pub fn observe(ctx: &TcContext, dir: Direction) -> i32 {
     });
     let reason = match parsed {
         Ok(()) => Reason::Pass,
-        Err(parse::Error::Malformed) => Reason::Malformed,
+        Err(parse::Error::Malformed) => {
+            // Rare by nature, so cheap to log; the agent forwards it at debug level (and the
+            // tests use it to prove aya-log forwarding works).
+            aya_log_ebpf::debug!(ctx, "malformed packet, {} bytes", ctx.len());
+            Reason::Malformed
+        }
         Err(parse::Error::Unsupported) => Reason::Unsupported,
     };
     count(dir, reason, ctx.len());

@@ -1,0 +1,750 @@
+//! The agent's configuration: a YAML file (see `manifests/configmap.yaml` and `docs/agent.md`),
+//! overridden by command-line flags, validated as a whole before the agent touches anything.
+//!
+//! Keys are camelCase like Kubernetes objects; unknown keys are errors (a typo must not silently
+//! fall back to a default). Every problem is reported at once, each with its key path.
+
+use std::{
+    fmt,
+    net::{Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub node: NodeConfig,
+    pub source: SourceConfig,
+    pub datapath: DatapathConfig,
+    pub services: ServicesConfig,
+    pub cni: CniConfig,
+    pub routing: RoutingConfig,
+    pub metrics: MetricsConfig,
+    pub healthz: HealthzConfig,
+    pub logging: LoggingConfig,
+    // NAT64: the lead adds `pub nat64: crate::nat64::Nat64Config` here at merge (key `nat64:`),
+    // validates it in `Config::validate` and passes its prefix/MTU to `cni::Nat64Route`.
+}
+
+/// This node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeConfig {
+    /// The Node object's name. Default: `$NODE_NAME` (the DaemonSet sets it from the downward
+    /// API), else the host name.
+    pub name: Option<String>,
+    /// Pins the node's IPv6 address (must be configured on an interface of this node). Default:
+    /// chosen automatically, see `node::address`.
+    pub address: Option<Ipv6Addr>,
+    /// The interface the uplink programs attach to. Default: the interface holding the node
+    /// address.
+    pub uplink: Option<String>,
+    /// The pod CIDR. Default: the IPv6 entry of the own Node's `spec.podCIDRs`.
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Option<Ipv6Net>,
+    /// Where the agent keeps small state across restarts (the chosen node address) and its
+    /// status file for `sixlane-agent status`.
+    pub state_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            address: None,
+            uplink: None,
+            pod_cidr: None,
+            state_dir: "/var/lib/sixlane".into(),
+        }
+    }
+}
+
+/// Where the desired state comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SourceMode {
+    /// Watch the API server (in-cluster config, or `$KUBECONFIG`).
+    #[default]
+    Kubernetes,
+    /// A directory of Kubernetes YAML (Service, EndpointSlice, Node).
+    Static,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceConfig {
+    pub mode: SourceMode,
+    /// Static mode: the manifest directory (`*.yaml`, `*.yml`, `*.json`; multi-document files).
+    pub manifest_dir: Option<PathBuf>,
+    /// Static mode: how often the directory is re-read for changes.
+    pub poll_interval_ms: u64,
+    /// Changes are applied once the sources have been quiet this long (coalesces the bursts of
+    /// EndpointSlice updates one rollout makes).
+    pub debounce_ms: u64,
+    /// A Service whose EndpointSlices all disappear keeps its previous backends this long
+    /// (slice replacement is delete + create); see `reconcile`.
+    pub slice_gap_hold_ms: u64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            mode: SourceMode::Kubernetes,
+            manifest_dir: None,
+            poll_interval_ms: 1000,
+            debounce_ms: 100,
+            slice_gap_hold_ms: 2000,
+        }
+    }
+}
+
+impl SourceConfig {
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn slice_gap_hold(&self) -> Duration {
+        Duration::from_millis(self.slice_gap_hold_ms)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatapathConfig {
+    // The pin root is the global `--pin-root` flag / `$SIXLANE_PIN_ROOT`: every subcommand and
+    // the CNI conflist must agree on it.
+    /// Replace pinned maps whose layout differs from this build (their state is lost).
+    pub replace_incompatible_maps: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServicesConfig {
+    /// This proxy's `service.kubernetes.io/service-proxy-name`. Services labelled with another
+    /// name are left to that proxy; unlabelled ones are ours (kube-proxy semantics).
+    pub proxy_name: Option<String>,
+}
+
+/// How pods use the datapath (the CNI plugin's `dataplane` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Dataplane {
+    /// Pod creation fails when the datapath is not loaded.
+    #[default]
+    Required,
+    /// Pods get plumbing without programs when the datapath is missing.
+    Optional,
+    /// Never attach programs to pods.
+    Off,
+}
+
+impl Dataplane {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Required => "required",
+            Dataplane::Optional => "optional",
+            Dataplane::Off => "off",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CniConfig {
+    /// Where the conflist is written (kubelet/containerd read it from here).
+    pub conf_dir: PathBuf,
+    /// The conflist's file name; sorts first so the runtime picks it.
+    pub conf_name: String,
+    /// Where the `sixlane` and `sixlane-ipam` binaries must be installed (by the DaemonSet's
+    /// init container).
+    pub bin_dir: PathBuf,
+    /// Fail when the binaries are missing (off only for tests and manual setups).
+    pub check_binaries: bool,
+    /// host-local-format IPAM store.
+    pub data_dir: PathBuf,
+    /// Pod interface MTU. Default: the uplink's MTU.
+    pub mtu: Option<u32>,
+    pub dataplane: Dataplane,
+    pub log_file: PathBuf,
+    pub log_level: String,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        Self {
+            conf_dir: "/etc/cni/net.d".into(),
+            conf_name: "10-sixlane.conflist".into(),
+            bin_dir: "/opt/cni/bin".into(),
+            check_binaries: true,
+            data_dir: "/var/lib/cni/networks".into(),
+            mtu: None,
+            dataplane: Dataplane::Required,
+            log_file: "/var/log/sixlane-cni.log".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// How traffic reaches other nodes' pods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoutingMode {
+    /// A route per remote node: its pod CIDR via its InternalIP (all nodes on one link).
+    #[default]
+    Static,
+    /// A BGP daemon (bird, FRR, kube-router) announces pod CIDRs; the agent installs nothing
+    /// and leaves routes of other protocols alone.
+    Bgp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RoutingConfig {
+    pub mode: RoutingMode,
+    /// The `rtm_protocol` marking the agent's routes, so a restarted agent finds (and removes
+    /// stale) routes of its own and never touches anyone else's.
+    pub protocol: u8,
+    /// Routing table for pod CIDR routes (254 = main).
+    pub table: u32,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            mode: RoutingMode::Static,
+            protocol: DEFAULT_RT_PROTOCOL,
+            table: 254,
+        }
+    }
+}
+
+/// `rtm_protocol` of sixlane's routes (not in iproute2's `rt_protos` list of assigned values).
+pub const DEFAULT_RT_PROTOCOL: u8 = 0x6c;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// Prometheus `/metrics`, `/healthz`, `/readyz` and `/status`. `null` disables.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 9660))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthzConfig {
+    /// kube-proxy-compatible healthz (`/healthz`, `/livez`). `null` disables.
+    pub kube_proxy_listen: Option<SocketAddr>,
+    /// Serve `healthCheckNodePort` for `externalTrafficPolicy: Local` services.
+    pub health_check_node_ports: bool,
+    /// Address the healthCheckNodePort servers bind.
+    pub node_port_address: Ipv6Addr,
+    /// kube-proxy's `healthzTimeout`: unhealthy when a change has waited longer than this.
+    pub stale_after_ms: u64,
+}
+
+impl Default for HealthzConfig {
+    fn default() -> Self {
+        Self {
+            kube_proxy_listen: Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 10256))),
+            health_check_node_ports: true,
+            node_port_address: Ipv6Addr::UNSPECIFIED,
+            stale_after_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `sixlane_agent=debug,kube=warn`). `$SIXLANE_LOG` overrides.
+    pub level: String,
+    /// Forward the eBPF programs' aya-log records (at debug level, target `sixlane_agent::ebpf`).
+    pub ebpf: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            ebpf: true,
+        }
+    }
+}
+
+/// One validation problem: the key and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// Reads and parses (not yet validates) a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, serde_yaml_ng::Error> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml_ng::from_str(text)
+    }
+
+    /// Checks everything that can be checked without touching the system; all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let mut bad = |key: &'static str, message: String| p.push(Problem { key, message });
+
+        if let Some(name) = &self.node.name
+            && !is_dns_subdomain(name)
+        {
+            bad(
+                "node.name",
+                format!("{name:?} is not a valid Kubernetes node name (a DNS subdomain)"),
+            );
+        }
+        if let Some(a) = self.node.address
+            && let Some(why) = unusable_node_address(a)
+        {
+            bad("node.address", format!("{a} is {why}"));
+        }
+        if let Some(u) = &self.node.uplink
+            && !is_ifname(u)
+        {
+            bad(
+                "node.uplink",
+                format!("{u:?} is not an interface name (1-15 bytes, no '/', ':' or spaces)"),
+            );
+        }
+        if let Some(net) = self.node.pod_cidr {
+            if net != net.trunc() {
+                bad(
+                    "node.podCIDR",
+                    format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                );
+            }
+            if net.prefix_len() > 120 {
+                bad(
+                    "node.podCIDR",
+                    format!("{net} is too small for pods (use /120 or larger, /64 is usual)"),
+                );
+            }
+            if unusable_node_address(net.network()).is_some() && !is_ula(net.network()) {
+                bad(
+                    "node.podCIDR",
+                    format!("{net} is not a global or ULA unicast range"),
+                );
+            }
+        }
+        if !self.node.state_dir.is_absolute() {
+            bad(
+                "node.stateDir",
+                format!("{} must be absolute", self.node.state_dir.display()),
+            );
+        }
+
+        match (self.source.mode, &self.source.manifest_dir) {
+            (SourceMode::Static, None) => bad(
+                "source.manifestDir",
+                "required when source.mode is static".into(),
+            ),
+            (SourceMode::Kubernetes, Some(_)) => bad(
+                "source.manifestDir",
+                "only used when source.mode is static".into(),
+            ),
+            _ => {}
+        }
+        if !(10..=60_000).contains(&self.source.poll_interval_ms) {
+            bad(
+                "source.pollIntervalMs",
+                format!("{} is outside 10..=60000", self.source.poll_interval_ms),
+            );
+        }
+        if self.source.debounce_ms > 10_000 {
+            bad(
+                "source.debounceMs",
+                format!(
+                    "{} delays every change by more than 10 s",
+                    self.source.debounce_ms
+                ),
+            );
+        }
+        if self.source.slice_gap_hold_ms > 60_000 {
+            bad(
+                "source.sliceGapHoldMs",
+                format!("{} is above 60000", self.source.slice_gap_hold_ms),
+            );
+        }
+        if let Some(name) = &self.services.proxy_name
+            && (name.is_empty() || name.len() > 63 || !is_label_value(name))
+        {
+            bad(
+                "services.proxyName",
+                format!("{name:?} is not a valid label value"),
+            );
+        }
+
+        for (key, dir) in [
+            ("cni.confDir", &self.cni.conf_dir),
+            ("cni.binDir", &self.cni.bin_dir),
+            ("cni.dataDir", &self.cni.data_dir),
+            ("cni.logFile", &self.cni.log_file),
+        ] {
+            if !dir.is_absolute() {
+                bad(key, format!("{} must be absolute", dir.display()));
+            }
+        }
+        let name = &self.cni.conf_name;
+        if name.contains('/') || !name.ends_with(".conflist") || name.starts_with('.') {
+            bad(
+                "cni.confName",
+                format!("{name:?} must be a plain file name ending in .conflist"),
+            );
+        }
+        if let Some(mtu) = self.cni.mtu
+            && !(1280..=65535).contains(&mtu)
+        {
+            bad(
+                "cni.mtu",
+                format!("{mtu} is outside 1280 (IPv6's minimum link MTU)..=65535"),
+            );
+        }
+        if !["debug", "info", "warn", "error"].contains(&self.cni.log_level.as_str()) {
+            bad(
+                "cni.logLevel",
+                format!(
+                    "{:?} is not one of debug, info, warn, error",
+                    self.cni.log_level
+                ),
+            );
+        }
+
+        if matches!(self.routing.protocol, 0..=4) {
+            bad(
+                "routing.protocol",
+                format!(
+                    "{} is reserved for the kernel (use a value above 4, e.g. the default {DEFAULT_RT_PROTOCOL})",
+                    self.routing.protocol
+                ),
+            );
+        }
+        if self.routing.table == 0 || self.routing.table == 255 {
+            bad(
+                "routing.table",
+                format!(
+                    "{} is not a usable table (255 is local, 0 unspecified)",
+                    self.routing.table
+                ),
+            );
+        }
+
+        if let (Some(m), Some(h)) = (self.metrics.listen, self.healthz.kube_proxy_listen)
+            && m.port() == h.port()
+            && m.port() != 0
+        {
+            bad(
+                "healthz.kubeProxyListen",
+                format!("port {} is also metrics.listen's", h.port()),
+            );
+        }
+        if self.healthz.stale_after_ms < 1000 {
+            bad(
+                "healthz.staleAfterMs",
+                format!(
+                    "{} is shorter than a second; healthz would flap",
+                    self.healthz.stale_after_ms
+                ),
+            );
+        }
+
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.logging.level) {
+            bad(
+                "logging.level",
+                format!("{:?} is not a tracing filter: {e}", self.logging.level),
+            );
+        }
+
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p))
+        }
+    }
+}
+
+/// Why `a` cannot be a node (or pod) address, if it cannot.
+pub fn unusable_node_address(a: Ipv6Addr) -> Option<&'static str> {
+    let s = a.segments();
+    if a.is_unspecified() {
+        Some("the unspecified address")
+    } else if a.is_loopback() {
+        Some("the loopback address")
+    } else if a.is_multicast() {
+        Some("a multicast address")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("link-local (other nodes cannot route to it; kubernetes#130409)")
+    } else if a.to_ipv4_mapped().is_some() {
+        Some("an IPv4-mapped address")
+    } else if s[0] & 0xfe00 != 0xfc00 && s[0] & 0xe000 != 0x2000 {
+        Some("neither global unicast (2000::/3) nor ULA (fc00::/7)")
+    } else {
+        None
+    }
+}
+
+pub fn is_ula(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xfe00 == 0xfc00
+}
+
+/// An IPv6 network from a Kubernetes field (`podCIDRs` entries); IPv4 ones give `None`.
+pub fn ipv6_net(s: &str) -> Option<Ipv6Net> {
+    match s.parse::<IpNet>().ok()? {
+        IpNet::V6(n) => Some(n),
+        IpNet::V4(_) => None,
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+pub fn is_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && !s
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match Config::parse(yaml).unwrap().validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default_and_valid() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(Config::parse("{}\n").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_configmap_example_is_valid() {
+        let text = include_str!("../../../manifests/config.example.yaml");
+        let c = Config::parse(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.routing.mode, RoutingMode::Static);
+    }
+
+    #[test]
+    fn the_daemonset_configmap_is_valid() {
+        use serde::Deserialize as _;
+        let text = include_str!("../../../manifests/configmap.yaml");
+        let cfg = serde_yaml_ng::Deserializer::from_str(text)
+            .map(|d| serde_json::Value::deserialize(d).unwrap())
+            .find(|d| d["metadata"]["name"] == "sixlane-agent-config")
+            .expect("sixlane-agent-config");
+        let c = Config::parse(cfg["data"]["config.yaml"].as_str().unwrap()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.source.mode, SourceMode::Kubernetes);
+        assert_eq!(c.logging.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for yaml in [
+            "nodes: {}\n",
+            "node:\n  adress: fd00::1\n",
+            "cni:\n  mtu: 1500\n  conf_dir: /x\n",
+            "routing:\n  mode: ospf\n",
+        ] {
+            let e = Config::parse(yaml).unwrap_err().to_string();
+            assert!(
+                e.contains("unknown field") || e.contains("unknown variant"),
+                "{yaml}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_table() {
+        // (yaml, substrings every one of which must appear in some problem; empty = valid)
+        let table: &[(&str, &[&str])] = &[
+            ("node:\n  address: fd00::10\n", &[]),
+            (
+                "node:\n  address: fe80::1\n",
+                &["node.address: fe80::1 is link-local"],
+            ),
+            ("node:\n  address: '::1'\n", &["loopback"]),
+            ("node:\n  address: ff02::1\n", &["multicast"]),
+            ("node:\n  address: '::ffff:192.0.2.1'\n", &["IPv4-mapped"]),
+            ("node:\n  address: 'fec0::1'\n", &["neither global"]),
+            ("node:\n  name: Node_1\n", &["node.name"]),
+            ("node:\n  uplink: eth0:1\n", &["node.uplink"]),
+            ("node:\n  uplink: averyveryverylongname\n", &["node.uplink"]),
+            ("node:\n  podCIDR: fd00:10:1::/64\n", &[]),
+            (
+                "node:\n  podCIDR: fd00:10:1::5/64\n",
+                &["host bits set (did you mean fd00:10:1::/64?)"],
+            ),
+            ("node:\n  podCIDR: fd00:10:1::/124\n", &["too small"]),
+            ("node:\n  stateDir: var/lib\n", &["node.stateDir"]),
+            (
+                "source:\n  mode: static\n",
+                &["source.manifestDir: required"],
+            ),
+            (
+                "source:\n  mode: static\n  manifestDir: /etc/sixlane/manifests\n",
+                &[],
+            ),
+            ("source:\n  manifestDir: /x\n", &["only used when"]),
+            ("source:\n  pollIntervalMs: 0\n", &["source.pollIntervalMs"]),
+            ("source:\n  debounceMs: 20000\n", &["source.debounceMs"]),
+            ("services:\n  proxyName: sixlane\n", &[]),
+            ("services:\n  proxyName: '-bad'\n", &["services.proxyName"]),
+            ("cni:\n  mtu: 1000\n", &["cni.mtu: 1000 is outside 1280"]),
+            ("cni:\n  mtu: 9000\n", &[]),
+            ("cni:\n  confDir: etc/cni\n", &["cni.confDir"]),
+            ("cni:\n  confName: sixlane.conf\n", &["cni.confName"]),
+            ("cni:\n  confName: ../x.conflist\n", &["cni.confName"]),
+            ("cni:\n  logLevel: trace\n", &["cni.logLevel"]),
+            ("cni:\n  dataplane: optional\n", &[]),
+            ("routing:\n  mode: bgp\n", &[]),
+            (
+                "routing:\n  protocol: 2\n",
+                &["routing.protocol: 2 is reserved"],
+            ),
+            ("routing:\n  table: 255\n", &["routing.table"]),
+            (
+                "metrics:\n  listen: '[::]:10256'\n",
+                &["healthz.kubeProxyListen: port 10256"],
+            ),
+            ("metrics:\n  listen: null\n", &[]),
+            ("healthz:\n  staleAfterMs: 10\n", &["healthz.staleAfterMs"]),
+            (
+                "logging:\n  format: json\n  level: 'sixlane_agent=debug'\n",
+                &[],
+            ),
+            ("logging:\n  level: 'a=b=c'\n", &["logging.level"]),
+            (
+                // Several problems are all reported.
+                "node:\n  address: fe80::1\ncni:\n  mtu: 100\nrouting:\n  protocol: 0\n",
+                &["node.address", "cni.mtu", "routing.protocol"],
+            ),
+        ];
+        for (yaml, want) in table {
+            let got = problems(yaml);
+            if want.is_empty() {
+                assert!(got.is_empty(), "{yaml:?} should be valid, got {got:?}");
+            }
+            for w in *want {
+                assert!(
+                    got.iter().any(|g| g.contains(w)),
+                    "{yaml:?}: expected a problem containing {w:?}, got {got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_error_lists_every_problem() {
+        let e = Config::parse("cni:\n  mtu: 100\nrouting:\n  table: 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid configuration:\n  - cni.mtu"), "{e}");
+        assert!(e.contains("\n  - routing.table"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_net_filters_ipv4() {
+        assert_eq!(
+            ipv6_net("fd00:10::/64"),
+            Some("fd00:10::/64".parse().unwrap())
+        );
+        assert_eq!(ipv6_net("10.0.0.0/24"), None);
+        assert_eq!(ipv6_net("bogus"), None);
+    }
+}

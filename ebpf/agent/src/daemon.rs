@@ -1,0 +1,709 @@
+//! `sixlane-agent run`: the node agent.
+//!
+//! Order: configuration validated (by the caller) → datapath loaded and pinned links upgraded →
+//! sources started and listed once → node address chosen → uplink programs attached → pod
+//! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile → service
+//! sink → routes → healthCheckNodePort servers → status.
+//!
+//! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
+//! detached, the conflist stays, and the next agent picks the pins up (`upgrade_links`).
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use aya::programs::TcAttachType;
+use ipnet::Ipv6Net;
+use sixlane_common::layout::{self, Hook};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    PinLayout,
+    config::{Config, RoutingMode, SourceMode},
+    loader::{Datapath, LoadOptions},
+    model::DesiredState,
+    node::{
+        address::{self, Choice},
+        cni,
+        netlink::{self, RouteTable},
+    },
+    ops::{
+        http::{self, Ctx, NodePortServers},
+        metrics::{KindLabel, Metrics},
+        status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
+    },
+    reconcile::{NodeInfo, Params, Reconciler, Snapshot},
+    sink::ServiceSink,
+    source::{
+        manifests,
+        store::{Change, Kind, Store},
+    },
+};
+
+/// The sink is re-applied this often even without changes (level-based healing of map drift).
+const RESYNC: Duration = Duration::from_secs(300);
+/// Node-level checks (addresses, conflist, routes) run at least this often.
+const NODE_TICK: Duration = Duration::from_secs(30);
+/// A continuous stream of changes still gets applied at least this often.
+const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(1);
+const PREVIOUS_ADDRESS_FILE: &str = "node-address";
+
+/// The node name: config, `$NODE_NAME`, or the host name.
+pub fn node_name(cfg: &Config) -> anyhow::Result<String> {
+    if let Some(n) = &cfg.node.name {
+        return Ok(n.clone());
+    }
+    if let Ok(n) = std::env::var("NODE_NAME")
+        && !n.is_empty()
+    {
+        return Ok(n);
+    }
+    let h = nix::unistd::gethostname().context("reading the host name")?;
+    Ok(h.to_string_lossy().to_lowercase())
+}
+
+fn hook(h: Hook) -> TcAttachType {
+    match h {
+        Hook::Ingress => TcAttachType::Ingress,
+        Hook::Egress => TcAttachType::Egress,
+    }
+}
+
+/// Forwards aya-log records from the eBPF programs to tracing at debug level.
+struct EbpfLogForwarder;
+
+impl log::Log for EbpfLogForwarder {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        debug!(target: "sixlane_agent::ebpf", level = %record.level(), "{}", record.args());
+    }
+    fn flush(&self) {}
+}
+
+/// Starts forwarding the datapath's aya-log records, if the object has any log statements.
+fn forward_ebpf_logs(dp: &mut Datapath) {
+    match aya_log::EbpfLogger::init_with_logger(dp.ebpf_mut(), EbpfLogForwarder) {
+        // SAFETY: the logger owns the ring buffer's fd, and the AsyncFd owns the logger: the fd
+        // stays open for as long as it is registered.
+        Ok(logger) => match unsafe { AsyncFd::register(logger) } {
+            Ok(mut fd) => {
+                info!("forwarding eBPF log records (debug level, target sixlane_agent::ebpf)");
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(mut guard) = fd.readable_mut().await else {
+                            return;
+                        };
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot poll the eBPF log ring buffer"),
+        },
+        Err(aya_log::Error::MapNotFound) => {
+            info!("the datapath has no log statements; nothing to forward");
+        }
+        Err(e) => warn!(error = %e, "eBPF log forwarding unavailable"),
+    }
+}
+
+/// Builds the service sink once the datapath is loaded: it gets the loaded object (to take its
+/// maps, or find them under `Datapath::layout()`) and the metrics (to register collectors, e.g.
+/// map entry gauges). This is where the service map programmer and NAT64 are wired in.
+pub type SinkFactory =
+    Box<dyn FnOnce(&mut Datapath, &Metrics) -> anyhow::Result<Box<dyn ServiceSink>> + Send>;
+
+/// A factory for a sink that exists already.
+pub fn sink(s: impl ServiceSink + 'static) -> SinkFactory {
+    Box::new(move |_, _| Ok(Box::new(s)))
+}
+
+/// What `run` needs besides the configuration.
+pub struct Runtime {
+    pub pins: PinLayout,
+    pub sink: SinkFactory,
+    /// Ends the agent like SIGTERM does (for embedding and tests); `None`: signals only.
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+fn load_previous_address(dir: &Path) -> Option<Ipv6Addr> {
+    std::fs::read_to_string(dir.join(PREVIOUS_ADDRESS_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
+    let mut r = Vec::new();
+    if !s.datapath_loaded {
+        r.push("datapath not loaded".into());
+    }
+    for k in Kind::ALL {
+        if !store.synced(k) {
+            r.push(format!("{} not listed yet", k.name()));
+        }
+    }
+    if s.node_address.is_none() {
+        r.push("no node address".into());
+    }
+    if s.links.is_empty() {
+        r.push("uplink programs not attached".into());
+    }
+    if s.pod_cidr.is_none() {
+        r.push("no pod CIDR (Node spec.podCIDRs empty and node.podCIDR unset)".into());
+    }
+    if s.conflist.is_none() {
+        r.push("CNI configuration not written".into());
+    }
+    if s.last_reconcile.as_ref().is_none_or(|l| l.error.is_some()) {
+        r.push("services not applied yet".into());
+    }
+    r
+}
+
+struct Agent {
+    cfg: Config,
+    pins: PinLayout,
+    node: String,
+    sink: Box<dyn ServiceSink>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    netlink: rtnetlink::Handle,
+    routes: Option<RouteTable>,
+    store: Store,
+    reconciler: Reconciler,
+    dp: Datapath,
+    choice: Option<Choice>,
+    uplink: Option<String>,
+    pod_cidr: Option<(Ipv6Net, String)>,
+    hc: NodePortServers,
+    last_applied: Option<DesiredState>,
+    last_apply_at: Option<Instant>,
+    apply_failed: bool,
+    last_nodes: Option<Vec<NodeInfo>>,
+}
+
+pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let node = node_name(&cfg)?;
+    let pins = rt.pins;
+    info!(node = %node, pin_root = %pins.root().display(), source = ?cfg.source.mode, "sixlane-agent starting");
+
+    // Datapath first: pods created from here on find programs to attach.
+    let mut dp = Datapath::load(
+        &pins,
+        &LoadOptions {
+            replace_incompatible_maps: cfg.datapath.replace_incompatible_maps,
+            ..Default::default()
+        },
+    )
+    .context("loading the datapath")?;
+    let report = dp.upgrade_links().context("upgrading pinned links")?;
+    info!(
+        replaced = report.replaced,
+        current = report.current,
+        removed = report.removed,
+        "pinned links now run this build's programs"
+    );
+    if cfg.logging.ebpf {
+        forward_ebpf_logs(&mut dp);
+    }
+
+    let metrics = Arc::new(Metrics::new(&node, Some(pins.clone())));
+    let sink = (rt.sink)(&mut dp, &metrics).context("setting up the service sink")?;
+    info!(sink = sink.name(), "service sink ready");
+    let shared = Arc::new(Shared::new(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: status::unix_now(),
+        node: node.clone(),
+        source: match cfg.source.mode {
+            SourceMode::Kubernetes => "kubernetes".into(),
+            SourceMode::Static => format!(
+                "static ({})",
+                cfg.source
+                    .manifest_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+        },
+        pin_root: pins.root().to_owned(),
+        datapath_loaded: true,
+        routing: match cfg.routing.mode {
+            RoutingMode::Static => "static".into(),
+            RoutingMode::Bgp => "bgp (routes left to the BGP daemon)".into(),
+        },
+        sink: sink.name().into(),
+        node_eligible: true,
+        not_ready: vec!["starting".into()],
+        ..Default::default()
+    }));
+
+    let ctx = Ctx {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        started,
+        stale_after: Duration::from_millis(cfg.healthz.stale_after_ms),
+    };
+    let mut servers = Vec::new();
+    if let Some(addr) = cfg.metrics.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics.listen {addr}"))?;
+        info!(%addr, "serving /metrics /healthz /readyz /status");
+        servers.push(http::serve(l, http::metrics_handler(ctx.clone())));
+    }
+    if let Some(addr) = cfg.healthz.kube_proxy_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding healthz.kubeProxyListen {addr}"))?;
+        info!(%addr, "serving kube-proxy-compatible /healthz");
+        servers.push(http::serve(l, http::kube_proxy_handler(ctx.clone())));
+    }
+
+    // Sources.
+    let (tx, mut rx) = mpsc::channel::<Vec<Change>>(256);
+    let source_task = match cfg.source.mode {
+        SourceMode::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the API server (in-cluster config or $KUBECONFIG)")?;
+            tokio::spawn(crate::source::kube::watch_all(client, tx, metrics.clone()))
+        }
+        SourceMode::Static => {
+            let dir = cfg.source.manifest_dir.clone().expect("validated");
+            let m = metrics.clone();
+            tokio::spawn(manifests::watch(
+                dir,
+                cfg.source.poll_interval(),
+                tx,
+                move |e| {
+                    m.manifest_errors.inc();
+                    error!(error = %e, "manifest directory not applied; previous state kept");
+                },
+            ))
+        }
+    };
+
+    let netlink = netlink::connect().context("opening rtnetlink")?;
+    let routes = (cfg.routing.mode == RoutingMode::Static)
+        .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table));
+    let reconciler = Reconciler::new(
+        Params {
+            node_name: node.clone(),
+            proxy_name: cfg.services.proxy_name.clone(),
+            local_addresses: vec![],
+        },
+        cfg.source.slice_gap_hold(),
+    );
+    let mut agent = Agent {
+        cfg,
+        pins,
+        node,
+        sink,
+        metrics,
+        shared,
+        netlink,
+        routes,
+        store: Store::default(),
+        reconciler,
+        dp,
+        choice: None,
+        uplink: None,
+        pod_cidr: None,
+        hc: NodePortServers::default(),
+        last_applied: None,
+        last_apply_at: None,
+        apply_failed: false,
+        last_nodes: None,
+    };
+
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut deadline: Option<Instant> = None;
+    let mut first_change: Option<Instant> = None;
+    let mut node_tick = tokio::time::interval(NODE_TICK);
+    node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let debounce = agent.cfg.source.debounce();
+    let mut stop = rt.stop;
+
+    loop {
+        let sleep_until = deadline.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM"); break; }
+            _ = int.recv() => { info!("SIGINT"); break; }
+            _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => {
+                info!("stop requested");
+                break;
+            }
+            batch = rx.recv() => {
+                let Some(batch) = batch else {
+                    bail!("the source stopped");
+                };
+                let mut changed = false;
+                for c in batch {
+                    changed |= agent.store.apply(c);
+                }
+                for k in Kind::ALL {
+                    agent.metrics.objects.get_or_create(&KindLabel { kind: k.name().into() })
+                        .set(agent.store.len(k) as i64);
+                }
+                if changed {
+                    let now = Instant::now();
+                    agent.shared.mark_pending(now);
+                    let first = *first_change.get_or_insert(now);
+                    deadline = Some((now + debounce).min(first + MAX_DEBOUNCE_DELAY));
+                }
+            }
+            _ = async { tokio::time::sleep_until(sleep_until.expect("guarded")).await }, if sleep_until.is_some() => {
+                first_change = None;
+                deadline = agent.reconcile().await;
+            }
+            _ = node_tick.tick() => {
+                if agent.store.all_synced() {
+                    agent.node_setup().await;
+                    if agent.last_apply_at.is_none_or(|t| t.elapsed() >= RESYNC) || agent.apply_failed {
+                        deadline = deadline.or(Some(Instant::now()));
+                    }
+                }
+            }
+        }
+    }
+
+    source_task.abort();
+    for s in servers {
+        s.abort();
+    }
+    agent.shared.update(|s| {
+        s.not_ready = vec!["agent stopped".into()];
+    });
+    agent.write_status();
+    info!(
+        "stopped; the datapath stays loaded (pins under {}), pods keep working",
+        agent.pins.root().display()
+    );
+    Ok(())
+}
+
+impl Agent {
+    /// Chooses the node address, attaches the uplink programs, writes the conflist. Idempotent;
+    /// runs after the first complete listing and then periodically.
+    async fn node_setup(&mut self) {
+        let me = NodeInfo::from_node_list(&self.store, &self.node);
+        // Address.
+        match netlink::local_addrs(&self.netlink).await {
+            Ok(locals) => {
+                let inputs = address::Inputs {
+                    configured: self.cfg.node.address,
+                    reported: me
+                        .as_ref()
+                        .map(|n| n.internal_ips.clone())
+                        .unwrap_or_default(),
+                    previous: self
+                        .choice
+                        .as_ref()
+                        .map(|c| c.addr)
+                        .or_else(|| load_previous_address(&self.cfg.node.state_dir)),
+                    uplink: self.cfg.node.uplink.clone(),
+                };
+                match address::choose(&locals, &inputs) {
+                    Ok(c) => {
+                        if self.choice.as_ref().map(|o| o.addr) != Some(c.addr) {
+                            info!(address = %c.addr, interface = %c.interface, reason = %c.reason, "node address chosen");
+                            for r in &c.rejected {
+                                debug!(address = %r.addr, why = %r.why, "not used as node address");
+                            }
+                            let _ = std::fs::create_dir_all(&self.cfg.node.state_dir);
+                            if let Err(e) = cni::write_atomic(
+                                &self.cfg.node.state_dir.join(PREVIOUS_ADDRESS_FILE),
+                                format!("{}\n", c.addr).as_bytes(),
+                            ) {
+                                warn!(error = %e, "cannot remember the node address");
+                            }
+                        }
+                        self.reconciler.set_local_addresses(vec![c.addr]);
+                        self.choice = Some(c);
+                    }
+                    Err(e) => error!(error = %e, "no node address"),
+                }
+            }
+            Err(e) => error!(error = %e, "reading local addresses"),
+        }
+
+        // Uplink programs.
+        let uplink = self
+            .cfg
+            .node
+            .uplink
+            .clone()
+            .or_else(|| self.choice.as_ref().map(|c| c.interface.clone()));
+        if let Some(up) = uplink {
+            let mut ok = true;
+            for (prog, h) in layout::UPLINK_PROGRAMS {
+                match self.dp.attach(prog, &up, hook(h)) {
+                    Ok(what) => {
+                        if self.uplink.as_deref() != Some(up.as_str()) {
+                            info!(uplink = %up, program = prog, ?what, "uplink program attached");
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        error!(uplink = %up, program = prog, error = %e, "cannot attach uplink program");
+                    }
+                }
+            }
+            if ok {
+                self.uplink = Some(up);
+            }
+        }
+
+        // Pod CIDR and conflist.
+        self.pod_cidr = match (
+            self.cfg.node.pod_cidr,
+            me.as_ref().and_then(|n| n.pod_cidrs.first()),
+        ) {
+            (Some(c), _) => Some((c, "config node.podCIDR".into())),
+            (None, Some(c)) => Some((*c, "Node spec.podCIDRs".into())),
+            (None, None) => {
+                warn!(node = %self.node, "no IPv6 pod CIDR yet (Node spec.podCIDRs, or set node.podCIDR)");
+                None
+            }
+        };
+        let mut conflist = None;
+        if let Some((cidr, _)) = self.pod_cidr {
+            let bins = if self.cfg.cni.check_binaries {
+                cni::check_binaries(&self.cfg.cni.bin_dir)
+            } else {
+                Ok(())
+            };
+            match bins {
+                Err(e) => error!(error = %e, "CNI plugin missing; conflist not written"),
+                Ok(()) => {
+                    let mtu = match (self.cfg.cni.mtu, &self.uplink) {
+                        (Some(m), _) => Some(m),
+                        (None, Some(up)) => netlink::link_mtu(&self.netlink, up).await.ok(),
+                        (None, None) => None,
+                    };
+                    match mtu {
+                        None => warn!(
+                            "pod MTU unknown (no uplink yet and cni.mtu unset); conflist not written"
+                        ),
+                        Some(mtu) => {
+                            let inputs = cni::Inputs {
+                                cni: &self.cfg.cni,
+                                pod_cidr: cidr,
+                                mtu,
+                                pin_root: self.pins.root(),
+                                // NAT64: at merge, `Some(Nat64Route { prefix, mtu, advmss })`
+                                // from `self.cfg.nat64`.
+                                nat64: None,
+                            };
+                            match cni::install(&inputs) {
+                                Ok((path, wrote)) => {
+                                    if wrote {
+                                        info!(path = %path.display(), pod_cidr = %cidr, mtu, "CNI configuration written");
+                                    }
+                                    conflist = Some(path);
+                                }
+                                Err(e) => error!(error = %e, "writing the CNI configuration"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        let links: Vec<LinkRow> = self
+            .pins
+            .links()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(ifname, _, _)| Some(ifname) == self.uplink.as_ref())
+            .map(|(interface, program, _)| LinkRow { interface, program })
+            .collect();
+        let choice = self.choice.clone();
+        let uplink = self.uplink.clone();
+        let pod = self.pod_cidr.clone();
+        let eligible = me.as_ref().is_none_or(|n| !n.leaving);
+        self.shared.update(|s| {
+            s.node_address = choice;
+            s.uplink = uplink;
+            s.pod_cidr = pod.as_ref().map(|p| p.0.to_string());
+            s.pod_cidr_source = pod.map(|p| p.1);
+            s.conflist = conflist;
+            s.links = links;
+            s.node_eligible = eligible;
+        });
+        self.refresh_ready();
+    }
+
+    fn refresh_ready(&self) {
+        let st = self.shared.status();
+        let reasons = node_ready_reasons(&st, &self.store);
+        self.shared.update(|s| s.not_ready = reasons);
+        self.write_status();
+    }
+
+    fn write_status(&self) {
+        if let Err(e) = status::write_file(&self.cfg.node.state_dir, &self.shared.status()) {
+            debug!(error = %e, "writing the status file");
+        }
+    }
+
+    /// One reconcile. Returns when to run again (a held Service's grace ends, or a retry).
+    async fn reconcile(&mut self) -> Option<Instant> {
+        let t0 = Instant::now();
+        if self.choice.is_none() && self.store.all_synced() {
+            // First complete listing: set the node up before publishing anything.
+            self.node_setup().await;
+        }
+        let out = self.reconciler.run(&self.store, t0)?;
+        let Snapshot { desired, nodes, .. } = &out.snapshot;
+
+        let changed = self.last_applied.as_ref() != Some(desired);
+        let resync = self.last_apply_at.is_none_or(|t| t.elapsed() >= RESYNC);
+        let mut error = None;
+        if changed || resync || self.apply_failed {
+            match self.sink.apply(desired) {
+                Ok(()) => {
+                    if changed {
+                        info!(
+                            services = desired.services.len(),
+                            held = out.held.len(),
+                            "desired state applied"
+                        );
+                    }
+                    self.last_applied = Some(desired.clone());
+                    self.last_apply_at = Some(Instant::now());
+                    self.apply_failed = false;
+                }
+                Err(e) => {
+                    self.metrics.reconcile_errors.inc();
+                    error!(sink = self.sink.name(), error = %e, "applying the desired state failed; retrying");
+                    error = Some(e.to_string());
+                    self.apply_failed = true;
+                }
+            }
+        }
+
+        // Routes, when the node set changed.
+        let mut route_rows = None;
+        if self.last_nodes.as_ref() != Some(nodes) || changed {
+            self.last_nodes = Some(nodes.clone());
+            if NodeInfo::from_node_list(&self.store, &self.node).is_some_and(|me| {
+                me.pod_cidrs.first().copied() != self.pod_cidr.as_ref().map(|p| p.0)
+            }) {
+                self.node_setup().await;
+            }
+            if let Some(rt) = &self.routes {
+                let (want, warnings) =
+                    netlink::desired_routes(nodes, &self.node, self.pod_cidr.as_ref().map(|p| p.0));
+                for w in warnings {
+                    debug!("{w}");
+                }
+                let (_, errors) = rt.sync(&want).await;
+                for e in &errors {
+                    self.metrics.route_errors.inc();
+                    warn!(error = %e, "route update");
+                }
+                self.metrics.routes.set(want.len() as i64);
+                route_rows = Some(
+                    want.iter()
+                        .map(|r| RouteRow {
+                            node: r.node.clone(),
+                            dst: r.dst.to_string(),
+                            via: r.via.to_string(),
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let eligible = nodes
+                .iter()
+                .find(|n| n.name == self.node)
+                .is_none_or(|n| !n.leaving);
+            self.shared.update(|s| s.node_eligible = eligible);
+        }
+
+        // healthCheckNodePort servers.
+        let hc = http::health_check_ports(desired);
+        if self.cfg.healthz.health_check_node_ports {
+            let ports: Vec<u16> = hc.keys().copied().collect();
+            self.hc
+                .sync(&self.shared, self.cfg.healthz.node_port_address, ports)
+                .await;
+        }
+        self.shared.set_local_endpoints(hc);
+
+        let backends: usize = desired
+            .services
+            .values()
+            .flat_map(|s| &s.ports)
+            .map(|p| p.backends.len())
+            .sum();
+        self.metrics.services.set(desired.services.len() as i64);
+        self.metrics.backends.set(backends as i64);
+        self.metrics.held_services.set(out.held.len() as i64);
+        let took = t0.elapsed();
+        self.metrics.observe_reconcile(took);
+        if error.is_none() {
+            self.shared.mark_applied();
+        }
+        let synced: BTreeMap<String, bool> = Kind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), self.store.synced(*k)))
+            .collect();
+        let services = desired.services.len();
+        let held = out.held.len();
+        self.shared.update(|s| {
+            s.last_reconcile = Some(ReconcileStatus {
+                at: status::unix_now(),
+                duration_us: took.as_micros() as u64,
+                services,
+                backends,
+                held,
+                error: error.clone(),
+            });
+            s.synced = synced;
+            if let Some(r) = route_rows {
+                s.routes = r;
+            }
+        });
+        self.refresh_ready();
+        let retry = self
+            .apply_failed
+            .then(|| Instant::now() + Duration::from_secs(1));
+        match (out.recheck_at, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl NodeInfo {
+    fn from_node_list(store: &Store, name: &str) -> Option<NodeInfo> {
+        store
+            .nodes
+            .values()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
+            .map(NodeInfo::from_node)
+    }
+}
+
+/// Where the state directory is, for the CLI (`status`).
+pub fn state_dir(cfg: &Config) -> PathBuf {
+    cfg.node.state_dir.clone()
+}

@@ -1,0 +1,70 @@
+//! Where desired states go: the daemon calls a [`ServiceSink`] with every new [`DesiredState`]
+//! (and again on the periodic resync). The service datapath's map programmer implements it; the
+//! daemon only depends on this trait.
+//!
+//! Contract: `apply` receives the complete desired state, never a delta, so an implementation
+//! converges from whatever the maps hold (after a restart, after an earlier failed apply). It
+//! must be idempotent: the same state may come again. It must not leave the maps in a state with
+//! fewer backends than both the old and the new state have (update in place, remove last). An
+//! error is logged and counted, and the same (or a newer) state is retried with backoff.
+
+use std::sync::{Arc, Mutex};
+
+use crate::model::DesiredState;
+
+/// Error returned by a sink; the daemon only logs and counts it.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub trait ServiceSink: Send {
+    /// A short name for logs and `status` ("service-programmer", "recording").
+    fn name(&self) -> &str;
+    /// Makes the datapath implement `desired`.
+    fn apply(&mut self, desired: &DesiredState) -> Result<(), SinkError>;
+}
+
+/// Records every state it is given (tests, and `--dry-run`-style inspection).
+#[derive(Clone, Debug, Default)]
+pub struct RecordingSink {
+    pub applied: Arc<Mutex<Vec<DesiredState>>>,
+}
+
+impl RecordingSink {
+    pub fn states(&self) -> Vec<DesiredState> {
+        self.applied.lock().expect("poisoned").clone()
+    }
+}
+
+impl ServiceSink for RecordingSink {
+    fn name(&self) -> &str {
+        "recording"
+    }
+
+    fn apply(&mut self, desired: &DesiredState) -> Result<(), SinkError> {
+        self.applied.lock().expect("poisoned").push(desired.clone());
+        Ok(())
+    }
+}
+
+/// The sink the agent uses until the service map programmer is linked in: it tracks the state
+/// (it shows in `status`, `/status` and the metrics) but programs nothing, and says so.
+#[derive(Debug, Default)]
+pub struct UnprogrammedSink {
+    warned: bool,
+}
+
+impl ServiceSink for UnprogrammedSink {
+    fn name(&self) -> &str {
+        "none (service programmer not built in)"
+    }
+
+    fn apply(&mut self, desired: &DesiredState) -> Result<(), SinkError> {
+        if !self.warned && !desired.services.is_empty() {
+            tracing::warn!(
+                services = desired.services.len(),
+                "this build has no service map programmer: Services are tracked but NOT programmed into the datapath"
+            );
+            self.warned = true;
+        }
+        Ok(())
+    }
+}

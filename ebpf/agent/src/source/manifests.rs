@@ -1,0 +1,336 @@
+//! The static source: a directory of ordinary Kubernetes YAML or JSON (Service, EndpointSlice,
+//! Node; multi-document files and `List`s allowed), re-read when it changes.
+//!
+//! Objects are parsed into the same k8s-openapi types the watchers produce and go through the
+//! same store and reconcile. Each read of the directory is one complete snapshot
+//! ([`Change::Replace`] per kind), so a Service and its slices in different files appear
+//! together. A directory that does not parse keeps the previous snapshot in force (and the error
+//! is logged and counted): write files atomically (write a temporary file, then rename) or a
+//! half-written file is read as a broken one until it is complete.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use crate::source::store::{Change, Kind, Object};
+
+/// Why a manifest could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: document {doc}: {message}")]
+    Parse {
+        path: PathBuf,
+        doc: usize,
+        message: String,
+    },
+}
+
+/// Turns one API object (as JSON) into an [`Object`]; `List`s are flattened. Kinds the agent
+/// does not use give nothing (a directory may hold Deployments next to the Services).
+pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<(), String> {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = v
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match (api_version, kind) {
+        (_, "List") | (_, "ServiceList") | (_, "EndpointSliceList") | (_, "NodeList") => {
+            let items = match v.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(_) => return Err(format!("{kind}: items is not a list")),
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                // Typed lists leave kind/apiVersion off their items.
+                let item = match (kind, item) {
+                    ("ServiceList", Value::Object(mut m)) => {
+                        m.entry("kind").or_insert("Service".into());
+                        m.entry("apiVersion").or_insert("v1".into());
+                        Value::Object(m)
+                    }
+                    ("EndpointSliceList", Value::Object(mut m)) => {
+                        m.entry("kind").or_insert("EndpointSlice".into());
+                        m.entry("apiVersion")
+                            .or_insert("discovery.k8s.io/v1".into());
+                        Value::Object(m)
+                    }
+                    ("NodeList", Value::Object(mut m)) => {
+                        m.entry("kind").or_insert("Node".into());
+                        m.entry("apiVersion").or_insert("v1".into());
+                        Value::Object(m)
+                    }
+                    (_, item) => item,
+                };
+                objects_from_value(item, out).map_err(|e| format!("items[{i}]: {e}"))?;
+            }
+            Ok(())
+        }
+        ("v1", "Service") => {
+            let o = serde_json::from_value(v).map_err(|e| format!("Service: {e}"))?;
+            out.push(Object::Service(Box::new(o)));
+            Ok(())
+        }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            let o = serde_json::from_value(v).map_err(|e| format!("EndpointSlice: {e}"))?;
+            out.push(Object::EndpointSlice(Box::new(o)));
+            Ok(())
+        }
+        ("v1", "Node") => {
+            let o = serde_json::from_value(v).map_err(|e| format!("Node: {e}"))?;
+            out.push(Object::Node(Box::new(o)));
+            Ok(())
+        }
+        (_, "Service" | "EndpointSlice" | "Node") => Err(format!(
+            "{kind} with apiVersion {api_version:?} (want {})",
+            if kind == "EndpointSlice" {
+                "discovery.k8s.io/v1"
+            } else {
+                "v1"
+            }
+        )),
+        ("", "") => Err("not a Kubernetes object (no apiVersion/kind)".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a YAML (or JSON, which is YAML) text with any number of documents.
+pub fn parse_text(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut out = Vec::new();
+    for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let err = |message: String| ManifestError::Parse {
+            path: path.to_owned(),
+            doc: doc + 1,
+            message,
+        };
+        let v = Value::deserialize(de).map_err(|e| err(e.to_string()))?;
+        if v.is_null() {
+            continue; // an empty document (`---` at the end)
+        }
+        objects_from_value(v, &mut out).map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// The manifest files of `dir`, sorted (hidden files and editor leftovers skipped).
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    let read_err = |source| ManifestError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // ConfigMap mounts keep their data in `..data/` and dot-named timestamped dirs.
+        if name.starts_with('.') {
+            continue;
+        }
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "yaml" | "yml" | "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads the whole directory into one snapshot: a [`Change::Replace`] for every kind.
+pub fn read_dir(dir: &Path) -> Result<Vec<Change>, ManifestError> {
+    let mut objects = Vec::new();
+    for path in manifest_files(dir)? {
+        let text = fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        objects.extend(parse_text(&path, &text)?);
+    }
+    let mut by_kind: BTreeMap<Kind, Vec<Object>> = Kind::ALL.iter().map(|k| (*k, vec![])).collect();
+    for o in objects {
+        by_kind.entry(o.kind()).or_default().push(o);
+    }
+    Ok(by_kind
+        .into_iter()
+        .map(|(k, objs)| Change::Replace(k, objs))
+        .collect())
+}
+
+/// A cheap fingerprint of the directory (names, sizes, mtimes) to notice changes between polls.
+pub fn fingerprint(dir: &Path) -> Result<Vec<(PathBuf, u64, SystemTime)>, ManifestError> {
+    let mut fp = Vec::new();
+    for path in manifest_files(dir)? {
+        let md = fs::metadata(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        fp.push((
+            path,
+            md.len(),
+            md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        ));
+    }
+    Ok(fp)
+}
+
+/// Watches `dir`: sends a full snapshot at start and after every change, until `changes` is
+/// closed. Errors go to `on_error` and the previous snapshot stays in force.
+pub async fn watch(
+    dir: PathBuf,
+    poll: Duration,
+    changes: tokio::sync::mpsc::Sender<Vec<Change>>,
+    on_error: impl Fn(&ManifestError),
+) {
+    let mut last_fp = None;
+    // Re-read even without a visible change now and then: an edit within the same second and
+    // size leaves the fingerprint alone.
+    let full_every = 30u32;
+    let mut ticks = 0u32;
+    loop {
+        ticks = ticks.wrapping_add(1);
+        match fingerprint(&dir) {
+            Ok(fp) => {
+                if last_fp.as_ref() != Some(&fp) || ticks.is_multiple_of(full_every) {
+                    match read_dir(&dir) {
+                        Ok(snapshot) => {
+                            last_fp = Some(fp);
+                            if changes.send(snapshot).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            on_error(&e);
+                            // Retry at the next tick even if the fingerprint stays.
+                            last_fp = None;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                on_error(&e);
+                last_fp = None;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = changes.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MULTI: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIPs: ["fd00:96::10"]
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv6
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: ["fd00:10:1::5"]
+  nodeName: node-a
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ignored}
+---
+"#;
+
+    #[test]
+    fn multi_document_files_parse_and_other_kinds_are_ignored() {
+        let objs = parse_text(Path::new("x.yaml"), MULTI).unwrap();
+        let kinds: Vec<Kind> = objs.iter().map(Object::kind).collect();
+        assert_eq!(kinds, [Kind::Service, Kind::EndpointSlice]);
+        assert_eq!(objs[1].key().to_string(), "default/web-1");
+    }
+
+    #[test]
+    fn lists_are_flattened() {
+        let text = r#"{"apiVersion":"v1","kind":"NodeList","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#;
+        let objs = parse_text(Path::new("x.json"), text).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert!(objs.iter().all(|o| o.kind() == Kind::Node));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_document() {
+        let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nspec: {ports: 5}\n";
+        let e = parse_text(Path::new("/m/svc.yaml"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/m/svc.yaml: document 2: Service:"), "{e}");
+        let e = parse_text(Path::new("/m/x.yaml"), "a: [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/m/x.yaml: document 1:"), "{e}");
+        let e = parse_text(Path::new("/m/x.yaml"), "foo: bar\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a Kubernetes object"), "{e}");
+        let e = parse_text(
+            Path::new("/m/x.yaml"),
+            "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("want discovery.k8s.io/v1"), "{e}");
+    }
+
+    #[test]
+    fn read_dir_is_one_snapshot_of_every_kind() {
+        let dir = std::env::temp_dir().join(format!("sixlane-manifests-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("..data")).unwrap();
+        fs::write(dir.join("a.yaml"), MULTI).unwrap();
+        fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+        fs::write(dir.join(".hidden.yaml"), "garbage: [").unwrap();
+        let changes = read_dir(&dir).unwrap();
+        let summary: Vec<(Kind, usize)> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Replace(k, objs) => (*k, objs.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Kind::Service, 1),
+                (Kind::EndpointSlice, 1),
+                (Kind::Node, 0)
+            ]
+        );
+        let fp1 = fingerprint(&dir).unwrap();
+        fs::write(
+            dir.join("b.yml"),
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n",
+        )
+        .unwrap();
+        assert_ne!(fp1, fingerprint(&dir).unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
