@@ -310,7 +310,8 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
     for (k, v) in &env.args {
         if k == "IP" {
             for (i, s) in v.split(',').enumerate() {
-                requested.push(parse_requested(s, &format!("CNI_ARGS IP[{i}]"))?);
+                let f = format!("CNI_ARGS IP[{i}]");
+                requested.push((parse_requested(s, &f)?, f));
             }
         }
     }
@@ -323,6 +324,26 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
         requested.extend(parse_ip_list(rc.get("ips"), "runtimeConfig.ips")?);
     }
     let _ = name;
+    // Reject requests that cannot be honoured before anything is written (host-local finds out
+    // after allocating, then rolls back).
+    for (ip, field) in &requested {
+        match ranges.iter().find_map(|set| set.range_for(*ip)) {
+            None => {
+                return Err(Error::config(
+                    field.as_str(),
+                    format!("requested address {ip} is in no configured range"),
+                ));
+            }
+            Some(r) if r.gateway == *ip => {
+                return Err(Error::config(
+                    field.as_str(),
+                    format!("requested address {ip} is the gateway of range {r}"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let requested = requested.into_iter().map(|(ip, _)| ip).collect();
     Ok(IpamConf {
         kind,
         ranges,
@@ -333,7 +354,7 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
     })
 }
 
-fn parse_ip_list(v: Option<&Value>, field: &str) -> Result<Vec<Ipv6Addr>> {
+fn parse_ip_list(v: Option<&Value>, field: &str) -> Result<Vec<(Ipv6Addr, String)>> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
@@ -344,7 +365,7 @@ fn parse_ip_list(v: Option<&Value>, field: &str) -> Result<Vec<Ipv6Addr>> {
                 let s = s
                     .as_str()
                     .ok_or_else(|| Error::config(&f, "must be a string"))?;
-                parse_requested(s, &f)
+                Ok((parse_requested(s, &f)?, f))
             })
             .collect(),
         Some(_) => Err(Error::config(field, "must be a list of addresses")),

@@ -148,6 +148,7 @@ pub fn undo(store: &Store, allocs: &[Allocation]) -> Result<()> {
 /// DEL: releases everything `(id, ifname)` holds. Missing state is not an error.
 pub fn release(store: &Store, id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
     let locked = store.lock()?;
+    locked.remove_stale_temp_files()?;
     locked.release_by_id(id, ifname)
 }
 
@@ -160,6 +161,7 @@ pub fn check(store: &Store, id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
 /// GC with `cni.dev/valid-attachments`.
 pub fn gc(store: &Store, valid: &[(String, String)]) -> Result<Vec<IpAddr>> {
     let locked = store.lock()?;
+    locked.remove_stale_temp_files()?;
     let mut released = locked.release_previous_boots()?;
     released.extend(locked.retain_valid(valid)?);
     Ok(released)

@@ -36,6 +36,8 @@ const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 const LINE_BREAK: &str = "\r\n";
 const SIDE_DIR: &str = ".sixlane";
 const BOOT_MARKER: &str = "boot";
+/// Temporary files are `.<name>.tmp<pid>`; a killed writer's leftovers are removed by DEL and GC.
+const TMP_MARK: &str = ".tmp";
 
 /// The current boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn current_boot_id() -> Result<String> {
@@ -220,6 +222,28 @@ impl Locked<'_> {
         remove_if_exists(&self.store.side.join(ip.to_string()))
     }
 
+    /// Removes temporary files of writers that died (kill -9 between write and rename).
+    pub fn remove_stale_temp_files(&self) -> Result<()> {
+        for dir in [&self.store.dir, &self.store.side] {
+            let Ok(rd) = fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Some(pid) = name
+                    .strip_prefix('.')
+                    .and_then(|n| n.rsplit_once(TMP_MARK))
+                    .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    remove_if_exists(&e.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// host-local's ReleaseByID: every file of `id\r\nifname`, or legacy `id` files when there was
     /// none. Returns what was released.
     pub fn release_by_id(&self, id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
@@ -366,9 +390,8 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 
 /// Replaces `path` atomically (temp file + rename), mode 0600.
 fn write_replace(path: &Path, content: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}{TMP_MARK}{}", std::process::id()));
     let res = (|| {
         let mut f = OpenOptions::new()
             .write(true)
