@@ -434,14 +434,15 @@ impl Netlink {
 }
 
 fn route_header(dst_len: u8) -> RouteHeader {
-    let mut h = RouteHeader::default();
-    h.address_family = AddressFamily::Inet6;
-    h.destination_prefix_length = dst_len;
-    h.table = RouteHeader::RT_TABLE_MAIN;
-    h.protocol = RouteProtocol::Boot;
-    h.scope = RouteScope::Universe;
-    h.kind = RouteType::Unicast;
-    h
+    RouteHeader {
+        address_family: AddressFamily::Inet6,
+        destination_prefix_length: dst_len,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    }
 }
 
 fn to_link(l: &LinkMessage) -> Link {

@@ -38,6 +38,14 @@ const TEST: &[&str] = &[
     "bpftool",
     "curl",
     "socat",
+    // CNI plugin tests: the reference plugins (host-local compatibility, portmap/bandwidth
+    // chaining, bench peers), ip6tables for portmap, a private containerd + runc, and a static
+    // busybox for the locally built OCI image.
+    "containernetworking-plugins",
+    "iptables",
+    "containerd",
+    "runc",
+    "busybox-static",
 ];
 const BENCH: &[&str] = &[
     "iperf3",

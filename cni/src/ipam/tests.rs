@@ -34,7 +34,10 @@ fn ip(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-fn conf(dir: &Path, sets: &[&[(&str, Option<&str>, Option<&str>)]]) -> IpamConf {
+/// (subnet, rangeStart, rangeEnd)
+type Spec<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
+fn conf(dir: &Path, sets: &[&[Spec<'_>]]) -> IpamConf {
     IpamConf {
         kind: "sixlane-ipam".into(),
         ranges: sets
