@@ -263,6 +263,9 @@ fn del_succeeds_whatever_is_already_gone() {
     assert_eq!(net.node_links(), ["lo"]);
 }
 
+/// (verb, container id, netns, ifname, stdin, code, text the message must contain)
+type BadCase<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<u8>, u64, &'a str);
+
 #[test]
 fn bad_input_gets_the_right_code_and_writes_nothing() {
     let net = Net::new();
@@ -280,8 +283,7 @@ fn bad_input_gets_the_right_code_and_writes_nothing() {
         serde_json::to_vec(&c).unwrap()
     };
     let good_bytes = serde_json::to_vec(&good).unwrap();
-    // (verb, container id, netns, ifname, stdin, code, text the message must contain)
-    let cases: Vec<(&str, &str, &str, &str, Vec<u8>, u64, &str)> = vec![
+    let cases: Vec<BadCase<'_>> = vec![
         (
             "ADD",
             "c",
