@@ -149,12 +149,11 @@ impl Plugin {
             c.env(k, v);
         }
         let mut child = c.spawn().expect("spawning the plugin");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin)
-            .expect("writing stdin");
+        // The plugin may reject its environment before reading stdin: EPIPE is fine then.
+        match child.stdin.take().unwrap().write_all(stdin) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
         let out = child.wait_with_output().expect("waiting for the plugin");
         parse_output(out.status.success(), &out.stdout, &out.stderr)
     }

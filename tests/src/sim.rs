@@ -88,12 +88,15 @@ fn run_in(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("spawning {cmd:?}: {e}"))?;
-    child
+    match child
         .stdin
         .take()
         .expect("stdin")
         .write_all(&serde_json::to_vec(conf).expect("json"))
-        .map_err(|e| e.to_string())?;
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.to_string()),
+        _ => {}
+    }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let parsed = crate::cni::parse_output(out.status.success(), &out.stdout, &out.stderr);
     if parsed.success {

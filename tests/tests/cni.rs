@@ -938,3 +938,74 @@ fn chains_with_the_reference_bandwidth_and_portmap_plugins() {
     assert!(net.reservations().is_empty());
     assert!(!net.node_links().iter().any(|l| l == &host_if));
 }
+
+#[test]
+fn range_gateway_mode_routes_via_the_range_gateway() {
+    let net = Net::new();
+    let mut conf = net.conf("1.1.0");
+    conf["podGateway"] = json!("range");
+    let (pa, pb) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+    let ra = net.add("ra", &pa, &conf).result().clone();
+    let rb = net.add("rb", &pb, &conf).result().clone();
+    assert_eq!(ra["ips"][0]["gateway"], "fd00:10:244:1::1");
+    let routes = ip_json(&pa, &["-6", "route", "show"]);
+    assert_eq!(
+        route(&routes, "default").unwrap()["gateway"],
+        "fd00:10:244:1::1"
+    );
+    // The gateway itself is on-link (IPv6 keeps no route scope; no gateway on this route).
+    let gw = route(&routes, "fd00:10:244:1::1").expect("gateway /128 on-link route");
+    assert_eq!(gw["dev"], "eth0");
+    assert!(gw.get("gateway").is_none(), "{gw}");
+    let host_if = ra["interfaces"][0]["name"].as_str().unwrap();
+    let hl = &ip_json(&net.node, &["-6", "addr", "show", "dev", host_if])[0];
+    assert!(
+        hl["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "fd00:10:244:1::1" && a["prefixlen"] == 128),
+        "{hl}"
+    );
+    let b_addr = rb["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    pa.exec("ping", &["-6", "-c", "1", "-W", "2", &b_addr])
+        .unwrap();
+    let netns = pa.path().display().to_string();
+    net.call("CHECK", "ra", &netns, &with_prev(&conf, &ra)).ok();
+    net.call("DEL", "ra", "", &conf).ok();
+    net.call("DEL", "rb", "", &conf).ok();
+    assert_eq!(net.node_links(), ["lo"]);
+}
+
+#[test]
+fn check_reports_what_differs_from_prev_result() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    let pod = NetNs::new().unwrap();
+    let netns = pod.path().display().to_string();
+    let r = net.add("chk", &pod, &conf).result().clone();
+    let check = |prev: &Value| net.call("CHECK", "chk", &netns, &with_prev(&conf, prev));
+    check(&r).ok();
+    // prevResult missing: an invalid request.
+    assert_eq!(net.call("CHECK", "chk", &netns, &conf).code(), 7);
+    // A MAC that is not the interface's.
+    let mut wrong_mac = r.clone();
+    wrong_mac["interfaces"][1]["mac"] = json!("02:00:00:00:00:01");
+    assert_eq!(check(&wrong_mac).code(), 100);
+    // A route prevResult lists that the pod lacks.
+    pod.ip(&["-6", "route", "del", "64:ff9b::/96"]).unwrap();
+    let out = check(&r);
+    assert_eq!(out.code(), 100);
+    assert!(out.message().contains("64:ff9b::/96"), "{}", out.message());
+    // The address is gone.
+    let ip = r["ips"][0]["address"].as_str().unwrap();
+    pod.ip(&["-6", "addr", "del", ip, "dev", "eth0"]).unwrap();
+    assert_eq!(check(&r).code(), 100);
+    net.call("DEL", "chk", &netns, &conf).ok();
+}
