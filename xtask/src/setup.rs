@@ -41,6 +41,14 @@ const TEST: &[&str] = &[
     // The kind e2e dry run: shellcheck, and a venv for the pinned manifest validator (PyPI).
     "shellcheck",
     "python3-venv",
+    // CNI plugin tests: the reference plugins (host-local compatibility, portmap/bandwidth
+    // chaining, bench peers), ip6tables for portmap, a private containerd + runc, and a static
+    // busybox for the locally built OCI image.
+    "containernetworking-plugins",
+    "iptables",
+    "containerd",
+    "runc",
+    "busybox-static",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
@@ -49,7 +57,6 @@ const BENCH: &[&str] = &[
     "nginx-light",
     "hyperfine",
     "nftables",
-    "iptables",
 ];
 
 /// The nightly toolchain the eBPF crate is built with (aya-build runs `rustup run nightly`).

@@ -8,6 +8,7 @@
 //! to `target/bench/*.jsonl`. Nothing here asserts a timing: claims are read off the table.
 
 mod baseline;
+mod cni;
 pub mod stats;
 pub mod topo;
 
@@ -88,7 +89,7 @@ pub trait Scenario {
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(baseline::Baseline)]
+    vec![Box::new(baseline::Baseline), Box::new(cni::Cni)]
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {

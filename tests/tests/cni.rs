@@ -1,0 +1,1011 @@
+//! The `sixlane` CNI plugin binary against real network namespaces: ADD/CHECK/DEL per spec
+//! version with the result verified in the kernel (through iproute2's netlink JSON, independent
+//! of the plugin's own netlink code), idempotent DEL, bad input, rollback, STATUS, GC, reboot
+//! stamps, the dataplane, concurrency, kill -9, host-local compatibility and chaining.
+
+use std::{
+    collections::HashSet,
+    fs,
+    net::Ipv6Addr,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use serde_json::{Value, json};
+use sixlane_agent::metrics;
+use sixlane_common::{
+    layout::{POD_PROGRAMS, PROG_TO_POD},
+    metrics::{Direction, Reason},
+};
+use sixlane_testkit::{NetNs, require_root};
+use sixlane_tests::{
+    cni::{self, Call, Plugin, TempDir, reservations, with_prev},
+    load_datapath, sim,
+};
+
+const SUBNET: &str = "fd00:10:244:1::/64";
+
+/// A node namespace, an IPAM data dir and the plugin.
+struct Net {
+    node: NetNs,
+    data: TempDir,
+    plugin: Plugin,
+    name: String,
+}
+
+impl Net {
+    fn new() -> Self {
+        require_root();
+        Self {
+            node: sim::node().unwrap(),
+            data: TempDir::new('d'),
+            plugin: Plugin::sixlane(),
+            name: "sixlane".into(),
+        }
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        cni::conf(version, &self.name, SUBNET, self.data.path())
+    }
+
+    fn call(&self, cmd: &str, id: &str, netns: &str, conf: &Value) -> cni::Output {
+        self.plugin
+            .call(Some(&self.node), &Call::new(cmd, id, netns, "eth0"), conf)
+    }
+
+    fn add(&self, id: &str, pod: &NetNs, conf: &Value) -> cni::Output {
+        self.call("ADD", id, &pod.path().display().to_string(), conf)
+    }
+
+    fn reservations(&self) -> Vec<(Ipv6Addr, String)> {
+        reservations(self.data.path(), &self.name)
+    }
+
+    fn node_links(&self) -> Vec<String> {
+        cni::links(&self.node)
+    }
+}
+
+fn ip_json(ns: &NetNs, args: &[&str]) -> Value {
+    let mut full = vec!["-j"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&ns.ip(&full).unwrap()).unwrap()
+}
+
+fn sysctl(ns: &NetNs, key: &str) -> String {
+    ns.exec("cat", &[&format!("/proc/sys/net/{key}")])
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn route<'a>(routes: &'a Value, dst: &str) -> Option<&'a Value> {
+    routes.as_array().unwrap().iter().find(|r| r["dst"] == dst)
+}
+
+/// Everything ADD promised, read back from the kernel.
+fn verify_plumbing(net: &Net, pod: &NetNs, result: &Value) {
+    let ip = result["ips"][0]["address"].as_str().unwrap();
+    let (addr, prefix) = ip.split_once('/').unwrap();
+    let host_if = result["interfaces"][0]["name"].as_str().unwrap();
+    assert!(
+        host_if.len() <= 15 && host_if.starts_with("sl"),
+        "{host_if}"
+    );
+    assert_eq!(result["interfaces"][1]["name"], "eth0");
+    assert_eq!(
+        result["interfaces"][1]["sandbox"],
+        pod.path().display().to_string()
+    );
+    assert_eq!(result["ips"][0]["interface"], 1);
+    assert_eq!(result["ips"][0]["gateway"], "fe80::1");
+
+    // Pod side: exactly our address, usable at once (no DAD), no prefix route.
+    let link = &ip_json(pod, &["-6", "addr", "show", "dev", "eth0"])[0];
+    assert_eq!(link["mtu"], 1500);
+    let globals: Vec<&Value> = link["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .collect();
+    assert_eq!(globals.len(), 1, "{link}");
+    assert_eq!(globals[0]["local"], addr);
+    assert_eq!(globals[0]["prefixlen"].to_string(), prefix);
+    assert_eq!(globals[0]["nodad"], true);
+    assert_eq!(globals[0]["noprefixroute"], true);
+    assert!(globals[0].get("tentative").is_none(), "{link}");
+    let routes = ip_json(pod, &["-6", "route", "show"]);
+    let default = route(&routes, "default").expect("default route");
+    assert_eq!(default["gateway"], "fe80::1");
+    assert_eq!(default["dev"], "eth0");
+    let nat64 = route(&routes, "64:ff9b::/96").expect("64:ff9b::/96 route");
+    assert_eq!(nat64["gateway"], "fe80::1");
+    assert_eq!(nat64["metrics"][0]["mtu"], 1480);
+    assert_eq!(nat64["metrics"][0]["advmss"], 1420);
+    assert_eq!(route(&routes, SUBNET).unwrap()["gateway"], "fe80::1");
+    assert_eq!(sysctl(pod, "ipv6/conf/lo/disable_ipv6"), "0");
+    assert_eq!(sysctl(pod, "ipv6/conf/eth0/disable_ipv6"), "0");
+    assert_eq!(sysctl(pod, "ipv6/conf/eth0/keep_addr_on_down"), "1");
+    assert_eq!(sysctl(pod, "ipv6/conf/eth0/accept_dad"), "0");
+
+    // Host side: the veth with the link-local gateway, a /128 to the pod, no RAs, forwarding.
+    let node = &net.node;
+    let hl = &ip_json(node, &["-6", "addr", "show", "dev", host_if])[0];
+    assert!(
+        hl["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "fe80::1" && a["prefixlen"] == 64),
+        "{hl}"
+    );
+    assert_eq!(hl["mtu"], 1500);
+    let host_routes = ip_json(node, &["-6", "route", "show"]);
+    assert_eq!(
+        route(&host_routes, addr).expect("host /128")["dev"],
+        host_if
+    );
+    assert_eq!(sysctl(node, &format!("ipv6/conf/{host_if}/accept_ra")), "0");
+    assert_eq!(sysctl(node, "ipv6/conf/all/forwarding"), "1");
+
+    // And it carries traffic right away: pod → gateway, node → pod.
+    pod.exec("ping", &["-6", "-c", "1", "-W", "2", "fe80::1%eth0"])
+        .unwrap();
+    node.exec("ping", &["-6", "-c", "1", "-W", "2", addr])
+        .unwrap();
+}
+
+#[test]
+fn add_check_del_for_every_spec_version() {
+    let net = Net::new();
+    for (i, version) in ["0.4.0", "1.0.0", "1.1.0"].into_iter().enumerate() {
+        let pod = NetNs::new().unwrap();
+        let id = format!("ctr-{i}");
+        let conf = net.conf(version);
+        let out = net.add(&id, &pod, &conf);
+        let result = out.result().clone();
+        assert_eq!(result["cniVersion"], version);
+        // 0.4.0 tags IPs with their family; 1.1 fields only in 1.1.
+        assert_eq!(
+            result["ips"][0].get("version").is_some(),
+            version == "0.4.0"
+        );
+        assert_eq!(
+            result["routes"][1].get("mtu").is_some(),
+            version == "1.1.0",
+            "{result}"
+        );
+        assert_eq!(
+            result["interfaces"][0].get("mtu").is_some(),
+            version == "1.1.0"
+        );
+        verify_plumbing(&net, &pod, &result);
+        assert_eq!(net.reservations().len(), 1, "version {version}");
+
+        let netns = pod.path().display().to_string();
+        net.call("CHECK", &id, &netns, &with_prev(&conf, &result))
+            .ok();
+        let host_if = result["interfaces"][0]["name"].as_str().unwrap();
+        net.call("DEL", &id, &netns, &with_prev(&conf, &result))
+            .ok();
+        assert!(!net.node_links().iter().any(|l| l == host_if));
+        assert!(!cni::links(&pod).iter().any(|l| l == "eth0"));
+        assert!(net.reservations().is_empty());
+        // DEL again, then with an empty CNI_NETNS as containerd sends it: still success.
+        net.call("DEL", &id, &netns, &conf).ok();
+        net.call("DEL", &id, "", &conf).ok();
+        // CHECK after DEL fails.
+        let after = net.call("CHECK", &id, &netns, &with_prev(&conf, &result));
+        assert!(!after.success);
+        if version != "1.1.0" {
+            assert_eq!(net.call("GC", "", "", &conf).code(), 1);
+            assert_eq!(net.call("STATUS", "", "", &conf).code(), 1);
+        } else {
+            net.call("STATUS", "", "", &conf).ok();
+        }
+    }
+}
+
+#[test]
+fn version_lists_what_we_speak() {
+    let p = Plugin::sixlane();
+    let out = p.call_raw(
+        None,
+        &Call::new("VERSION", "", "", ""),
+        b"{\"cniVersion\":\"1.0.0\"}",
+    );
+    let doc = out.result();
+    assert_eq!(doc["cniVersion"], "1.0.0");
+    assert_eq!(doc["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+    // cniVersions: the highest supported entry wins.
+    let net = Net::new();
+    let mut conf = net.conf("1.0.0");
+    conf.as_object_mut().unwrap().remove("cniVersion");
+    conf["cniVersions"] = json!(["0.3.1", "1.0.0", "1.1.0", "9.0.0"]);
+    let pod = NetNs::new().unwrap();
+    let r = net.add("cv", &pod, &conf);
+    assert_eq!(r.result()["cniVersion"], "1.1.0");
+    net.call("DEL", "cv", "", &conf).ok();
+}
+
+#[test]
+fn del_succeeds_whatever_is_already_gone() {
+    let net = Net::new();
+    let conf = net.conf("1.0.0");
+    // Nothing ever added.
+    net.call("DEL", "never", "/run/netns/does-not-exist", &conf)
+        .ok();
+    // The namespace vanished before DEL (its veth went with it).
+    let pod = NetNs::new().unwrap();
+    let netns = pod.path().display().to_string();
+    net.add("gone-ns", &pod, &conf).result();
+    drop(pod);
+    net.call("DEL", "gone-ns", &netns, &conf).ok();
+    assert!(net.reservations().is_empty());
+    // The link was deleted behind our back.
+    let pod = NetNs::new().unwrap();
+    let r = net.add("gone-link", &pod, &conf).result().clone();
+    let host_if = r["interfaces"][0]["name"].as_str().unwrap();
+    net.node.ip(&["link", "del", host_if]).unwrap();
+    net.call("DEL", "gone-link", &pod.path().display().to_string(), &conf)
+        .ok();
+    // No reservation, but the veth exists (the IPAM state was lost).
+    let pod2 = NetNs::new().unwrap();
+    let r = net.add("gone-ipam", &pod2, &conf).result().clone();
+    fs::remove_dir_all(net.data.path().join(&net.name)).unwrap();
+    net.call("DEL", "gone-ipam", "", &conf).ok();
+    let host_if = r["interfaces"][0]["name"].as_str().unwrap();
+    assert!(!net.node_links().iter().any(|l| l == host_if));
+    assert_eq!(net.node_links(), ["lo"]);
+}
+
+/// (verb, container id, netns, ifname, stdin, code, text the message must contain)
+type BadCase<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<u8>, u64, &'a str);
+
+#[test]
+fn bad_input_gets_the_right_code_and_writes_nothing() {
+    let net = Net::new();
+    let pod = NetNs::new().unwrap();
+    let netns = pod.path().display().to_string();
+    let good = net.conf("1.0.0");
+    let long_id = "a".repeat(300);
+    let with = |path: &[&str], v: Value| {
+        let mut c = good.clone();
+        let mut cur = &mut c;
+        for k in &path[..path.len() - 1] {
+            cur = &mut cur[*k];
+        }
+        cur[path[path.len() - 1]] = v;
+        serde_json::to_vec(&c).unwrap()
+    };
+    let good_bytes = serde_json::to_vec(&good).unwrap();
+    let cases: Vec<BadCase<'_>> = vec![
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            b"{\"cniVersion\": ".to_vec(),
+            6,
+            "",
+        ),
+        ("ADD", "c", &netns, "eth0", b"[]".to_vec(), 6, ""),
+        (
+            "FROB",
+            "c",
+            &netns,
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_COMMAND",
+        ),
+        (
+            "ADD",
+            "",
+            &netns,
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_CONTAINERID",
+        ),
+        (
+            "ADD",
+            "../../etc",
+            &netns,
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_CONTAINERID",
+        ),
+        (
+            "ADD",
+            "a/b",
+            &netns,
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_CONTAINERID",
+        ),
+        (
+            "ADD",
+            &long_id,
+            &netns,
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_CONTAINERID",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0-far-too-long",
+            good_bytes.clone(),
+            4,
+            "CNI_IFNAME",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "../x",
+            good_bytes.clone(),
+            4,
+            "CNI_IFNAME",
+        ),
+        ("ADD", "c", "", "eth0", good_bytes.clone(), 4, "CNI_NETNS"),
+        (
+            "ADD",
+            "c",
+            "/run/netns/nope",
+            "eth0",
+            good_bytes.clone(),
+            4,
+            "CNI_NETNS",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["name"], json!("../escape")),
+            7,
+            "name",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["name"], json!("a/b")),
+            7,
+            "name",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["name"], json!("a\u{0}b")),
+            7,
+            "name",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["name"], json!("n".repeat(300))),
+            7,
+            "name",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["cniVersion"], json!("0.3.1")),
+            1,
+            "0.3.1",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["ipam", "type"], json!("dhcp")),
+            2,
+            "ipam.type",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["ipam", "ranges"], json!([[{"subnet": "10.1.0.0/16"}]])),
+            7,
+            "IPv6-only",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::1/64"}]])),
+            7,
+            "host bits",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/127"}]])),
+            7,
+            "too small",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/128"}]])),
+            7,
+            "too small",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(
+                &["ipam", "ranges"],
+                json!([[{"subnet": "fd00::/64", "rangeStart": "fd01::5"}]]),
+            ),
+            7,
+            "rangeStart",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(
+                &["ipam", "ranges"],
+                json!([[{"subnet": "fd00::/64"}], [{"subnet": "fd00::/80"}]]),
+            ),
+            7,
+            "overlaps",
+        ),
+        (
+            "ADD",
+            "c",
+            &netns,
+            "eth0",
+            with(&["runtimeConfig"], json!({"ips": ["fd00:99::1"]})),
+            7,
+            "runtimeConfig.ips[0]",
+        ),
+        ("GC", "", "", "", good_bytes.clone(), 1, "GC"),
+    ];
+    for (i, (verb, id, ns, ifname, stdin, code, needle)) in cases.iter().enumerate() {
+        let out = net
+            .plugin
+            .call_raw(Some(&net.node), &Call::new(verb, id, ns, ifname), stdin);
+        assert_eq!(out.code(), *code, "case {i}: {}", out.stdout);
+        assert!(
+            out.message().contains(needle),
+            "case {i}: {:?} lacks {needle:?}",
+            out.message()
+        );
+        // Nothing written: not even the network directory, no link.
+        let entries: Vec<_> = fs::read_dir(net.data.path()).unwrap().flatten().collect();
+        assert!(entries.is_empty(), "case {i} wrote {entries:?}");
+        assert_eq!(net.node_links(), ["lo"], "case {i}");
+    }
+    // Nothing escaped the data dir either.
+    assert!(!net.data.path().parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn every_failure_after_allocation_rolls_back() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    // 1. The interface name is taken in the pod: fails at veth creation.
+    let pod = NetNs::new().unwrap();
+    pod.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "x0"])
+        .unwrap();
+    let out = net.add("taken", &pod, &conf);
+    assert_eq!(out.code(), 7, "{}", out.stdout);
+    assert!(out.message().contains("eth0"), "{}", out.message());
+    assert!(net.reservations().is_empty());
+    assert_eq!(net.node_links(), ["lo"]);
+    // 2. A route the kernel refuses (gateway not on-link), after the veth, its addresses and
+    //    the host route exist.
+    let mut bad_route = conf.clone();
+    bad_route["ipam"]["routes"] = json!([{"dst": "fd00:99::/64", "gw": "fd00:77::1"}]);
+    let pod = NetNs::new().unwrap();
+    let out = net.add("badroute", &pod, &bad_route);
+    assert!(!out.success);
+    assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+    assert_eq!(net.node_links(), ["lo"]);
+    assert_eq!(cni::links(&pod), ["lo"]);
+    let host_routes = ip_json(&net.node, &["-6", "route", "show"]);
+    assert!(
+        !host_routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"].as_str().unwrap_or("").starts_with("fd00:10:244:1")),
+        "{host_routes}"
+    );
+    // 3. The dataplane fails after plumbing: the second pod program's pin is not a program.
+    let (pins, layout, _dp) = load_datapath();
+    let to_pod = layout.prog(PROG_TO_POD);
+    fs::remove_file(&to_pod).unwrap();
+    Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&to_pod)
+        .args([
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "4",
+            "entries",
+            "1",
+            "name",
+            "sltbroken",
+        ])
+        .status()
+        .unwrap();
+    assert!(to_pod.exists());
+    let mut dp = conf.clone();
+    dp["dataplane"] = json!("required");
+    dp["pinRoot"] = json!(pins.path());
+    let pod = NetNs::new().unwrap();
+    let out = net.add("baddp", &pod, &dp);
+    assert!(!out.success);
+    assert!(net.reservations().is_empty());
+    assert_eq!(net.node_links(), ["lo"]);
+    let links: Vec<_> = fs::read_dir(layout.links_dir())
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
+    assert!(links.is_empty(), "link pins left: {links:?}");
+}
+
+#[test]
+fn required_dataplane_without_pins_is_try_again_and_status_50() {
+    let net = Net::new();
+    let empty = TempDir::new('p');
+    let mut conf = net.conf("1.1.0");
+    conf["dataplane"] = json!("required");
+    conf["pinRoot"] = json!(empty.path());
+    let pod = NetNs::new().unwrap();
+    let out = net.add("nodp", &pod, &conf);
+    assert_eq!(out.code(), 11);
+    assert!(out.message().contains("not loaded"), "{}", out.message());
+    assert!(fs::read_dir(net.data.path()).unwrap().next().is_none());
+    assert_eq!(net.node_links(), ["lo"]);
+    assert_eq!(net.call("STATUS", "", "", &conf).code(), 50);
+    // optional: the pod is attached without programs.
+    conf["dataplane"] = json!("optional");
+    net.add("opt", &pod, &conf).result();
+    net.call("STATUS", "", "", &conf).ok();
+    net.call("DEL", "opt", "", &conf).ok();
+}
+
+#[test]
+fn required_dataplane_attaches_the_pod_programs() {
+    let (pins, layout, _dp) = load_datapath();
+    let net = Net::new();
+    let mut conf = net.conf("1.1.0");
+    conf["dataplane"] = json!("required");
+    conf["pinRoot"] = json!(pins.path());
+    let (pa, pb) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+    let ra = net.add("dpa", &pa, &conf).result().clone();
+    let rb = net.add("dpb", &pb, &conf).result().clone();
+    let host_if = ra["interfaces"][0]["name"].as_str().unwrap().to_owned();
+    let ids = net.node.enter(|| {
+        [TcAttachType::Ingress, TcAttachType::Egress].map(|h| {
+            SchedClassifier::query_tcx(&host_if, h)
+                .unwrap()
+                .1
+                .iter()
+                .map(|p| p.name_as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        })
+    });
+    for (i, (prog, _)) in POD_PROGRAMS.iter().enumerate() {
+        // Kernel program names are truncated to 15 bytes.
+        assert!(
+            ids[i]
+                .iter()
+                .any(|n| prog.starts_with(n.as_str()) && !n.is_empty()),
+            "{prog} not attached: {ids:?}"
+        );
+        assert!(layout.link(&host_if, prog).exists());
+    }
+    let before = metrics::get(
+        &metrics::read(&layout).unwrap(),
+        Direction::Ingress,
+        Reason::Pass,
+    );
+    let b_addr = rb["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    pa.exec("ping", &["-6", "-c", "3", "-i", "0.2", "-w", "5", &b_addr])
+        .unwrap();
+    let after = metrics::get(
+        &metrics::read(&layout).unwrap(),
+        Direction::Ingress,
+        Reason::Pass,
+    );
+    assert!(after.packets - before.packets >= 6);
+    net.call(
+        "CHECK",
+        "dpa",
+        &pa.path().display().to_string(),
+        &with_prev(&conf, &ra),
+    )
+    .ok();
+    net.call("DEL", "dpa", "", &conf).ok();
+    for (prog, _) in POD_PROGRAMS {
+        assert!(!layout.link(&host_if, prog).exists());
+    }
+    net.call("DEL", "dpb", "", &conf).ok();
+    assert!(fs::read_dir(layout.links_dir()).unwrap().next().is_none());
+}
+
+#[test]
+fn status_fails_with_50_when_a_range_set_is_exhausted() {
+    let net = Net::new();
+    let mut conf = net.conf("1.1.0");
+    conf["ipam"]["ranges"] = json!([[{"subnet": "fd00:30::/64", "rangeStart": "fd00:30::10", "rangeEnd": "fd00:30::11"}]]);
+    let pods: Vec<NetNs> = (0..3).map(|_| NetNs::new().unwrap()).collect();
+    net.call("STATUS", "", "", &conf).ok();
+    net.add("s0", &pods[0], &conf).result();
+    net.add("s1", &pods[1], &conf).result();
+    assert_eq!(net.call("STATUS", "", "", &conf).code(), 50);
+    let out = net.add("s2", &pods[2], &conf);
+    assert_eq!(out.code(), 11);
+    assert_eq!(net.node_links().len(), 3, "the failed ADD left no veth");
+    net.call("DEL", "s0", "", &conf).ok();
+    net.call("STATUS", "", "", &conf).ok();
+    net.call("DEL", "s1", "", &conf).ok();
+}
+
+#[test]
+fn gc_releases_what_is_not_a_valid_attachment() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    let pods: Vec<NetNs> = (0..3).map(|_| NetNs::new().unwrap()).collect();
+    for (i, p) in pods.iter().enumerate() {
+        net.add(&format!("g{i}"), p, &conf).result();
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
+    net.call("GC", "", "", &gc).ok();
+    let left = net.reservations();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, "g1\r\neth0");
+    for i in 0..3 {
+        net.call("DEL", &format!("g{i}"), "", &conf).ok();
+    }
+}
+
+#[test]
+fn reservations_stamped_with_an_earlier_boot_are_released() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    let pod = NetNs::new().unwrap();
+    let r = net.add("before-reboot", &pod, &conf).result().clone();
+    let ip = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Pretend the reservation and the last sweep happened in another boot.
+    let side = net.data.path().join(".sixlane").join(&net.name);
+    let stamp = side.join(&ip);
+    let body = fs::read_to_string(&stamp).unwrap();
+    let (_, owner) = body.split_once('\n').unwrap();
+    fs::write(
+        &stamp,
+        format!("boot 00000000-0000-0000-0000-000000000000\n{owner}"),
+    )
+    .unwrap();
+    fs::write(side.join("boot"), "00000000-0000-0000-0000-000000000000").unwrap();
+    net.call("STATUS", "", "", &conf).ok();
+    assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+    net.call("DEL", "before-reboot", "", &conf).ok();
+}
+
+#[test]
+fn parallel_adds_get_distinct_addresses() {
+    let net = Net::new();
+    let conf = net.conf("1.0.0");
+    const N: usize = 64;
+    for round in 0..3 {
+        let pods: Vec<NetNs> = (0..N).map(|_| NetNs::new().unwrap()).collect();
+        let outs: Vec<cni::Output> = thread::scope(|s| {
+            let hs: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (net, conf) = (&net, &conf);
+                    s.spawn(move || net.add(&format!("p{round}-{i}"), p, conf))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ips: HashSet<Ipv6Addr> = outs.iter().map(cni::Output::ip).collect();
+        assert_eq!(ips.len(), N, "round {round}: duplicate addresses");
+        assert_eq!(net.reservations().len(), N);
+        assert_eq!(net.node_links().len(), N + 1);
+        thread::scope(|s| {
+            for i in 0..N {
+                let (net, conf) = (&net, &conf);
+                s.spawn(move || {
+                    net.call("DEL", &format!("p{round}-{i}"), "", conf)
+                        .ok()
+                        .success
+                });
+            }
+        });
+        assert!(net.reservations().is_empty());
+        assert_eq!(net.node_links(), ["lo"]);
+    }
+}
+
+#[test]
+fn kill_9_during_add_then_del_leaves_a_consistent_store() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    let conf_bytes = serde_json::to_vec(&conf).unwrap();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let mut killed = Vec::new();
+    let mut interrupted = 0;
+    for i in 0..24 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 6000);
+        let pod = NetNs::new().unwrap();
+        let id = format!("k{i}");
+        let mut child = net
+            .plugin
+            .command(Some(&net.node))
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", &id)
+            .env("CNI_NETNS", pod.path())
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(&conf_bytes).unwrap();
+        thread::sleep(delay);
+        // nsenter execs the plugin in place, so this pid is the plugin's.
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Every reservation file is complete (never empty or partial).
+        for (_, owner) in net.reservations() {
+            assert!(
+                owner.starts_with('k') && owner.ends_with("\r\neth0"),
+                "{owner:?}"
+            );
+        }
+        killed.push((id, pod));
+    }
+    assert!(interrupted > 0, "no ADD was killed while running");
+    for (id, pod) in &killed {
+        net.call("DEL", id, &pod.path().display().to_string(), &conf)
+            .ok();
+    }
+    assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+    assert_eq!(net.node_links(), ["lo"]);
+    let names: Vec<String> = fs::read_dir(net.data.path().join(&net.name))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "lock" || n.starts_with("last_reserved_ip.")),
+        "{names:?}"
+    );
+    // GC agrees: nothing valid, nothing left.
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    net.call("GC", "", "", &gc).ok();
+    assert!(net.reservations().is_empty());
+}
+
+/// Runs Debian's host-local directly (an IPAM plugin is callable on its own).
+fn host_local(net: &Net, cmd: &str, id: &str, conf: &Value) -> cni::Output {
+    let mut c = conf.clone();
+    c["ipam"]["type"] = json!("host-local");
+    Plugin::at("/usr/lib/cni/host-local").call(
+        Some(&net.node),
+        &Call::new(cmd, id, "/run/netns/unused", "eth0"),
+        &c,
+    )
+}
+
+#[test]
+fn host_local_and_sixlane_share_reservations_both_ways() {
+    assert!(
+        Path::new("/usr/lib/cni/host-local").exists(),
+        "Debian's containernetworking-plugins is missing (cargo xtask setup installs it)"
+    );
+    let net = Net::new();
+    let mut conf = net.conf("1.0.0");
+    conf["ipam"]["type"] = json!("host-local");
+    // host-local reserves; sixlane sees it, continues its round robin, and releases it.
+    let hl = host_local(&net, "ADD", "from-hl", &conf);
+    let hl_ip = hl.ip();
+    let pod = NetNs::new().unwrap();
+    let ours = net.add("from-us", &pod, &conf);
+    assert_eq!(
+        u128::from(ours.ip()),
+        u128::from(hl_ip) + 1,
+        "round robin shared"
+    );
+    net.call("DEL", "from-hl", "", &conf).ok();
+    assert!(!net.reservations().iter().any(|(ip, _)| *ip == hl_ip));
+    // sixlane's reservation: byte-identical format, found and released by host-local.
+    let r = net.reservations();
+    assert_eq!(r, [(ours.ip(), "from-us\r\neth0".to_owned())]);
+    host_local(&net, "CHECK", "from-us", &conf).ok();
+    host_local(&net, "DEL", "from-us", &conf).ok();
+    assert!(net.reservations().is_empty());
+    // host-local continues after our last_reserved_ip.
+    let next = host_local(&net, "ADD", "again", &conf);
+    assert_eq!(u128::from(next.ip()), u128::from(ours.ip()) + 1);
+    host_local(&net, "DEL", "again", &conf).ok();
+    net.call("DEL", "from-us", "", &conf).ok();
+}
+
+#[test]
+fn chains_with_the_reference_bandwidth_and_portmap_plugins() {
+    let net = Net::new();
+    let conf = net.conf("1.0.0");
+    let pod = NetNs::new().unwrap();
+    let netns = pod.path().display().to_string();
+    let ours = net.add("chain", &pod, &conf).result().clone();
+    let host_if = ours["interfaces"][0]["name"].as_str().unwrap().to_owned();
+    let call = Call::new("ADD", "chain", &netns, "eth0");
+    let bw_conf = json!({
+        "cniVersion": "1.0.0", "name": net.name, "type": "bandwidth",
+        "runtimeConfig": {"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 80_000,
+                                         "egressRate": 8_000_000, "egressBurst": 80_000}},
+        "prevResult": ours,
+    });
+    let bw = Plugin::at("/usr/lib/cni/bandwidth").call(Some(&net.node), &call, &bw_conf);
+    let bw_result = bw.result().clone();
+    // prevResult went through unchanged except what bandwidth adds (its ifb interface).
+    assert_eq!(bw_result["ips"], ours["ips"]);
+    assert_eq!(bw_result["routes"], ours["routes"]);
+    assert_eq!(bw_result["interfaces"][0], ours["interfaces"][0]);
+    let tc = net
+        .node
+        .exec("tc", &["qdisc", "show", "dev", &host_if])
+        .unwrap();
+    assert!(tc.contains("tbf"), "no tbf on {host_if}: {tc}");
+    let pm_conf = json!({
+        "cniVersion": "1.0.0", "name": net.name, "type": "portmap",
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+        "prevResult": bw_result,
+    });
+    let pm = Plugin::at("/usr/lib/cni/portmap").call(Some(&net.node), &call, &pm_conf);
+    assert_eq!(pm.result()["ips"], ours["ips"]);
+    let rules = net.node.exec("ip6tables-save", &[]).unwrap();
+    assert!(rules.contains("18080"), "{rules}");
+    // DEL in reverse order, each with the final result as prevResult.
+    let final_result = pm.result().clone();
+    let del = Call::new("DEL", "chain", &netns, "eth0");
+    let mut pm_del = pm_conf.clone();
+    pm_del["prevResult"] = final_result.clone();
+    Plugin::at("/usr/lib/cni/portmap")
+        .call(Some(&net.node), &del, &pm_del)
+        .ok();
+    let mut bw_del = bw_conf.clone();
+    bw_del["prevResult"] = final_result.clone();
+    Plugin::at("/usr/lib/cni/bandwidth")
+        .call(Some(&net.node), &del, &bw_del)
+        .ok();
+    net.call("DEL", "chain", &netns, &with_prev(&conf, &final_result))
+        .ok();
+    assert!(net.reservations().is_empty());
+    assert!(!net.node_links().iter().any(|l| l == &host_if));
+}
+
+#[test]
+fn range_gateway_mode_routes_via_the_range_gateway() {
+    let net = Net::new();
+    let mut conf = net.conf("1.1.0");
+    conf["podGateway"] = json!("range");
+    let (pa, pb) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+    let ra = net.add("ra", &pa, &conf).result().clone();
+    let rb = net.add("rb", &pb, &conf).result().clone();
+    assert_eq!(ra["ips"][0]["gateway"], "fd00:10:244:1::1");
+    let routes = ip_json(&pa, &["-6", "route", "show"]);
+    assert_eq!(
+        route(&routes, "default").unwrap()["gateway"],
+        "fd00:10:244:1::1"
+    );
+    // The gateway itself is on-link (IPv6 keeps no route scope; no gateway on this route).
+    let gw = route(&routes, "fd00:10:244:1::1").expect("gateway /128 on-link route");
+    assert_eq!(gw["dev"], "eth0");
+    assert!(gw.get("gateway").is_none(), "{gw}");
+    let host_if = ra["interfaces"][0]["name"].as_str().unwrap();
+    let hl = &ip_json(&net.node, &["-6", "addr", "show", "dev", host_if])[0];
+    assert!(
+        hl["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "fd00:10:244:1::1" && a["prefixlen"] == 128),
+        "{hl}"
+    );
+    let b_addr = rb["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    pa.exec("ping", &["-6", "-c", "1", "-W", "2", &b_addr])
+        .unwrap();
+    let netns = pa.path().display().to_string();
+    net.call("CHECK", "ra", &netns, &with_prev(&conf, &ra)).ok();
+    net.call("DEL", "ra", "", &conf).ok();
+    net.call("DEL", "rb", "", &conf).ok();
+    assert_eq!(net.node_links(), ["lo"]);
+}
+
+#[test]
+fn check_reports_what_differs_from_prev_result() {
+    let net = Net::new();
+    let conf = net.conf("1.1.0");
+    let pod = NetNs::new().unwrap();
+    let netns = pod.path().display().to_string();
+    let r = net.add("chk", &pod, &conf).result().clone();
+    let check = |prev: &Value| net.call("CHECK", "chk", &netns, &with_prev(&conf, prev));
+    check(&r).ok();
+    // prevResult missing: an invalid request.
+    assert_eq!(net.call("CHECK", "chk", &netns, &conf).code(), 7);
+    // A MAC that is not the interface's.
+    let mut wrong_mac = r.clone();
+    wrong_mac["interfaces"][1]["mac"] = json!("02:00:00:00:00:01");
+    assert_eq!(check(&wrong_mac).code(), 100);
+    // A route prevResult lists that the pod lacks.
+    pod.ip(&["-6", "route", "del", "64:ff9b::/96"]).unwrap();
+    let out = check(&r);
+    assert_eq!(out.code(), 100);
+    assert!(out.message().contains("64:ff9b::/96"), "{}", out.message());
+    // The address is gone.
+    let ip = r["ips"][0]["address"].as_str().unwrap();
+    pod.ip(&["-6", "addr", "del", ip, "dev", "eth0"]).unwrap();
+    assert_eq!(check(&r).code(), 100);
+    net.call("DEL", "chk", &netns, &conf).ok();
+}
