@@ -111,7 +111,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
         fs::create_dir_all(d).unwrap();
     }
     // The init container's job in a cluster: the plugin binaries the agent checks for.
-    for b in ["sixlane", "sixlane-ipam"] {
+    for b in sixlane_agent::node::cni::BINARIES {
         fs::write(bin.join(b), "#!/bin/sh\nexit 1\n").unwrap();
         fs::set_permissions(bin.join(b), fs::Permissions::from_mode(0o755)).unwrap();
     }

@@ -162,7 +162,7 @@ pub struct CniConfig {
     pub conf_dir: PathBuf,
     /// The conflist's file name; sorts first so the runtime picks it.
     pub conf_name: String,
-    /// Where the `sixlane` and `sixlane-ipam` binaries must be installed (by the DaemonSet's
+    /// Where the `sixlane` binary (IPAM built in) must be installed (by the DaemonSet's
     /// init container).
     pub bin_dir: PathBuf,
     /// Fail when the binaries are missing (off only for tests and manual setups).

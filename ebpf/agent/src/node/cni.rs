@@ -1,8 +1,8 @@
 //! The CNI configuration the agent writes for the runtime, and the check that the plugin
 //! binaries the DaemonSet's init container installs are there.
 //!
-//! The conflist format is the CNI plugin's contract (`cni/`): `sixlane` with `sixlane-ipam`
-//! (host-local format) and the keys below.
+//! The conflist format is the CNI plugin's contract (`cni/`): `sixlane` with its built-in
+//! `sixlane-ipam` (host-local format; not a separate binary) and the keys below.
 
 use std::{
     fs,
@@ -18,7 +18,7 @@ use crate::config::{CniConfig, Dataplane};
 use sixlane_common::layout::DEFAULT_PIN_ROOT;
 
 /// The plugin binaries that must be in `cni.binDir`.
-pub const BINARIES: [&str; 2] = ["sixlane", "sixlane-ipam"];
+pub const BINARIES: [&str; 1] = ["sixlane"];
 
 /// A route the pods get towards the NAT64 prefix, with an MTU and MSS sized for the IPv4 path
 /// (so TCP through NAT64 never needs PMTUD). Filled from the NAT64 config at merge.
