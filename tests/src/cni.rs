@@ -228,27 +228,16 @@ pub fn reservations(data_dir: &Path, network: &str) -> Vec<(Ipv6Addr, String)> {
     out
 }
 
-/// A temporary directory removed on drop (IPAM data dirs for tests).
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
+/// Per-test temporary directories (the testkit's guard; `new` panics on failure for tests).
+pub struct TempDir(sixlane_testkit::TempDir);
 
 impl TempDir {
     pub fn new(tag: char) -> Self {
-        let path = std::env::temp_dir().join(sixlane_testkit::names::unique(tag));
-        std::fs::create_dir_all(&path).expect("creating temp dir");
-        Self { path }
+        Self(sixlane_testkit::TempDir::new(tag).expect("creating temp dir"))
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        self.0.path()
     }
 }
 

@@ -4,12 +4,14 @@
 //! - [`netns`], [`veth`], [`pins`], [`process`]: RAII guards. Dropping one removes what it made,
 //!   also when the test panics; `cargo xtask test` sweeps anything named with [`names::PREFIX`]
 //!   afterwards and fails the run if it finds leftovers.
+//! - [`containerd`]: a private containerd and a locally built busybox OCI image.
 //! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
 //!
 //! Privileged helpers refuse to run without root instead of silently skipping.
 
 pub mod cmd;
+pub mod containerd;
 pub mod error;
 #[cfg(feature = "bpf")]
 pub mod fixture;
@@ -18,12 +20,14 @@ pub mod netns;
 pub mod packet;
 pub mod pins;
 pub mod process;
+pub mod tempdir;
 pub mod veth;
 
 pub use error::{Error, Result};
 pub use netns::NetNs;
 pub use pins::PinDir;
 pub use process::ChildGuard;
+pub use tempdir::TempDir;
 pub use veth::Veth;
 
 /// Panics with a clear message unless running as root. Privileged tests call this first: a test

@@ -1,0 +1,306 @@
+//! A private containerd for tests and the demo: Debian's containerd + runc with its own root,
+//! state and socket under a directory, running in a node's network namespace and in its own mount
+//! namespace where `/etc/cni/net.d` and `/opt/cni/bin` are mounted over, so the host's CNI setup
+//! is neither read nor touched. Images are OCI tarballs built here (no registry).
+//!
+//! Notes: containerd 1.6 speaks CNI ≤ 1.0.0; a detached `ctr run -d` never calls DEL, so
+//! containers run `ctr run --rm` in the foreground of a background process; the CRI plugin is
+//! disabled (ctr does not need it).
+
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{ChildGuard, Error, NetNs, Result, cmd};
+
+/// The name the busybox image is imported under.
+pub const BUSYBOX_IMAGE: &str = "docker.io/library/slbusybox:latest";
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let out = cmd::run("sha256sum", &[&path.to_string_lossy()])?;
+    Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+/// Moves `path` into `blobs/sha256/<digest>` and returns (digest, size).
+fn blob(layout: &Path, path: &Path) -> Result<(String, u64)> {
+    let digest = sha256(path)?;
+    let size = fs::metadata(path).map_err(io("reading", path))?.len();
+    let dst = layout.join("blobs/sha256").join(&digest);
+    fs::rename(path, &dst).map_err(io("moving to", &dst))?;
+    Ok((format!("sha256:{digest}"), size))
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<()> {
+    fs::write(path, data).map_err(io("writing", path))
+}
+
+/// Builds an OCI image layout tarball with Debian's static busybox (package `busybox-static`)
+/// and links for `applets`, in `dir`. Returns the tarball's path.
+pub fn busybox_image(dir: &Path, applets: &[&str]) -> Result<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        return Err(Error::Io {
+            what: "finding",
+            path: busybox.to_owned(),
+            source: std::io::Error::other(
+                "busybox-static is missing (cargo xtask setup installs it)",
+            ),
+        });
+    }
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).map_err(io("creating", &bin))?;
+    fs::copy(busybox, bin.join("busybox")).map_err(io("copying", busybox))?;
+    for applet in applets {
+        symlink("busybox", bin.join(applet)).map_err(io("linking", &bin))?;
+    }
+    let layout = dir.join("oci");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io("creating", &blobs))?;
+    let layer = dir.join("layer.tar");
+    cmd::run(
+        "tar",
+        &[
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+            &layer.to_string_lossy(),
+            "-C",
+            &rootfs.to_string_lossy(),
+            ".",
+        ],
+    )?;
+    let (layer_digest, layer_size) = blob(&layout, &layer)?;
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+    );
+    let cfg_path = dir.join("config.json");
+    write(&cfg_path, config.as_bytes())?;
+    let (cfg_digest, cfg_size) = blob(&layout, &cfg_path)?;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg_digest}","size":{cfg_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+    );
+    let m_path = dir.join("manifest.json");
+    write(&m_path, manifest.as_bytes())?;
+    let (m_digest, m_size) = blob(&layout, &m_path)?;
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m_digest}","size":{m_size},"annotations":{{"io.containerd.image.name":"{BUSYBOX_IMAGE}","org.opencontainers.image.ref.name":"latest"}}}}]}}"#
+    );
+    write(&layout.join("index.json"), index.as_bytes())?;
+    write(
+        &layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let tarball = dir.join("busybox-oci.tar");
+    cmd::run(
+        "tar",
+        &[
+            "-cf",
+            &tarball.to_string_lossy(),
+            "-C",
+            &layout.to_string_lossy(),
+            ".",
+        ],
+    )?;
+    Ok(tarball)
+}
+
+/// A containerd in `node`'s network namespace and its own mount namespace. Dropping it kills
+/// its shims and the daemon (by PID).
+#[derive(Debug)]
+pub struct Containerd {
+    daemon: ChildGuard,
+    sock: PathBuf,
+    node: PathBuf,
+    dir: PathBuf,
+}
+
+impl Containerd {
+    /// Starts containerd with state under `dir`, the CNI configuration files `conf` (name,
+    /// contents) in its `/etc/cni/net.d` and the plugin binaries `bins` (name, path) in its
+    /// `/opt/cni/bin`.
+    pub fn start(
+        node: &NetNs,
+        dir: &Path,
+        conf: &[(&str, String)],
+        bins: &[(&str, &Path)],
+    ) -> Result<Self> {
+        let sock = dir.join("containerd.sock");
+        let cfg = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            sock = sock.display(),
+        );
+        write(&dir.join("config.toml"), cfg.as_bytes())?;
+        let netd = dir.join("net.d");
+        fs::create_dir_all(&netd).map_err(io("creating", &netd))?;
+        for (name, text) in conf {
+            write(&netd.join(name), text.as_bytes())?;
+        }
+        let cnibin = dir.join("cni-bin");
+        fs::create_dir_all(&cnibin).map_err(io("creating", &cnibin))?;
+        for (name, path) in bins {
+            symlink(path, cnibin.join(name)).map_err(io("linking", path))?;
+        }
+        for d in ["etc-up", "etc-work"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).map_err(io("creating", &p))?;
+        }
+        // /etc and /opt get private, writable views; the host's stay untouched.
+        let script = format!(
+            "set -e\n\
+             mount -t tmpfs sltopt /opt\n\
+             mkdir -p /opt/cni/bin\n\
+             mount --bind {cnibin} /opt/cni/bin\n\
+             mount -t overlay sltetc -o lowerdir=/etc,upperdir={up},workdir={work} /etc\n\
+             mkdir -p /etc/cni/net.d\n\
+             mount --bind {netd} /etc/cni/net.d\n\
+             exec containerd --config {cfg} --log-level warn\n",
+            cnibin = cnibin.display(),
+            up = dir.join("etc-up").display(),
+            work = dir.join("etc-work").display(),
+            netd = netd.display(),
+            cfg = dir.join("config.toml").display(),
+        );
+        let log_path = dir.join("containerd.log");
+        let log = fs::File::create(&log_path).map_err(io("creating", &log_path))?;
+        let log2 = log.try_clone().map_err(io("cloning", &log_path))?;
+        let mut c = node.command("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(log)
+            .stderr(log2);
+        let daemon = ChildGuard::spawn(&mut c)?;
+        let me = Self {
+            daemon,
+            sock,
+            node: node.path(),
+            dir: dir.to_owned(),
+        };
+        let start = Instant::now();
+        while !me.sock.exists() || !me.ctr(&["version"])?.status.success() {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "containerd to start ({})",
+                        fs::read_to_string(&log_path).unwrap_or_default().trim()
+                    ),
+                    secs: 20,
+                });
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(me)
+    }
+
+    /// The directory holding this containerd's state and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// PID of the daemon (its mount namespace is where `ctr` must run).
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// `ctr` in containerd's mount and network namespaces.
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.daemon.pid()))
+            .arg(format!("--net={}", self.node.display()))
+            .arg("--")
+            .arg("ctr")
+            .arg("--address")
+            .arg(&self.sock)
+            .args(args);
+        c
+    }
+
+    /// Runs `ctr args...` to completion (whatever its exit code).
+    pub fn ctr(&self, args: &[&str]) -> Result<Output> {
+        let mut c = self.ctr_cmd(args);
+        c.stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Spawn {
+                cmd: format!("{c:?}"),
+                source,
+            })
+    }
+
+    /// Imports an OCI tarball with the native snapshotter (no overlay-in-overlay trouble).
+    pub fn import(&self, tarball: &Path) -> Result<()> {
+        let out = self.ctr(&[
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            &tarball.to_string_lossy(),
+        ])?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                cmd: "ctr images import".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// PID of the running task `name`, if any.
+    pub fn task_pid(&self, name: &str) -> Option<u32> {
+        let out = self.ctr(&["task", "ls"]).ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")) && l.contains("RUNNING"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    }
+
+    /// Shim processes this containerd started (their command line names our socket).
+    pub fn shims(&self) -> Vec<i32> {
+        let sock = self.sock.display().to_string();
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                (cmdline.contains("containerd-shim") && cmdline.contains(&sock)).then_some(pid)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for pid in self.shims() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        self.daemon.terminate();
+    }
+}
