@@ -8,6 +8,7 @@ pub mod error;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+pub mod nat64;
 pub mod pins;
 pub mod tcx;
 

@@ -48,6 +48,8 @@ enum Cmd {
     Metrics,
     /// Remove every pin (maps, programs, links): the datapath and its state go away.
     Unload,
+    /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
+    Nat64(sixlane_agent::nat64::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pins.remove_all()?;
             println!("removed {}", pins.root().display());
         }
+        Cmd::Nat64(args) => sixlane_agent::nat64::cli::run(&pins, cli.json, args)?,
     }
     Ok(())
 }

@@ -194,7 +194,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     // Reshape: outer 40 → 20 (change_proto), inner 40 → 20 (adjust_room at the end of the new
     // outer header, which takes the ICMP header and the inner header's first 12 bytes: both
     // are rewritten below).
-    ctx.change_proto(ETH_P_IP, 0)
+    ctx.change_proto(ETH_P_IP.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
     ctx.adjust_room(-(header::HDR_DIFF as i32), BPF_ADJ_ROOM_NET, 0)
         .map_err(|_| Reason::Nat64Error)?;
@@ -392,7 +392,7 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
 
     // Reshape: outer 20 → 40 (change_proto), inner 20 → 40 (adjust_room right after the new
     // outer header; everything up to the inner transport header is rewritten below).
-    ctx.change_proto(ETH_P_IPV6, 0)
+    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
     ctx.adjust_room(header::HDR_DIFF as i32, BPF_ADJ_ROOM_NET, 0)
         .map_err(|_| Reason::Nat64Error)?;

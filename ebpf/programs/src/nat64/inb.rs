@@ -278,7 +278,7 @@ fn translate_inner(
         }
     }
 
-    ctx.change_proto(ETH_P_IPV6, 0)
+    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
     if ihl > IPV4_HLEN {
         // RFC 7915 §4.1: IPv4 options are not translated.

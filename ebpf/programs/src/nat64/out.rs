@@ -218,7 +218,7 @@ fn finish(
     y: [u8; 4],
     route: Route,
 ) -> Res<i32> {
-    ctx.change_proto(ETH_P_IP, 0)
+    ctx.change_proto(ETH_P_IP.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
     // SAFETY: plain helper call.
     let id = unsafe { bpf_get_prandom_u32() } as u16;
