@@ -363,3 +363,102 @@ pub fn fmt_mac(m: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// RFC 6052 §2.2 embedding for any allowed prefix length, written bit by bit from the figure
+/// (the 32 IPv4 bits follow the prefix, skipping bits 64–71), independently of the library.
+pub fn embed(prefix: Ipv6Addr, len: u8, v4: Ipv4Addr) -> Ipv6Addr {
+    let p = u128::from(prefix);
+    let v = u32::from(v4);
+    let mut out = if len == 0 {
+        0
+    } else {
+        p & (!0u128 << (128 - u32::from(len)))
+    };
+    let mut bit = u32::from(len);
+    for i in 0..32 {
+        if bit == 64 {
+            bit = 72;
+        }
+        if v & (1 << (31 - i)) != 0 {
+            out |= 1u128 << (127 - bit);
+        }
+        bit += 1;
+    }
+    Ipv6Addr::from(out)
+}
+
+/// ICMPv6 → ICMPv4 per RFC 7915 §5.2 as the tests expect it: (type, code, how the 4 bytes after
+/// the checksum are filled). `None`: silently dropped.
+pub fn rfc7915_icmp6_to_4(ty: u8, code: u8) -> Option<(u8, u8, RestKind)> {
+    use RestKind::*;
+    Some(match (ty, code) {
+        (128, 0) => (8, 0, Echo),
+        (129, 0) => (0, 0, Echo),
+        (1, 0) | (1, 2) | (1, 3) => (3, 1, Zero),
+        (1, 1) => (3, 10, Zero),
+        (1, 4) => (3, 3, Zero),
+        (2, 0) => (3, 4, Mtu),
+        (3, 0) => (11, 0, Zero),
+        (3, 1) => (11, 1, Zero),
+        (4, 0) => (12, 0, Pointer),
+        (4, 1) => (3, 2, Zero),
+        _ => return None,
+    })
+}
+
+/// ICMPv4 → ICMPv6 per RFC 7915 §4.2 as the tests expect it.
+pub fn rfc7915_icmp4_to_6(ty: u8, code: u8) -> Option<(u8, u8, RestKind)> {
+    use RestKind::*;
+    Some(match (ty, code) {
+        (8, 0) => (128, 0, Echo),
+        (0, 0) => (129, 0, Echo),
+        (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => (1, 0, Zero),
+        (3, 2) => (4, 1, NextHeaderPointer),
+        (3, 3) => (1, 4, Zero),
+        (3, 4) => (2, 0, Mtu),
+        (3, 9 | 10 | 13 | 15) => (1, 1, Zero),
+        (11, 0) => (3, 0, Zero),
+        (11, 1) => (3, 1, Zero),
+        (12, 0 | 2) => (4, 0, Pointer),
+        _ => return None,
+    })
+}
+
+/// How the field after an ICMP checksum is translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestKind {
+    Echo,
+    Zero,
+    Mtu,
+    Pointer,
+    /// ICMPv4 protocol unreachable: pointer to IPv6's Next Header (6).
+    NextHeaderPointer,
+}
+
+/// RFC 7915 figure 3 (IPv4 → IPv6 parameter problem pointer).
+pub fn rfc7915_pointer4_to_6(p: u8) -> Option<u32> {
+    Some(match p {
+        0 => 0,
+        1 => 1,
+        2 | 3 => 4,
+        8 => 7,
+        9 => 6,
+        12..=15 => 8,
+        16..=19 => 24,
+        _ => return None,
+    })
+}
+
+/// RFC 7915 figure 6 (IPv6 → IPv4 parameter problem pointer).
+pub fn rfc7915_pointer6_to_4(p: u32) -> Option<u8> {
+    Some(match p {
+        0 => 0,
+        1 => 1,
+        4 | 5 => 2,
+        6 => 9,
+        7 => 8,
+        8..=23 => 12,
+        24..=39 => 16,
+        _ => return None,
+    })
+}
