@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
 pub mod bins;
+pub mod dns64;
 pub mod nat64;
 pub mod sim;
 

@@ -462,3 +462,149 @@ pub fn rfc7915_pointer6_to_4(p: u32) -> Option<u8> {
         _ => return None,
     })
 }
+
+/// A simulated IPv4 internet behind a node, for NAT64 integration tests:
+///
+/// ```text
+///  node ns                          rtr ns                              inet ns
+///  up 198.18.0.1/24 (pool) <-veth-> 198.18.0.254/24  198.18.1.1/24 <-veth-> 198.18.1.10/24
+///  default via 198.18.0.254         ip_forward                            default via 198.18.1.1
+/// ```
+///
+/// The node gets the uplink programs on `up`; pods attach with `sim::SimPod`.
+pub struct Internet {
+    pub up: Veth,
+    pub wan: Veth,
+    pub rtr: NetNs,
+    pub inet: NetNs,
+}
+
+pub const NODE4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const RTR4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+pub const RTR_WAN4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const SERVER4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+
+impl Internet {
+    /// Builds the IPv4 side of `node` (which must have IPv6 forwarding on already) and turns
+    /// on IPv4 forwarding there (the FIB lookups of the datapath need it).
+    pub fn new(node: &NetNs) -> sixlane_testkit::Result<Self> {
+        let rtr = NetNs::new()?;
+        let inet = NetNs::new()?;
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        rtr.sysctl("net.ipv4.ip_forward", "1")?;
+        let up = Veth::new(Some(node), Some(&rtr))?;
+        let wan = Veth::new(Some(&rtr), Some(&inet))?;
+        up.a.ip(&["addr", "add", &format!("{NODE4}/24"), "dev", "{}"])?;
+        up.b.ip(&["addr", "add", &format!("{RTR4}/24"), "dev", "{}"])?;
+        wan.a
+            .ip(&["addr", "add", &format!("{RTR_WAN4}/24"), "dev", "{}"])?;
+        wan.b
+            .ip(&["addr", "add", &format!("{SERVER4}/24"), "dev", "{}"])?;
+        node.ip(&["route", "add", "default", "via", &RTR4.to_string()])?;
+        inet.ip(&["route", "add", "default", "via", &RTR_WAN4.to_string()])?;
+        Ok(Self { up, wan, rtr, inet })
+    }
+
+    /// The node's uplink interface name.
+    pub fn uplink(&self) -> &str {
+        &self.up.a.name
+    }
+}
+
+/// Attaches the uplink programs (`layout::UPLINK_PROGRAMS`) to `iface` in `ns`.
+pub fn attach_uplink(ns: &NetNs, layout: &PinLayout, iface: &str) {
+    use aya::programs::TcAttachType;
+    use sixlane_common::layout::{Hook, UPLINK_PROGRAMS};
+    ns.enter(|| {
+        for (prog, hook) in UPLINK_PROGRAMS {
+            let hook = match hook {
+                Hook::Ingress => TcAttachType::Ingress,
+                Hook::Egress => TcAttachType::Egress,
+            };
+            sixlane_agent::tcx::attach_pinned(layout, prog, iface, hook)
+                .unwrap_or_else(|e| panic!("attaching {prog} to {iface}: {e}"));
+        }
+    });
+}
+
+/// A minimal HTTP/1.0 server on a socket bound inside `ns`: answers GET with `body`, and any
+/// request with a body (POST) with the number of bytes it received. Runs until the process
+/// ends; its listener is closed with the returned guard's drop.
+pub struct HttpServer {
+    pub addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpServer {
+    pub fn start(ns: &NetNs, addr: std::net::SocketAddr, body: Vec<u8>) -> Self {
+        use std::{
+            io::{BufRead as _, BufReader, Read as _, Write as _},
+            sync::{
+                Arc,
+                atomic::{AtomicBool, Ordering},
+            },
+        };
+        let listener = ns
+            .enter(|| std::net::TcpListener::bind(addr))
+            .expect("bind HTTP server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let body = Arc::new(body);
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let (s, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                    let mut r = BufReader::new(s);
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut got = vec![0u8; len];
+                    if r.read_exact(&mut got).is_err() {
+                        return;
+                    }
+                    let reply: Vec<u8> = if len > 0 {
+                        format!("received {len}").into_bytes()
+                    } else {
+                        body.to_vec()
+                    };
+                    let mut s = r.into_inner();
+                    let _ = write!(
+                        s,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                        reply.len()
+                    );
+                    let _ = s.write_all(&reply);
+                });
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

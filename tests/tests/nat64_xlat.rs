@@ -1259,7 +1259,6 @@ fn parameter_problem_pointers() {
 fn frag_needed_and_packet_too_big_mtu_math() {
     let mut e = env(&default_cfg());
     let t = e.udp_session(POD, 40000, 53);
-    let r6 = n::embed96(PREFIX, ROUTER);
     // (advertised IPv4 MTU, quoted total length) → IPv6 MTU. Both links are 1500.
     for (adv, total, want_mtu) in [
         (1400u16, 0u16, 1420u32),

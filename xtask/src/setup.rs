@@ -38,6 +38,9 @@ const TEST: &[&str] = &[
     "bpftool",
     "curl",
     "socat",
+    // NAT64 tests: a real DNS64 resolver (unbound's dns64 module) and dig to query it.
+    "unbound",
+    "dnsutils",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
@@ -47,6 +50,8 @@ const BENCH: &[&str] = &[
     "hyperfine",
     "nftables",
     "iptables",
+    // NAT64 peer: Tayga (stateless, TUN) + nft masquerade.
+    "tayga",
 ];
 
 /// The nightly toolchain the eBPF crate is built with (aya-build runs `rustup run nightly`).
