@@ -142,7 +142,7 @@ impl Env {
         let up = n::udp(x, port, b"open", Pseudo::V6(pod, srv6()), false);
         let out = self.run(
             PROG_FROM_POD,
-            &self.from_pod(&n::ipv6(0, 0, 64, pod, srv6(), n::UDP, &up)),
+            &self.pod_frame(&n::ipv6(0, 0, 64, pod, srv6(), n::UDP, &up)),
         );
         assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
         v4_sport(&out.pkt)
@@ -160,12 +160,12 @@ impl Env {
     }
 
     /// A frame from the pod to the node.
-    fn from_pod(&self, l3: &[u8]) -> Vec<u8> {
+    fn pod_frame(&self, l3: &[u8]) -> Vec<u8> {
         n::eth(self.node.pod_host_mac, self.node.pod_mac, n::ETH_P_IPV6, l3)
     }
 
     /// A frame from the IPv4 gateway to the node.
-    fn from_uplink(&self, l3: &[u8]) -> Vec<u8> {
+    fn uplink_frame(&self, l3: &[u8]) -> Vec<u8> {
         n::eth(self.node.uplink_mac, self.node.gw_mac, n::ETH_P_IP, l3)
     }
 
@@ -227,7 +227,7 @@ fn udp_both_ways_with_tos_ttl_df_and_checksums() {
     let mut e = env(&default_cfg());
     let payload = b"nat64 over udp";
     let up = n::udp(40000, 53, payload, Pseudo::V6(POD, srv6()), false);
-    let input = e.from_pod(&n::ipv6(0xb8, 0x12345, 64, POD, srv6(), n::UDP, &up));
+    let input = e.pod_frame(&n::ipv6(0xb8, 0x12345, 64, POD, srv6(), n::UDP, &up));
     let out = e.run(PROG_FROM_POD, &input);
     assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
     let t = v4_sport(&out.pkt);
@@ -259,7 +259,7 @@ fn udp_both_ways_with_tos_ttl_df_and_checksums() {
     };
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&h, n::UDP, &down)),
+        &e.uplink_frame(&n::ipv4(&h, n::UDP, &down)),
     );
     let want = e.to_pod(&n::ipv6(
         0x28,
@@ -277,7 +277,7 @@ fn udp_both_ways_with_tos_ttl_df_and_checksums() {
     let up = n::udp(40000, 53, payload, Pseudo::V6(POD, other), false);
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, other, n::UDP, &up)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, other, n::UDP, &up)),
     );
     assert_eq!(
         v4_sport(&out.pkt),
@@ -290,7 +290,7 @@ fn udp_both_ways_with_tos_ttl_df_and_checksums() {
     let up = n::udp(40000, 53, &big, Pseudo::V6(POD, srv6()), false);
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
     );
     let h = V4 {
         id: v4_id(&out.pkt),
@@ -318,13 +318,13 @@ fn pod_tcp(e: &Env, x: u16, fl: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
         payload,
         Pseudo::V6(POD, srv6()),
     );
-    e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::TCP, &seg))
+    e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::TCP, &seg))
 }
 
 /// A TCP segment from the server to the pool, as a frame.
 fn srv_tcp(e: &Env, t: u16, fl: u8, opts: &[u8]) -> Vec<u8> {
     let seg = n::tcp(80, t, 5000, 1001, fl, opts, &[], Pseudo::V4(SRV, POOL));
-    e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg))
+    e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg))
 }
 
 #[test]
@@ -476,7 +476,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
     );
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(
+        &e.uplink_frame(&n::ipv4(
             &V4::new(Ipv4Addr::new(198, 18, 9, 9), POOL),
             n::TCP,
             &seg,
@@ -486,7 +486,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
     let seg = n::tcp(80, 61050, 1, 0, flags::SYN, &[], &[], Pseudo::V4(SRV, POOL));
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg)),
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
 }
@@ -504,7 +504,7 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
     );
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
     );
     let id = v4_echo_id(&out.pkt);
     assert!(
@@ -531,7 +531,7 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
     let rep = n::icmp(0, 0, n::echo_rest(id, 7), body, Pseudo::None);
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep)),
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep)),
     );
     let want = n::ipv6(
         0,
@@ -559,13 +559,13 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
     let req4 = n::icmp(8, 0, n::echo_rest(id, 1), b"", Pseudo::None);
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &req4)),
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &req4)),
     );
     check(&out, verdict::NEXT, None, Reason::Pass);
     let rep4 = n::icmp(0, 0, n::echo_rest(61099, 1), b"", Pseudo::None);
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep4)),
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep4)),
     );
     check(&out, verdict::NEXT, None, Reason::Pass);
     // A pod's echo reply or an informational message to the prefix is not translated.
@@ -573,7 +573,7 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
         let m = n::icmp(ty, 0, [0; 4], b"", Pseudo::V6(POD, srv6()));
         let out = e.run(
             PROG_FROM_POD,
-            &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &m)),
+            &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &m)),
         );
         check(&out, verdict::SHOT, None, Reason::Nat64IcmpDropped);
     }
@@ -595,11 +595,11 @@ fn not_ours_passes_and_refusals_are_counted() {
     };
     // Outside the prefix: untouched, counted as passed.
     let other: Ipv6Addr = "fd00:20::1".parse().unwrap();
-    let input = e.from_pod(&udp6(POD, other));
+    let input = e.pod_frame(&udp6(POD, other));
     let out = e.run(PROG_FROM_POD, &input);
     check(&out, verdict::NEXT, Some(&input), Reason::Pass);
     // No open relay: a source outside the pod CIDRs is not translated.
-    let out = e.run(PROG_FROM_POD, &e.from_pod(&udp6(STRANGER, srv6())));
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&udp6(STRANGER, srv6())));
     check(&out, verdict::SHOT, None, Reason::Nat64SrcDenied);
     // Non-canonical RFC 6052 address (suffix bits set after a /96 is impossible; use a /64
     // prefix below) and a bad u-octet are refused there. Here: zero UDP checksum over IPv6.
@@ -607,7 +607,7 @@ fn not_ours_passes_and_refusals_are_counted() {
     zero[6] = 0;
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &zero)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &zero)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64UdpChecksum);
     // Fragment header.
@@ -615,7 +615,7 @@ fn not_ours_passes_and_refusals_are_counted() {
     frag.extend_from_slice(&n::udp(1, 2, b"x", Pseudo::V6(POD, srv6()), false));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), 44, &frag)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), 44, &frag)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64Fragment);
     // Hop-by-hop options header.
@@ -623,13 +623,13 @@ fn not_ours_passes_and_refusals_are_counted() {
     hbh.extend_from_slice(&n::udp(1, 2, b"x", Pseudo::V6(POD, srv6()), false));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), 0, &hbh)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), 0, &hbh)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64ExtHeader);
     // A transport NAT64 does not translate.
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), 132, &[0u8; 16])),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), 132, &[0u8; 16])),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64Proto);
 
@@ -647,7 +647,7 @@ fn not_ours_passes_and_refusals_are_counted() {
         to(POOL, 22),
         to(POOL, 61200),
     ] {
-        let input = e.from_uplink(&input);
+        let input = e.uplink_frame(&input);
         let out = e.run(PROG_FROM_UPLINK, &input);
         check(&out, verdict::NEXT, Some(&input), Reason::Pass);
     }
@@ -664,14 +664,14 @@ fn not_ours_passes_and_refusals_are_counted() {
             &n::udp(53, t, b"fragment", Pseudo::V4(SRV, POOL), false),
         )
     };
-    let input = e.from_uplink(&frag4(false, 100));
+    let input = e.uplink_frame(&frag4(false, 100));
     check(
         &e.run(PROG_FROM_UPLINK, &input),
         verdict::NEXT,
         Some(&input),
         Reason::Pass,
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&frag4(true, 0)));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&frag4(true, 0)));
     check(&out, verdict::SHOT, None, Reason::Nat64Fragment);
 }
 
@@ -682,7 +682,7 @@ fn hop_limit_and_ttl_expire_at_the_translator() {
     // packet (RFC 7915 §5.4, RFC 4443 §3.3).
     let up = n::udp(40000, 33434, b"traceroute", Pseudo::V6(POD, srv6()), false);
     let orig = n::ipv6(0, 0, 1, POD, srv6(), n::UDP, &up);
-    let out = e.run(PROG_FROM_POD, &e.from_pod(&orig));
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&orig));
     let me = n::embed96(PREFIX, POOL);
     let want = n::ipv6(
         0,
@@ -712,7 +712,7 @@ fn hop_limit_and_ttl_expire_at_the_translator() {
         n::UDP,
         &n::udp(53, t, b"late", Pseudo::V4(SRV, POOL), false),
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&orig));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&orig));
     let h = V4 {
         id: v4_id(&out.pkt),
         ..V4::new(POOL, SRV)
@@ -729,7 +729,7 @@ fn hop_limit_and_ttl_expire_at_the_translator() {
     let err = n::icmp(1, 4, [0; 4], &[0u8; 48], Pseudo::V6(POD, srv6()));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 1, POD, srv6(), n::ICMPV6, &err)),
+        &e.pod_frame(&n::ipv6(0, 0, 1, POD, srv6(), n::ICMPV6, &err)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64IcmpDropped);
 }
@@ -744,7 +744,7 @@ fn ipv4_zero_udp_checksum_and_options() {
         let down = n::udp(53, t, &payload, Pseudo::V4(SRV, POOL), true);
         let out = e.run(
             PROG_FROM_UPLINK,
-            &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
+            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
         );
         let want = n::ipv6(
             0,
@@ -770,7 +770,7 @@ fn ipv4_zero_udp_checksum_and_options() {
     let down = n::udp(53, t, b"opts", Pseudo::V4(SRV, POOL), false);
     let out = e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&h, n::UDP, &down)),
+        &e.uplink_frame(&n::ipv4(&h, n::UDP, &down)),
     );
     let want = n::ipv6(
         0,
@@ -806,7 +806,7 @@ fn checksum_that_folds_to_zero() {
     let up = n::udp(40000, 53, &payload, Pseudo::V6(POD, srv6()), false);
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
     );
     let h = V4 {
         id: v4_id(&out.pkt),
@@ -833,7 +833,7 @@ fn endpoint_independent_filtering_is_configurable() {
         let d = n::udp(3478, t, b"stun", Pseudo::V4(stranger, POOL), false);
         let out = e.run(
             PROG_FROM_UPLINK,
-            &e.from_uplink(&n::ipv4(&V4::new(stranger, POOL), n::UDP, &d)),
+            &e.uplink_frame(&n::ipv4(&V4::new(stranger, POOL), n::UDP, &d)),
         );
         if eif {
             let s6 = n::embed96(PREFIX, stranger);
@@ -872,7 +872,7 @@ fn pool_exhaustion_answers_new_flows_and_keeps_old_ones() {
     assert_ne!(t1, t2);
     let up = n::udp(1003, 53, b"third", Pseudo::V6(POD, srv6()), false);
     let orig = n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up);
-    let out = e.run(PROG_FROM_POD, &e.from_pod(&orig));
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&orig));
     let me = n::embed96(PREFIX, POOL);
     // RFC 6146 §3.5.1.1: Destination Unreachable, code 3 (address unreachable).
     let want = n::ipv6(
@@ -897,7 +897,7 @@ fn pool_exhaustion_answers_new_flows_and_keeps_old_ones() {
     let req = n::icmp(128, 0, n::echo_rest(9, 1), b"", Pseudo::V6(POD, srv6()));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
     );
     assert_eq!(out.verdict, verdict::REDIRECT);
 }
@@ -918,7 +918,7 @@ fn packet_too_big_both_ways_from_the_routes() {
     // 1500 bytes of IPv6 become 1480 of IPv4: too big for the 1400 uplink → PTB 1420 to the pod.
     let up = n::udp(40000, 53, &[1u8; 1500 - 48], Pseudo::V6(POD, srv6()), false);
     let orig = n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up);
-    let out = e.run(PROG_FROM_POD, &e.from_pod(&orig));
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&orig));
     let me = n::embed96(PREFIX, POOL);
     let quote = &orig[..1280 - 48];
     let want = n::ipv6(
@@ -940,7 +940,7 @@ fn packet_too_big_both_ways_from_the_routes() {
     let up = n::udp(40000, 53, &[1u8; 1420 - 48], Pseudo::V6(POD, srv6()), false);
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
     );
     assert_eq!(out.verdict, verdict::REDIRECT);
     let t = v4_sport(&out.pkt);
@@ -955,7 +955,7 @@ fn packet_too_big_both_ways_from_the_routes() {
         n::UDP,
         &n::udp(53, t, &[2u8; 1400 - 28], Pseudo::V4(SRV, POOL), false),
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&orig));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&orig));
     let h = V4 {
         id: v4_id(&out.pkt),
         ..V4::new(POOL, SRV)
@@ -1032,7 +1032,7 @@ fn every_icmpv4_error_type_and_code() {
                 n::ICMP,
                 &n::icmp(ty, code, rest, &quoted_v4(t), Pseudo::None),
             );
-            let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.from_uplink(&err));
+            let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.uplink_frame(&err));
             match n::rfc7915_icmp4_to_6(ty, code) {
                 Some((ty6, code6, kind)) => {
                     let rest6 = match kind {
@@ -1124,7 +1124,7 @@ fn every_icmpv6_error_type_and_code() {
                 _ => [0; 4],
             };
             let err = n::icmp(ty, code, rest, &delivered, Pseudo::V6(POD, srv6()));
-            let input = e.from_pod(&n::ipv6(0x48, 0, 64, POD, srv6(), n::ICMPV6, &err));
+            let input = e.pod_frame(&n::ipv6(0x48, 0, 64, POD, srv6(), n::ICMPV6, &err));
             let (v, out) = e.run_fast(PROG_FROM_POD, &input);
             match n::rfc7915_icmp6_to_4(ty, code) {
                 Some((ty4, code4, kind)) => {
@@ -1188,7 +1188,7 @@ fn parameter_problem_pointers() {
             n::ICMP,
             &n::icmp(12, 0, [p, 0, 0, 0], &quoted_v4(t), Pseudo::None),
         );
-        let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.from_uplink(&err));
+        let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.uplink_frame(&err));
         match n::rfc7915_pointer4_to_6(p) {
             Some(p6) => {
                 let want = e.to_pod(&n::ipv6(
@@ -1232,7 +1232,7 @@ fn parameter_problem_pointers() {
         let err = n::icmp(4, 0, p.to_be_bytes(), &delivered, Pseudo::V6(POD, srv6()));
         let (v, out) = e.run_fast(
             PROG_FROM_POD,
-            &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err)),
+            &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err)),
         );
         match n::rfc7915_pointer6_to_4(p) {
             Some(p4) => {
@@ -1285,7 +1285,7 @@ fn frag_needed_and_packet_too_big_mtu_math() {
             n::ICMP,
             &n::icmp(3, 4, [0, 0, m[0], m[1]], &quoted, Pseudo::None),
         );
-        let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.from_uplink(&err));
+        let (v, out) = e.run_fast(PROG_FROM_UPLINK, &e.uplink_frame(&err));
         assert_eq!(v, verdict::REDIRECT, "adv {adv}");
         let got = u32::from_be_bytes([out[14 + 44], out[14 + 45], out[14 + 46], out[14 + 47]]);
         assert_eq!(
@@ -1309,7 +1309,7 @@ fn frag_needed_and_packet_too_big_mtu_math() {
         let err = n::icmp(2, 0, adv.to_be_bytes(), &delivered, Pseudo::V6(POD, srv6()));
         let (v, out) = e.run_fast(
             PROG_FROM_POD,
-            &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err)),
+            &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err)),
         );
         assert_eq!(v, verdict::REDIRECT);
         assert_eq!((out[14 + 20], out[14 + 21]), (3, 4));
@@ -1338,7 +1338,7 @@ fn errors_quoting_echo_and_tcp() {
     );
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &req)),
     );
     let id = v4_echo_id(&out.pkt);
     let sent = n::ipv4(
@@ -1354,7 +1354,7 @@ fn errors_quoting_echo_and_tcp() {
         n::ICMP,
         &n::icmp(11, 0, [0; 4], &sent, Pseudo::None),
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&err));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&err));
     let inner = n::ipv6(
         0,
         0,
@@ -1385,7 +1385,7 @@ fn errors_quoting_echo_and_tcp() {
     let rep = n::icmp(0, 0, n::echo_rest(id, 3), b"probe", Pseudo::None);
     e.run(
         PROG_FROM_UPLINK,
-        &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep)),
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep)),
     );
     let got = n::ipv6(
         0,
@@ -1405,7 +1405,7 @@ fn errors_quoting_echo_and_tcp() {
     let err6 = n::icmp(4, 0, 7u32.to_be_bytes(), &got, Pseudo::V6(POD, srv6()));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err6)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err6)),
     );
     let inner4 = n::ipv4(
         &V4 {
@@ -1462,7 +1462,7 @@ fn errors_quoting_echo_and_tcp() {
         n::ICMP,
         &n::icmp(3, 1, [0; 4], &quote, Pseudo::None),
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&err));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&err));
     assert_eq!(out.verdict, verdict::REDIRECT);
     let inner = &out.pkt[14 + 48..];
     assert_eq!(&inner[8..24], &POD.octets(), "inner source is the pod");
@@ -1492,7 +1492,7 @@ fn errors_quoting_echo_and_tcp() {
         n::ICMP,
         &n::icmp(3, 3, [0; 4], &quote, Pseudo::None),
     );
-    let out = e.run(PROG_FROM_UPLINK, &e.from_uplink(&err));
+    let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&err));
     let inner = n::ipv6(
         0,
         0,
@@ -1534,7 +1534,7 @@ fn errors_quoting_echo_and_tcp() {
         n::ICMP,
         &n::icmp(3, 3, [0; 4], &stray, Pseudo::None),
     );
-    let input = e.from_uplink(&err);
+    let input = e.uplink_frame(&err);
     check(
         &e.run(PROG_FROM_UPLINK, &input),
         verdict::NEXT,
@@ -1553,7 +1553,7 @@ fn errors_quoting_echo_and_tcp() {
     let err6 = n::icmp(1, 4, [0; 4], &stray6, Pseudo::V6(POD, srv6()));
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err6)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err6)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64IcmpNoSession);
 }
@@ -1576,7 +1576,7 @@ fn every_prefix_length() {
         let up = n::udp(40000, 53, b"q", Pseudo::V6(POD, dst), false);
         let out = e.run(
             PROG_FROM_POD,
-            &e.from_pod(&n::ipv6(0, 0, 64, POD, dst, n::UDP, &up)),
+            &e.pod_frame(&n::ipv6(0, 0, 64, POD, dst, n::UDP, &up)),
         );
         assert_eq!(
             out.verdict,
@@ -1589,7 +1589,7 @@ fn every_prefix_length() {
         let down = n::udp(53, t, b"a", Pseudo::V4(SRV, POOL), false);
         let out = e.run(
             PROG_FROM_UPLINK,
-            &e.from_uplink(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
+            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
         );
         let want = e.to_pod(&n::ipv6(
             0,
@@ -1610,7 +1610,7 @@ fn every_prefix_length() {
                 let up = n::udp(40000, 53, b"q", Pseudo::V6(POD, bad), false);
                 let out = e.run(
                     PROG_FROM_POD,
-                    &e.from_pod(&n::ipv6(0, 0, 64, POD, bad, n::UDP, &up)),
+                    &e.pod_frame(&n::ipv6(0, 0, 64, POD, bad, n::UDP, &up)),
                 );
                 check(&out, verdict::SHOT, None, Reason::Nat64BadAddr);
             }
@@ -1644,7 +1644,7 @@ fn well_known_prefix_refuses_non_global_ipv4() {
         let dst = n::embed96(wkp, v4.parse().unwrap());
         let up = n::udp(40000, 53, b"q", Pseudo::V6(POD, dst), false);
         let orig = n::ipv6(0, 0, 64, POD, dst, n::UDP, &up);
-        let out = e.run(PROG_FROM_POD, &e.from_pod(&orig));
+        let out = e.run(PROG_FROM_POD, &e.pod_frame(&orig));
         let want = n::ipv6(
             0,
             0,
@@ -1666,7 +1666,7 @@ fn well_known_prefix_refuses_non_global_ipv4() {
     let up = n::udp(40000, 53, b"q", Pseudo::V6(POD, dst), false);
     let out = e.run(
         PROG_FROM_POD,
-        &e.from_pod(&n::ipv6(0, 0, 64, POD, dst, n::UDP, &up)),
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, dst, n::UDP, &up)),
     );
     assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
     assert_eq!(&out.pkt[14 + 16..14 + 20], &global.octets());

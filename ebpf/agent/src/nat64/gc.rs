@@ -185,15 +185,10 @@ mod tests {
         }
     }
 
+    type Tables = (Vec<(SessionKey, Session)>, Vec<(BibKey, Bib)>);
+
     /// A session pair and its binding pair, as the datapath writes them.
-    fn flow(
-        proto: u8,
-        x: u16,
-        t: u16,
-        state: State,
-        seen_out: u64,
-        seen_in: u64,
-    ) -> (Vec<(SessionKey, Session)>, Vec<(BibKey, Bib)>) {
+    fn flow(proto: u8, x: u16, t: u16, state: State, seen_out: u64, seen_in: u64) -> Tables {
         let ok = SessionKey {
             proto,
             dir: DIR_OUT,

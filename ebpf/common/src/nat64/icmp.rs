@@ -291,10 +291,10 @@ mod tests {
             for code in 0..=255u8 {
                 let got = icmp6_to_4(ty, code).map(|m| (m.ty, m.code, m.rest));
                 assert_eq!(got, expected_6to4(ty, code), "ICMPv6 {ty}/{code}");
-                if got.is_some() {
+                if let Some((t4, ..)) = got {
                     translated += 1;
                     // Errors map to errors, queries to queries.
-                    assert_eq!(is_error6(ty), is_error4(got.unwrap().0), "{ty}/{code}");
+                    assert_eq!(is_error6(ty), is_error4(t4), "{ty}/{code}");
                 }
             }
         }

@@ -7,7 +7,7 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
-        TC_ACT_REDIRECT, bpf_fib_lookup, bpf_redir_neigh,
+        bpf_fib_lookup, bpf_redir_neigh,
     },
     helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
@@ -156,8 +156,8 @@ pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
         }
         Route::TooBig(_) | Route::None => return Err(Reason::Nat64NoRoute),
     };
-    if r == i64::from(TC_ACT_REDIRECT) {
-        Ok(TC_ACT_REDIRECT as i32)
+    if r == i64::from(pkt::TC_ACT_REDIRECT) {
+        Ok(pkt::TC_ACT_REDIRECT)
     } else {
         Err(Reason::Nat64Error)
     }

@@ -21,7 +21,7 @@ mod reply;
 mod scratch;
 mod state;
 
-use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use sixlane_common::{
     metrics::{Direction, Reason},
     nat64::maps::{CFG_ENABLED, Config},
@@ -52,7 +52,7 @@ impl Done {
 
     #[inline(always)]
     pub fn drop(reason: Reason) -> Self {
-        Self::new(reason, TC_ACT_SHOT as i32)
+        Self::new(reason, pkt::TC_ACT_SHOT)
     }
 
     #[inline(always)]

@@ -12,6 +12,11 @@ use super::scratch::Scratch;
 
 pub type Res<T> = Result<T, Reason>;
 
+/// tc verdicts as the program returns them (the bindings' type differs between the BPF and
+/// host builds).
+pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
+
 #[inline(always)]
 pub fn load<T>(ctx: &TcContext, off: usize) -> Res<T> {
     ctx.load(off).map_err(|_| Reason::Nat64Malformed)

@@ -4,6 +4,10 @@
 //! the connection state. Expiry is the agent's garbage collector's job: the datapath only
 //! stamps `last_seen_ns`. Keys and values are built in the scratch area.
 
+// Map helpers take keys and values by `Borrow`; passing the scratch-resident ones by value
+// would copy them onto the 512-byte BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::bpf_ktime_get_ns,
