@@ -8,6 +8,7 @@
 //! to `target/bench/*.jsonl`. Nothing here asserts a timing: claims are read off the table.
 
 mod baseline;
+mod nat64;
 pub mod stats;
 pub mod topo;
 
@@ -88,7 +89,7 @@ pub trait Scenario {
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(baseline::Baseline)]
+    vec![Box::new(baseline::Baseline), Box::new(nat64::Nat64)]
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
