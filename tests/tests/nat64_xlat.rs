@@ -601,6 +601,18 @@ fn not_ours_passes_and_refusals_are_counted() {
     // No open relay: a source outside the pod CIDRs is not translated.
     let out = e.run(PROG_FROM_POD, &e.pod_frame(&udp6(STRANGER, srv6())));
     check(&out, verdict::SHOT, None, Reason::Nat64SrcDenied);
+    // Nor does it get ICMP errors reflected to it (an expired hop limit here).
+    let expiring = n::ipv6(
+        0,
+        0,
+        1,
+        STRANGER,
+        srv6(),
+        n::UDP,
+        &n::udp(1, 2, b"x", Pseudo::V6(STRANGER, srv6()), false),
+    );
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&expiring));
+    check(&out, verdict::SHOT, None, Reason::Nat64SrcDenied);
     // Non-canonical RFC 6052 address (suffix bits set after a /96 is impossible; use a /64
     // prefix below) and a bad u-octet are refused there. Here: zero UDP checksum over IPv6.
     let mut zero = n::udp(1, 2, b"x", Pseudo::V6(POD, srv6()), true);

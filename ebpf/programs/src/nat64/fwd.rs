@@ -121,6 +121,31 @@ pub fn lookup6(
     run(ctx, fib)
 }
 
+/// Writes `frame` (Ethernet header with its EtherType set, then the IP header) over the start
+/// of the packet, MACs from the route included, and sends the packet along the route: one
+/// store instead of three on the common path.
+#[inline(always)]
+pub fn send_frame<F>(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route, frame: &mut F) -> Res<i32>
+where
+    F: AsMut<[u8; 14]>,
+{
+    if route == Route::Direct {
+        let eth = frame.as_mut();
+        eth[..6].copy_from_slice(&fib.dmac);
+        eth[6..12].copy_from_slice(&fib.smac);
+        pkt::store(ctx, 0, &*frame)?;
+        // SAFETY: plain helper call.
+        let r = unsafe { bpf_redirect(fib.ifindex, 0) };
+        return if r == i64::from(pkt::TC_ACT_REDIRECT) {
+            Ok(pkt::TC_ACT_REDIRECT)
+        } else {
+            Err(Reason::Nat64Error)
+        };
+    }
+    pkt::store(ctx, 0, &*frame)?;
+    send(ctx, fib, route)
+}
+
 /// Sends the rewritten packet along the last lookup's route: the tc action to return.
 #[inline(always)]
 pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {

@@ -287,7 +287,7 @@ fn translate_inner(
             .map_err(|_| Reason::Nat64Error)?;
     }
     header::write6(
-        &mut s.hdr6,
+        &mut s.f6.ip,
         s.ip4.tos,
         l4_len,
         header::proto_to_v6(s.ip4.proto),
@@ -295,8 +295,7 @@ fn translate_inner(
         &s.a6,
         &r.x_addr,
     );
-    pkt::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr6)?;
+    s.f6.eth[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
     if zero_udp {
         // RFC 7915 §4.5: IPv6 needs a UDP checksum; compute it over the whole datagram.
         let off = ETH_HLEN + IPV6_HLEN;
@@ -313,6 +312,6 @@ fn translate_inner(
         }
         pkt::store(ctx, off + 6, &c)?;
     }
-    let a = fwd::send(ctx, &s.fib, route)?;
+    let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6)?;
     Ok(Done::new(Reason::Nat64In, a))
 }

@@ -20,9 +20,7 @@ use sixlane_common::{
 use super::{
     Done,
     fwd::{self, Route},
-    icmperr,
-    maps::SOURCES,
-    mss,
+    icmperr, mss,
     pkt::{self, Res},
     reply, scratch,
     scratch::Scratch,
@@ -31,13 +29,6 @@ use super::{
 use crate::parse::{self, ETH_HLEN, Frag, IPV6_HLEN, L3};
 
 const ETH_P_IP: u16 = 0x0800;
-
-/// Whether `src` is in a pod CIDR allowed to use the translator.
-#[inline(always)]
-fn source_allowed(src: &[u8; 16]) -> bool {
-    let key = aya_ebpf::maps::lpm_trie::Key::new(128, *src);
-    SOURCES.get(&key).is_some()
-}
 
 #[inline(always)]
 fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
@@ -78,12 +69,14 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
     } else {
         false
     };
-    // ICMPv6 errors may come from any router on the way; their inner packet must match a
-    // session instead (checked when translating them).
-    if !icmp_error && !source_allowed(&s.ip6.src) {
-        return Done::drop(Reason::Nat64SrcDenied);
-    }
+    // Sources are checked against the pod CIDRs when a session is created (packets of an
+    // existing session come from an address already checked), and before any ICMP error is
+    // sent back (never reflect errors to a source that may not use NAT64). ICMPv6 errors may
+    // come from any router on the way; their inner packet must match a session instead.
     if cfg.flags & CFG_WKP_STRICT != 0 && !is_global_v4(y) {
+        if !state::source_allowed(&s.ip6.src) {
+            return Done::drop(Reason::Nat64SrcDenied);
+        }
         if icmp_error {
             return Done::drop(Reason::Nat64IcmpDropped);
         }
@@ -99,6 +92,9 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
     if s.ip6.hop_limit <= 1 {
         if icmp_error {
             return Done::drop(Reason::Nat64IcmpDropped);
+        }
+        if !state::source_allowed(&s.ip6.src) {
+            return Done::drop(Reason::Nat64SrcDenied);
         }
         let e = error(icmp::v6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
         return reply::icmp6_error(ctx, cfg, s, &e);
@@ -141,20 +137,25 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
     f.y = y;
     f.x_addr.copy_from_slice(&s.ip6.src);
     match proto {
-        PROTO_TCP | PROTO_UDP => {
+        PROTO_TCP => {
+            // Ports, data offset and flags in one load.
+            let b: [u8; 14] = pkt::load(ctx, l4).map_err(Done::drop)?;
+            f.proto = proto;
+            f.x_port = u16::from_be_bytes([b[0], b[1]]);
+            f.y_port = u16::from_be_bytes([b[2], b[3]]);
+            f.tcp_flags = b[13];
+            f.l4_hlen = u16::from(b[12] >> 4) * 4;
+        }
+        PROTO_UDP => {
             let b: [u8; 8] = pkt::load(ctx, l4).map_err(Done::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
-            if proto == PROTO_TCP {
-                let t: [u8; 2] = pkt::load(ctx, l4 + 12).map_err(Done::drop)?;
-                f.tcp_flags = t[1];
-            } else {
-                if b[6] == 0 && b[7] == 0 {
-                    // RFC 8200 §8.1: zero is not a valid IPv6 UDP checksum.
-                    return Err(Done::drop(Reason::Nat64UdpChecksum));
-                }
-                f.tcp_flags = 0;
+            f.l4_hlen = 8;
+            f.tcp_flags = 0;
+            if b[6] == 0 && b[7] == 0 {
+                // RFC 8200 §8.1: zero is not a valid IPv6 UDP checksum.
+                return Err(Done::drop(Reason::Nat64UdpChecksum));
             }
         }
         PROTO_ICMPV6 => {
@@ -169,6 +170,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
             f.x_port = id;
             f.y_port = 0;
             f.tcp_flags = 0;
+            f.l4_hlen = 8;
         }
         _ => return Err(Done::drop(Reason::Nat64Proto)),
     }
@@ -224,10 +226,9 @@ fn finish(
     let id = unsafe { bpf_get_prandom_u32() } as u16;
     let mut v4 = header::v4_for_v6(&s.ip6, s.ip6.payload_len, m.t_addr, y, id);
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
-    v4.write_into(&mut s.hdr4);
-    pkt::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr4)?;
-    fwd::send(ctx, &s.fib, route)
+    v4.write_into(&mut s.f4.ip);
+    s.f4.eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    fwd::send_frame(ctx, &s.fib, route, &mut s.f4)
 }
 
 /// TCP or UDP.
@@ -242,13 +243,9 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
 #[inline(always)]
 fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Done> {
     let (proto, tcp_flags, sport, y) = (s.flow.proto, s.flow.tcp_flags, s.flow.x_port, s.flow.y);
+    let l4_hlen = s.flow.l4_hlen;
     let m = s.map;
-    let (csum_off, l4_hlen) = if proto == PROTO_TCP {
-        let b: [u8; 1] = pkt::load(ctx, l4 + 12)?;
-        (l4 + 16, u16::from(b[0] >> 4) * 4)
-    } else {
-        (l4 + 6, 8)
-    };
+    let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
     let len = check_len(ctx, s.ip6.payload_len, l4_hlen);
     let route = match route(ctx, cfg, s, &m, y, len) {
         Ok(r) => r,

@@ -10,6 +10,32 @@ use super::{
     state::{Flow, Keys, Mapping},
 };
 
+/// Ethernet + IPv4 header of a translated packet, written to the packet in one store.
+#[repr(C)]
+pub struct Frame4 {
+    pub eth: [u8; 14],
+    pub ip: [u8; IPV4_HLEN],
+}
+
+/// Ethernet + IPv6 header of a translated packet, written to the packet in one store.
+#[repr(C)]
+pub struct Frame6 {
+    pub eth: [u8; 14],
+    pub ip: [u8; IPV6_HLEN],
+}
+
+impl AsMut<[u8; 14]> for Frame4 {
+    fn as_mut(&mut self) -> &mut [u8; 14] {
+        &mut self.eth
+    }
+}
+
+impl AsMut<[u8; 14]> for Frame6 {
+    fn as_mut(&mut self) -> &mut [u8; 14] {
+        &mut self.eth
+    }
+}
+
 pub struct Scratch {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
     pub fib: bpf_fib_lookup,
@@ -19,6 +45,9 @@ pub struct Scratch {
     pub hdr6: [u8; IPV6_HLEN],
     /// An IPv4 header being loaded or written.
     pub hdr4: [u8; IPV4_HLEN],
+    /// Headers of translated packets.
+    pub f4: Frame4,
+    pub f6: Frame6,
     /// Pseudo-headers and address pairs for checksum differences.
     pub pseudo: [u8; 40],
     /// Map keys and values being built.

@@ -24,7 +24,14 @@ use sixlane_common::{
     },
 };
 
-use super::maps::{BIB, SESSIONS};
+use super::maps::{BIB, SESSIONS, SOURCES};
+
+/// Whether `src` is in a pod CIDR allowed to use the translator (no open relay).
+#[inline(always)]
+pub fn source_allowed(src: &[u8; 16]) -> bool {
+    let key = aya_ebpf::maps::lpm_trie::Key::new(128, *src);
+    SOURCES.get(&key).is_some()
+}
 
 /// `last_seen_ns` is refreshed at most this often per entry: timeouts are minutes, and writing
 /// a shared cache line on every packet would cost more than it tells.
@@ -109,6 +116,8 @@ pub struct Mapping {
 pub struct Flow {
     pub proto: u8,
     pub tcp_flags: u8,
+    /// Transport header length (TCP data offset; 8 for UDP).
+    pub l4_hlen: u16,
     pub x_port: u16,
     pub y_port: u16,
     pub y: [u8; 4],
@@ -124,8 +133,9 @@ pub struct Keys {
 }
 
 /// Finds or creates the session of `f` and applies the TCP state machine, writing the mapping
-/// to `m`. Returns [`Reason::Pass`] on success, else [`Reason::Nat64NoSession`] (TCP non-SYN
-/// without a session), [`Reason::Nat64PoolExhausted`] or [`Reason::Nat64Error`].
+/// to `m`. Returns [`Reason::Pass`] on success, else [`Reason::Nat64SrcDenied`] (a source
+/// outside the pod CIDRs), [`Reason::Nat64NoSession`] (TCP non-SYN without a session),
+/// [`Reason::Nat64PoolExhausted`] or [`Reason::Nat64Error`].
 #[inline(never)]
 pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason {
     let t = now();
@@ -152,7 +162,12 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         return Reason::Pass;
     }
 
-    // No session. TCP opens only with a SYN from the IPv6 side (RFC 6146 §3.5.2.2).
+    // No session. Only pods may open one (RFC 6146 leaves the filtering policy to the
+    // operator; sixlane translates the configured pod CIDRs and nothing else).
+    if !source_allowed(&f.x_addr) {
+        return Reason::Nat64SrcDenied;
+    }
+    // TCP opens only with a SYN from the IPv6 side (RFC 6146 §3.5.2.2).
     let state = if f.proto == PROTO_TCP {
         let st = tcp::next(State::Closed, Side::V6, f.tcp_flags);
         if st == State::Closed {
