@@ -1683,3 +1683,54 @@ fn well_known_prefix_refuses_non_global_ipv4() {
     assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
     assert_eq!(&out.pkt[14 + 16..14 + 20], &global.octets());
 }
+
+/// Garbage collection on the pinned tables: idle sessions go by their timeouts, then their
+/// bindings, and the freed pool ports are handed out again.
+#[test]
+fn garbage_collection_expires_sessions_and_frees_ports() {
+    use sixlane_agent::nat64::gc;
+    let mut cfg = n::config(
+        "fd00:6464::/96",
+        &[POOL],
+        &["fd00:10::/64"],
+        Span::new(40000, 40000),
+    );
+    cfg.timeouts.udp = 30;
+    let mut e = env(&cfg);
+    let t = e.udp_session(POD, 1001, 53);
+    assert_eq!(t, 40000);
+    // The only port is taken: a second pod transport address is refused.
+    let up = n::udp(1002, 53, b"x", Pseudo::V6(POD, srv6()), false);
+    let out = e.run(
+        PROG_FROM_POD,
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up)),
+    );
+    assert_eq!(out.counted.get(Reason::Nat64PoolExhausted.name()), Some(&1));
+
+    let now = state::monotonic_ns();
+    // Not idle long enough: everything stays.
+    let r = gc::collect_at(&e.layout, &cfg, now + 20_000_000_000).unwrap();
+    assert_eq!(
+        (r.sessions, r.sessions_expired, r.bindings),
+        (1, 0, 1),
+        "{r:?}"
+    );
+    // Past the UDP timeout: the session goes, and with it the binding (older than its grace).
+    let r = gc::collect_at(&e.layout, &cfg, now + 31_000_000_000).unwrap();
+    assert_eq!(
+        (r.sessions, r.sessions_expired, r.bindings_removed),
+        (0, 1, 1),
+        "{r:?}"
+    );
+    assert!(state::sessions(&e.layout).unwrap().is_empty());
+    assert!(state::bindings(&e.layout).unwrap().is_empty());
+    // The port is free again, for anyone.
+    assert_eq!(e.udp_session(POD, 1002, 53), 40000);
+
+    // A pool address leaving the configuration takes its state along.
+    let mut moved = cfg.clone();
+    moved.pool = vec![Ipv4Addr::new(198, 18, 0, 9)];
+    let r = gc::collect_at(&e.layout, &moved, state::monotonic_ns()).unwrap();
+    assert_eq!(r.sessions_expired, 1, "{r:?}");
+    assert!(state::sessions(&e.layout).unwrap().is_empty());
+}

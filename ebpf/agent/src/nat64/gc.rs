@@ -152,9 +152,14 @@ pub fn plan(
 
 /// One garbage collection pass over the pinned tables.
 pub fn collect(layout: &PinLayout, cfg: &Nat64Config) -> Result<GcReport> {
+    collect_at(layout, cfg, state::monotonic_ns())
+}
+
+/// [`collect`] as if the time (CLOCK_MONOTONIC, ns) were `now_ns`.
+pub fn collect_at(layout: &PinLayout, cfg: &Nat64Config, now_ns: u64) -> Result<GcReport> {
     let sessions = state::sessions(layout)?;
     let bindings = state::bindings(layout)?;
-    let p = plan(cfg, &sessions, &bindings, state::monotonic_ns());
+    let p = plan(cfg, &sessions, &bindings, now_ns);
     state::remove(layout, &p.sessions, &p.bindings)?;
     Ok(p.report)
 }

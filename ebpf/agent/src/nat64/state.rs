@@ -184,7 +184,8 @@ pub struct SessionRow {
     pub peer_port: u16,
     pub state: &'static str,
     pub idle_secs: u64,
-    pub expires_in_secs: u64,
+    /// Seconds left before garbage collection, when the timeouts are known.
+    pub expires_in_secs: Option<u64>,
 }
 
 pub fn proto_name(p: u8) -> &'static str {
@@ -256,7 +257,7 @@ pub fn session_rows(
             } else {
                 "-"
             };
-            let timeout = cfg.map_or(0, |c| c.timeout(k.proto, v.state).as_secs());
+            let expires = cfg.map(|c| c.timeout(k.proto, v.state).as_secs().saturating_sub(idle));
             SessionRow {
                 proto: proto_name(k.proto),
                 pod: Ipv6Addr::from(k.addr),
@@ -268,7 +269,7 @@ pub fn session_rows(
                 peer_port: k.remote_port,
                 state,
                 idle_secs: idle,
-                expires_in_secs: timeout.saturating_sub(idle),
+                expires_in_secs: expires,
             }
         })
         .collect();
