@@ -382,14 +382,13 @@ fn spoofed_source_outside_the_pod_cidrs_is_not_translated() {
         .unwrap();
     let spoofed: Ipv6Addr = "fd00:99::1".parse().unwrap();
     w.pod
-        .veth
-        .b
+        .ns
         .ip(&[
             "addr",
             "add",
             &format!("{spoofed}/128"),
             "dev",
-            "{}",
+            w.pod.pod_if(),
             "nodad",
         ])
         .unwrap();
