@@ -1734,3 +1734,29 @@ fn garbage_collection_expires_sessions_and_frees_ports() {
     assert_eq!(r.sessions_expired, 1, "{r:?}");
     assert!(state::sessions(&e.layout).unwrap().is_empty());
 }
+
+/// The agent can size the tables for its pool (`Nat64Config::max_entries`) at load time.
+#[test]
+fn tables_sized_for_the_pool() {
+    sixlane_testkit::require_root();
+    let mut cfg = default_cfg();
+    cfg.pool = (1..=4).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    cfg.ports = sixlane_agent::nat64::Ports {
+        tcp: Span::new(1024, 65535),
+        udp: Span::new(1024, 65535),
+        icmp: Span::new(1024, 65535),
+    };
+    let sizes = cfg.max_entries();
+    let pins = PinDir::new().unwrap();
+    let layout = PinLayout::new(pins.path());
+    let opts = sixlane_agent::loader::LoadOptions {
+        max_entries: sizes.clone(),
+        ..Default::default()
+    };
+    let _dp = Datapath::load(&layout, &opts).unwrap();
+    for (name, want) in &sizes {
+        let info = aya::maps::MapInfo::from_pin(layout.map(name)).unwrap();
+        assert_eq!(info.max_entries(), *want, "{name}");
+    }
+    n::apply(&layout, &cfg);
+}

@@ -475,6 +475,29 @@ impl Nat64Config {
         })
     }
 
+    /// Map sizes that fit this pool (for `LoadOptions::max_entries`): two BIB entries per
+    /// possible binding, so the binding table never has to evict a live reservation (on a full
+    /// LRU map every reservation attempt would evict some other entry), and two session
+    /// entries per binding on average. Never below the object's defaults; capped at 4 Mi
+    /// entries per map. Changing sizes later replaces the pinned maps (their state is lost).
+    pub fn max_entries(&self) -> std::collections::BTreeMap<String, u32> {
+        use sixlane_common::layout::{MAP_NAT64_BIB, MAP_NAT64_SESSIONS};
+        const BIB_DEFAULT: u64 = 131_072;
+        const SESSIONS_DEFAULT: u64 = 262_144;
+        const CAP: u64 = 4 << 20;
+        let per_addr = u64::from(self.ports.tcp.len())
+            + u64::from(self.ports.udp.len())
+            + u64::from(self.ports.icmp.len());
+        let bindings = per_addr * self.pool.len() as u64;
+        let bib = (2 * bindings).clamp(BIB_DEFAULT, CAP);
+        let sessions = (2 * bib).clamp(SESSIONS_DEFAULT, CAP);
+        [
+            (MAP_NAT64_BIB.to_owned(), bib as u32),
+            (MAP_NAT64_SESSIONS.to_owned(), sessions as u32),
+        ]
+        .into()
+    }
+
     /// How long a session may stay idle: by protocol and, for TCP, state.
     pub fn timeout(&self, proto: u8, tcp_state: u8) -> Duration {
         use sixlane_common::nat64::{header, tcp::State};
@@ -686,6 +709,27 @@ ipv4Mtu: 1460
             1500,
             "never above the pod link"
         );
+    }
+
+    #[test]
+    fn map_sizes_fit_the_pool() {
+        let mut c = translate();
+        // 3 × 4535 ports on one address: below the defaults.
+        let m = c.max_entries();
+        assert_eq!(m["SL_N64_BIB"], 131_072);
+        assert_eq!(m["SL_N64_SESSIONS"], 262_144);
+        // 4 addresses × 3 × 64512 ports: 774,144 bindings → 1,548,288 BIB entries.
+        c.pool = (1..=4).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+        c.ports = Ports {
+            tcp: Span::new(1024, 65535),
+            udp: Span::new(1024, 65535),
+            icmp: Span::new(1024, 65535),
+        };
+        let m = c.max_entries();
+        assert_eq!(m["SL_N64_BIB"], 1_548_288);
+        assert_eq!(m["SL_N64_SESSIONS"], 3_096_576);
+        c.pool = (1..=16).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+        assert_eq!(c.max_entries()["SL_N64_BIB"], 4 << 20, "capped");
     }
 
     #[test]
