@@ -2,6 +2,8 @@
 
 pub mod bins;
 pub mod cni;
+pub mod dns64;
+pub mod nat64;
 pub mod sim;
 
 use sixlane_agent::{

@@ -49,6 +49,9 @@ const TEST: &[&str] = &[
     "containerd",
     "runc",
     "busybox-static",
+    // NAT64 tests: a real DNS64 resolver (unbound's dns64 module) and dig to query it.
+    "unbound",
+    "dnsutils",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
@@ -57,6 +60,8 @@ const BENCH: &[&str] = &[
     "nginx-light",
     "hyperfine",
     "nftables",
+    // NAT64 peer: Tayga (stateless, TUN) + nft masquerade.
+    "tayga",
 ];
 
 /// The nightly toolchain the eBPF crate is built with (aya-build runs `rustup run nightly`).

@@ -60,6 +60,8 @@ pub enum Error {
     },
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
+    #[error("invalid NAT64 configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Nat64Config(Vec<String>),
     #[error("program {name} is not pinned at {path}: is sixlane-agent running?")]
     NotPinned { name: String, path: PathBuf },
 }

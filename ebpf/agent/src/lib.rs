@@ -14,6 +14,7 @@ pub mod error;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+pub mod nat64;
 #[cfg(feature = "daemon")]
 pub mod node;
 #[cfg(feature = "daemon")]

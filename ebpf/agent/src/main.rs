@@ -54,6 +54,8 @@ enum Cmd {
     Status(sixlane_agent::cli::StatusArgs),
     /// Pod address reservations in the IPAM store.
     Ipam(sixlane_agent::cli::IpamArgs),
+    /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
+    Nat64(sixlane_agent::nat64::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Cmd::Ipam(args) => sixlane_agent::cli::print_ipam(&args, cli.json)?,
+        Cmd::Nat64(args) => sixlane_agent::nat64::cli::run(&pins, cli.json, args)?,
     }
     Ok(())
 }

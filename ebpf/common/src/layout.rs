@@ -49,3 +49,12 @@ pub const UPLINK_PROGRAMS: [(&str, Hook); 2] = [
 pub const PROG_COUNT_INGRESS: &str = "sl_count_ingress";
 /// tc program counting every packet by direction, egress side.
 pub const PROG_COUNT_EGRESS: &str = "sl_count_egress";
+
+/// NAT64 configuration (one `nat64::maps::Config` in an array).
+pub const MAP_NAT64_CONFIG: &str = "SL_N64_CONFIG";
+/// NAT64 source allow-list: LPM trie of the pod CIDRs that may use the translator.
+pub const MAP_NAT64_SOURCES: &str = "SL_N64_SOURCES";
+/// NAT64 binding table (RFC 6146 BIB), both directions.
+pub const MAP_NAT64_BIB: &str = "SL_N64_BIB";
+/// NAT64 session table (RFC 6146), both directions.
+pub const MAP_NAT64_SESSIONS: &str = "SL_N64_SESSIONS";

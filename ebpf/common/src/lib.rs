@@ -5,8 +5,12 @@
 //! at compile time. The `user` feature adds `aya::Pod` so userspace can use them in maps.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod layout;
 pub mod metrics;
+pub mod nat64;
 
 /// Implements `aya::Pod` (with the `user` feature) and asserts the size of a map type at compile
 /// time, so a change of layout breaks the build instead of the datapath.

@@ -38,6 +38,57 @@ pub enum Reason {
     /// Well-formed but beyond what the datapath parses (an extension-header chain longer than
     /// the programs walk): passed untouched and counted.
     Unsupported = 2,
+
+    // NAT64 (64–111). Redirect: translated and forwarded. Reply: an ICMP error was sent back
+    // in place of the packet. Drop: discarded.
+    /// IPv6 → IPv4 translated and forwarded out of the IPv4 side.
+    Nat64Out = 64,
+    /// IPv4 → IPv6 translated and forwarded towards the pod.
+    Nat64In = 65,
+    /// ICMPv6 error translated to ICMPv4, inner packet included.
+    Nat64IcmpErrOut = 66,
+    /// ICMPv4 error translated to ICMPv6, inner packet included.
+    Nat64IcmpErrIn = 67,
+    /// Source outside the pod CIDRs allowed to use NAT64 (no open relay).
+    Nat64SrcDenied = 68,
+    /// Well-Known Prefix with a non-global IPv4 destination (RFC 6052 §3.1): ICMPv6
+    /// administratively prohibited sent.
+    Nat64DstRefused = 69,
+    /// Destination in the prefix but not a canonical RFC 6052 address (u-octet or suffix set).
+    Nat64BadAddr = 70,
+    /// No free IPv4 address and port for a new binding: ICMPv6 address unreachable sent.
+    Nat64PoolExhausted = 71,
+    /// IPv4 packet to a NAT64 port without a session (or binding, with endpoint-independent
+    /// filtering).
+    Nat64Unsolicited = 72,
+    /// TCP segment other than a SYN from the IPv6 side without a session (RFC 6146).
+    Nat64NoSession = 73,
+    /// Hop limit exhausted at the translator: ICMPv6 Time Exceeded sent.
+    Nat64HopLimit = 74,
+    /// TTL exhausted at the translator: ICMPv4 Time Exceeded sent.
+    Nat64TtlExceeded = 75,
+    /// Translated packet larger than the next hop's MTU: ICMPv6 Packet Too Big or ICMPv4
+    /// Fragmentation Needed sent.
+    Nat64TooBig = 76,
+    /// Fragment that cannot be translated (see docs/nat64.md, "Fragments").
+    Nat64Fragment = 77,
+    /// IPv6 extension headers the translator does not carry over.
+    Nat64ExtHeader = 78,
+    /// UDP checksum unusable: zero over IPv6, or zero over IPv4 on a fragment or a datagram too
+    /// long to checksum in the datapath.
+    Nat64UdpChecksum = 79,
+    /// ICMP type/code RFC 7915 says to drop, or an ICMP query other than echo.
+    Nat64IcmpDropped = 80,
+    /// ICMP error whose inner packet matches no session.
+    Nat64IcmpNoSession = 81,
+    /// No route for the translated packet.
+    Nat64NoRoute = 82,
+    /// Too short or inconsistent to translate.
+    Nat64Malformed = 83,
+    /// A kernel helper failed while rewriting the packet.
+    Nat64Error = 84,
+    /// Transport protocol other than TCP, UDP and ICMP.
+    Nat64Proto = 85,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -61,19 +112,89 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 3] = [Reason::Pass, Reason::Malformed, Reason::Unsupported];
+    pub const ALL: [Reason; 25] = [
+        Reason::Pass,
+        Reason::Malformed,
+        Reason::Unsupported,
+        Reason::Nat64Out,
+        Reason::Nat64In,
+        Reason::Nat64IcmpErrOut,
+        Reason::Nat64IcmpErrIn,
+        Reason::Nat64SrcDenied,
+        Reason::Nat64DstRefused,
+        Reason::Nat64BadAddr,
+        Reason::Nat64PoolExhausted,
+        Reason::Nat64Unsolicited,
+        Reason::Nat64NoSession,
+        Reason::Nat64HopLimit,
+        Reason::Nat64TtlExceeded,
+        Reason::Nat64TooBig,
+        Reason::Nat64Fragment,
+        Reason::Nat64ExtHeader,
+        Reason::Nat64UdpChecksum,
+        Reason::Nat64IcmpDropped,
+        Reason::Nat64IcmpNoSession,
+        Reason::Nat64NoRoute,
+        Reason::Nat64Malformed,
+        Reason::Nat64Error,
+        Reason::Nat64Proto,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Reason::Pass => "pass",
             Reason::Malformed => "malformed",
             Reason::Unsupported => "unsupported",
+            Reason::Nat64Out => "nat64_out",
+            Reason::Nat64In => "nat64_in",
+            Reason::Nat64IcmpErrOut => "nat64_icmp_err_out",
+            Reason::Nat64IcmpErrIn => "nat64_icmp_err_in",
+            Reason::Nat64SrcDenied => "nat64_src_denied",
+            Reason::Nat64DstRefused => "nat64_dst_refused",
+            Reason::Nat64BadAddr => "nat64_bad_addr",
+            Reason::Nat64PoolExhausted => "nat64_pool_exhausted",
+            Reason::Nat64Unsolicited => "nat64_unsolicited",
+            Reason::Nat64NoSession => "nat64_no_session",
+            Reason::Nat64HopLimit => "nat64_hop_limit",
+            Reason::Nat64TtlExceeded => "nat64_ttl_exceeded",
+            Reason::Nat64TooBig => "nat64_too_big",
+            Reason::Nat64Fragment => "nat64_fragment",
+            Reason::Nat64ExtHeader => "nat64_ext_header",
+            Reason::Nat64UdpChecksum => "nat64_udp_checksum",
+            Reason::Nat64IcmpDropped => "nat64_icmp_dropped",
+            Reason::Nat64IcmpNoSession => "nat64_icmp_no_session",
+            Reason::Nat64NoRoute => "nat64_no_route",
+            Reason::Nat64Malformed => "nat64_malformed",
+            Reason::Nat64Error => "nat64_error",
+            Reason::Nat64Proto => "nat64_proto",
         }
     }
 
     pub const fn verdict(self) -> Verdict {
         match self {
             Reason::Pass | Reason::Malformed | Reason::Unsupported => Verdict::Pass,
+            Reason::Nat64Out
+            | Reason::Nat64In
+            | Reason::Nat64IcmpErrOut
+            | Reason::Nat64IcmpErrIn => Verdict::Redirect,
+            Reason::Nat64DstRefused
+            | Reason::Nat64PoolExhausted
+            | Reason::Nat64HopLimit
+            | Reason::Nat64TtlExceeded
+            | Reason::Nat64TooBig => Verdict::Reply,
+            Reason::Nat64SrcDenied
+            | Reason::Nat64BadAddr
+            | Reason::Nat64Unsolicited
+            | Reason::Nat64NoSession
+            | Reason::Nat64Fragment
+            | Reason::Nat64ExtHeader
+            | Reason::Nat64UdpChecksum
+            | Reason::Nat64IcmpDropped
+            | Reason::Nat64IcmpNoSession
+            | Reason::Nat64NoRoute
+            | Reason::Nat64Malformed
+            | Reason::Nat64Error
+            | Reason::Nat64Proto => Verdict::Drop,
         }
     }
 
@@ -126,6 +247,17 @@ mod tests {
             }
         }
         assert!((Reason::ALL.len() as u32) < REASON_SLOTS);
+    }
+
+    #[test]
+    fn nat64_reasons_stay_in_their_range_with_unique_names() {
+        let mut names = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(names.insert(r.name()), "{} twice", r.name());
+            if r.name().starts_with("nat64_") {
+                assert!((64..=111).contains(&(r as u32)), "{r:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod checksum;
 mod metrics;
+mod nat64;
 mod parse;
 mod pipeline;
 

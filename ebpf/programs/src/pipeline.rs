@@ -4,11 +4,16 @@
 use aya_ebpf::programs::TcContext;
 use sixlane_common::metrics::Direction;
 
-use crate::metrics;
+use crate::{metrics, nat64, parse};
 
 /// Packets a pod sends.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext) -> i32 {
+    if let Ok(parse::Frame::Ip(l3)) = parse::frame(ctx)
+        && let Some(v) = nat64::from_pod(ctx, &l3)
+    {
+        return v;
+    }
     metrics::observe(ctx, Direction::Ingress)
 }
 
@@ -21,6 +26,11 @@ pub fn to_pod(ctx: &TcContext) -> i32 {
 /// Packets arriving on the node's uplink.
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> i32 {
+    if let Ok(parse::Frame::Ip(l3)) = parse::frame(ctx)
+        && let Some(v) = nat64::from_uplink(ctx, &l3)
+    {
+        return v;
+    }
     metrics::observe(ctx, Direction::Ingress)
 }
 

@@ -9,6 +9,7 @@
 
 mod baseline;
 mod cni;
+mod nat64;
 pub mod stats;
 pub mod topo;
 
@@ -89,7 +90,11 @@ pub trait Scenario {
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(baseline::Baseline), Box::new(cni::Cni)]
+    vec![
+        Box::new(baseline::Baseline),
+        Box::new(cni::Cni),
+        Box::new(nat64::Nat64),
+    ]
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {

@@ -1,0 +1,246 @@
+//! `sixlane-agent nat64`: the translator's state from the pinned maps (bindings, sessions,
+//! counters; table or `--json`), and the operations a node without the daemon needs (program
+//! the maps from a configuration file, collect garbage, attach the programs).
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use aya::programs::TcAttachType;
+use sixlane_common::{
+    layout::{Hook, POD_PROGRAMS, UPLINK_PROGRAMS},
+    nat64::addr::Prefix,
+};
+
+use super::{Nat64Config, gc, state};
+use crate::{PinLayout, metrics, tcx};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Cmd {
+    /// Counters, bindings and sessions (the default).
+    Show,
+    /// Bindings: pod transport address ↔ pool address and port.
+    Bindings,
+    /// Sessions: pod ↔ IPv4 peer through a binding, with TCP state and idle time.
+    Sessions,
+    /// NAT64 counters (per reason, summed over CPUs).
+    Counters,
+    /// Program the NAT64 maps from a YAML file (the `nat64:` section, alone or in a whole agent
+    /// configuration). The daemon does this from its own configuration.
+    Apply {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Expire idle sessions and unused bindings (once, or every `--every` seconds).
+    Gc {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        every: Option<u64>,
+    },
+    /// Attach the pinned programs without the CNI plugin or daemon: the pod programs to host-side
+    /// pod interfaces, the uplink programs to the IPv4 uplink (benchmarks, standalone nodes).
+    Attach {
+        #[arg(long)]
+        pod: Vec<String>,
+        #[arg(long)]
+        uplink: Option<String>,
+    },
+}
+
+/// Configuration file given to `show` for timeouts, else none (expiry column then shows 0).
+fn load(path: &PathBuf) -> anyhow::Result<Nat64Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = Nat64Config::from_yaml(&text)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+#[derive(serde::Serialize)]
+struct Everything {
+    counters: Vec<metrics::CounterRow>,
+    bindings: Vec<state::BindingRow>,
+    sessions: Vec<state::SessionRow>,
+}
+
+fn counters(layout: &PinLayout) -> anyhow::Result<Vec<metrics::CounterRow>> {
+    let rows = metrics::read(layout).context("reading counters (is the datapath loaded?)")?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.reason.starts_with("nat64_"))
+        .collect())
+}
+
+fn print_counters(rows: &[metrics::CounterRow]) {
+    println!(
+        "{:<24} {:<9} {:>12} {:>14}",
+        "REASON", "VERDICT", "PACKETS", "BYTES"
+    );
+    for r in rows.iter().filter(|r| r.packets > 0) {
+        println!(
+            "{:<24} {:<9} {:>12} {:>14}",
+            r.reason, r.verdict, r.packets, r.bytes
+        );
+    }
+}
+
+fn print_bindings(rows: &[state::BindingRow]) {
+    println!(
+        "{:<5} {:<40} {:>6}   {:<15} {:>6} {:>8}",
+        "PROTO", "POD", "PORT", "POOL", "PORT", "AGE"
+    );
+    for r in rows {
+        println!(
+            "{:<5} {:<40} {:>6}   {:<15} {:>6} {:>7}s",
+            r.proto, r.pod, r.pod_port, r.pool, r.pool_port, r.age_secs
+        );
+    }
+}
+
+fn print_sessions(rows: &[state::SessionRow]) {
+    println!(
+        "{:<5} {:<30} {:>6}   {:<21} {:<15} {:>6} {:<14} {:>7}",
+        "PROTO", "POD", "PORT", "POOL", "PEER", "PORT", "STATE", "IDLE"
+    );
+    for r in rows {
+        println!(
+            "{:<5} {:<30} {:>6}   {:<21} {:<15} {:>6} {:<14} {:>6}s",
+            r.proto,
+            r.pod,
+            r.pod_port,
+            format!("{}:{}", r.pool, r.pool_port),
+            r.peer,
+            r.peer_port,
+            r.state,
+            r.idle_secs
+        );
+    }
+}
+
+pub fn run(layout: &PinLayout, json: bool, args: Args) -> anyhow::Result<()> {
+    let cmd = args.cmd.unwrap_or(Cmd::Show);
+    match cmd {
+        Cmd::Show | Cmd::Bindings | Cmd::Sessions | Cmd::Counters => {
+            let now = state::monotonic_ns();
+            let dp = state::read_config(layout).context("reading the NAT64 configuration map")?;
+            let prefix = Prefix::new(dp.prefix, dp.prefix_len).unwrap_or(Prefix {
+                addr: dp.prefix,
+                len: 96,
+            });
+            let bindings =
+                || -> anyhow::Result<_> { Ok(state::binding_rows(&state::bindings(layout)?, now)) };
+            let sessions = || -> anyhow::Result<_> {
+                Ok(state::session_rows(
+                    None,
+                    &prefix,
+                    &state::sessions(layout)?,
+                    now,
+                ))
+            };
+            match cmd {
+                Cmd::Bindings => {
+                    let b = bindings()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&b)?);
+                    } else {
+                        print_bindings(&b);
+                    }
+                }
+                Cmd::Sessions => {
+                    let s = sessions()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        print_sessions(&s);
+                    }
+                }
+                Cmd::Counters => {
+                    let c = counters(layout)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&c)?);
+                    } else {
+                        print_counters(&c);
+                    }
+                }
+                _ => {
+                    let all = Everything {
+                        counters: counters(layout)?,
+                        bindings: bindings()?,
+                        sessions: sessions()?,
+                    };
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&all)?);
+                    } else {
+                        println!(
+                            "prefix {}/{}",
+                            std::net::Ipv6Addr::from(prefix.addr),
+                            prefix.len
+                        );
+                        print_counters(&all.counters);
+                        println!();
+                        print_bindings(&all.bindings);
+                        println!();
+                        print_sessions(&all.sessions);
+                    }
+                }
+            }
+        }
+        Cmd::Apply { config } => {
+            let cfg = load(&config)?;
+            let r = state::apply(layout, &cfg)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "nat64 {:?}, prefix {}: {} source CIDR(s) added, {} removed",
+                    cfg.mode, cfg.prefix, r.sources_added, r.sources_removed
+                );
+            }
+        }
+        Cmd::Gc { config, every } => {
+            let cfg = load(&config)?;
+            loop {
+                let r = gc::collect(layout, &cfg)?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "sessions: {} kept, {} expired, {} orphans; bindings: {} kept, {} removed",
+                        r.sessions, r.sessions_expired, r.orphans, r.bindings, r.bindings_removed
+                    );
+                }
+                match every {
+                    Some(s) => std::thread::sleep(Duration::from_secs(s.max(1))),
+                    None => break,
+                }
+            }
+        }
+        Cmd::Attach { pod, uplink } => {
+            let hook = |h: Hook| match h {
+                Hook::Ingress => TcAttachType::Ingress,
+                Hook::Egress => TcAttachType::Egress,
+            };
+            for iface in &pod {
+                for (prog, h) in POD_PROGRAMS {
+                    let what = tcx::attach_pinned(layout, prog, iface, hook(h))
+                        .with_context(|| format!("attaching {prog} to {iface}"))?;
+                    println!("{iface}: {prog} {what:?}");
+                }
+            }
+            if let Some(iface) = uplink {
+                for (prog, h) in UPLINK_PROGRAMS {
+                    let what = tcx::attach_pinned(layout, prog, &iface, hook(h))
+                        .with_context(|| format!("attaching {prog} to {iface}"))?;
+                    println!("{iface}: {prog} {what:?}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! NAT64 in userspace: the operator's configuration ([`Nat64Config`], the `nat64:` key of the
+//! agent's YAML), programming it into the pinned maps, garbage collection of idle sessions and
+//! unused bindings, and the `sixlane-agent nat64` CLI. The translation itself is in the eBPF
+//! datapath (`ebpf/programs/src/nat64`), its rules in `sixlane_common::nat64`.
+//!
+//! The daemon's part at merge: validate `Nat64Config` with the rest of the configuration,
+//! [`state::apply`] it after every load, run [`gc::collect`] periodically (every ~10 s), give
+//! the CNI the pods' route from [`Nat64Config::pod_route`], and in route mode install a route to
+//! the prefix via `gateway`.
+
+pub mod cli;
+pub mod config;
+pub mod gc;
+pub mod state;
+
+pub use config::{Mode, Nat64Config, PodRoute, Ports, Span, Timeouts};

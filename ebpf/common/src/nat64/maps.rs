@@ -1,0 +1,237 @@
+//! Types of the NAT64 maps (RFC 6146 binding and session tables, the configuration) shared by
+//! the datapath and the agent. Map names are in [`crate::layout`].
+//!
+//! Both tables hold two entries per binding or session, one per direction, so each side of the
+//! translator finds its state with a single lookup keyed by what its packets carry:
+//!
+//! ```text
+//! BIB      (proto, OUT, X', x)        -> (T, t)     endpoint-independent mapping
+//!          (proto, IN,  T,  t)        -> (X', x)    port reservation, EIF lookups
+//! SESSIONS (proto, OUT, X', x, Y, y)  -> (T, t)     + TCP state, last seen
+//!          (proto, IN,  T,  t, Z, z)  -> (X', x)    + last seen
+//! ```
+//!
+//! X' is the pod's IPv6 address, (T, t) the pool address and port, Y = Z the IPv4 peer (whose
+//! IPv6 form is the RFC 6052 embedding). For ICMP queries the "ports" are echo identifiers and
+//! the peer port is zero. IPv4 addresses in 16-byte fields occupy the first 4 bytes, the rest
+//! zero.
+
+/// Direction tag of an entry keyed by the IPv6 side.
+pub const DIR_OUT: u8 = 0;
+/// Direction tag of an entry keyed by the IPv4 side.
+pub const DIR_IN: u8 = 1;
+
+/// Key of the binding table (BIB).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BibKey {
+    pub proto: u8,
+    pub dir: u8,
+    /// Port or ICMP identifier, host byte order.
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+crate::map_type!(BibKey, 20);
+
+/// Value of the binding table: the other side's transport address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bib {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad0: u16,
+    pub _pad1: u32,
+    /// When the binding was made (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): garbage collection
+    /// leaves young bindings alone while their first session is being written.
+    pub created_ns: u64,
+}
+crate::map_type!(Bib, 32);
+
+/// Key of the session table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub proto: u8,
+    pub dir: u8,
+    pub _pad: u16,
+    /// Local port (x on the IPv6 side, t on the IPv4 side) or ICMP identifier, host order.
+    pub port: u16,
+    /// The IPv4 peer's port (y = z), host order; zero for ICMP.
+    pub remote_port: u16,
+    /// X' (OUT) or T (IN, first 4 bytes).
+    pub addr: [u8; 16],
+    /// The IPv4 peer Y = Z.
+    pub remote: [u8; 4],
+}
+crate::map_type!(SessionKey, 28);
+
+/// Value of the session table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    /// T (OUT entry, first 4 bytes) or X' (IN entry).
+    pub addr: [u8; 16],
+    /// t (OUT) or x (IN), host order.
+    pub port: u16,
+    /// TCP state ([`super::tcp::State`]), kept in the OUT entry.
+    pub state: u8,
+    pub flags: u8,
+    pub _pad: u32,
+    /// Last packet in this entry's direction (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+    pub last_seen_ns: u64,
+}
+crate::map_type!(Session, 32);
+
+/// Pool addresses the datapath can hold.
+pub const MAX_POOL_ADDRS: usize = 16;
+
+/// An inclusive port range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+crate::map_type!(PortRange, 4);
+
+impl PortRange {
+    /// Number of ports (0 for an empty or inverted range).
+    #[inline(always)]
+    pub const fn len(&self) -> u32 {
+        if self.hi < self.lo {
+            0
+        } else {
+            self.hi as u32 - self.lo as u32 + 1
+        }
+    }
+
+    #[inline(always)]
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline(always)]
+    pub const fn contains(&self, port: u16) -> bool {
+        port >= self.lo && port <= self.hi
+    }
+}
+
+/// Index of a protocol's port range in [`Config::ports`].
+#[inline(always)]
+pub const fn proto_index(proto: u8) -> Option<usize> {
+    match proto {
+        super::header::PROTO_TCP => Some(0),
+        super::header::PROTO_UDP => Some(1),
+        super::header::PROTO_ICMP | super::header::PROTO_ICMPV6 => Some(2),
+        _ => None,
+    }
+}
+
+/// [`Config::flags`]: translate on this node (it has IPv4). Without it the NAT64 stages leave
+/// prefix traffic to the kernel, which routes it to a node that translates.
+pub const CFG_ENABLED: u8 = 1;
+/// The prefix is the Well-Known Prefix: refuse non-global IPv4 destinations (RFC 6052 §3.1).
+pub const CFG_WKP_STRICT: u8 = 2;
+/// Endpoint-independent filtering for UDP (RFC 4787 REQ-8, Jool's default): an IPv4 host may
+/// reach a pod's existing binding even if the pod never sent to it. Off: address-and-port
+/// dependent filtering.
+pub const CFG_EIF_UDP: u8 = 4;
+/// Clamp the TCP MSS of SYNs to what the IPv4 side carries.
+pub const CFG_CLAMP_MSS: u8 = 8;
+
+/// The datapath's configuration, one entry in an array map, written by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Pref64::/n (bits beyond `prefix_len` zero).
+    pub prefix: [u8; 16],
+    pub prefix_len: u8,
+    pub flags: u8,
+    /// Pool addresses in use (`addrs[..n_addrs]`).
+    pub n_addrs: u8,
+    pub _pad: u8,
+    /// Port (or ICMP identifier) ranges: TCP, UDP, ICMP.
+    pub ports: [PortRange; 3],
+    /// Secret for the port selection hash (RFC 6056 algorithm 3's F()).
+    pub hash_key: [u32; 4],
+    pub addrs: [[u8; 4]; MAX_POOL_ADDRS],
+}
+crate::map_type!(Config, 112);
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            prefix: [0; 16],
+            prefix_len: 0,
+            flags: 0,
+            n_addrs: 0,
+            _pad: 0,
+            ports: [PortRange::default(); 3],
+            hash_key: [0; 4],
+            addrs: [[0; 4]; MAX_POOL_ADDRS],
+        }
+    }
+}
+
+impl Config {
+    /// The index of `a` in the pool, if it is a pool address.
+    #[inline(always)]
+    pub fn pool_index(&self, a: &[u8; 4]) -> Option<usize> {
+        let mut i = 0;
+        while i < MAX_POOL_ADDRS {
+            if i >= self.n_addrs as usize {
+                return None;
+            }
+            if self.addrs[i] == *a {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The prefix as an RFC 6052 [`super::addr::Prefix`] (no validation: the agent only writes
+    /// valid lengths, and an invalid one makes every match fail).
+    #[inline(always)]
+    pub const fn prefix(&self) -> super::addr::Prefix {
+        super::addr::Prefix {
+            addr: self.prefix,
+            len: self.prefix_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        let r = PortRange {
+            lo: 61001,
+            hi: 65535,
+        };
+        assert_eq!(r.len(), 4535);
+        assert!(r.contains(61001) && r.contains(65535) && !r.contains(61000));
+        assert!(PortRange { lo: 5, hi: 4 }.is_empty());
+        assert_eq!(PortRange { lo: 0, hi: 65535 }.len(), 65536);
+    }
+
+    #[test]
+    fn pool_lookup_respects_count() {
+        let mut c = Config {
+            n_addrs: 2,
+            ..Default::default()
+        };
+        c.addrs[0] = [198, 18, 0, 1];
+        c.addrs[1] = [198, 18, 0, 2];
+        c.addrs[2] = [198, 18, 0, 3];
+        assert_eq!(c.pool_index(&[198, 18, 0, 2]), Some(1));
+        assert_eq!(c.pool_index(&[198, 18, 0, 3]), None);
+        assert_eq!(proto_index(6), Some(0));
+        assert_eq!(proto_index(17), Some(1));
+        assert_eq!(proto_index(1), Some(2));
+        assert_eq!(proto_index(58), Some(2));
+        assert_eq!(proto_index(132), None);
+    }
+}

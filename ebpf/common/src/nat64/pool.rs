@@ -1,0 +1,159 @@
+//! Choosing the IPv4 transport address (T, t) for a new binding: RFC 6056 algorithm 3 style, a
+//! keyed hash picks where to start and successive candidates are probed until a free one is
+//! found. The address is chosen from the pod address alone ("paired" pooling, RFC 6146 §3.5.1.1:
+//! one pod keeps one IPv4 address while it has free ports), the port from the pod's transport
+//! address.
+
+use super::maps::PortRange;
+
+/// How many candidates a new binding probes before the pool counts as exhausted (Jool's
+/// `max-iterations` idea: bounded work per packet under attack or exhaustion).
+pub const MAX_PROBES: u32 = 64;
+
+#[inline(always)]
+const fn mix(h: u32, k: u32) -> u32 {
+    let k = k
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+const fn fmix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Keyed hash of an IPv6 address (and optionally a port and protocol); murmur3's mixing.
+#[inline(always)]
+pub fn hash(key: &[u32; 4], addr: &[u8; 16], port: u16, proto: u8) -> u32 {
+    let mut h = key[0];
+    h = mix(
+        h,
+        u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]) ^ key[1],
+    );
+    h = mix(
+        h,
+        u32::from_be_bytes([addr[4], addr[5], addr[6], addr[7]]) ^ key[2],
+    );
+    h = mix(
+        h,
+        u32::from_be_bytes([addr[8], addr[9], addr[10], addr[11]]) ^ key[3],
+    );
+    h = mix(
+        h,
+        u32::from_be_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    );
+    h = mix(h, (u32::from(port) << 8) | u32::from(proto));
+    fmix(h)
+}
+
+/// The first candidate index for pod transport address (X', x): the pod's own address slot,
+/// then a port position from the whole transport address.
+#[inline(always)]
+pub fn start(
+    key: &[u32; 4],
+    n_addrs: u32,
+    range: &PortRange,
+    addr: &[u8; 16],
+    port: u16,
+    proto: u8,
+) -> u32 {
+    let len = range.len();
+    if n_addrs == 0 || len == 0 {
+        return 0;
+    }
+    let a = hash(key, addr, 0, 0) % n_addrs;
+    let p = hash(key, addr, port, proto) % len;
+    a * len + p
+}
+
+/// Candidate number `i` after `start`: (pool address index, port). `None` for an empty pool or
+/// range. Successive candidates walk the ports of one address, then move to the next address.
+#[inline(always)]
+pub fn candidate(start: u32, i: u32, n_addrs: u32, range: &PortRange) -> Option<(u32, u16)> {
+    let len = range.len();
+    let total = n_addrs.wrapping_mul(len);
+    if n_addrs == 0 || len == 0 || total == 0 {
+        return None;
+    }
+    let idx = start.wrapping_add(i) % total;
+    Some((idx / len, (u32::from(range.lo) + idx % len) as u16))
+}
+
+/// Probes to make: every candidate for a small pool, at most [`MAX_PROBES`].
+#[inline(always)]
+pub fn probes(n_addrs: u32, range: &PortRange) -> u32 {
+    let total = n_addrs.saturating_mul(range.len());
+    if total < MAX_PROBES {
+        total
+    } else {
+        MAX_PROBES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const KEY: [u32; 4] = [1, 2, 3, 4];
+
+    #[test]
+    fn candidates_cover_a_small_pool_exactly_once() {
+        let r = PortRange {
+            lo: 40000,
+            hi: 40003,
+        };
+        let s = start(&KEY, 2, &r, &[0xfd; 16], 1234, 6);
+        let n = probes(2, &r);
+        assert_eq!(n, 8);
+        let all: HashSet<_> = (0..n).map(|i| candidate(s, i, 2, &r).unwrap()).collect();
+        assert_eq!(all.len(), 8);
+        for (a, p) in all {
+            assert!(a < 2 && r.contains(p));
+        }
+    }
+
+    #[test]
+    fn one_pod_stays_on_one_address_and_ports_spread() {
+        let r = PortRange {
+            lo: 1024,
+            hi: 65535,
+        };
+        let pod = [0xfd, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
+        let mut addrs = HashSet::new();
+        let mut ports = HashSet::new();
+        for x in 0..200u16 {
+            let s = start(&KEY, 4, &r, &pod, 30000 + x, 6);
+            let (a, p) = candidate(s, 0, 4, &r).unwrap();
+            addrs.insert(a);
+            ports.insert(p);
+        }
+        assert_eq!(addrs.len(), 1, "paired pooling");
+        assert!(ports.len() > 190, "ports spread: {}", ports.len());
+        // Another key gives other ports (the mapping is not predictable without the key).
+        let s1 = start(&KEY, 1, &r, &pod, 5000, 6);
+        let s2 = start(&[9, 9, 9, 9], 1, &r, &pod, 5000, 6);
+        assert_ne!(s1, s2);
+    }
+
+    #[test]
+    fn empty_pools_give_nothing() {
+        let r = PortRange { lo: 10, hi: 9 };
+        assert_eq!(candidate(0, 0, 1, &r), None);
+        assert_eq!(candidate(0, 0, 0, &PortRange { lo: 1, hi: 2 }), None);
+        assert_eq!(probes(0, &PortRange { lo: 1, hi: 2 }), 0);
+        assert_eq!(probes(16, &PortRange { lo: 0, hi: 65535 }), MAX_PROBES);
+        // The full 16-bit range wraps correctly.
+        let full = PortRange { lo: 0, hi: 65535 };
+        assert_eq!(candidate(65535, 1, 1, &full), Some((0, 0)));
+    }
+}

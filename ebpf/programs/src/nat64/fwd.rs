@@ -1,0 +1,189 @@
+//! Forwarding a translated packet: FIB lookup in the node's routing table, then a redirect to
+//! the egress device (with the neighbour's MAC, or through `bpf_redirect_neigh` while the
+//! neighbour is unresolved). Lookups run before the packet is rewritten, so a route or MTU
+//! problem can still be answered with an ICMP error about the original packet. The parameters
+//! and result stay in the scratch area until [`send`].
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup, bpf_redir_neigh,
+    },
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    programs::TcContext,
+};
+use sixlane_common::metrics::Reason;
+
+use super::{
+    pkt::{self, Res},
+    scratch::Scratch,
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// Where a packet goes (details in the scratch area's `fib`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Neighbour known: MACs and egress device in `fib`.
+    Direct,
+    /// Neighbour unresolved: `bpf_redirect_neigh` to the next hop in `fib`.
+    Neigh,
+    /// Exceeds the route's MTU (the value given).
+    TooBig(u32),
+    /// No usable route.
+    None,
+}
+
+impl Route {
+    #[inline(always)]
+    pub fn usable(self) -> bool {
+        matches!(self, Route::Direct | Route::Neigh)
+    }
+}
+
+/// The egress device of the last lookup.
+#[inline(always)]
+pub fn oif(s: &Scratch) -> u32 {
+    s.fib.ifindex
+}
+
+#[inline(always)]
+fn run(ctx: &TcContext, fib: &mut bpf_fib_lookup) -> Route {
+    // SAFETY: `fib` is a valid, initialised params struct of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            pkt::skb(ctx).cast(),
+            fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        Route::Direct
+    } else if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+        Route::Neigh
+    } else if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+        // SAFETY: the kernel wrote mtu_result for this return code.
+        Route::TooBig(u32::from(unsafe { fib.__bindgen_anon_1.mtu_result }))
+    } else {
+        Route::None
+    }
+}
+
+#[inline(always)]
+fn reset(ctx: &TcContext, fib: &mut bpf_fib_lookup, family: u8, tot_len: u16) {
+    // SAFETY: plain-old-data bindgen struct; all-zero is a valid value.
+    *fib = unsafe { core::mem::zeroed() };
+    fib.family = family;
+    fib.ifindex = pkt::ifindex(ctx);
+    fib.__bindgen_anon_1.tot_len = tot_len;
+}
+
+/// Route for an IPv4 packet `src` → `dst` of `tot_len` bytes (0 = skip the MTU check).
+#[inline(always)]
+pub fn lookup4(
+    ctx: &TcContext,
+    fib: &mut bpf_fib_lookup,
+    src: [u8; 4],
+    dst: [u8; 4],
+    tot_len: u16,
+) -> Route {
+    reset(ctx, fib, AF_INET, tot_len);
+    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    run(ctx, fib)
+}
+
+/// Route for an IPv6 packet `src` → `dst` of `tot_len` bytes (0 = skip the MTU check).
+#[inline(always)]
+pub fn lookup6(
+    ctx: &TcContext,
+    fib: &mut bpf_fib_lookup,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    tot_len: u16,
+) -> Route {
+    reset(ctx, fib, AF_INET6, tot_len);
+    // SAFETY: both union members are 16 bytes; copied memory to memory.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            src.as_ptr(),
+            fib.__bindgen_anon_3.ipv6_src.as_mut_ptr().cast::<u8>(),
+            16,
+        );
+        core::ptr::copy_nonoverlapping(
+            dst.as_ptr(),
+            fib.__bindgen_anon_4.ipv6_dst.as_mut_ptr().cast::<u8>(),
+            16,
+        );
+    }
+    run(ctx, fib)
+}
+
+/// Writes `frame` (Ethernet header with its EtherType set, then the IP header) over the start
+/// of the packet, MACs from the route included, and sends the packet along the route: one
+/// store instead of three on the common path.
+#[inline(always)]
+pub fn send_frame<F>(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route, frame: &mut F) -> Res<i32>
+where
+    F: AsMut<[u8; 14]>,
+{
+    if route == Route::Direct {
+        let eth = frame.as_mut();
+        eth[..6].copy_from_slice(&fib.dmac);
+        eth[6..12].copy_from_slice(&fib.smac);
+        pkt::store(ctx, 0, &*frame)?;
+        // SAFETY: plain helper call.
+        let r = unsafe { bpf_redirect(fib.ifindex, 0) };
+        return if r == i64::from(pkt::TC_ACT_REDIRECT) {
+            Ok(pkt::TC_ACT_REDIRECT)
+        } else {
+            Err(Reason::Nat64Error)
+        };
+    }
+    pkt::store(ctx, 0, &*frame)?;
+    send(ctx, fib, route)
+}
+
+/// Sends the rewritten packet along the last lookup's route: the tc action to return.
+#[inline(always)]
+pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
+    let r = match route {
+        Route::Direct => {
+            pkt::store(ctx, 0, &fib.dmac)?;
+            pkt::store(ctx, 6, &fib.smac)?;
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(fib.ifindex, 0) }
+        }
+        Route::Neigh => {
+            // SAFETY: zeroed POD, then the next hop the lookup left in the dst field.
+            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            // SAFETY: reading the union member of the family looked up.
+            unsafe {
+                if fib.family == AF_INET6 {
+                    nh.nh_family = u32::from(AF_INET6);
+                    nh.__bindgen_anon_1.ipv6_nh = fib.__bindgen_anon_4.ipv6_dst;
+                } else {
+                    nh.nh_family = u32::from(AF_INET);
+                    nh.__bindgen_anon_1.ipv4_nh = fib.__bindgen_anon_4.ipv4_dst;
+                }
+            }
+            // SAFETY: `nh` is a valid params struct of the size passed.
+            unsafe {
+                bpf_redirect_neigh(
+                    fib.ifindex,
+                    &mut nh,
+                    core::mem::size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                )
+            }
+        }
+        Route::TooBig(_) | Route::None => return Err(Reason::Nat64NoRoute),
+    };
+    if r == i64::from(pkt::TC_ACT_REDIRECT) {
+        Ok(pkt::TC_ACT_REDIRECT)
+    } else {
+        Err(Reason::Nat64Error)
+    }
+}

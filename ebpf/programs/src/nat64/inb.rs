@@ -1,0 +1,317 @@
+//! IPv4 → IPv6 (RFC 7915 §4, RFC 6146 §3.5 inbound): replies to pool addresses on the node's
+//! IPv4 uplink are matched to their session and delivered to the pod as IPv6 from Pref64::Z.
+//! Anything that is not NAT64 traffic (the node's own connections share the pool address) is
+//! left to the kernel.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, bpf_adj_room_mode::BPF_ADJ_ROOM_NET},
+    programs::TcContext,
+};
+use sixlane_common::{
+    metrics::Reason,
+    nat64::{
+        addr, csum,
+        header::{self, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+        icmp,
+        maps::{CFG_CLAMP_MSS, CFG_EIF_UDP, Config, PortRange},
+        tcp,
+    },
+};
+
+use super::{
+    Done,
+    fwd::{self, Route},
+    icmperr, mss,
+    pkt::{self, Res},
+    reply, scratch,
+    scratch::Scratch,
+    state,
+};
+use crate::parse::{ETH_HLEN, Frag, L3};
+
+const ETH_P_IPV6: u16 = 0x86dd;
+/// Chunks covering a UDP datagram whose zero IPv4 checksum must be computed (4 KiB).
+const CHUNKS_UDP: usize = 64;
+
+/// Handles an IPv4 packet on the uplink. [`Done::NOT_OURS`]: not NAT64 traffic.
+#[inline(never)]
+pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
+    let Some(s) = scratch::get() else {
+        return Done::NOT_OURS;
+    };
+    if pkt::load_into(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
+        return Done::NOT_OURS;
+    }
+    s.ip4.parse_into(&s.hdr4);
+    if cfg.pool_index(&s.ip4.dst).is_none() {
+        return Done::NOT_OURS;
+    }
+    match l3.proto {
+        PROTO_TCP | PROTO_UDP => transport(ctx, cfg, s, l3),
+        PROTO_ICMP => icmp_in(ctx, cfg, s, l3),
+        _ => Done::NOT_OURS,
+    }
+}
+
+#[inline(always)]
+fn range_of(cfg: &Config, proto: u8) -> PortRange {
+    match proto {
+        PROTO_TCP => cfg.ports[0],
+        PROTO_UDP => cfg.ports[1],
+        _ => cfg.ports[2],
+    }
+}
+
+#[inline(always)]
+fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
+    if l3.frag == Frag::Later {
+        // No ports to tell NAT64 traffic from the node's own: the kernel's.
+        return Done::NOT_OURS;
+    }
+    let l4 = l3.l4_off;
+    let Ok(p) = pkt::load::<[u8; 4]>(ctx, l4) else {
+        return Done::NOT_OURS;
+    };
+    let (z_port, t_port) = (
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    );
+    if !range_of(cfg, l3.proto).contains(t_port) {
+        return Done::NOT_OURS;
+    }
+    let tcp_flags = if l3.proto == PROTO_TCP {
+        pkt::load::<[u8; 1]>(ctx, l4 + 13)
+            .map(|b| b[0])
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let f = state::InFlow {
+        proto: l3.proto,
+        tcp_flags,
+        eif: cfg.flags & CFG_EIF_UDP != 0,
+        t_port,
+        z_port,
+        t_addr: s.ip4.dst,
+        z: s.ip4.src,
+    };
+    let mut r = state::Reverse::default();
+    if !state::inbound(&mut s.keys, &f, &mut r) {
+        return Done::drop(Reason::Nat64Unsolicited);
+    }
+    translate(ctx, cfg, s, l3, &r)
+}
+
+#[inline(always)]
+fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
+    if l3.frag != Frag::No {
+        return Done::NOT_OURS;
+    }
+    let l4 = l3.l4_off;
+    let Ok(h) = pkt::load::<[u8; 6]>(ctx, l4) else {
+        return Done::NOT_OURS;
+    };
+    match h[0] {
+        icmp::v4::ECHO_REPLY => {
+            let id = u16::from_be_bytes([h[4], h[5]]);
+            if !cfg.ports[2].contains(id) {
+                return Done::NOT_OURS;
+            }
+            let f = state::InFlow {
+                proto: PROTO_ICMP,
+                tcp_flags: 0,
+                eif: false,
+                t_port: id,
+                z_port: 0,
+                t_addr: s.ip4.dst,
+                z: s.ip4.src,
+            };
+            let mut r = state::Reverse::default();
+            // Replies to the node's own pings share the identifier space: a miss is theirs.
+            if !state::inbound(&mut s.keys, &f, &mut r) {
+                return Done::NOT_OURS;
+            }
+            translate(ctx, cfg, s, l3, &r)
+        }
+        t if icmp::is_error4(t) => icmperr::inb(ctx, cfg, s, l4 as u32),
+        _ => Done::NOT_OURS,
+    }
+}
+
+/// Translates a packet of session `r` (RFC 7915 §4.1) and sends it to the pod.
+#[inline(never)]
+fn translate(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3, r: &state::Reverse) -> Done {
+    match translate_inner(ctx, cfg, s, l3, r) {
+        Ok(d) => d,
+        Err(reason) => Done::drop(reason),
+    }
+}
+
+#[inline(always)]
+fn translate_inner(
+    ctx: &TcContext,
+    cfg: &Config,
+    s: &mut Scratch,
+    l3: &L3,
+    r: &state::Reverse,
+) -> Res<Done> {
+    if l3.frag != Frag::No {
+        return Err(Reason::Nat64Fragment);
+    }
+    let ihl = usize::from(s.ip4.ihl);
+    let l4 = l3.l4_off;
+    if s.ip4.ttl <= 1 {
+        // The translator is a router on the way to the pod.
+        let e = reply::Error {
+            ty: icmp::v4::TIME_EXCEEDED,
+            code: 0,
+            info: 0,
+            reason: Reason::Nat64TtlExceeded,
+        };
+        return Ok(reply::icmp4_error(ctx, s, &e));
+    }
+    let total = s.ip4.total_len;
+    if usize::from(total) < ihl || usize::from(total) + ETH_HLEN > ctx.len() as usize {
+        return Err(Reason::Nat64Malformed);
+    }
+    let l4_len = total - ihl as u16;
+    // Z' (the peer's IPv6 form) lives in s.a6 from here on.
+    addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
+    let v6_len = if pkt::gso_size(ctx) != 0 {
+        0
+    } else {
+        (IPV6_HLEN as u16).saturating_add(l4_len)
+    };
+    let route = match fwd::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, v6_len) {
+        Route::TooBig(mtu) => {
+            // Fragmentation Needed towards the IPv4 sender, sized for the IPv6 hop.
+            let e = reply::Error {
+                ty: icmp::v4::DEST_UNREACH,
+                code: icmp::v4::FRAG_NEEDED,
+                info: mtu.saturating_sub(icmp::HDR_DIFF).min(0xffff),
+                reason: Reason::Nat64TooBig,
+            };
+            return Ok(reply::icmp4_error(ctx, s, &e));
+        }
+        Route::None => return Err(Reason::Nat64NoRoute),
+        route => route,
+    };
+
+    let mut zero_udp = false;
+    if l3.proto == PROTO_ICMP {
+        // ICMP Echo Reply → ICMPv6 Echo Reply: the pseudo-header joins the checksum.
+        let h: [u8; 6] = pkt::load(ctx, l4)?;
+        let csum_off = l4 + 2;
+        s.pseudo[..16].copy_from_slice(&s.a6);
+        s.pseudo[16..32].copy_from_slice(&r.x_addr);
+        s.pseudo[32..36].copy_from_slice(&u32::from(l4_len).to_be_bytes());
+        s.pseudo[36..40].copy_from_slice(&[0, 0, 0, PROTO_ICMPV6]);
+        let d = pkt::csum_diff(&[], &s.pseudo, 0)?;
+        ctx.l4_csum_replace(csum_off, 0, u64::from(d), 0)
+            .map_err(|_| Reason::Nat64Error)?;
+        let old = u16::from_ne_bytes([h[0], h[1]]);
+        let new = u16::from_ne_bytes([icmp::v6::ECHO_REPLY, h[1]]);
+        ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), 2)
+            .map_err(|_| Reason::Nat64Error)?;
+        pkt::store(ctx, l4, &icmp::v6::ECHO_REPLY)?;
+        let (id, nid) = ([h[4], h[5]], r.x_port.to_be_bytes());
+        if id != nid {
+            ctx.l4_csum_replace(
+                csum_off,
+                u64::from(u16::from_ne_bytes(id)),
+                u64::from(u16::from_ne_bytes(nid)),
+                2,
+            )
+            .map_err(|_| Reason::Nat64Error)?;
+            pkt::store(ctx, l4 + 4, &nid)?;
+        }
+    } else {
+        let proto = l3.proto;
+        let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
+        let mangled = if proto == PROTO_UDP {
+            u64::from(BPF_F_MARK_MANGLED_0)
+        } else {
+            0
+        };
+        let h: [u8; 14] = if proto == PROTO_TCP {
+            pkt::load(ctx, l4)?
+        } else {
+            let u: [u8; 8] = pkt::load(ctx, l4)?;
+            [
+                u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], 0, 0, 0, 0, 0, 0,
+            ]
+        };
+        if proto == PROTO_UDP {
+            zero_udp = h[6] == 0 && h[7] == 0;
+        }
+        if proto == PROTO_TCP && h[13] & tcp::flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
+            // The pod's segments leave through this uplink as IPv4: MSS ≤ MTU − 40.
+            let mtu = pkt::mtu(ctx, 0);
+            mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
+        }
+        if !zero_udp {
+            s.pseudo[..4].copy_from_slice(&s.ip4.dst);
+            s.pseudo[4..8].copy_from_slice(&s.ip4.src);
+            s.pseudo[8..24].copy_from_slice(&s.a6);
+            s.pseudo[24..40].copy_from_slice(&r.x_addr);
+            let d = pkt::csum_diff(&s.pseudo[..8], &s.pseudo[8..40], 0)?;
+            ctx.l4_csum_replace(
+                csum_off,
+                0,
+                u64::from(d),
+                u64::from(BPF_F_PSEUDO_HDR) | mangled,
+            )
+            .map_err(|_| Reason::Nat64Error)?;
+        }
+        let (t_port, new) = ([h[2], h[3]], r.x_port.to_be_bytes());
+        if t_port != new {
+            if !zero_udp {
+                ctx.l4_csum_replace(
+                    csum_off,
+                    u64::from(u16::from_ne_bytes(t_port)),
+                    u64::from(u16::from_ne_bytes(new)),
+                    2 | mangled,
+                )
+                .map_err(|_| Reason::Nat64Error)?;
+            }
+            pkt::store(ctx, l4 + 2, &new)?;
+        }
+    }
+
+    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
+        .map_err(|_| Reason::Nat64Error)?;
+    if ihl > IPV4_HLEN {
+        // RFC 7915 §4.1: IPv4 options are not translated.
+        let opts = (ihl - IPV4_HLEN) as i32;
+        ctx.adjust_room(-opts, BPF_ADJ_ROOM_NET, 0)
+            .map_err(|_| Reason::Nat64Error)?;
+    }
+    header::write6(
+        &mut s.f6.ip,
+        s.ip4.tos,
+        l4_len,
+        header::proto_to_v6(s.ip4.proto),
+        s.ip4.ttl.saturating_sub(1),
+        &s.a6,
+        &r.x_addr,
+    );
+    s.f6.eth[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    if zero_udp {
+        // RFC 7915 §4.5: IPv6 needs a UDP checksum; compute it over the whole datagram.
+        let off = ETH_HLEN + IPV6_HLEN;
+        let seed = pkt::native(csum::pseudo6(
+            &s.a6,
+            &r.x_addr,
+            u32::from(l4_len),
+            PROTO_UDP,
+        ));
+        let acc = pkt::sum_range::<CHUNKS_UDP>(ctx, s, off, off + usize::from(l4_len), seed)?;
+        let mut c = pkt::finish(acc);
+        if c == [0, 0] {
+            c = [0xff, 0xff];
+        }
+        pkt::store(ctx, off + 6, &c)?;
+    }
+    let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6)?;
+    Ok(Done::new(Reason::Nat64In, a))
+}

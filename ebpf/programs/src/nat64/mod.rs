@@ -1,0 +1,125 @@
+//! Stateful NAT64 (RFC 6146) with RFC 7915 header translation and RFC 6052 addressing, in the
+//! node's own tc programs: no netfilter, no external translator.
+//!
+//! - [`from_pod`] (pod veth ingress): IPv6 packets to Pref64::/n become IPv4 packets from the
+//!   node's pool address and leave through the IPv4 uplink (FIB lookup, redirect).
+//! - [`from_uplink`] (uplink ingress): IPv4 replies (and ICMP errors) for NAT64 sessions become
+//!   IPv6 and go to the pod; IPv6 packets to the prefix from pods of nodes without IPv4 (routed
+//!   here by their nodes) are translated like [`from_pod`]'s.
+//!
+//! The rules (tables, header fields, address embedding) are in `sixlane_common::nat64`; this
+//! module applies them to packets and keeps the state.
+
+mod fwd;
+mod icmperr;
+mod inb;
+mod maps;
+mod mss;
+mod out;
+mod pkt;
+mod reply;
+mod scratch;
+mod state;
+
+use aya_ebpf::programs::TcContext;
+use sixlane_common::{
+    metrics::{Direction, Reason},
+    nat64::maps::{CFG_ENABLED, Config},
+};
+
+use crate::{
+    metrics,
+    parse::{ETH_HLEN, L3},
+};
+
+/// Offset of the destination address in the IPv6 header.
+const DST6_OFF: usize = 24;
+
+/// The outcome of a packet the NAT64 stage took: why (counted) and the tc action. Packed in
+/// one scalar because it crosses BPF-to-BPF calls, which return a single register.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct Done(u64);
+
+impl Done {
+    /// Sentinel for "not NAT64 traffic after all": the packet goes on through the pipeline.
+    pub const NOT_OURS: Done = Done(u64::MAX);
+
+    #[inline(always)]
+    pub fn new(reason: Reason, action: i32) -> Self {
+        Self((u64::from(reason as u32) << 32) | u64::from(action as u32))
+    }
+
+    #[inline(always)]
+    pub fn drop(reason: Reason) -> Self {
+        Self::new(reason, pkt::TC_ACT_SHOT)
+    }
+
+    #[inline(always)]
+    pub fn is_ours(self) -> bool {
+        self.0 != u64::MAX
+    }
+
+    #[inline(always)]
+    pub fn reason(self) -> Reason {
+        Reason::from_u32((self.0 >> 32) as u32).unwrap_or(Reason::Nat64Error)
+    }
+
+    #[inline(always)]
+    pub fn action(self) -> i32 {
+        self.0 as u32 as i32
+    }
+}
+
+#[inline(always)]
+fn config() -> Option<&'static Config> {
+    let c = maps::CONFIG.get(0)?;
+    if c.flags & CFG_ENABLED == 0 || c.n_addrs == 0 {
+        return None;
+    }
+    Some(c)
+}
+
+/// Counts the original packet's length (the frame as it arrived) under the outcome's reason.
+#[inline(always)]
+fn finish(done: Done, len: u32) -> i32 {
+    metrics::count(Direction::Ingress, done.reason(), len);
+    done.action()
+}
+
+/// IPv6 whose destination is in the prefix → translated; anything else → `None`.
+#[inline(always)]
+fn v6_to_prefix(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    let cfg = config()?;
+    let dst: [u8; 16] = ctx.load(ETH_HLEN + DST6_OFF).ok()?;
+    if !cfg.prefix().matches(&dst) {
+        return None;
+    }
+    let len = ctx.len();
+    Some(finish(out::run(ctx, cfg, l3), len))
+}
+
+/// NAT64 stage for packets a pod sends: IPv6 to the prefix is translated to IPv4.
+#[inline(always)]
+pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    if !l3.v6 {
+        return None;
+    }
+    v6_to_prefix(ctx, l3)
+}
+
+/// NAT64 stage for packets arriving on the uplink: IPv4 for NAT64 sessions is translated to
+/// IPv6; IPv6 to the prefix (from pods of nodes without IPv4) is translated to IPv4.
+#[inline(always)]
+pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    if l3.v6 {
+        return v6_to_prefix(ctx, l3);
+    }
+    let cfg = config()?;
+    let len = ctx.len();
+    let done = inb::run(ctx, cfg, l3);
+    if !done.is_ours() {
+        return None;
+    }
+    Some(finish(done, len))
+}

@@ -1,0 +1,81 @@
+//! Per-CPU scratch space. The BPF stack is 512 bytes for a whole call chain; headers, map keys
+//! and values, FIB parameters and checksum chunks live here instead. A tc program runs to
+//! completion on its CPU, so one entry per CPU is never shared by two packets.
+
+use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
+use sixlane_common::nat64::header::{IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
+
+use super::{
+    icmperr::Plan,
+    state::{Flow, Keys, Mapping},
+};
+
+/// Ethernet + IPv4 header of a translated packet, written to the packet in one store.
+#[repr(C)]
+pub struct Frame4 {
+    pub eth: [u8; 14],
+    pub ip: [u8; IPV4_HLEN],
+}
+
+/// Ethernet + IPv6 header of a translated packet, written to the packet in one store.
+#[repr(C)]
+pub struct Frame6 {
+    pub eth: [u8; 14],
+    pub ip: [u8; IPV6_HLEN],
+}
+
+impl AsMut<[u8; 14]> for Frame4 {
+    fn as_mut(&mut self) -> &mut [u8; 14] {
+        &mut self.eth
+    }
+}
+
+impl AsMut<[u8; 14]> for Frame6 {
+    fn as_mut(&mut self) -> &mut [u8; 14] {
+        &mut self.eth
+    }
+}
+
+pub struct Scratch {
+    /// FIB lookup parameters and result (route, MACs) until the packet is sent.
+    pub fib: bpf_fib_lookup,
+    /// Checksum chunks.
+    pub chunk: [u8; 64],
+    /// An IPv6 header being loaded or written.
+    pub hdr6: [u8; IPV6_HLEN],
+    /// An IPv4 header being loaded or written.
+    pub hdr4: [u8; IPV4_HLEN],
+    /// Headers of translated packets.
+    pub f4: Frame4,
+    pub f6: Frame6,
+    /// Pseudo-headers and address pairs for checksum differences.
+    pub pseudo: [u8; 40],
+    /// Map keys and values being built.
+    pub keys: Keys,
+    /// IPv6 addresses being built (embedded addresses, error sources).
+    pub a6: [u8; 16],
+    pub b6: [u8; 16],
+    /// The packet's outer header as it arrived (IPv6 or IPv4 side).
+    pub ip6: Ip6,
+    pub ip4: Ip4,
+    /// The header quoted by an ICMP error.
+    pub inner6: Ip6,
+    pub inner4: Ip4,
+    /// ICMP error translation plan.
+    pub plan: Plan,
+    /// The IPv6-side flow being translated and its binding.
+    pub flow: Flow,
+    pub map: Mapping,
+}
+
+// Not pinned: transient, rebuilt with every load.
+#[map(name = "SL_N64_SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch area.
+#[inline(always)]
+pub fn get() -> Option<&'static mut Scratch> {
+    // SAFETY: the entry is this CPU's and a tc program is not re-entered on a CPU while it
+    // runs, so this is the only reference.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}

@@ -1,0 +1,375 @@
+//! RFC 6146 state: bindings (BIB) and sessions, both directions per entry pair (see
+//! `sixlane_common::nat64::maps`). Creating a binding reserves an (address, port) of the pool
+//! atomically (`BPF_NOEXIST` on the IPv4-side entry); sessions record the peer and, for TCP,
+//! the connection state. Expiry is the agent's garbage collector's job: the datapath only
+//! stamps `last_seen_ns`. Keys and values are built in the scratch area.
+
+// Map helpers take keys and values by `Borrow`; passing the scratch-resident ones by value
+// would copy them onto the 512-byte BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::bpf_ktime_get_ns,
+};
+use sixlane_common::{
+    metrics::Reason,
+    nat64::{
+        header::{PROTO_TCP, PROTO_UDP},
+        maps::{
+            Bib, BibKey, Config, DIR_IN, DIR_OUT, MAX_POOL_ADDRS, PortRange, Session, SessionKey,
+        },
+        pool,
+        tcp::{self, Side, State},
+    },
+};
+
+use super::maps::{BIB, SESSIONS, SOURCES};
+
+/// Whether `src` is in a pod CIDR allowed to use the translator (no open relay).
+#[inline(always)]
+pub fn source_allowed(src: &[u8; 16]) -> bool {
+    let key = aya_ebpf::maps::lpm_trie::Key::new(128, *src);
+    SOURCES.get(&key).is_some()
+}
+
+/// `last_seen_ns` is refreshed at most this often per entry: timeouts are minutes, and writing
+/// a shared cache line on every packet would cost more than it tells.
+const REFRESH_NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Writes IPv4 address `a` into a 16-byte field (first 4 bytes, the rest zero).
+#[inline(always)]
+pub fn set_v4(out: &mut [u8; 16], a: [u8; 4]) {
+    *out = [0u8; 16];
+    out[0] = a[0];
+    out[1] = a[1];
+    out[2] = a[2];
+    out[3] = a[3];
+}
+
+#[inline(always)]
+pub fn first4(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+/// The IPv6-side session key (X', x, Y, y).
+#[inline(always)]
+fn out_key(k: &mut SessionKey, proto: u8, x_addr: &[u8; 16], x_port: u16, y: [u8; 4], y_port: u16) {
+    k.proto = proto;
+    k.dir = DIR_OUT;
+    k._pad = 0;
+    k.port = x_port;
+    k.remote_port = y_port;
+    k.addr.copy_from_slice(x_addr);
+    k.remote = y;
+}
+
+/// The IPv4-side session key (T, t, Z, z).
+#[inline(always)]
+fn in_key(k: &mut SessionKey, proto: u8, t_addr: [u8; 4], t_port: u16, z: [u8; 4], z_port: u16) {
+    k.proto = proto;
+    k.dir = DIR_IN;
+    k._pad = 0;
+    k.port = t_port;
+    k.remote_port = z_port;
+    set_v4(&mut k.addr, t_addr);
+    k.remote = z;
+}
+
+/// A session value pointing at the pod (X', x).
+#[inline(always)]
+fn value6(v: &mut Session, addr: &[u8; 16], port: u16, t: u64) {
+    v.addr.copy_from_slice(addr);
+    v.port = port;
+    v.state = 0;
+    v.flags = 0;
+    v._pad = 0;
+    v.last_seen_ns = t;
+}
+
+/// A session value pointing at the pool address (T, t), with the TCP state.
+#[inline(always)]
+fn value4(v: &mut Session, addr: [u8; 4], port: u16, state: u8, t: u64) {
+    set_v4(&mut v.addr, addr);
+    v.port = port;
+    v.state = state;
+    v.flags = 0;
+    v._pad = 0;
+    v.last_seen_ns = t;
+}
+
+/// The IPv4 transport address (T, t) an outbound packet leaves with.
+#[derive(Clone, Copy, Default)]
+pub struct Mapping {
+    pub t_addr: [u8; 4],
+    pub t_port: u16,
+}
+
+/// An IPv6-side packet's flow: (X', x) → (Y, y), and its TCP flags (0 for UDP and ICMP).
+#[derive(Clone, Copy, Default)]
+pub struct Flow {
+    pub proto: u8,
+    pub tcp_flags: u8,
+    /// Transport header length (TCP data offset; 8 for UDP).
+    pub l4_hlen: u16,
+    pub x_port: u16,
+    pub y_port: u16,
+    pub y: [u8; 4],
+    pub x_addr: [u8; 16],
+}
+
+/// Map keys and values under construction (part of the scratch area).
+pub struct Keys {
+    pub skey: SessionKey,
+    pub sval: Session,
+    pub bkey: BibKey,
+    pub bval: Bib,
+}
+
+/// Finds or creates the session of `f` and applies the TCP state machine, writing the mapping
+/// to `m`. Returns [`Reason::Pass`] on success, else [`Reason::Nat64SrcDenied`] (a source
+/// outside the pod CIDRs), [`Reason::Nat64NoSession`] (TCP non-SYN without a session),
+/// [`Reason::Nat64PoolExhausted`] or [`Reason::Nat64Error`].
+#[inline(never)]
+pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason {
+    let t = now();
+    out_key(&mut s.skey, f.proto, &f.x_addr, f.x_port, f.y, f.y_port);
+    if let Some(e) = SESSIONS.get_ptr_mut(&s.skey) {
+        // SAFETY: pointer into the map value; concurrent writers only race on these plain
+        // fields, which is benign (a stale state or timestamp).
+        let e = unsafe { &mut *e };
+        m.t_addr = first4(&e.addr);
+        m.t_port = e.port;
+        if f.proto == PROTO_TCP {
+            let next = tcp::next(State::from_u8(e.state), Side::V6, f.tcp_flags) as u8;
+            if next != e.state {
+                e.state = next;
+            }
+        }
+        if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
+            e.last_seen_ns = t;
+            // Re-assert the IPv4-side entry: it heals an LRU eviction of that half.
+            in_key(&mut s.skey, f.proto, m.t_addr, m.t_port, f.y, f.y_port);
+            value6(&mut s.sval, &f.x_addr, f.x_port, t);
+            let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
+        }
+        return Reason::Pass;
+    }
+
+    // No session. Only pods may open one (RFC 6146 leaves the filtering policy to the
+    // operator; sixlane translates the configured pod CIDRs and nothing else).
+    if !source_allowed(&f.x_addr) {
+        return Reason::Nat64SrcDenied;
+    }
+    // TCP opens only with a SYN from the IPv6 side (RFC 6146 §3.5.2.2).
+    let state = if f.proto == PROTO_TCP {
+        let st = tcp::next(State::Closed, Side::V6, f.tcp_flags);
+        if st == State::Closed {
+            return Reason::Nat64NoSession;
+        }
+        st as u8
+    } else {
+        0
+    };
+    let r = bind(cfg, s, f, m, t);
+    if r != Reason::Pass {
+        return r;
+    }
+    in_key(&mut s.skey, f.proto, m.t_addr, m.t_port, f.y, f.y_port);
+    value6(&mut s.sval, &f.x_addr, f.x_port, t);
+    if SESSIONS
+        .insert(&s.skey, &s.sval, u64::from(BPF_ANY))
+        .is_err()
+    {
+        return Reason::Nat64Error;
+    }
+    out_key(&mut s.skey, f.proto, &f.x_addr, f.x_port, f.y, f.y_port);
+    value4(&mut s.sval, m.t_addr, m.t_port, state, t);
+    if SESSIONS
+        .insert(&s.skey, &s.sval, u64::from(BPF_ANY))
+        .is_err()
+    {
+        return Reason::Nat64Error;
+    }
+    Reason::Pass
+}
+
+#[inline(always)]
+fn range_of(cfg: &Config, proto: u8) -> PortRange {
+    match proto {
+        PROTO_TCP => cfg.ports[0],
+        PROTO_UDP => cfg.ports[1],
+        _ => cfg.ports[2],
+    }
+}
+
+/// The binding of (X', x): existing (endpoint-independent mapping), or a new one reserved in
+/// the pool.
+#[inline(always)]
+fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason {
+    s.bkey.proto = f.proto;
+    s.bkey.dir = DIR_OUT;
+    s.bkey.port = f.x_port;
+    s.bkey.addr.copy_from_slice(&f.x_addr);
+    if let Some(b) = BIB.get_ptr(&s.bkey) {
+        // SAFETY: pointer into the map value, read once.
+        let b = unsafe { &*b };
+        m.t_addr = first4(&b.addr);
+        m.t_port = b.port;
+        return Reason::Pass;
+    }
+    let range = range_of(cfg, f.proto);
+    let n = u32::from(cfg.n_addrs).min(MAX_POOL_ADDRS as u32);
+    let probes = pool::probes(n, &range);
+    let start = pool::start(&cfg.hash_key, n, &range, &f.x_addr, f.x_port, f.proto);
+    // The IPv4-side entry points back at the pod.
+    s.bval.addr.copy_from_slice(&f.x_addr);
+    s.bval.port = f.x_port;
+    s.bval._pad0 = 0;
+    s.bval._pad1 = 0;
+    s.bval.created_ns = t;
+    s.bkey.dir = DIR_IN;
+    for i in 0..pool::MAX_PROBES {
+        if i >= probes {
+            break;
+        }
+        let Some((ai, port)) = pool::candidate(start, i, n, &range) else {
+            break;
+        };
+        let Some(addr) = cfg.addrs.get(ai as usize) else {
+            break;
+        };
+        s.bkey.port = port;
+        set_v4(&mut s.bkey.addr, *addr);
+        // NOEXIST makes the reservation atomic between CPUs.
+        if BIB.insert(&s.bkey, &s.bval, u64::from(BPF_NOEXIST)).is_ok() {
+            m.t_addr = *addr;
+            m.t_port = port;
+            s.bkey.dir = DIR_OUT;
+            s.bkey.port = f.x_port;
+            s.bkey.addr.copy_from_slice(&f.x_addr);
+            set_v4(&mut s.bval.addr, *addr);
+            s.bval.port = port;
+            if BIB.insert(&s.bkey, &s.bval, u64::from(BPF_ANY)).is_err() {
+                return Reason::Nat64Error;
+            }
+            return Reason::Pass;
+        }
+    }
+    Reason::Nat64PoolExhausted
+}
+
+/// The pod transport address (X', x) an IPv4-side packet goes to.
+#[derive(Default)]
+pub struct Reverse {
+    pub x_addr: [u8; 16],
+    pub x_port: u16,
+}
+
+/// An IPv4-side packet's flow: (Z, z) → (T, t).
+pub struct InFlow {
+    pub proto: u8,
+    pub tcp_flags: u8,
+    /// Endpoint-independent filtering: a new peer may reach an existing binding (UDP).
+    pub eif: bool,
+    pub t_port: u16,
+    pub z_port: u16,
+    pub t_addr: [u8; 4],
+    pub z: [u8; 4],
+}
+
+/// Finds the session of `f`, refreshing it (and opening one under endpoint-independent
+/// filtering), writing the pod's transport address to `r`. False: unsolicited.
+#[inline(never)]
+pub fn inbound(s: &mut Keys, f: &InFlow, r: &mut Reverse) -> bool {
+    let t = now();
+    in_key(&mut s.skey, f.proto, f.t_addr, f.t_port, f.z, f.z_port);
+    if let Some(e) = SESSIONS.get_ptr_mut(&s.skey) {
+        // SAFETY: see `outbound`.
+        let e = unsafe { &mut *e };
+        r.x_addr.copy_from_slice(&e.addr);
+        r.x_port = e.port;
+        if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
+            e.last_seen_ns = t;
+        }
+        if f.proto == PROTO_TCP
+            && f.tcp_flags & (tcp::flags::SYN | tcp::flags::FIN | tcp::flags::RST) != 0
+        {
+            // The state lives in the IPv6-side entry.
+            out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
+            if let Some(o) = SESSIONS.get_ptr_mut(&s.skey) {
+                // SAFETY: as above.
+                let o = unsafe { &mut *o };
+                o.state = tcp::next(State::from_u8(o.state), Side::V4, f.tcp_flags) as u8;
+            }
+        }
+        return true;
+    }
+    if !f.eif || f.proto != PROTO_UDP {
+        return false;
+    }
+    s.bkey.proto = f.proto;
+    s.bkey.dir = DIR_IN;
+    s.bkey.port = f.t_port;
+    set_v4(&mut s.bkey.addr, f.t_addr);
+    let Some(b) = BIB.get_ptr(&s.bkey) else {
+        return false;
+    };
+    // SAFETY: pointer into the map value, read once.
+    let b = unsafe { &*b };
+    r.x_addr.copy_from_slice(&b.addr);
+    r.x_port = b.port;
+    value6(&mut s.sval, &r.x_addr, r.x_port, t);
+    let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
+    out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
+    value4(&mut s.sval, f.t_addr, f.t_port, 0, t);
+    let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
+    true
+}
+
+/// The mapping of an IPv6-side session, without refreshing it (ICMP errors name a session
+/// without being part of it).
+#[inline(always)]
+pub fn peek_out(
+    key: &mut SessionKey,
+    proto: u8,
+    x_addr: &[u8; 16],
+    x_port: u16,
+    y: [u8; 4],
+    y_port: u16,
+) -> Option<Mapping> {
+    out_key(key, proto, x_addr, x_port, y, y_port);
+    let e = SESSIONS.get_ptr(&*key)?;
+    // SAFETY: pointer into the map value, read once.
+    let e = unsafe { &*e };
+    Some(Mapping {
+        t_addr: first4(&e.addr),
+        t_port: e.port,
+    })
+}
+
+/// The pod of an IPv4-side session, without refreshing it: written to `x_addr`, its port
+/// returned.
+#[inline(always)]
+pub fn peek_in(
+    key: &mut SessionKey,
+    proto: u8,
+    t_addr: [u8; 4],
+    t_port: u16,
+    z: [u8; 4],
+    z_port: u16,
+    x_addr: &mut [u8; 16],
+) -> Option<u16> {
+    in_key(key, proto, t_addr, t_port, z, z_port);
+    let e = SESSIONS.get_ptr(&*key)?;
+    // SAFETY: as above.
+    let e = unsafe { &*e };
+    x_addr.copy_from_slice(&e.addr);
+    Some(e.port)
+}

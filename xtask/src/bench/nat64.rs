@@ -1,0 +1,344 @@
+//! NAT64: an IPv6-only client reaching an IPv4-only server through a node (benchmarks.md
+//! §4.4). The limit is plain IPv4 routing through the same node (the same client, dual-stack
+//! only for that); the peer is Tayga (Debian's userspace TUN translator) with nft masquerade for
+//! the stateful part (Lencse's "tayga + iptables" setup); ours is sixlane's stateful NAT64 in the
+//! node's tc programs.
+//!
+//! ```text
+//!  cli ns: c6 fd00:c::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:c::1/64 + 198.18.0.1/24
+//!  node ns: hs4 198.19.0.1/24 <-veth-> srv ns: s4 198.19.0.2/24 (IPv4 only)
+//!  prefix fd00:6464::/96 (network-specific: the Well-Known Prefix must not carry 198.18/15)
+//! ```
+
+use std::{net::SocketAddr, process::Command};
+
+use anyhow::{Context as _, bail};
+use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
+
+use super::{Ctx, Metric, Mode, Role, Scenario, Values, topo};
+use crate::{kbench, sh};
+
+pub struct Nat64;
+
+const IPERF_PORT: u16 = 5201;
+const KB_PORT: u16 = 7000;
+const PREFIX: &str = "fd00:6464::/96";
+const SERVER4: &str = "198.19.0.2";
+/// `SERVER4` embedded in the prefix.
+const SERVER6: &str = "fd00:6464::c613:2";
+
+struct Topo {
+    // Drop order: links, then namespaces.
+    to_cli: Veth,
+    to_srv: Veth,
+    cli: NetNs,
+    node: NetNs,
+    srv: NetNs,
+}
+
+impl Topo {
+    fn new() -> anyhow::Result<Self> {
+        let cli = NetNs::new()?;
+        let node = NetNs::new()?;
+        let srv = NetNs::new()?;
+        let to_cli = Veth::new(Some(&node), Some(&cli))?;
+        let to_srv = Veth::new(Some(&node), Some(&srv))?;
+        for ns in [&cli, &node, &srv] {
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        }
+        node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        cli.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+        let add = |end: &sixlane_testkit::veth::End, a: &str| {
+            end.ip(&["addr", "add", a, "dev", "{}", "nodad"])
+        };
+        add(&to_cli.a, "fd00:c::1/64")?;
+        to_cli
+            .a
+            .ip(&["addr", "add", "198.18.0.1/24", "dev", "{}"])?;
+        add(&to_cli.b, "fd00:c::2/64")?;
+        to_cli
+            .b
+            .ip(&["addr", "add", "198.18.0.2/24", "dev", "{}"])?;
+        to_srv
+            .a
+            .ip(&["addr", "add", "198.19.0.1/24", "dev", "{}"])?;
+        to_srv
+            .b
+            .ip(&["addr", "add", &format!("{SERVER4}/24"), "dev", "{}"])?;
+        cli.ip(&["-6", "route", "add", "default", "via", "fd00:c::1"])?;
+        cli.ip(&["route", "add", "default", "via", "198.18.0.1"])?;
+        srv.ip(&["route", "add", "default", "via", "198.19.0.1"])?;
+        Ok(Self {
+            to_cli,
+            to_srv,
+            cli,
+            node,
+            srv,
+        })
+    }
+
+    fn hc6(&self) -> &str {
+        &self.to_cli.a.name
+    }
+
+    fn hs4(&self) -> &str {
+        &self.to_srv.a.name
+    }
+}
+
+impl Scenario for Nat64 {
+    fn name(&self) -> &'static str {
+        "nat64"
+    }
+
+    fn about(&self) -> &'static str {
+        "IPv6-only client -> node -> IPv4-only server: NAT64 vs plain IPv4 routing"
+    }
+
+    fn modes(&self) -> Vec<Mode> {
+        vec![
+            Mode {
+                name: "direct4",
+                role: Role::Limit,
+                about: "no translation: the client uses IPv4 through the same node",
+            },
+            Mode {
+                name: "tayga",
+                role: Role::Peer,
+                about: "Tayga TUN (stateless NAT64, dynamic pool) + nft masquerade",
+            },
+            Mode {
+                name: "sixlane",
+                role: Role::Ours,
+                about: "sixlane's stateful NAT64 in the node's tc programs",
+            },
+        ]
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let m = |name, unit, higher_is_better| Metric {
+            name,
+            unit,
+            higher_is_better,
+        };
+        vec![
+            m("throughput_1", "Gbit/s", true),
+            m("throughput_4", "Gbit/s", true),
+            m("crr_rate", "conn/s", true),
+            m("crr_p50", "us", false),
+            m("rr_rate", "req/s", true),
+            m("rr_p50", "us", false),
+        ]
+    }
+
+    fn trial(&self, mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values> {
+        let t = Topo::new()?;
+        let pins = PinDir::new()?;
+        let (dst, _tayga) = match mode.name {
+            "direct4" => (SERVER4, None),
+            "tayga" => (SERVER6, Some(Tayga::start(&t)?)),
+            "sixlane" => {
+                sixlane(&t, &pins, ctx)?;
+                (SERVER6, None)
+            }
+            other => bail!("unknown mode {other}"),
+        };
+        // The path works (and neighbours are resolved) before anything is measured.
+        t.cli.exec("ping", &["-c", "1", "-W", "5", dst])?;
+        let values = measure(&t, ctx, dst)?;
+        if mode.name == "sixlane" {
+            let out = sixlane_counters(&pins, ctx)?;
+            if out == 0 {
+                bail!("sixlane translated nothing: the programs were not on the path");
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Loads sixlane into the trial's pin directory, programs NAT64 and attaches the programs
+/// (pod programs on the client-facing interface, uplink programs on the server side).
+fn sixlane(t: &Topo, pins: &PinDir, ctx: &Ctx) -> anyhow::Result<()> {
+    let root = pins.path().to_string_lossy().into_owned();
+    let agent = ctx.agent.to_string_lossy().into_owned();
+    sh::output(Command::new(&agent).args(["--pin-root", &root, "load"]))?;
+    let cfg = std::env::temp_dir().join(format!("{}.yaml", names::unique('c')));
+    std::fs::write(
+        &cfg,
+        format!(
+            "mode: translate\nprefix: {PREFIX}\npool: [198.19.0.1]\nports: 1024-65535\npodCIDRs: [fd00:c::/64]\n"
+        ),
+    )?;
+    let res = sh::output(Command::new(&agent).args([
+        "--pin-root",
+        &root,
+        "nat64",
+        "apply",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]));
+    let _ = std::fs::remove_file(&cfg);
+    res?;
+    sh::output(t.node.command(&agent).args([
+        "--pin-root",
+        &root,
+        "nat64",
+        "attach",
+        "--pod",
+        t.hc6(),
+        "--uplink",
+        t.hs4(),
+    ]))?;
+    Ok(())
+}
+
+fn sixlane_counters(pins: &PinDir, ctx: &Ctx) -> anyhow::Result<u64> {
+    let root = pins.path().to_string_lossy().into_owned();
+    let out = sh::output(Command::new(&ctx.agent).args([
+        "--pin-root",
+        &root,
+        "--json",
+        "nat64",
+        "counters",
+    ]))?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    Ok(rows
+        .iter()
+        .filter(|r| r["reason"] == "nat64_out")
+        .filter_map(|r| r["packets"].as_u64())
+        .sum())
+}
+
+/// Tayga on a TUN device in the node namespace, plus nft masquerade of its dynamic pool.
+struct Tayga {
+    _child: ChildGuard,
+    dir: std::path::PathBuf,
+}
+
+impl Tayga {
+    fn start(t: &Topo) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(names::unique('y'));
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("tayga.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "tun-device nat64\nipv4-addr 198.18.255.1\nprefix {PREFIX}\nipv6-addr fd00:64::1\n\
+                 dynamic-pool 198.18.128.0/17\ndata-dir {}\n",
+                dir.display()
+            ),
+        )?;
+        let conf_s = conf.to_string_lossy().into_owned();
+        t.node.exec("tayga", &["-c", &conf_s, "--mktun"])?;
+        t.node.ip(&["link", "set", "nat64", "up"])?;
+        t.node
+            .ip(&["route", "add", "198.18.128.0/17", "dev", "nat64"])?;
+        t.node
+            .ip(&["route", "add", "198.18.255.1/32", "dev", "nat64"])?;
+        t.node.ip(&["-6", "route", "add", PREFIX, "dev", "nat64"])?;
+        t.node
+            .ip(&["-6", "route", "add", "fd00:64::1/128", "dev", "nat64"])?;
+        let rules = format!(
+            "table ip slbench64 {{\n chain post {{ type nat hook postrouting priority srcnat;\n  ip saddr 198.18.128.0/17 oifname \"{}\" masquerade\n }}\n}}\n",
+            t.hs4()
+        );
+        let mut nft = t.node.command("nft");
+        nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+        let mut child = nft.spawn().context("starting nft")?;
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
+        drop(child.stdin.take());
+        if !child.wait()?.success() {
+            bail!("nft -f failed for:\n{rules}");
+        }
+        let child = ChildGuard::spawn(
+            t.node
+                .command("tayga")
+                .args(["-c", &conf_s, "--nodetach"])
+                .stdout(std::process::Stdio::null()),
+        )?;
+        Ok(Self { _child: child, dir })
+    }
+}
+
+impl Drop for Tayga {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// iperf3 with 1 and 4 streams (client CPU 0, server CPU 1), kbench CRR (same pinning) and RR
+/// (both ends on CPU 1), towards `dst`.
+fn measure(t: &Topo, ctx: &Ctx, dst: &str) -> anyhow::Result<Values> {
+    let mut v = Values::new();
+    let secs = format!("{}", ctx.secs.max(1.0).round() as u64);
+    for (name, streams) in [("throughput_1", "1"), ("throughput_4", "4")] {
+        let _server = ChildGuard::spawn(
+            t.srv
+                .command("taskset")
+                .args([
+                    "-c",
+                    "1",
+                    "iperf3",
+                    "-s",
+                    "-1",
+                    "-p",
+                    &IPERF_PORT.to_string(),
+                ])
+                .stdout(std::process::Stdio::null()),
+        )?;
+        topo::wait_listen(&t.srv, IPERF_PORT)?;
+        let out = t.cli.exec(
+            "taskset",
+            &[
+                "-c",
+                "0",
+                "iperf3",
+                "-J",
+                "-c",
+                dst,
+                "-p",
+                &IPERF_PORT.to_string(),
+                "-t",
+                &secs,
+                "-P",
+                streams,
+            ],
+        )?;
+        let j: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+        let bps = j["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3 result without end.sum_received.bits_per_second")?;
+        v.insert(name, bps / 1e9);
+    }
+
+    let xtask = ctx.xtask.to_string_lossy().into_owned();
+    let listen = format!("{SERVER4}:{KB_PORT}");
+    let to: SocketAddr = if dst.contains(':') {
+        format!("[{dst}]:{KB_PORT}").parse()?
+    } else {
+        format!("{dst}:{KB_PORT}").parse()?
+    };
+    let to = to.to_string();
+    let kb = |cpu: &str, args: &[&str]| -> anyhow::Result<kbench::Result> {
+        let mut all = vec!["-c", cpu, xtask.as_str(), "kbench"];
+        all.extend_from_slice(args);
+        let out = t.cli.exec("taskset", &all)?;
+        Ok(serde_json::from_str(&out)?)
+    };
+    let _server = ChildGuard::spawn(
+        t.srv
+            .command("taskset")
+            .args(["-c", "1", &xtask, "kbench", "server", "--listen", &listen]),
+    )?;
+    topo::wait_listen(&t.srv, KB_PORT)?;
+    let secs_s = ctx.secs.to_string();
+    let crr = kb("0", &["crr", "--to", &to, "--secs", &secs_s])?;
+    v.insert("crr_rate", crr.rate);
+    v.insert("crr_p50", crr.p50_us);
+    let rr = kb("1", &["rr", "--to", &to, "--secs", &secs_s])?;
+    v.insert("rr_rate", rr.rate);
+    v.insert("rr_p50", rr.p50_us);
+    Ok(v)
+}
