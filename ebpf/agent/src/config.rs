@@ -27,8 +27,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub healthz: HealthzConfig,
     pub logging: LoggingConfig,
-    // NAT64: the lead adds `pub nat64: crate::nat64::Nat64Config` here at merge (key `nat64:`),
-    // validates it in `Config::validate` and passes its prefix/MTU to `cni::Nat64Route`.
+    /// NAT64 from pods to the IPv4 internet (`docs/nat64.md`); off by default.
+    pub nat64: crate::nat64::Nat64Config,
 }
 
 /// This node.
@@ -298,7 +298,7 @@ impl Default for LoggingConfig {
 /// One validation problem: the key and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    pub key: &'static str,
+    pub key: String,
     pub message: String,
 }
 
@@ -350,7 +350,12 @@ impl Config {
     /// Checks everything that can be checked without touching the system; all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Vec::new();
-        let mut bad = |key: &'static str, message: String| p.push(Problem { key, message });
+        let mut bad = |key: &'static str, message: String| {
+            p.push(Problem {
+                key: key.to_owned(),
+                message,
+            })
+        };
 
         if let Some(name) = &self.node.name
             && !is_dns_subdomain(name)
@@ -520,6 +525,23 @@ impl Config {
                 format!("{:?} is not a tracing filter: {e}", self.logging.level),
             );
         }
+        if self.nat64.mode == crate::nat64::config::Mode::Route
+            && self.routing.mode == RoutingMode::Bgp
+        {
+            bad(
+                "nat64.mode",
+                "route mode installs a static route to nat64.gateway, but routing.mode is bgp: \
+                 advertise the prefix through BGP and set nat64.mode: off on this node"
+                    .into(),
+            );
+        }
+        drop(bad);
+        for np in self.nat64.problems() {
+            p.push(Problem {
+                key: format!("nat64.{}", np.key),
+                message: np.message,
+            });
+        }
 
         if p.is_empty() {
             Ok(())
@@ -685,6 +707,19 @@ mod tests {
             ("services:\n  proxyName: '-bad'\n", &["services.proxyName"]),
             ("cni:\n  mtu: 1000\n", &["cni.mtu: 1000 is outside 1280"]),
             ("cni:\n  mtu: 9000\n", &[]),
+            (
+                "nat64:\n  mode: translate\n  prefix: fd00:6464::/96\n  pool: [198.18.0.11]\n  podCIDRs: [fd00:10:244::/56]\n",
+                &[],
+            ),
+            (
+                "nat64:\n  mode: translate\n  prefix: fd00:6464::/96\n",
+                &["nat64.pool"],
+            ),
+            ("nat64:\n  prefix: fd00:6464::/72\n", &["nat64.prefix"]),
+            (
+                "nat64:\n  mode: route\n  gateway: fd00::11\nrouting:\n  mode: bgp\n",
+                &["nat64.mode: route mode installs"],
+            ),
             ("cni:\n  confDir: etc/cni\n", &["cni.confDir"]),
             ("cni:\n  confName: sixlane.conf\n", &["cni.confName"]),
             ("cni:\n  confName: ../x.conflist\n", &["cni.confName"]),

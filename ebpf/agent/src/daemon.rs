@@ -32,6 +32,7 @@ use crate::{
     config::{Config, RoutingMode, SourceMode},
     loader::{Datapath, LoadOptions},
     model::DesiredState,
+    nat64::{self, config::Mode as Nat64Mode},
     node::{
         address::{self, Choice},
         cni,
@@ -54,6 +55,8 @@ use crate::{
 const RESYNC: Duration = Duration::from_secs(300);
 /// Node-level checks (addresses, conflist, routes) run at least this often.
 const NODE_TICK: Duration = Duration::from_secs(30);
+/// NAT64 garbage collection (idle sessions, unused bindings) runs this often.
+const NAT64_GC_TICK: Duration = Duration::from_secs(10);
 /// A continuous stream of changes still gets applied at least this often.
 const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(1);
 const PREVIOUS_ADDRESS_FILE: &str = "node-address";
@@ -207,7 +210,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         &pins,
         &LoadOptions {
             replace_incompatible_maps: cfg.datapath.replace_incompatible_maps,
-            ..Default::default()
+            // NAT64's tables are sized from its pool so a binding never has to evict another.
+            max_entries: cfg.nat64.max_entries(),
         },
     )
     .context("loading the datapath")?;
@@ -217,6 +221,22 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         current = report.current,
         removed = report.removed,
         "pinned links now run this build's programs"
+    );
+    // NAT64 before anything else can create pods: its configuration entry also says "off".
+    let n64 = nat64::state::apply(&pins, &cfg.nat64).context("programming NAT64")?;
+    if cfg.nat64.mode == Nat64Mode::Translate {
+        // bpf_fib_lookup refuses IPv4 forwarding lookups where forwarding is off.
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+            warn!(error = %e, "cannot enable net.ipv4.ip_forward; NAT64 needs it");
+        }
+    }
+    info!(
+        mode = ?cfg.nat64.mode,
+        prefix = %cfg.nat64.prefix,
+        pool = ?cfg.nat64.pool,
+        sources_added = n64.sources_added,
+        sources_removed = n64.sources_removed,
+        "NAT64 configured"
     );
     if cfg.logging.ebpf {
         forward_ebpf_logs(&mut dp);
@@ -338,6 +358,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     let mut first_change: Option<Instant> = None;
     let mut node_tick = tokio::time::interval(NODE_TICK);
     node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nat64_tick = tokio::time::interval(NAT64_GC_TICK);
+    nat64_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let debounce = agent.cfg.source.debounce();
     let mut stop = rt.stop;
 
@@ -372,6 +394,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(sleep_until.expect("guarded")).await }, if sleep_until.is_some() => {
                 first_change = None;
                 deadline = agent.reconcile().await;
+            }
+            _ = nat64_tick.tick(), if agent.cfg.nat64.mode == Nat64Mode::Translate => {
+                agent.nat64_gc();
             }
             _ = node_tick.tick() => {
                 if agent.store.all_synced() {
@@ -508,9 +533,13 @@ impl Agent {
                                 pod_cidr: cidr,
                                 mtu,
                                 pin_root: self.pins.root(),
-                                // NAT64: at merge, `Some(Nat64Route { prefix, mtu, advmss })`
-                                // from `self.cfg.nat64`.
-                                nat64: None,
+                                // Pods reach the prefix with an MTU and MSS sized for the
+                                // IPv4 path, so TCP through NAT64 never needs PMTUD.
+                                nat64: self.cfg.nat64.pod_route(mtu).map(|r| cni::Nat64Route {
+                                    prefix: r.prefix,
+                                    mtu: r.mtu,
+                                    advmss: r.advmss,
+                                }),
                             };
                             match cni::install(&inputs) {
                                 Ok((path, wrote)) => {
@@ -549,6 +578,14 @@ impl Agent {
             s.node_eligible = eligible;
         });
         self.refresh_ready();
+    }
+
+    /// One NAT64 garbage-collection pass: expired sessions, then bindings without sessions.
+    fn nat64_gc(&self) {
+        match nat64::gc::collect(&self.pins, &self.cfg.nat64) {
+            Ok(r) => debug!(report = ?r, "NAT64 garbage collection"),
+            Err(e) => warn!(error = %e, "NAT64 garbage collection"),
+        }
     }
 
     fn refresh_ready(&self) {
@@ -610,8 +647,18 @@ impl Agent {
                 self.node_setup().await;
             }
             if let Some(rt) = &self.routes {
-                let (want, warnings) =
+                let (mut want, warnings) =
                     netlink::desired_routes(nodes, &self.node, self.pod_cidr.as_ref().map(|p| p.0));
+                // A node without IPv4 sends NAT64 traffic to a translating node.
+                if self.cfg.nat64.mode == Nat64Mode::Route
+                    && let Some(gw) = self.cfg.nat64.gateway
+                {
+                    want.push(netlink::PodRoute {
+                        dst: self.cfg.nat64.prefix,
+                        via: gw,
+                        node: "nat64 gateway".into(),
+                    });
+                }
                 for w in warnings {
                     debug!("{w}");
                 }
