@@ -354,7 +354,7 @@ impl Config {
             p.push(Problem {
                 key: key.to_owned(),
                 message,
-            })
+            });
         };
 
         if let Some(name) = &self.node.name
@@ -535,7 +535,6 @@ impl Config {
                     .into(),
             );
         }
-        drop(bad);
         for np in self.nat64.problems() {
             p.push(Problem {
                 key: format!("nat64.{}", np.key),
