@@ -2,7 +2,7 @@
 
 pub mod bins;
 pub mod cni;
-pub mod dns64;
+pub use sixlane_testkit::dns64;
 pub mod nat64;
 pub mod sim;
 

@@ -72,6 +72,7 @@ fn ctr_run_cni_attaches_containers_that_reach_each_other() {
     let image = containerd::busybox_image(
         &tmp.path().join("image"),
         &["sh", "sleep", "ping", "ping6", "ip", "cat", "true"],
+        &[],
     )
     .unwrap();
     let plugin = bins::path("sixlane");

@@ -47,9 +47,10 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
     fs::write(path, data).map_err(io("writing", path))
 }
 
-/// Builds an OCI image layout tarball with Debian's static busybox (package `busybox-static`)
-/// and links for `applets`, in `dir`. Returns the tarball's path.
-pub fn busybox_image(dir: &Path, applets: &[&str]) -> Result<PathBuf> {
+/// Builds an OCI image layout tarball with Debian's static busybox (package `busybox-static`),
+/// links for `applets` and extra `files` (path inside the image, contents), in `dir`. Returns
+/// the tarball's path.
+pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Result<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
         return Err(Error::Io {
@@ -66,6 +67,13 @@ pub fn busybox_image(dir: &Path, applets: &[&str]) -> Result<PathBuf> {
     fs::copy(busybox, bin.join("busybox")).map_err(io("copying", busybox))?;
     for applet in applets {
         symlink("busybox", bin.join(applet)).map_err(io("linking", &bin))?;
+    }
+    for (path, text) in files {
+        let dst = rootfs.join(path.trim_start_matches('/'));
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        write(&dst, text.as_bytes())?;
     }
     let layout = dir.join("oci");
     let blobs = layout.join("blobs/sha256");

@@ -5,6 +5,7 @@
 //!   also when the test panics; `cargo xtask test` sweeps anything named with [`names::PREFIX`]
 //!   afterwards and fails the run if it finds leftovers.
 //! - [`containerd`]: a private containerd and a locally built busybox OCI image.
+//! - [`dns64`]: real resolvers (unbound, with its dns64 module) in namespaces.
 //! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
 //!
@@ -12,6 +13,7 @@
 
 pub mod cmd;
 pub mod containerd;
+pub mod dns64;
 pub mod error;
 #[cfg(feature = "bpf")]
 pub mod fixture;

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sixlane_testkit::{ChildGuard, Error, NetNs, Result, names};
+use crate::{ChildGuard, Error, NetNs, Result, names};
 
 /// A running unbound and its directory (configuration, pid file, resolv.conf for clients).
 #[derive(Debug)]
