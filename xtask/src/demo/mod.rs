@@ -1,0 +1,367 @@
+//! `cargo xtask demo`: sixlane's main job on one Linux machine.
+//!
+//! Builds everything, then a two-node IPv6-only "cluster" in network namespaces: each node runs
+//! the real `sixlane-agent` (static-manifest mode) and a private containerd whose pods the real
+//! `sixlane` CNI plugin attaches; a fabric joins the nodes, an outside client and an IPv4-only
+//! "internet" with a web server, its DNS, and a DNS64 resolver. It then shows pod addresses, a
+//! ClusterIP request to a backend on the other node, a NodePort from outside, a pod fetching
+//! from the IPv4-only server by name through DNS64 + NAT64, the agent's CLI tables and a metrics
+//! excerpt, and tears everything down (also on Ctrl-C). `--keep` leaves it running.
+
+mod cluster;
+mod net;
+pub mod teardown;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use sixlane_testkit::containerd;
+
+use crate::{setup, sh};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Leave the cluster running for exploration; `cargo xtask demo --down` removes it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Remove a cluster left by `--keep` (or by a run that crashed) and exit.
+    #[arg(long)]
+    pub down: bool,
+    /// Skip `setup`.
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+fn demo_dir() -> PathBuf {
+    crate::workspace_root().join("target/demo")
+}
+
+/// Numbered steps; an error names the step it happened in.
+struct Steps {
+    n: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Steps {
+    fn run<T>(&mut self, title: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.n += 1;
+        println!(
+            "\n\x1b[1m── [{}/{}] {title}\x1b[0m  (+{:.1}s)",
+            self.n,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+        f().with_context(|| format!("demo step {}/{} ({title}) failed", self.n, self.total))
+    }
+}
+
+/// Prints a command the way an operator would type it, and its output, indented.
+fn show(cmd: &str, output: &str) {
+    println!("  $ {cmd}");
+    for line in output.trim_end().lines() {
+        println!("    {line}");
+    }
+}
+
+fn retry<T>(what: &str, secs: u64, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
+                return Err(e).with_context(|| format!("{what} (gave up after {secs} s)"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let dir = demo_dir();
+    if args.down {
+        let found = teardown::all(&dir);
+        if found.is_empty() {
+            println!("no demo cluster to remove");
+        } else {
+            println!("removed: {}", found.join(", "));
+        }
+        return Ok(());
+    }
+    if !args.no_setup {
+        setup::run(&setup::Args {
+            bench: false,
+            check: false,
+        })?;
+    }
+    sh::run(sh::cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "sixlane-agent",
+        "--package",
+        "sixlane-cni",
+    ]))?;
+    let root = crate::workspace_root();
+    let bins = cluster::Bins {
+        agent: root.join("target/release/sixlane-agent"),
+        cni: root.join("target/release/sixlane"),
+    };
+
+    let stale = teardown::all(&dir);
+    if !stale.is_empty() {
+        eprintln!(
+            "demo: removed a previous demo's leftovers: {}",
+            stale.join(", ")
+        );
+    }
+    std::fs::create_dir_all(&dir)?;
+
+    // Ctrl-C or SIGTERM: tear down whatever exists, then leave.
+    {
+        let dir = dir.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .context("installing the Ctrl-C handler")?;
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("\ndemo: signal {sig}: tearing down");
+                teardown::all(&dir);
+                std::process::exit(130);
+            }
+        });
+    }
+
+    let res = play(&dir, &bins, args.keep);
+    match res {
+        Ok(()) if args.keep => {
+            println!(
+                "\nThe cluster keeps running (--keep). Explore it, for example:\n\
+                 \x20 nsenter --net=/run/netns/sld-node1 {agent} --pin-root /sys/fs/bpf/sld-node1 services\n\
+                 \x20 nsenter --net=/run/netns/sld-outside curl -g 'http://[fd00:100::11]:{port}/'\n\
+                 \x20 less {dir}/node1/agent.log\n\
+                 Remove it with: cargo xtask demo --down",
+                agent = bins.agent.display(),
+                port = cluster::NODE_PORT,
+                dir = dir.display(),
+            );
+            Ok(())
+        }
+        Ok(()) => {
+            let left = teardown::all(&dir);
+            println!("\nDone; everything removed ({} objects).", left.len());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("\ndemo: {e:#}");
+            eprintln!("demo: logs were in {} (removed now)", dir.display());
+            teardown::all(&dir);
+            Err(e)
+        }
+    }
+}
+
+fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
+    let mut steps = Steps {
+        n: 0,
+        total: if keep { 9 } else { 10 },
+        started: Instant::now(),
+    };
+    let network = steps.run(
+        "network: fabric, two IPv6-only nodes, an outside client, an IPv4-only internet with DNS and DNS64",
+        || {
+            let n = net::build(dir)?;
+            println!(
+                "  nodes fd00:100::11 (node1) and fd00:100::12 (node2); internet 198.19.0.0/24 (IPv4 only)"
+            );
+            println!(
+                "  DNS64 resolver {} synthesizes AAAA in {} for A-only names",
+                net::DNS64,
+                net::NAT64_PREFIX
+            );
+            Ok(n)
+        },
+    )?;
+
+    let image = steps.run(
+        "pod image: busybox, built locally as an OCI tarball",
+        || {
+            let resolv = format!("nameserver {}\noptions timeout:2 attempts:2\n", net::DNS64);
+            containerd::busybox_image(
+                &dir.join("image"),
+                &[
+                    "sh", "sleep", "httpd", "wget", "nslookup", "ip", "cat", "hostname", "echo",
+                    "mkdir", "ping6",
+                ],
+                &[
+                    ("/etc/resolv.conf", resolv.as_str()),
+                    ("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"),
+                ],
+            )
+            .map_err(Into::into)
+        },
+    )?;
+
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    cluster::write_manifest(&manifests.join("nodes.yaml"), &cluster::nodes_manifest())?;
+
+    let nodes = steps.run(
+        "nodes: containerd and sixlane-agent (static manifests) on each; agents load and pin the datapath, write the CNI config, route to the other node's pods",
+        || {
+            let mut v = Vec::new();
+            for (spec, ns) in net::NODES.iter().zip(&network.nodes) {
+                let node = cluster::start_node(ns, spec, dir, bins, &manifests, &image)?;
+                println!("  {}: agent ready, pins under {}", spec.name, node.pins.display());
+                v.push(node);
+            }
+            show(
+                "ip -n sld-node1 -6 route show proto 108   # routes the agent installed",
+                &network.nodes[0].ip(&["-6", "route", "show", "proto", "108"])?,
+            );
+            Ok(v)
+        },
+    )?;
+
+    let pods = steps.run("pods: web (busybox httpd) on node2, client on node1, attached by the sixlane CNI plugin", || {
+        let web = cluster::run_pod(
+            &nodes[1],
+            "web",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo \"Hello from pod web on node2\" > /www/index.html && exec httpd -f -p [::]:8080 -h /www",
+            ],
+        )?;
+        let client = cluster::run_pod(&nodes[0], "client", &["sleep", "3600"])?;
+        println!("  {:<8} {:<6} {}", "POD", "NODE", "IPV6 ADDRESS");
+        for p in [&web, &client] {
+            println!("  {:<8} {:<6} {}", p.name, p.node, p.addr);
+        }
+        show(
+            "kubectl exec client -- ip -6 route   # default via the host side, NAT64 prefix with mtu/advmss",
+            &cluster::pod_ip(&client, &["-6", "route"])?,
+        );
+        Ok((web, client))
+    })?;
+    let (mut web, mut client) = pods;
+
+    steps.run(
+        "service web: ClusterIP fd00:96::80 and NodePort 30080, backend on node2",
+        || {
+            cluster::write_manifest(
+                &manifests.join("web.yaml"),
+                &cluster::web_manifest(&[(web.addr, "node2")]),
+            )?;
+            let url = format!("http://[{}]/", cluster::CLUSTER_IP);
+            let body = retry("a response through the ClusterIP", 30, || {
+                cluster::pod_exec(&client, &["wget", "-qO-", "-T", "3", &url])
+            })?;
+            show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
+            if !body.contains("node2") {
+                bail!("unexpected response through the ClusterIP: {body}");
+            }
+            Ok(())
+        },
+    )?;
+
+    steps.run(
+        "NodePort from outside the cluster, to node1 (the backend is on node2)",
+        || {
+            let url = format!("http://[{}]:{}/", net::NODES[0].v6, cluster::NODE_PORT);
+            let body = retry("a response through the NodePort", 20, || {
+                cluster::http_get(&network.outside, &url)
+            })?;
+            show(&format!("curl {url}   # from sld-outside"), &body);
+            Ok(())
+        },
+    )?;
+
+    steps.run(
+        "NAT64 + DNS64: the IPv6-only pod fetches from the IPv4-only server by name",
+        || {
+            let lookup = cluster::pod_exec(&client, &["nslookup", net::IPV4_ONLY_NAME])?;
+            show(
+                &format!("kubectl exec client -- nslookup {}", net::IPV4_ONLY_NAME),
+                &lookup,
+            );
+            let url = format!("http://{}/", net::IPV4_ONLY_NAME);
+            let body = retry("a response through NAT64", 20, || {
+                cluster::pod_exec(&client, &["wget", "-qO-", "-T", "3", &url])
+            })?;
+            show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
+            if !body.contains("IPv4-only internet") {
+                bail!("unexpected response through NAT64: {body}");
+            }
+            Ok(())
+        },
+    )?;
+
+    steps.run(
+        "the agent's view (node1): sixlane-agent status, services, conntrack, nat64, ipam",
+        || {
+            let n1 = &nodes[0];
+            let ns = &network.nodes[0];
+            let ipam = n1.ipam_dir();
+            let ipam = ipam.to_string_lossy();
+            for args in [
+                vec!["status"],
+                vec!["services"],
+                vec!["conntrack"],
+                vec!["nat64", "sessions"],
+                vec!["ipam", "--data-dir", &ipam],
+            ] {
+                let out = sh::output(&mut n1.agent_cmd(ns, &bins.agent, &args))?;
+                show(&format!("sixlane-agent {}", args.join(" ")), &out);
+            }
+            Ok(())
+        },
+    )?;
+
+    steps.run("metrics excerpt (node1, Prometheus text format)", || {
+        let text = cluster::http_get(
+            &network.nodes[0],
+            &format!("http://{}/metrics", cluster::METRICS),
+        )?;
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sixlane_") && !l.ends_with(" 0"))
+            .take(18)
+            .collect();
+        show(
+            "curl http://[::1]:9660/metrics | grep sixlane_ (non-zero)",
+            &lines.join("\n"),
+        );
+        Ok(())
+    })?;
+
+    if keep {
+        // Everything stays: forget the guards instead of running their teardown.
+        std::mem::forget((network, nodes, web, client));
+        return Ok(());
+    }
+    steps.run(
+        "pods stop: containerd runs CNI DEL, reservations and veths go away",
+        || {
+            cluster::stop_pod(&nodes[0], &mut client)?;
+            cluster::stop_pod(&nodes[1], &mut web)?;
+            for n in &nodes {
+                let ipam = n.ipam_dir();
+                let ipam = ipam.to_string_lossy();
+                let out = sh::output(&mut n.agent_cmd(
+                    &network.nodes[if n.spec.name == "node1" { 0 } else { 1 }],
+                    &bins.agent,
+                    &["ipam", "--data-dir", &ipam],
+                ))?;
+                show(&format!("sixlane-agent ipam   # {}", n.spec.name), &out);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
