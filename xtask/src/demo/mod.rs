@@ -239,7 +239,7 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
             ],
         )?;
         let client = cluster::run_pod(&nodes[0], "client", &["sleep", "3600"])?;
-        println!("  {:<8} {:<6} {}", "POD", "NODE", "IPV6 ADDRESS");
+        println!("  POD      NODE   IPV6 ADDRESS");
         for p in [&web, &client] {
             println!("  {:<8} {:<6} {}", p.name, p.node, p.addr);
         }
