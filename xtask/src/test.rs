@@ -156,6 +156,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             sh::run(&mut c)?;
             Ok(String::new())
         });
+        // The main job, end to end (debug binaries: the tests just built them).
+        step("demo (end to end)", &mut || {
+            crate::demo::run(&crate::demo::Args {
+                keep: false,
+                down: false,
+                no_setup: true,
+                debug: true,
+            })?;
+            let left = crate::demo::teardown::all(&crate::workspace_root().join("target/demo"));
+            if !left.is_empty() {
+                bail!("the demo left behind: {}", left.join(", "));
+            }
+            Ok("two-node cluster: ClusterIP, NodePort, DNS64 + NAT64, CLI, metrics".into())
+        });
         step("leak check", &mut || {
             let leaked = sweep::sweep();
             if !leaked.is_empty() {

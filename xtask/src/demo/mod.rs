@@ -33,6 +33,9 @@ pub struct Args {
     /// Skip `setup`.
     #[arg(long)]
     pub no_setup: bool,
+    /// Use the debug binaries (what `cargo xtask test` builds anyway) instead of release ones.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 fn demo_dir() -> PathBuf {
@@ -97,18 +100,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             check: false,
         })?;
     }
-    sh::run(sh::cargo().args([
+    let profile = if args.debug { "debug" } else { "release" };
+    let mut build = sh::cargo();
+    build.args([
         "build",
-        "--release",
         "--package",
         "sixlane-agent",
         "--package",
         "sixlane-cni",
-    ]))?;
+    ]);
+    if !args.debug {
+        build.arg("--release");
+    }
+    sh::run(&mut build)?;
     let root = crate::workspace_root();
     let bins = cluster::Bins {
-        agent: root.join("target/release/sixlane-agent"),
-        cni: root.join("target/release/sixlane"),
+        agent: root.join("target").join(profile).join("sixlane-agent"),
+        cni: root.join("target").join(profile).join("sixlane"),
     };
 
     let stale = teardown::all(&dir);
