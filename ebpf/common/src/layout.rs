@@ -20,6 +20,24 @@ pub const LINKS_DIR: &str = "links";
 /// Per-CPU datapath counters (see [`crate::metrics`]).
 pub const MAP_METRICS: &str = "SL_METRICS";
 
+// Service datapath maps (types in `crate::services`).
+/// Frontends: (address, port, protocol, scope) → service.
+pub const MAP_SVC: &str = "SL_SVC";
+/// Backend slots of each service: (group, slot) → backend id.
+pub const MAP_SVC_SLOTS: &str = "SL_SVC_SLOTS";
+/// Backends by id.
+pub const MAP_BACKENDS: &str = "SL_BACKENDS";
+/// Frontends by id (what a conntrack entry's reverse translation belongs to).
+pub const MAP_REVNAT: &str = "SL_REVNAT";
+/// Service-port names by id (for the CLI and for a restarted agent).
+pub const MAP_SVC_INFO: &str = "SL_SVC_INFO";
+/// sessionAffinity ClientIP: (client, service port) → backend.
+pub const MAP_AFFINITY: &str = "SL_AFFINITY";
+/// Service conntrack (LRU).
+pub const MAP_CT: &str = "SL_CT";
+/// Service datapath configuration (SNAT address and ports, conntrack lifetimes).
+pub const MAP_SVC_CONFIG: &str = "SL_SVC_CONFIG";
+
 /// Which tc hook a program attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {

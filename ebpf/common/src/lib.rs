@@ -7,6 +7,7 @@
 
 pub mod layout;
 pub mod metrics;
+pub mod services;
 
 /// Implements `aya::Pod` (with the `user` feature) and asserts the size of a map type at compile
 /// time, so a change of layout breaks the build instead of the datapath.

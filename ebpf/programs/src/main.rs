@@ -4,9 +4,14 @@
 #![no_main]
 
 mod checksum;
+mod conntrack;
+mod icmp;
+mod lb;
 mod metrics;
+mod nat;
 mod parse;
 mod pipeline;
+mod scratch;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sixlane_common::metrics::Direction;

@@ -23,6 +23,37 @@ pub fn count(dir: Direction, reason: Reason, len: u32) {
     }
 }
 
+/// Counts a frame that is not IP (never ours) as passed; hands it on.
+#[inline(always)]
+pub fn observe_other(ctx: &TcContext, dir: Direction) -> i32 {
+    count(dir, Reason::Pass, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// Counts a frame the parser rejected; hands it on (the kernel applies its own checks).
+#[inline(always)]
+pub fn observe_error(ctx: &TcContext, dir: Direction, e: parse::Error) -> i32 {
+    let reason = match e {
+        parse::Error::Malformed => Reason::Malformed,
+        parse::Error::Unsupported => Reason::Unsupported,
+    };
+    count(dir, reason, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// Counts an IP packet no stage claimed: passed, or malformed if its upper-layer header is cut
+/// short; hands it on unchanged.
+#[inline(always)]
+pub fn observe_ip(ctx: &TcContext, dir: Direction, l3: &parse::L3) -> i32 {
+    let reason = match parse::check_l4(ctx, l3) {
+        Ok(()) => Reason::Pass,
+        Err(parse::Error::Malformed) => Reason::Malformed,
+        Err(parse::Error::Unsupported) => Reason::Unsupported,
+    };
+    count(dir, reason, ctx.len());
+    TC_ACT_UNSPEC
+}
+
 /// The counting program: parses the packet down to its upper-layer header, counts it as passed,
 /// malformed or unsupported, and hands it on unchanged (`TC_ACT_UNSPEC` = TCX "next").
 #[inline(always)]
