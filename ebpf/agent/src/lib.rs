@@ -9,6 +9,7 @@ pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod pins;
+pub mod services;
 pub mod tcx;
 
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
-    metrics, tcx,
+    metrics, services, tcx,
 };
 use sixlane_common::layout;
 
@@ -48,6 +48,8 @@ enum Cmd {
     Metrics,
     /// Remove every pin (maps, programs, links): the datapath and its state go away.
     Unload,
+    #[command(flatten)]
+    Services(services::cli::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Services(c) => services::cli::run(c, &pins, cli.json)?,
         Cmd::Unload => {
             pins.remove_all()?;
             println!("removed {}", pins.root().display());
