@@ -2,6 +2,7 @@
 
 pub mod bins;
 pub mod sim;
+pub mod svc;
 
 use sixlane_agent::{
     PinLayout,

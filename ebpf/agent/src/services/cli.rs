@@ -14,8 +14,8 @@ use serde::Serialize;
 use sixlane_common::{
     layout::{self, Hook},
     services::{
-        Backend, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, backend_flags,
-        frontend_kind, scope, svc_flags,
+        Backend, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, backend_flags, frontend_kind,
+        scope, svc_flags,
     },
 };
 
@@ -162,9 +162,7 @@ fn apply(layout: &PinLayout, file: &PathBuf, json: bool) -> anyhow::Result<()> {
     let reader: Box<dyn Read> = if file.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(
-            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-        )
+        Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
     let mut programmer = Programmer::open(layout)?;
     let stream =
@@ -211,8 +209,7 @@ pub struct BackendRow {
 pub fn list_services(store: &mut impl MapStore) -> anyhow::Result<Vec<ServiceRow>> {
     let svc: Vec<(SvcKey, Service)> = dump_typed(store, MapId::Svc)?;
     let slots: HashMap<SlotKey, Slot> = dump_typed(store, MapId::Slots)?.into_iter().collect();
-    let backends: HashMap<u32, Backend> =
-        dump_typed(store, MapId::Backends)?.into_iter().collect();
+    let backends: HashMap<u32, Backend> = dump_typed(store, MapId::Backends)?.into_iter().collect();
     let revnat: HashMap<u32, RevNat> = dump_typed(store, MapId::RevNat)?.into_iter().collect();
     let info: HashMap<u32, SvcPortInfo> = dump_typed(store, MapId::Info)?.into_iter().collect();
     let mut rows: Vec<ServiceRow> = svc
@@ -225,7 +222,9 @@ pub fn list_services(store: &mut impl MapStore) -> anyhow::Result<Vec<ServiceRow
                     let name = plan::info_name(i);
                     if echo {
                         // An address entry belongs to the Service, not to one of its ports.
-                        name.rsplit_once('/').map_or(name, |(svc, _)| svc).to_owned()
+                        name.rsplit_once('/')
+                            .map_or(name, |(svc, _)| svc)
+                            .to_owned()
                     } else {
                         name.to_owned()
                     }
@@ -266,7 +265,8 @@ pub fn list_services(store: &mut impl MapStore) -> anyhow::Result<Vec<ServiceRow
                     let b = backends.get(&id);
                     Some(BackendRow {
                         id,
-                        endpoint: b.map_or_else(|| "missing".to_owned(), |b| endpoint(b.addr, b.port)),
+                        endpoint: b
+                            .map_or_else(|| "missing".to_owned(), |b| endpoint(b.addr, b.port)),
                         conditions: b.map(conditions).unwrap_or_default(),
                     })
                 })

@@ -138,9 +138,13 @@ pub fn endpoint(addr: [u8; 16], port_be: u16) -> String {
 pub fn list(store: &mut impl MapStore, now: u64) -> Result<Vec<FlowRow>> {
     let entries: Vec<(CtKey, CtEntry)> = dump_typed(store, MapId::Ct)?;
     let revnat: std::collections::HashMap<u32, RevNat> =
-        dump_typed::<u32, RevNat>(store, MapId::RevNat)?.into_iter().collect();
+        dump_typed::<u32, RevNat>(store, MapId::RevNat)?
+            .into_iter()
+            .collect();
     let info: std::collections::HashMap<u32, SvcPortInfo> =
-        dump_typed::<u32, SvcPortInfo>(store, MapId::Info)?.into_iter().collect();
+        dump_typed::<u32, SvcPortInfo>(store, MapId::Info)?
+            .into_iter()
+            .collect();
     let mut rows: Vec<FlowRow> = entries
         .iter()
         .map(|(k, e)| {
@@ -197,8 +201,7 @@ pub fn list(store: &mut impl MapStore, now: u64) -> Result<Vec<FlowRow>> {
                 hook,
                 flags,
                 state,
-                expires_in_s: ((i128::from(e.expires_ns) - i128::from(now)) / 1_000_000_000)
-                    as i64,
+                expires_in_s: ((i128::from(e.expires_ns) - i128::from(now)) / 1_000_000_000) as i64,
                 age_s: now.saturating_sub(e.created_ns) / 1_000_000_000,
                 backend: e.backend,
                 frontend,

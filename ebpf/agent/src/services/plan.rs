@@ -209,7 +209,9 @@ fn backend_entry(b: &model::Backend, p: &model::ServicePort, svc_port: u32) -> B
 
 /// The active endpoints among `candidates`: the ready ones, or the serving-and-terminating
 /// ones when none is ready (then `true`).
-fn active<'a>(candidates: impl Iterator<Item = &'a model::Backend> + Clone) -> (Vec<&'a model::Backend>, bool) {
+fn active<'a>(
+    candidates: impl Iterator<Item = &'a model::Backend> + Clone,
+) -> (Vec<&'a model::Backend>, bool) {
     let ready: Vec<_> = candidates.clone().filter(|b| b.ready).collect();
     if !ready.is_empty() {
         return (ready, false);
@@ -272,11 +274,9 @@ pub fn contribute(
                 .collect()
         })
         .unwrap_or_default();
-    let affinity_secs = svc.session_affinity.map(|d| {
-        u32::try_from(d.as_secs())
-            .unwrap_or(u32::MAX)
-            .max(1)
-    });
+    let affinity_secs = svc
+        .session_affinity
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1));
     let free = |key: &SvcKey, skipped: &mut Vec<Skip>| match owners.get(key) {
         Some(owner) if *owner != svc.id => {
             skipped.push(Skip::Conflict {
@@ -382,11 +382,7 @@ pub fn contribute(
         let proto = p.protocol.number();
         let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
         let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
-        let external_extra = if etp_local {
-            0
-        } else {
-            svc_flags::SNAT_REMOTE
-        };
+        let external_extra = if etp_local { 0 } else { svc_flags::SNAT_REMOTE };
         // (address, port, kind, [(scope, local set?, extra flags)])
         let mut wanted: Vec<(Ipv6Addr, u16, u8, Vec<(u8, bool, u16)>)> = Vec::new();
         for a in &svc.cluster_ips {

@@ -240,7 +240,12 @@ impl<S: MapStore> Programmer<S> {
                 );
                 (svc, c, skipped.len() > before)
             });
-            plan::diff(old_c, new.as_ref().map(|(_, c, _)| c), &mut ops, &mut self.ids);
+            plan::diff(
+                old_c,
+                new.as_ref().map(|(_, c, _)| c),
+                &mut ops,
+                &mut self.ids,
+            );
             if let Some((svc, c, incomplete)) = new {
                 for k in plan::svc_keys(&c) {
                     self.owners.insert(*k, id.clone());
@@ -274,8 +279,7 @@ impl<S: MapStore> Programmer<S> {
         self.node = Some(desired.node.clone());
         self.config = Some(config);
         if !ops.udp_backends_gone.is_empty() {
-            report.ct_flushed =
-                conntrack::flush_backends(&mut self.store, &ops.udp_backends_gone)?;
+            report.ct_flushed = conntrack::flush_backends(&mut self.store, &ops.udp_backends_gone)?;
         }
         report.writes = ops.writes() + usize::from(config_changed);
         report.deletes = ops.deletes();

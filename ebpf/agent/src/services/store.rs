@@ -190,8 +190,7 @@ impl PinnedMaps {
     /// Looks one element up.
     pub fn lookup<K: Pod, V: Pod>(&self, id: MapId, key: &K) -> Result<Option<V>> {
         let mut buf = vec![0u8; size_of::<V>()];
-        let found =
-            sys::lookup(self.fd(id)?, bytes(key), &mut buf).map_err(|e| syscall(id, e))?;
+        let found = sys::lookup(self.fd(id)?, bytes(key), &mut buf).map_err(|e| syscall(id, e))?;
         Ok(found.then(|| from_bytes(&buf)))
     }
 }

@@ -79,7 +79,10 @@ fn programmer() -> Programmer<MemoryMaps> {
 }
 
 fn svc_entries(p: &Programmer<MemoryMaps>) -> BTreeMap<SvcKey, Service> {
-    p.store().typed::<SvcKey, Service>(MapId::Svc).into_iter().collect()
+    p.store()
+        .typed::<SvcKey, Service>(MapId::Svc)
+        .into_iter()
+        .collect()
 }
 
 fn key(addr: Ipv6Addr, port: u16, proto: u8, sc: u8) -> SvcKey {
@@ -285,7 +288,10 @@ fn terminating_endpoints_only_when_none_is_ready() {
     s.ports[0].backends = vec![term, gone];
     p.apply(&state(vec![s])).unwrap();
     let fe = svc_entries(&p)[&key(a("fd00:96::3"), 80, 6, scope::INTERNAL)];
-    assert_eq!(fe.count, 1, "the serving terminating endpoint, not the stopped one");
+    assert_eq!(
+        fe.count, 1,
+        "the serving terminating endpoint, not the stopped one"
+    );
     assert_ne!(fe.flags & svc_flags::FALLBACK, 0);
     let b = resolve(&p.store().maps, &fe)[0];
     assert_eq!(Ipv6Addr::from(b.addr), a("fd00:10::7"));
@@ -301,7 +307,10 @@ fn terminating_endpoints_only_when_none_is_ready() {
 #[test]
 fn slots_keep_their_positions() {
     assert_eq!(stable_slots(None, &[3, 1, 2]), vec![3, 1, 2]);
-    assert_eq!(stable_slots(Some(&vec![1, 2, 3, 4]), &[1, 3, 4]), vec![1, 4, 3]);
+    assert_eq!(
+        stable_slots(Some(&vec![1, 2, 3, 4]), &[1, 3, 4]),
+        vec![1, 4, 3]
+    );
     assert_eq!(stable_slots(Some(&vec![1, 2]), &[2, 5, 1]), vec![1, 2, 5]);
     assert_eq!(stable_slots(Some(&vec![1, 2]), &[]), Vec::<u32>::new());
 }
@@ -354,7 +363,8 @@ fn no_half_written_service_under_churn() {
                 services.insert(which, s);
             }
         }
-        p.apply(&state(services.values().cloned().collect())).unwrap();
+        p.apply(&state(services.values().cloned().collect()))
+            .unwrap();
     }
     assert!(
         violations.borrow().is_empty(),
@@ -364,7 +374,13 @@ fn no_half_written_service_under_churn() {
     );
     // Removing everything leaves nothing behind.
     p.apply(&state(vec![])).unwrap();
-    for m in [MapId::Svc, MapId::Slots, MapId::Backends, MapId::RevNat, MapId::Info] {
+    for m in [
+        MapId::Svc,
+        MapId::Slots,
+        MapId::Backends,
+        MapId::RevNat,
+        MapId::Info,
+    ] {
         assert!(p.store().maps[&m].is_empty(), "{m:?} not empty");
     }
 }
@@ -383,7 +399,13 @@ fn removal_goes_frontends_first() {
     let order: Vec<MapId> = p.store().log[before..].iter().map(|(m, _, _)| *m).collect();
     assert_eq!(
         order,
-        vec![MapId::Svc, MapId::Slots, MapId::Backends, MapId::RevNat, MapId::Info]
+        vec![
+            MapId::Svc,
+            MapId::Slots,
+            MapId::Backends,
+            MapId::RevNat,
+            MapId::Info
+        ]
     );
 }
 
@@ -435,7 +457,10 @@ fn orphan_entries_are_removed() {
         rev_nat: 5,
         ..Default::default()
     };
-    maps.maps.get_mut(&MapId::Svc).unwrap().insert(bytes(&k).to_vec(), bytes(&v).to_vec());
+    maps.maps
+        .get_mut(&MapId::Svc)
+        .unwrap()
+        .insert(bytes(&k).to_vec(), bytes(&v).to_vec());
     let r = RevNat {
         addr: a("fd00:96::9").octets(),
         port: 80u16.to_be(),
@@ -553,7 +578,10 @@ fn services_listing_names_frontends_and_backends() {
     assert_eq!(cip.frontend, "[fd00:96::1]:80");
     assert_eq!(cip.backends.len(), 1);
     assert_eq!(cip.backends[0].endpoint, "[fd00:10::a]:8080");
-    assert_eq!(cip.backends[0].conditions, vec!["ready", "serving", "local"]);
+    assert_eq!(
+        cip.backends[0].conditions,
+        vec!["ready", "serving", "local"]
+    );
     assert_eq!(rows.iter().filter(|r| r.kind == "NodePort").count(), 2);
     let addr = rows.iter().find(|r| r.kind == "address").unwrap();
     assert_eq!(addr.service, "default/web");
