@@ -37,6 +37,8 @@ pub const MAP_AFFINITY: &str = "SL_AFFINITY";
 pub const MAP_CT: &str = "SL_CT";
 /// Service datapath configuration (SNAT address and ports, conntrack lifetimes).
 pub const MAP_SVC_CONFIG: &str = "SL_SVC_CONFIG";
+/// Ports of translated fragmented datagrams, for their later fragments (LRU).
+pub const MAP_FRAGS: &str = "SL_FRAGS";
 
 /// Which tc hook a program attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 //! SL_AFFINITY   (client addr, service-port id)       -> Affinity { backend, last use }
 //! SL_CT         wire 5-tuple                         -> CtEntry { translated 5-tuple, state, ... }
 //! SL_SVC_CONFIG 0                                    -> Config { SNAT address and ports, lifetimes }
+//! SL_FRAGS      (src, dst, fragment id, proto)       -> FragPorts (ports for later fragments)
 //! ```
 
 /// Lookup scope of a frontend: which side of the node the client is on.
@@ -319,6 +320,31 @@ impl CtEntry {
     }
 }
 
+/// Key of `SL_FRAGS`: an IPv6 fragmented datagram (RFC 8200 §4.5: source, destination and
+/// identification), as seen at the hook that translated its first fragment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Host byte order.
+    pub id: u32,
+    pub proto: u8,
+    pub _pad: u8,
+    pub _pad2: u16,
+}
+crate::map_type!(FragKey, 40);
+
+/// Value of `SL_FRAGS`: the ports of the first fragment, which later fragments lack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragPorts {
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+}
+crate::map_type!(FragPorts, 4);
+
 /// Default conntrack lifetimes in seconds (a zero in [`Config`] selects these).
 pub mod lifetime {
     /// TCP before the handshake completes.
@@ -364,6 +390,7 @@ pub mod sizes {
     pub const SVC_INFO: u32 = 65536;
     pub const AFFINITY: u32 = 65536;
     pub const CONNTRACK: u32 = 262144;
+    pub const FRAGS: u32 = 8192;
 }
 
 #[cfg(test)]

@@ -46,7 +46,8 @@ const HOP_LIMIT: u8 = 64;
 /// ICMPv6 part of a hook's service stage.
 #[inline(always)]
 pub fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
-    let h: [u8; 2] = ctx.load(l3.l4_off).ok()?;
+    // The whole fixed header, or the packet is not ours to answer or translate.
+    let h: [u8; ICMP_HLEN] = ctx.load(l3.l4_off).ok()?;
     match h[0] {
         ECHO_REQUEST => echo(ctx, l3, hook, h[1]),
         DEST_UNREACH | PACKET_TOO_BIG | TIME_EXCEEDED | PARAM_PROBLEM => error(ctx, l3, hook),

@@ -25,8 +25,8 @@ use aya_ebpf::{
 use sixlane_common::{
     metrics::{Direction, Reason},
     services::{
-        Affinity, AffinityKey, Backend, CtEntry, CtKey, RevNat, Service, Slot, SlotKey, SvcKey,
-        SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
+        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, RevNat, Service, Slot,
+        SlotKey, SvcKey, SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
     },
 };
 
@@ -47,6 +47,9 @@ static SL_SVC_SLOTS: HashMap<SlotKey, Slot> = HashMap::pinned(sizes::SLOTS, 0);
 
 #[map(name = "SL_BACKENDS")]
 static SL_BACKENDS: Array<Backend> = Array::pinned(sizes::BACKENDS, 0);
+
+#[map(name = "SL_FRAGS")]
+static SL_FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(sizes::FRAGS, 0);
 
 #[map(name = "SL_AFFINITY")]
 static SL_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(sizes::AFFINITY, 0);
@@ -205,11 +208,17 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
         }
         if !ct::reopens(entry, l3.proto, flags) {
             ct::seen(e, l3.proto, flags, now, &mut s.other);
-            return Some(translate(ctx, l3.l4_off, l3.frag != Frag::Later, hook, e));
+            if l3.frag == Frag::First {
+                remember_fragment(s, l3);
+            }
+            return Some(translate(ctx, l3.l4_off, true, hook, e));
         }
     }
     let scope = hook.scope()?;
     s.svc = *service(&s.key.dst, s.key.dport, s.key.proto, scope)?;
+    if l3.frag == Frag::First {
+        remember_fragment(s, l3);
+    }
     let v = new_flow(ctx, l3.l4_off, hook, flags);
     // Not from inside new_flow: the two would not fit the BPF stack together.
     Some(if v == REJECT {
@@ -457,13 +466,63 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     TC_ACT_UNSPEC
 }
 
-/// A non-first fragment carries no ports. Fragments of tracked flows are not followed yet: a
-/// fragment to a frontend address is dropped (counted), anything else passes.
+/// Records the ports of a first fragment so the datagram's later fragments, which carry
+/// none, find the same conntrack entry.
+#[inline(always)]
+fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
+    let f = &mut s.frag;
+    f.src = s.key.src;
+    f.dst = s.key.dst;
+    f.id = l3.frag_id;
+    f.proto = l3.proto;
+    f._pad = 0;
+    f._pad2 = 0;
+    let ports = FragPorts {
+        sport: s.key.sport,
+        dport: s.key.dport,
+    };
+    let _ = SL_FRAGS.insert(&*f, &ports, 0);
+}
+
+/// A non-first fragment carries no ports: it follows its first fragment's translation (the
+/// addresses; the first fragment's checksum already covers the whole datagram). Without a
+/// first fragment seen, a fragment to a frontend cannot be translated and is dropped
+/// (counted); anything else passes.
 #[inline(always)]
 fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    let s = scratch::get()?;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN)?;
+    let f = &mut s.frag;
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe {
+        f.src = (*ip).src_addr;
+        f.dst = (*ip).dst_addr;
+    }
+    f.id = l3.frag_id;
+    f.proto = l3.proto;
+    f._pad = 0;
+    f._pad2 = 0;
+    // SAFETY: map values stay valid for the program run.
+    if let Some(p) = unsafe { SL_FRAGS.get(&*f) } {
+        let k = &mut s.key;
+        k.src = f.src;
+        k.dst = f.dst;
+        k.sport = p.sport;
+        k.dport = p.dport;
+        k.proto = l3.proto;
+        k._pad = 0;
+        k._pad2 = 0;
+        let now = ct::now();
+        if let Some(e) = ct::lookup(&s.key, now) {
+            // SAFETY: live map value pointer.
+            if unsafe { (*e).flags } & hook.bit() == 0 {
+                return None;
+            }
+            ct::seen(e, l3.proto, 0, now, &mut s.other);
+            return Some(translate(ctx, l3.l4_off, false, hook, e));
+        }
+    }
     let scope = hook.scope()?;
-    let (_, dst) = nat::addrs(ctx)?;
-    service(&dst, 0, proto::ICMPV6, scope)?;
-    let _ = l3;
+    service(&s.frag.dst, 0, proto::ICMPV6, scope)?;
     finish(ctx, hook, Reason::SvcFragment, TC_ACT_SHOT)
 }

@@ -66,6 +66,8 @@ pub struct L3 {
     /// Upper-layer protocol (after any extension headers).
     pub proto: u8,
     pub frag: Frag,
+    /// Identification of the IPv6 fragment header (0 when not fragmented, or IPv4).
+    pub frag_id: u32,
 }
 
 /// What a frame carries.
@@ -116,6 +118,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
     }
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut frag = Frag::No;
+    let mut frag_id = 0;
     for _ in 0..MAX_EXT_HEADERS {
         match next {
             proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
@@ -129,8 +132,9 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                 off += (h[1] as usize + 2) * 4;
             }
             proto::FRAGMENT => {
-                let h: [u8; 4] = ctx.load(off).map_err(|_| Error::Malformed)?;
+                let h: [u8; 8] = ctx.load(off).map_err(|_| Error::Malformed)?;
                 next = h[0];
+                frag_id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                 let offset_flags = u16::from_be_bytes([h[2], h[3]]);
                 let offset = offset_flags & 0xfff8;
                 let more = offset_flags & 1 != 0;
@@ -149,6 +153,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                         l4_off: off,
                         proto: next,
                         frag,
+                        frag_id,
                     });
                 }
             }
@@ -161,6 +166,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                     l4_off: off,
                     proto: next,
                     frag,
+                    frag_id,
                 });
             }
         }
@@ -203,6 +209,7 @@ fn ipv4(ctx: &TcContext) -> Result<L3, Error> {
         l4_off: ETH_HLEN + ihl,
         proto,
         frag,
+        frag_id: 0,
     })
 }
 

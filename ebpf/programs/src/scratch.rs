@@ -4,7 +4,7 @@
 //! the running program.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use sixlane_common::services::{CtEntry, CtKey, Service};
+use sixlane_common::services::{CtEntry, CtKey, FragKey, Service};
 
 #[repr(C)]
 pub struct Scratch {
@@ -17,8 +17,9 @@ pub struct Scratch {
     pub fwd: CtEntry,
     pub rev: CtEntry,
     pub svc: Service,
+    pub frag: FragKey,
 }
-const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 64 + 24);
+const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 64 + 24 + 40);
 
 // Not pinned: nothing in it outlives a program run.
 #[map(name = "SL_SCRATCH")]
