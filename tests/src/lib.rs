@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
 pub mod bins;
+pub mod cluster;
 pub mod sim;
 pub mod svc;
 

@@ -38,6 +38,8 @@ const TEST: &[&str] = &[
     "bpftool",
     "curl",
     "socat",
+    // The service tests' HTTP backends.
+    "nginx-light",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
