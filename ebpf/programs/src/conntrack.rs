@@ -149,7 +149,9 @@ pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKe
     entry.state = st;
     entry.expires_ns = expires;
     *sib_key = entry.sibling(l4);
-    if let Some(sib) = SL_CT.get_ptr_mut(&*sib_key) {
+    // By reference: the key lives in scratch space, not on the BPF stack.
+    let sib_key: &CtKey = sib_key;
+    if let Some(sib) = SL_CT.get_ptr_mut(sib_key) {
         // SAFETY: as above, for the sibling's value pointer.
         let s = unsafe { &mut *sib };
         if changed {

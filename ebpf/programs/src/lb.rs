@@ -153,7 +153,7 @@ pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'sta
         scope,
     };
     // SAFETY: map values stay valid for the program run; userspace replaces them whole.
-    unsafe { SL_SVC.get(&key) }
+    unsafe { SL_SVC.get(key) }
 }
 
 /// Reads the packet's 5-tuple into `key`.
@@ -296,7 +296,7 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
         svc_port: svc.svc_port,
         _pad: 0,
     };
-    if affinity && let Some(a) = SL_AFFINITY.get_ptr_mut(&akey) {
+    if affinity && let Some(a) = SL_AFFINITY.get_ptr_mut(akey) {
         // SAFETY: valid map value pointer; racing writers store whole u32/u64 fields.
         let (id, last) = unsafe { ((*a).backend, (*a).last_ns) };
         if now.saturating_sub(last) < u64::from(svc.affinity_secs) * 1_000_000_000
@@ -318,7 +318,7 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
         slot,
     };
     // SAFETY: map values stay valid for the program run.
-    let id = unsafe { SL_SVC_SLOTS.get(&sk) }?.backend;
+    let id = unsafe { SL_SVC_SLOTS.get(sk) }?.backend;
     if SL_BACKENDS.get(id)?.flags & backend_flags::ALIVE == 0 {
         return None;
     }
@@ -328,7 +328,7 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
             _pad: 0,
             last_ns: now,
         };
-        let _ = SL_AFFINITY.insert(&akey, &v, 0);
+        let _ = SL_AFFINITY.insert(akey, v, 0);
     }
     Some(id)
 }
@@ -481,7 +481,8 @@ fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
         sport: s.key.sport,
         dport: s.key.dport,
     };
-    let _ = SL_FRAGS.insert(&*f, &ports, 0);
+    let f: &FragKey = f;
+    let _ = SL_FRAGS.insert(f, ports, 0);
 }
 
 /// A non-first fragment carries no ports: it follows its first fragment's translation (the
@@ -502,8 +503,9 @@ fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     f.proto = l3.proto;
     f._pad = 0;
     f._pad2 = 0;
+    let f: &FragKey = f;
     // SAFETY: map values stay valid for the program run.
-    if let Some(p) = unsafe { SL_FRAGS.get(&*f) } {
+    if let Some(p) = unsafe { SL_FRAGS.get(f) } {
         let k = &mut s.key;
         k.src = f.src;
         k.dst = f.dst;

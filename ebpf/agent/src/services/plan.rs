@@ -241,6 +241,9 @@ pub fn stable_slots(old: Option<&Vec<u32>>, want: &[u32]) -> Vec<u32> {
     list
 }
 
+/// A frontend to create: (address, port, kind, [(scope, node-local set?, extra flags)]).
+type Wanted = (Ipv6Addr, u16, u8, Vec<(u8, bool, u16)>);
+
 /// Why an entry of a Service was left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Skip {
@@ -383,8 +386,7 @@ pub fn contribute(
         let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
         let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
         let external_extra = if etp_local { 0 } else { svc_flags::SNAT_REMOTE };
-        // (address, port, kind, [(scope, local set?, extra flags)])
-        let mut wanted: Vec<(Ipv6Addr, u16, u8, Vec<(u8, bool, u16)>)> = Vec::new();
+        let mut wanted: Vec<Wanted> = Vec::new();
         for a in &svc.cluster_ips {
             wanted.push((
                 *a,

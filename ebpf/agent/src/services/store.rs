@@ -113,7 +113,7 @@ pub fn pack<K: Pod, V: Pod>(entries: &[(K, V)]) -> (Vec<u8>, Vec<u8>) {
 }
 
 pub fn pack_keys<K: Pod>(keys: &[K]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(keys.len() * size_of::<K>());
+    let mut out = Vec::with_capacity(size_of_val(keys));
     for k in keys {
         out.extend_from_slice(bytes(k));
     }

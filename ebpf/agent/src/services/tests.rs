@@ -321,12 +321,14 @@ fn slots_keep_their_positions() {
 fn no_half_written_service_under_churn() {
     let violations = Rc::new(RefCell::new(Vec::new()));
     let v = violations.clone();
-    let mut maps = MemoryMaps::default();
-    maps.check = Some(Box::new(move |m| {
-        if let Err(e) = consistent(m) {
-            v.borrow_mut().push(e);
-        }
-    }));
+    let maps = MemoryMaps {
+        check: Some(Box::new(move |m| {
+            if let Err(e) = consistent(m) {
+                v.borrow_mut().push(e);
+            }
+        })),
+        ..Default::default()
+    };
     let mut p = Programmer::with_store(maps, 4096, 4096).unwrap();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: u64| {
