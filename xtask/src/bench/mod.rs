@@ -8,6 +8,8 @@
 //! to `target/bench/*.jsonl`. Nothing here asserts a timing: claims are read off the table.
 
 mod baseline;
+mod kubeproxy;
+mod services;
 pub mod stats;
 pub mod topo;
 
@@ -88,7 +90,9 @@ pub trait Scenario {
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(baseline::Baseline)]
+    let mut all: Vec<Box<dyn Scenario>> = vec![Box::new(baseline::Baseline)];
+    all.extend(services::scenarios());
+    all
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {

@@ -14,8 +14,8 @@ use serde::Serialize;
 use sixlane_common::{
     layout::{self, Hook},
     services::{
-        Backend, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, backend_flags, frontend_kind,
-        scope, svc_flags,
+        Backend, RevNat, Service as SvcEntry, Slot, SlotKey, SvcKey, SvcPortInfo, backend_flags,
+        frontend_kind, scope, svc_flags,
     },
 };
 
@@ -25,7 +25,11 @@ use super::{
     programmer::Programmer,
     store::{MapId, MapStore, PinnedMaps, dump_typed},
 };
-use crate::{PinLayout, model::DesiredState, tcx};
+use crate::{
+    PinLayout,
+    model::{DesiredState, NodeState, Service, ServiceId},
+    tcx,
+};
 
 /// The service datapath's subcommands (flattened into the agent's CLI).
 #[derive(Debug, clap::Subcommand)]
@@ -46,8 +50,9 @@ pub enum Cmd {
 pub enum ServicesAction {
     /// List frontends and backends.
     List,
-    /// Program the maps from desired state(s) in JSON (`sixlane_agent::model::DesiredState`):
-    /// one document, or several in a row, applied in turn (each prints a report).
+    /// Program the maps from desired state(s) in JSON: `{"node": NodeState, "services":
+    /// [Service, ...]}` (the types of `sixlane_agent::model`); one document, or several in a
+    /// row, applied in turn (each prints a report).
     Apply {
         /// File to read ("-" for stdin).
         #[arg(long, default_value = "-")]
@@ -166,10 +171,19 @@ fn apply(layout: &PinLayout, file: &PathBuf, json: bool) -> anyhow::Result<()> {
     };
     let mut programmer = Programmer::open(layout)?;
     let stream =
-        serde_json::Deserializer::from_reader(BufReader::new(reader)).into_iter::<DesiredState>();
+        serde_json::Deserializer::from_reader(BufReader::new(reader)).into_iter::<StateFile>();
+    let mut prev: Option<DesiredState> = None;
     for (i, state) in stream.enumerate() {
-        let state = state.with_context(|| format!("desired state #{}", i + 1))?;
-        let r = programmer.apply(&state)?;
+        let state = state
+            .with_context(|| format!("desired state #{}", i + 1))?
+            .into_desired();
+        // Later documents are changes to the previous one (a watch stream): only the Services
+        // that differ are recomputed, as the agent daemon does with its watch events.
+        let r = match &prev {
+            Some(p) => programmer.apply_changed(&state, &changed_services(p, &state))?,
+            None => programmer.apply(&state)?,
+        };
+        prev = Some(state);
         if json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -183,6 +197,44 @@ fn apply(layout: &PinLayout, file: &PathBuf, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Services added, removed or modified between two desired states.
+pub fn changed_services(a: &DesiredState, b: &DesiredState) -> Vec<ServiceId> {
+    let mut out: Vec<ServiceId> = a
+        .services
+        .iter()
+        .filter(|(id, s)| b.services.get(*id) != Some(*s))
+        .map(|(id, _)| id.clone())
+        .collect();
+    out.extend(
+        b.services
+            .keys()
+            .filter(|id| !a.services.contains_key(*id))
+            .cloned(),
+    );
+    out
+}
+
+/// The JSON form of a [`DesiredState`]: services as a list (JSON object keys must be
+/// strings, and a Service's id is a struct).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StateFile {
+    pub node: NodeState,
+    pub services: Vec<Service>,
+}
+
+impl StateFile {
+    pub fn into_desired(self) -> DesiredState {
+        DesiredState {
+            node: self.node,
+            services: self
+                .services
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect(),
+        }
+    }
 }
 
 /// One frontend entry with its backends.
@@ -207,7 +259,7 @@ pub struct BackendRow {
 
 /// Every frontend (echo entries included), sorted by service name.
 pub fn list_services(store: &mut impl MapStore) -> anyhow::Result<Vec<ServiceRow>> {
-    let svc: Vec<(SvcKey, Service)> = dump_typed(store, MapId::Svc)?;
+    let svc: Vec<(SvcKey, SvcEntry)> = dump_typed(store, MapId::Svc)?;
     let slots: HashMap<SlotKey, Slot> = dump_typed(store, MapId::Slots)?.into_iter().collect();
     let backends: HashMap<u32, Backend> = dump_typed(store, MapId::Backends)?.into_iter().collect();
     let revnat: HashMap<u32, RevNat> = dump_typed(store, MapId::RevNat)?.into_iter().collect();

@@ -14,8 +14,9 @@
 //!   a service without any endpoint rejects with ICMPv6 port unreachable.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::Ipv6Addr,
+    sync::Arc,
 };
 
 use sixlane_common::services::{
@@ -154,19 +155,32 @@ impl Ids {
     }
 }
 
-/// Name record of a service port: `namespace/name/port-name`, cut to fit.
+/// Name record of a service port: `namespace/name/port-name`, cut to fit (at a character
+/// boundary).
 pub fn port_info(id: &ServiceId, p: &model::ServicePort) -> SvcPortInfo {
     let mut info = SvcPortInfo {
         port: p.port.to_be(),
         proto: p.protocol.number(),
         ..Default::default()
     };
-    let full = format!("{}/{}/{}", id.namespace, id.name, p.name);
-    let mut n = full.len().min(SVC_NAME_LEN);
-    while !full.is_char_boundary(n) {
-        n -= 1;
+    let mut n = 0;
+    for part in [
+        id.namespace.as_str(),
+        "/",
+        id.name.as_str(),
+        "/",
+        p.name.as_str(),
+    ] {
+        for (i, c) in part.char_indices() {
+            let w = c.len_utf8();
+            if n + w > SVC_NAME_LEN {
+                info.name_len = n as u8;
+                return info;
+            }
+            info.name[n..n + w].copy_from_slice(&part.as_bytes()[i..i + w]);
+            n += w;
+        }
     }
-    info.name[..n].copy_from_slice(&full.as_bytes()[..n]);
     info.name_len = n as u8;
     info
 }
@@ -226,8 +240,11 @@ fn active<'a>(
 /// takes the last one, newcomers are appended. Few slot writes per change, and a packet reading
 /// any mix of old and new slots still finds a backend that exists.
 pub fn stable_slots(old: Option<&Vec<u32>>, want: &[u32]) -> Vec<u32> {
+    let Some(old) = old.filter(|o| !o.is_empty()) else {
+        return want.to_vec();
+    };
     let wanted: BTreeSet<u32> = want.iter().copied().collect();
-    let mut list: Vec<u32> = old.cloned().unwrap_or_default();
+    let mut list: Vec<u32> = old.clone();
     let mut i = 0;
     while i < list.len() {
         if wanted.contains(&list[i]) {
@@ -241,8 +258,9 @@ pub fn stable_slots(old: Option<&Vec<u32>>, want: &[u32]) -> Vec<u32> {
     list
 }
 
-/// A frontend to create: (address, port, kind, [(scope, node-local set?, extra flags)]).
-type Wanted = (Ipv6Addr, u16, u8, Vec<(u8, bool, u16)>);
+/// A frontend to create: (address, port, kind, its scopes: (scope, node-local set?, extra
+/// flags)).
+type Wanted = (Ipv6Addr, u16, u8, [Option<(u8, bool, u16)>; 2]);
 
 /// Why an entry of a Service was left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,6 +271,25 @@ pub enum Skip {
     Exhausted(&'static str),
 }
 
+/// Who owns a frontend key (shared, so recording ownership allocates nothing).
+pub type Owners = HashMap<SvcKey, Arc<ServiceId>>;
+
+/// Backends of one port, unique by (address, port), in the model's order.
+fn unique_backends(p: &model::ServicePort) -> Vec<&model::Backend> {
+    let mut uniq: Vec<&model::Backend> = Vec::with_capacity(p.backends.len());
+    if p.backends.len() <= 16 {
+        for b in &p.backends {
+            if !uniq.iter().any(|u| (u.addr, u.port) == (b.addr, b.port)) {
+                uniq.push(b);
+            }
+        }
+    } else {
+        let mut seen = HashSet::with_capacity(p.backends.len());
+        uniq.extend(p.backends.iter().filter(|b| seen.insert((b.addr, b.port))));
+    }
+    uniq
+}
+
 /// Builds the entries of `svc` on a node with `node`, reusing ids and slot positions of `old`
 /// (what the Service had in the maps). Frontends that `owners` gives to another Service are
 /// skipped and reported.
@@ -261,92 +298,96 @@ pub fn contribute(
     node: &NodeState,
     old: Option<&Contribution>,
     ids: &mut Ids,
-    owners: &HashMap<SvcKey, ServiceId>,
+    owners: &Owners,
     skipped: &mut Vec<Skip>,
 ) -> Contribution {
-    let mut out = Contribution::default();
-    let old_ports: HashMap<PortKey, &PortPlan> = old
-        .map(|c| c.ports.iter().map(|p| (p.key, p)).collect())
-        .unwrap_or_default();
-    let old_frontends: HashMap<(SvcKey, u8), u32> = old
-        .map(|c| {
-            c.ports
-                .iter()
-                .flat_map(|p| p.frontends.iter())
-                .map(|f| (frontend_identity(&f.rev), f.id))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut out = Contribution {
+        ports: Vec::with_capacity(svc.ports.len()),
+        echo: Vec::new(),
+    };
     let affinity_secs = svc
         .session_affinity
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1));
     let free = |key: &SvcKey, skipped: &mut Vec<Skip>| match owners.get(key) {
-        Some(owner) if *owner != svc.id => {
+        Some(owner) if **owner != svc.id => {
             skipped.push(Skip::Conflict {
                 key: *key,
-                owner: owner.clone(),
+                owner: (**owner).clone(),
             });
             false
         }
         _ => true,
     };
+    let old_frontend = |ident: &(SvcKey, u8)| -> Option<u32> {
+        old?.ports
+            .iter()
+            .flat_map(|p| p.frontends.iter())
+            .find(|f| frontend_identity(&f.rev) == *ident)
+            .map(|f| f.id)
+    };
 
-    let mut seen_ports = BTreeSet::new();
     for p in &svc.ports {
         let key = PortKey {
             proto: p.protocol.number(),
             port: p.port,
         };
-        if !seen_ports.insert(key) {
+        if out.ports.iter().any(|q| q.key == key) {
             continue;
         }
-        let old_port = old_ports.get(&key).copied();
+        let old_port = old.and_then(|c| c.ports.iter().find(|q| q.key == key));
         let Some(id) = old_port.map(|o| o.id).or_else(|| ids.svc_port.take()) else {
             skipped.push(Skip::Exhausted("service ports"));
             continue;
         };
 
-        // Backends (unique by address and port), their ids, and the two active sets.
-        let mut uniq: Vec<&model::Backend> = Vec::new();
-        let mut seen_b = BTreeSet::new();
-        for b in &p.backends {
-            if seen_b.insert((b.addr, b.port)) {
-                uniq.push(b);
-            }
-        }
+        // Backends, their ids (reused by address and port), and the two active sets.
+        let uniq = unique_backends(p);
         let (cluster, cluster_fallback) = active(uniq.iter().copied());
         let (local, local_fallback) = active(uniq.iter().copied().filter(|b| b.local));
-        let old_ids: HashMap<(Ipv6Addr, u16), u32> = old_port
-            .map(|o| {
+        let old_ids: Option<HashMap<(Ipv6Addr, u16), u32>> =
+            old_port.filter(|o| o.backends.len() > 16).map(|o| {
                 o.backends
                     .iter()
                     .map(|(id, b)| ((Ipv6Addr::from(b.addr), u16::from_be(b.port)), *id))
                     .collect()
-            })
-            .unwrap_or_default();
-        let mut backend_ids: HashMap<(Ipv6Addr, u16), u32> = HashMap::new();
-        let mut backends = Vec::new();
-        for b in cluster.iter().chain(local.iter()) {
-            let k = (b.addr, b.port);
-            if backend_ids.contains_key(&k) {
-                continue;
+            });
+        let old_id = |b: &model::Backend| -> Option<u32> {
+            match (&old_ids, old_port) {
+                (Some(m), _) => m.get(&(b.addr, b.port)).copied(),
+                (None, Some(o)) => o
+                    .backends
+                    .iter()
+                    .find(|(_, ob)| ob.addr == b.addr.octets() && ob.port == b.port.to_be())
+                    .map(|(id, _)| *id),
+                (None, None) => None,
             }
-            let Some(bid) = old_ids.get(&k).copied().or_else(|| ids.backend.take()) else {
-                skipped.push(Skip::Exhausted("backends"));
-                continue;
-            };
-            backend_ids.insert(k, bid);
-            backends.push((bid, backend_entry(b, p, id)));
-        }
-        backends.sort_by_key(|(id, _)| *id);
-        let set_ids = |set: &[&model::Backend]| -> Vec<u32> {
-            set.iter()
-                .filter_map(|b| backend_ids.get(&(b.addr, b.port)).copied())
-                .collect()
         };
+        let mut backends: Vec<(u32, Backend)> = Vec::with_capacity(cluster.len());
+        // Ids of the cluster set, then of the local set, in set order.
+        let mut cluster_ids = Vec::with_capacity(cluster.len());
+        let mut local_ids = Vec::with_capacity(local.len());
+        for (set, out_ids) in [(&cluster, &mut cluster_ids), (&local, &mut local_ids)] {
+            for b in set.iter() {
+                let entry = backend_entry(b, p, id);
+                if let Some((bid, _)) = backends
+                    .iter()
+                    .find(|(_, e)| e.addr == entry.addr && e.port == entry.port)
+                {
+                    out_ids.push(*bid);
+                    continue;
+                }
+                let Some(bid) = old_id(b).or_else(|| ids.backend.take()) else {
+                    skipped.push(Skip::Exhausted("backends"));
+                    continue;
+                };
+                backends.push((bid, entry));
+                out_ids.push(bid);
+            }
+        }
+        backends.sort_unstable_by_key(|(id, _)| *id);
         let slots = [
-            stable_slots(old_port.map(|o| &o.slots[0]), &set_ids(&cluster)),
-            stable_slots(old_port.map(|o| &o.slots[1]), &set_ids(&local)),
+            stable_slots(old_port.map(|o| &o.slots[0]), &cluster_ids),
+            stable_slots(old_port.map(|o| &o.slots[1]), &local_ids),
         ];
 
         let base = if affinity_secs.is_some() {
@@ -386,21 +427,27 @@ pub fn contribute(
         let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
         let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
         let external_extra = if etp_local { 0 } else { svc_flags::SNAT_REMOTE };
-        let mut wanted: Vec<Wanted> = Vec::new();
+        let ext_scopes = |extra: u16| {
+            [
+                Some((scope::INTERNAL, false, extra)),
+                Some((scope::EXTERNAL, etp_local, extra | external_extra)),
+            ]
+        };
+        let node_ports = p.node_port.map_or(0, |_| node.addresses.len());
+        let mut wanted: Vec<Wanted> = Vec::with_capacity(
+            svc.cluster_ips.len()
+                + svc.external_ips.len()
+                + svc.load_balancer_ips.len()
+                + node_ports,
+        );
         for a in &svc.cluster_ips {
             wanted.push((
                 *a,
                 p.port,
                 frontend_kind::CLUSTER_IP,
-                vec![(scope::INTERNAL, itp_local, 0)],
+                [Some((scope::INTERNAL, itp_local, 0)), None],
             ));
         }
-        let ext_scopes = |extra: u16| {
-            vec![
-                (scope::INTERNAL, false, extra),
-                (scope::EXTERNAL, etp_local, extra | external_extra),
-            ]
-        };
         for a in &svc.external_ips {
             wanted.push((*a, p.port, frontend_kind::EXTERNAL_IP, ext_scopes(0)));
         }
@@ -418,8 +465,7 @@ pub fn contribute(
             }
         }
 
-        let mut frontends = Vec::new();
-        let mut seen_fe = BTreeSet::new();
+        let mut frontends: Vec<FrontendPlan> = Vec::with_capacity(wanted.len());
         for (addr, port, kind, scopes) in wanted {
             let rev = RevNat {
                 addr: addr.octets(),
@@ -429,11 +475,11 @@ pub fn contribute(
                 svc_port: id,
             };
             let ident = frontend_identity(&rev);
-            if !seen_fe.insert(ident) {
+            if frontends.iter().any(|f| frontend_identity(&f.rev) == ident) {
                 continue;
             }
-            let mut keys = Vec::new();
-            for (sc, local_set, extra) in scopes {
+            let mut entries = Vec::with_capacity(2);
+            for (sc, local_set, extra) in scopes.into_iter().flatten() {
                 let key = SvcKey {
                     addr: rev.addr,
                     port: rev.port,
@@ -441,24 +487,19 @@ pub fn contribute(
                     scope: sc,
                 };
                 if free(&key, skipped) {
-                    keys.push((key, local_set, extra));
+                    entries.push((key, entry(local_set, extra, 0)));
                 }
             }
-            if keys.is_empty() {
+            if entries.is_empty() {
                 continue;
             }
-            let Some(fe) = old_frontends
-                .get(&ident)
-                .copied()
-                .or_else(|| ids.frontend.take())
-            else {
+            let Some(fe) = old_frontend(&ident).or_else(|| ids.frontend.take()) else {
                 skipped.push(Skip::Exhausted("frontends"));
                 continue;
             };
-            let entries = keys
-                .into_iter()
-                .map(|(k, local_set, extra)| (k, entry(local_set, extra, fe)))
-                .collect();
+            for (_, e) in &mut entries {
+                e.rev_nat = fe;
+            }
             frontends.push(FrontendPlan {
                 id: fe,
                 rev,
@@ -477,32 +518,33 @@ pub fn contribute(
 
     // Echo entries: every ClusterIP, external and LB address, owned through the first port.
     if let Some(first) = out.ports.first().map(|p| p.id) {
-        let mut addrs: Vec<(Ipv6Addr, &[u8])> = Vec::new();
-        for a in &svc.cluster_ips {
-            addrs.push((*a, &[scope::INTERNAL]));
-        }
+        let echo = |a: &Ipv6Addr, sc: u8| SvcKey {
+            addr: a.octets(),
+            port: 0,
+            proto: ICMPV6,
+            scope: sc,
+        };
+        let mut keys: Vec<SvcKey> = svc
+            .cluster_ips
+            .iter()
+            .map(|a| echo(a, scope::INTERNAL))
+            .collect();
         for a in svc.external_ips.iter().chain(&svc.load_balancer_ips) {
-            addrs.push((*a, &[scope::INTERNAL, scope::EXTERNAL]));
+            keys.push(echo(a, scope::INTERNAL));
+            keys.push(echo(a, scope::EXTERNAL));
         }
-        let mut seen = BTreeSet::new();
-        for (a, scopes) in addrs {
-            for &sc in scopes {
-                let key = SvcKey {
-                    addr: a.octets(),
-                    port: 0,
-                    proto: ICMPV6,
-                    scope: sc,
-                };
-                if seen.insert(key) && free(&key, skipped) {
-                    out.echo.push((
-                        key,
-                        Service {
-                            flags: svc_flags::ECHO,
-                            svc_port: first,
-                            ..Default::default()
-                        },
-                    ));
-                }
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            if free(&key, skipped) {
+                out.echo.push((
+                    key,
+                    Service {
+                        flags: svc_flags::ECHO,
+                        svc_port: first,
+                        ..Default::default()
+                    },
+                ));
             }
         }
     }
@@ -622,8 +664,38 @@ impl Ops {
 /// Appends to `ops` what turns `old`'s entries into `new`'s, and releases ids `new` no longer
 /// uses.
 pub fn diff(old: Option<&Contribution>, new: Option<&Contribution>, ops: &mut Ops, ids: &mut Ids) {
-    let o = flatten(old);
-    let n = flatten(new);
+    match (old, new) {
+        (None, None) => {}
+        // A new Service (the bulk of a first apply): everything is written, nothing compared.
+        (None, Some(n)) => {
+            for p in &n.ports {
+                ops.info_up.push((p.id, p.info));
+                for fe in &p.frontends {
+                    ops.revnat_up.push((fe.id, fe.rev));
+                }
+                ops.backends_up.extend_from_slice(&p.backends);
+                for (local, list) in p.slots.iter().enumerate() {
+                    ops.slots_up.extend(list.iter().enumerate().map(|(i, bid)| {
+                        (
+                            SlotKey {
+                                group: group(p.id, local == 1),
+                                slot: i as u32,
+                            },
+                            Slot { backend: *bid },
+                        )
+                    }));
+                }
+                for fe in &p.frontends {
+                    ops.svc_up.extend_from_slice(&fe.entries);
+                }
+            }
+            ops.svc_up.extend_from_slice(&n.echo);
+        }
+        (Some(o), n) => diff_flat(&flatten(Some(o)), &flatten(n), ops, ids),
+    }
+}
+
+fn diff_flat(o: &Flat, n: &Flat, ops: &mut Ops, ids: &mut Ids) {
     for (k, v) in &n.info {
         if o.info.get(k) != Some(v) {
             ops.info_up.push((*k, *v));

@@ -1,8 +1,9 @@
 //! The service map programmer: desired state in, minimal ordered map writes out.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::Ipv6Addr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::{
     conntrack,
-    plan::{self, Contribution, Ids, Ops, Skip},
+    plan::{self, Contribution, Ids, Ops, Owners, Skip},
     store::{MapId, MapStore, PinnedMaps, dump_typed, pack, pack_keys},
 };
 use crate::{
@@ -59,7 +60,10 @@ pub struct Programmer<S: MapStore = PinnedMaps> {
     services: BTreeMap<ServiceId, Applied>,
     /// Entries found in the maps that belong to no named Service.
     orphans: Option<Contribution>,
-    owners: HashMap<SvcKey, ServiceId>,
+    owners: Owners,
+    /// Services whose spec is unknown (read back, or left incomplete): recomputed next time
+    /// even by `apply_changed`.
+    unknown: BTreeSet<ServiceId>,
     ids: Ids,
 }
 
@@ -101,6 +105,7 @@ impl<S: MapStore> Programmer<S> {
             services: BTreeMap::new(),
             orphans: None,
             owners: HashMap::new(),
+            unknown: BTreeSet::new(),
             ids: Ids::new(backends, frontends),
         }
     }
@@ -134,13 +139,16 @@ impl<S: MapStore> Programmer<S> {
         let found = plan::reconstruct(&info, &revnat, &backends, &slots, &svc, &mut self.ids);
         self.services.clear();
         self.owners.clear();
+        self.unknown.clear();
         self.orphans = None;
         for (who, c) in found {
             match who {
                 Some(id) => {
+                    let owner = Arc::new(id.clone());
                     for k in plan::svc_keys(&c) {
-                        self.owners.insert(*k, id.clone());
+                        self.owners.insert(*k, owner.clone());
                     }
+                    self.unknown.insert(id.clone());
                     self.services.insert(
                         id,
                         Applied {
@@ -167,6 +175,27 @@ impl<S: MapStore> Programmer<S> {
     /// in an order that never lets the datapath see a frontend whose slots or backends are not
     /// there yet (backends, then slots, then frontends; removals the other way round).
     pub fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport> {
+        self.apply_inner(desired, None)
+    }
+
+    /// Like [`Programmer::apply`], but recomputes only the Services in `changed` (added,
+    /// modified or removed in `desired` since the last apply), trusting the caller that no
+    /// other Service changed: the cost is proportional to the change, not to the number of
+    /// Services. A changed node, or Services whose spec the programmer does not know (after a
+    /// restart, or left incomplete by a conflict), fall back to the full comparison.
+    pub fn apply_changed(
+        &mut self,
+        desired: &DesiredState,
+        changed: &[ServiceId],
+    ) -> Result<ApplyReport> {
+        self.apply_inner(desired, Some(changed))
+    }
+
+    fn apply_inner(
+        &mut self,
+        desired: &DesiredState,
+        hint: Option<&[ServiceId]>,
+    ) -> Result<ApplyReport> {
         let start = Instant::now();
         let mut report = ApplyReport {
             services: desired.services.len(),
@@ -177,37 +206,44 @@ impl<S: MapStore> Programmer<S> {
         let config = config_for(&desired.node);
         let config_changed = self.config != Some(config);
 
-        // Which Services to recompute: a merge walk over both sorted maps, cloning only the
-        // ids that changed.
+        // Which Services to recompute: those named by the caller, or (full comparison) a merge
+        // walk over both sorted maps, cloning only the ids that changed.
         let mut changed: Vec<ServiceId> = Vec::new();
-        {
-            let mut want = desired.services.iter().peekable();
-            let mut have = self.services.iter().peekable();
-            loop {
-                match (want.peek(), have.peek()) {
-                    (None, None) => break,
-                    (Some((wid, w)), Some((hid, h))) if wid == hid => {
-                        if node_changed || h.spec.as_ref() != Some(*w) {
-                            changed.push((*wid).clone());
+        match hint {
+            Some(ids) if !node_changed && self.unknown.is_empty() => {
+                changed.extend(ids.iter().cloned());
+                changed.sort_unstable();
+                changed.dedup();
+            }
+            _ => {
+                let mut want = desired.services.iter().peekable();
+                let mut have = self.services.iter().peekable();
+                loop {
+                    match (want.peek(), have.peek()) {
+                        (None, None) => break,
+                        (Some((wid, w)), Some((hid, h))) if wid == hid => {
+                            if node_changed || h.spec.as_ref() != Some(*w) {
+                                changed.push((*wid).clone());
+                            }
+                            want.next();
+                            have.next();
                         }
-                        want.next();
-                        have.next();
-                    }
-                    (Some((wid, _)), Some((hid, _))) if wid < hid => {
-                        changed.push((*wid).clone());
-                        want.next();
-                    }
-                    (Some(_), Some((hid, _))) => {
-                        changed.push((*hid).clone());
-                        have.next();
-                    }
-                    (Some((wid, _)), None) => {
-                        changed.push((*wid).clone());
-                        want.next();
-                    }
-                    (None, Some((hid, _))) => {
-                        changed.push((*hid).clone());
-                        have.next();
+                        (Some((wid, _)), Some((hid, _))) if wid < hid => {
+                            changed.push((*wid).clone());
+                            want.next();
+                        }
+                        (Some(_), Some((hid, _))) => {
+                            changed.push((*hid).clone());
+                            have.next();
+                        }
+                        (Some((wid, _)), None) => {
+                            changed.push((*wid).clone());
+                            want.next();
+                        }
+                        (None, Some((hid, _))) => {
+                            changed.push((*hid).clone());
+                            have.next();
+                        }
                     }
                 }
             }
@@ -218,15 +254,17 @@ impl<S: MapStore> Programmer<S> {
         report.changed = changed.len();
 
         let mut skipped = Vec::new();
+        self.owners.reserve(changed.len() * 2);
         for id in changed {
             let old = self.services.remove(&id);
             if let Some(old) = &old {
                 for k in plan::svc_keys(&old.contribution) {
-                    if self.owners.get(k) == Some(&id) {
+                    if self.owners.get(k).is_some_and(|o| **o == id) {
                         self.owners.remove(k);
                     }
                 }
             }
+            self.unknown.remove(&id);
             let old_c = old.as_ref().map(|a| &a.contribution);
             let new = desired.services.get(&id).map(|svc| {
                 let before = skipped.len();
@@ -247,8 +285,12 @@ impl<S: MapStore> Programmer<S> {
                 &mut self.ids,
             );
             if let Some((svc, c, incomplete)) = new {
+                let owner = Arc::new(id.clone());
                 for k in plan::svc_keys(&c) {
-                    self.owners.insert(*k, id.clone());
+                    self.owners.insert(*k, owner.clone());
+                }
+                if incomplete {
+                    self.unknown.insert(id.clone());
                 }
                 self.services.insert(
                     id,

@@ -387,6 +387,66 @@ fn no_half_written_service_under_churn() {
     }
 }
 
+/// `apply_changed` with the right change list ends where `apply` does, write for write.
+#[test]
+fn apply_changed_matches_apply() {
+    let mut full = programmer();
+    let mut delta = programmer();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut prev = state(vec![]);
+    let mut services: BTreeMap<u64, model::Service> = BTreeMap::new();
+    for round in 0..100 {
+        let which = next(8);
+        if next(4) == 0 {
+            services.remove(&which);
+        } else {
+            let bs = (0..next(4))
+                .map(|_| backend(&format!("fd00:10::{:x}", next(8) + 1), next(2) == 0))
+                .collect();
+            services.insert(
+                which,
+                service(&format!("s{which}"), &format!("fd00:96::{which:x}"), bs),
+            );
+        }
+        let st = state(services.values().cloned().collect());
+        let a = full.apply(&st).unwrap();
+        let b = if round == 0 {
+            delta.apply(&st).unwrap()
+        } else {
+            delta
+                .apply_changed(&st, &cli::changed_services(&prev, &st))
+                .unwrap()
+        };
+        assert_eq!(
+            (a.writes, a.deletes),
+            (b.writes, b.deletes),
+            "round {round}"
+        );
+        assert_eq!(full.store().maps, delta.store().maps, "round {round}");
+        prev = st;
+    }
+}
+
+#[test]
+fn state_file_json_round_trips() {
+    let mut s = service("web", "fd00:96::1", vec![backend("fd00:10::a", true)]);
+    s.session_affinity = Some(Duration::from_secs(30));
+    let file = cli::StateFile {
+        node: state(vec![]).node,
+        services: vec![s.clone()],
+    };
+    let text = serde_json::to_string(&file).unwrap();
+    let back: cli::StateFile = serde_json::from_str(&text).unwrap();
+    let d = back.into_desired();
+    assert_eq!(d.services.values().next(), Some(&s));
+}
+
 #[test]
 fn removal_goes_frontends_first() {
     let mut p = programmer();
@@ -587,4 +647,121 @@ fn services_listing_names_frontends_and_backends() {
     assert_eq!(rows.iter().filter(|r| r.kind == "NodePort").count(), 2);
     let addr = rows.iter().find(|r| r.kind == "address").unwrap();
     assert_eq!(addr.service, "default/web");
+}
+
+/// Where the time of a 10k-service apply goes (not a timing assertion: run by hand with
+/// `cargo test --release -p sixlane-agent --lib plan_speed -- --ignored --nocapture`).
+#[test]
+#[ignore = "manual profiling aid"]
+fn plan_speed() {
+    struct Null;
+    impl MapStore for Null {
+        fn update(&mut self, _: MapId, _: &[u8], _: &[u8]) -> crate::Result<()> {
+            Ok(())
+        }
+        fn delete(&mut self, _: MapId, _: &[u8]) -> crate::Result<usize> {
+            Ok(0)
+        }
+        fn dump(&mut self, _: MapId) -> crate::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+    }
+    let services: Vec<model::Service> = (1..=10_000u32)
+        .map(|i| {
+            service(
+                &format!("svc{i}"),
+                &format!("fd00:96::{:x}:{:x}", i >> 16, i & 0xffff),
+                vec![backend(&format!("fd00:b::1:{:x}", i), false)],
+            )
+        })
+        .collect();
+    let st = state(services);
+    let mut p = Programmer::with_store(Null, 65536, 65536).unwrap();
+    let t = std::time::Instant::now();
+    let r = p.apply(&st).unwrap();
+    eprintln!("full apply: {:?} ({} writes)", t.elapsed(), r.writes);
+    let t = std::time::Instant::now();
+    let r = p.apply(&st).unwrap();
+    eprintln!(
+        "no-op full compare: {:?} ({} changed)",
+        t.elapsed(),
+        r.changed
+    );
+}
+
+#[test]
+#[ignore = "manual profiling aid"]
+fn plan_speed_parts() {
+    let services: Vec<model::Service> = (1..=10_000u32)
+        .map(|i| {
+            service(
+                &format!("svc{i}"),
+                &format!("fd00:96::{:x}:{:x}", i >> 16, i & 0xffff),
+                vec![backend(&format!("fd00:b::1:{:x}", i), false)],
+            )
+        })
+        .collect();
+    let node = state(vec![]).node;
+    let mut ids = plan::Ids::new(65536, 65536);
+    let owners = plan::Owners::new();
+    let mut skipped = Vec::new();
+    let t = std::time::Instant::now();
+    let cs: Vec<plan::Contribution> = services
+        .iter()
+        .map(|s| plan::contribute(s, &node, None, &mut ids, &owners, &mut skipped))
+        .collect();
+    eprintln!("contribute x10k: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut ops = plan::Ops::default();
+    for c in &cs {
+        plan::diff(None, Some(c), &mut ops, &mut ids);
+    }
+    eprintln!("diff x10k: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let (k, v) = store::pack(&ops.svc_up);
+    eprintln!("pack svc: {:?} {}", t.elapsed(), k.len() + v.len());
+    let t = std::time::Instant::now();
+    let specs: Vec<model::Service> = services.to_vec();
+    eprintln!("clone specs: {:?} {}", t.elapsed(), specs.len());
+    let t = std::time::Instant::now();
+    let mut owners = plan::Owners::new();
+    for (i, c) in cs.iter().enumerate() {
+        let o = std::sync::Arc::new(services[i].id.clone());
+        for k in plan::svc_keys(c) {
+            owners.insert(*k, o.clone());
+        }
+    }
+    eprintln!("owners: {:?}", t.elapsed());
+}
+
+#[test]
+fn long_names_are_cut_at_a_character_boundary() {
+    let id = ServiceId {
+        namespace: "n".repeat(60),
+        name: "é".repeat(40),
+    };
+    let p = ServicePort {
+        name: "http".into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+        node_port: None,
+        backends: vec![],
+    };
+    let info = plan::port_info(&id, &p);
+    let name = plan::info_name(&info);
+    assert!(name.len() <= sixlane_common::services::SVC_NAME_LEN);
+    assert!(name.starts_with(&format!("{}/é", "n".repeat(60))), "{name}");
+    assert_eq!(
+        plan::info_service(&plan::port_info(
+            &ServiceId {
+                namespace: "a".into(),
+                name: "b".into()
+            },
+            &p
+        )),
+        Some(ServiceId {
+            namespace: "a".into(),
+            name: "b".into()
+        })
+    );
 }
