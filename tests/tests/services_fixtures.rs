@@ -896,3 +896,29 @@ fn existing_flows_keep_their_backend() {
         "new flow to the new backend"
     );
 }
+
+/// Generated errors are rate limited (RFC 4443 §2.4 (f)): a burst of new flows to a service
+/// without endpoints gets replies up to the budget, the rest is dropped and counted.
+#[test]
+fn rejects_are_rate_limited() {
+    let (_pins, layout, mut dp) = setup();
+    let (mut replied, mut limited) = (0, 0);
+    for sport in 0..300u16 {
+        let r = fixture::test_run(
+            dp.ebpf_mut(),
+            PROG_FROM_POD,
+            &tcp(C, 20000 + sport, VIP5, 80, SYN, b""),
+            None,
+        )
+        .unwrap();
+        match r.verdict {
+            REDIRECT => replied += 1,
+            verdict::SHOT => limited += 1,
+            v => panic!("verdict {v}"),
+        }
+    }
+    assert!(replied >= 100, "{replied} replies");
+    assert!(limited > 0, "no reply was limited");
+    let (_, n) = counters(&layout, Direction::Ingress, Reason::SvcRejectLimited);
+    assert_eq!(n, limited);
+}

@@ -66,6 +66,9 @@ pub enum Reason {
     SvcFragment = 27,
     /// SCTP to a frontend whose port translation would need a CRC32c recomputation: dropped.
     SvcUnsupported = 28,
+    /// No endpoint, but this CPU already sent its share of ICMPv6 errors (RFC 4443 §2.4 (f)
+    /// rate limit): dropped without a reply.
+    SvcRejectLimited = 29,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -89,7 +92,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -106,6 +109,7 @@ impl Reason {
         Reason::SvcRewriteFailed,
         Reason::SvcFragment,
         Reason::SvcUnsupported,
+        Reason::SvcRejectLimited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -126,6 +130,7 @@ impl Reason {
             Reason::SvcRewriteFailed => "svc_rewrite_failed",
             Reason::SvcFragment => "svc_fragment",
             Reason::SvcUnsupported => "svc_unsupported",
+            Reason::SvcRejectLimited => "svc_reject_limited",
         }
     }
 
@@ -145,7 +150,8 @@ impl Reason {
             | Reason::SvcSnatExhausted
             | Reason::SvcRewriteFailed
             | Reason::SvcFragment
-            | Reason::SvcUnsupported => Verdict::Drop,
+            | Reason::SvcUnsupported
+            | Reason::SvcRejectLimited => Verdict::Drop,
         }
     }
 
@@ -198,6 +204,19 @@ mod tests {
             }
         }
         assert!((Reason::ALL.len() as u32) < REASON_SLOTS);
+    }
+
+    #[test]
+    fn service_reasons_stay_in_their_range() {
+        for r in Reason::ALL {
+            let n = r as u32;
+            assert_eq!(
+                r.name().starts_with("svc_"),
+                (16..64).contains(&n),
+                "{}",
+                r.name()
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use aya_ebpf::{
     bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{bpf_csum_diff, bpf_skb_change_tail},
+    macros::map,
+    maps::PerCpuArray,
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
@@ -231,6 +233,10 @@ fn port_pair(a: u16, b: u16) -> [u8; 4] {
 /// header and the quote trimmed.
 #[inline(never)]
 pub fn reject(ctx: &TcContext, hook: Hook) -> i32 {
+    if !rate_ok() {
+        metrics::count(hook.dir(), Reason::SvcRejectLimited, ctx.len());
+        return TC_ACT_SHOT;
+    }
     match build_unreachable(ctx) {
         Ok(v) => {
             metrics::count(hook.dir(), Reason::SvcNoBackend, ctx.len());
@@ -241,6 +247,45 @@ pub fn reject(ctx: &TcContext, hook: Hook) -> i32 {
             TC_ACT_SHOT
         }
     }
+}
+
+/// Per-CPU token bucket for generated errors (RFC 4443 §2.4 (f)): `REJECT_RATE` per second
+/// with bursts of `REJECT_BURST`.
+#[repr(C)]
+pub struct Bucket {
+    tokens_ns: u64,
+    last_ns: u64,
+}
+
+const REJECT_RATE: u64 = 1000;
+const REJECT_BURST: u64 = 100;
+const NS_PER_TOKEN: u64 = 1_000_000_000 / REJECT_RATE;
+
+// Not pinned: the budget restarting with the datapath is harmless.
+#[map(name = "SL_ICMP_BUDGET")]
+static SL_ICMP_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Takes one token if there is one.
+#[inline(always)]
+fn rate_ok() -> bool {
+    let Some(b) = SL_ICMP_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; programs do not preempt each other on a CPU.
+    let b = unsafe { &mut *b };
+    let now = ct::now();
+    let cap = REJECT_BURST * NS_PER_TOKEN;
+    let mut tokens = b.tokens_ns + now.saturating_sub(b.last_ns);
+    if tokens > cap {
+        tokens = cap;
+    }
+    b.last_ns = now;
+    if tokens < NS_PER_TOKEN {
+        b.tokens_ns = tokens;
+        return false;
+    }
+    b.tokens_ns = tokens - NS_PER_TOKEN;
+    true
 }
 
 const BPF_ADJ_ROOM_MAC: u32 = 1;

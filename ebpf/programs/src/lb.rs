@@ -34,7 +34,7 @@ use crate::{
     conntrack::{self as ct, tcp},
     icmp, metrics,
     nat::{self, eq16, is_zero16},
-    parse::{ETH_HLEN, Frag, L3, proto, ptr_at},
+    parse::{self, ETH_HLEN, Frag, L3, proto, ptr_at},
     scratch,
 };
 use network_types::ip::Ipv6Hdr;
@@ -165,7 +165,7 @@ fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
         key.src = (*ip).src_addr;
         key.dst = (*ip).dst_addr;
     }
-    let p: [u8; 4] = ctx.load(l3.l4_off).ok()?;
+    let p: [u8; 4] = parse::read(ctx, l3.l4_off)?;
     key.sport = u16::from_ne_bytes([p[0], p[1]]);
     key.dport = u16::from_ne_bytes([p[2], p[3]]);
     key.proto = l3.proto;
@@ -179,7 +179,7 @@ fn tcp_flags(ctx: &TcContext, l3: &L3) -> u8 {
     if l3.proto != proto::TCP {
         return 0;
     }
-    ctx.load::<u8>(l3.l4_off + 13).unwrap_or(0)
+    parse::read::<u8>(ctx, l3.l4_off + 13).unwrap_or(0)
 }
 
 #[inline(always)]

@@ -78,6 +78,17 @@ pub enum Frame {
     Other,
 }
 
+/// A `T` at `offset`: straight from the linear packet data when it is there (no helper call),
+/// else through `bpf_skb_load_bytes` (headers in paged data).
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Option<T> {
+    if let Some(p) = ptr_at::<T>(ctx, offset) {
+        // SAFETY: bounds-checked by ptr_at; `T` is plain bytes read unaligned.
+        return Some(unsafe { p.read_unaligned() });
+    }
+    ctx.load(offset).ok()
+}
+
 /// Pointer to a `T` at `offset` in the linear packet data, if the whole `T` is inside it.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
@@ -231,7 +242,7 @@ pub fn check_l4(ctx: &TcContext, l3: &L3) -> Result<(), Error> {
 /// Source and destination ports (host order) of a TCP, UDP or SCTP header at `off`.
 #[inline(always)]
 pub fn ports(ctx: &TcContext, off: usize) -> Result<(u16, u16), Error> {
-    let p: [u8; 4] = ctx.load(off).map_err(|_| Error::Malformed)?;
+    let p: [u8; 4] = read(ctx, off).ok_or(Error::Malformed)?;
     Ok((
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
