@@ -922,3 +922,92 @@ fn rejects_are_rate_limited() {
     let (_, n) = counters(&layout, Direction::Ingress, Reason::SvcRejectLimited);
     assert_eq!(n, limited);
 }
+
+/// Userspace garbage collection removes entries past their lifetime (here a 1 s UDP lifetime
+/// from the configuration map), and live ones stay.
+#[test]
+fn garbage_collection_removes_dead_entries() {
+    let (_pins, layout, mut dp) = setup();
+    {
+        let mut cfg: Array<&mut MapData, Config> =
+            Array::try_from(dp.ebpf_mut().map_mut(MAP_SVC_CONFIG).unwrap()).unwrap();
+        let mut c = cfg.get(&0, 0).unwrap();
+        c.other_secs = 1;
+        cfg.set(0, c, 0).unwrap();
+    }
+    let r = fixture::test_run(
+        dp.ebpf_mut(),
+        PROG_FROM_POD,
+        &udp(C, 5000, VIP1, 53, b"q"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.output, udp(C, 5000, B, 5353, b"q"));
+    let r = fixture::test_run(
+        dp.ebpf_mut(),
+        PROG_FROM_POD,
+        &tcp(C, 40000, VIP1, 80, SYN, b""),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.output, tcp(C, 40000, B, 8080, SYN, b""));
+    let mut store = sixlane_agent::services::PinnedMaps::open(&layout).unwrap();
+    let now = now_ns();
+    let g = sixlane_agent::services::gc(&mut store, now).unwrap();
+    assert_eq!((g.scanned, g.expired), (4, 0), "{g:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let g = sixlane_agent::services::gc(&mut store, now_ns()).unwrap();
+    assert_eq!(
+        (g.scanned, g.expired),
+        (4, 2),
+        "the UDP pair goes, the TCP pair stays: {g:?}"
+    );
+    assert!(ct_entry(dp.ebpf_mut(), &key(C, 40000, VIP1, 80, 6)).is_some());
+    assert!(ct_entry(dp.ebpf_mut(), &key(C, 5000, VIP1, 53, 17)).is_none());
+}
+
+/// Under pressure the kernel's LRU evicts old entries: new flows are never refused for a full
+/// table.
+#[test]
+fn a_full_conntrack_evicts_instead_of_refusing() {
+    sixlane_testkit::require_root();
+    let pins = sixlane_testkit::PinDir::new().unwrap();
+    let layout = PinLayout::new(pins.path());
+    let opts = sixlane_agent::loader::LoadOptions {
+        max_entries: [(MAP_CT.to_owned(), 256)].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut dp = sixlane_agent::loader::Datapath::load(&layout, &opts).unwrap();
+    Programmer::open(&layout)
+        .unwrap()
+        .apply(&desired())
+        .unwrap();
+    for sport in 0..2000u16 {
+        let r = fixture::test_run(
+            dp.ebpf_mut(),
+            PROG_FROM_POD,
+            &tcp(C, 10000 + sport, VIP1, 80, SYN, b""),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.output,
+            tcp(C, 10000 + sport, B, 8080, SYN, b""),
+            "flow {sport}"
+        );
+    }
+    let (_, full) = counters(&layout, Direction::Ingress, Reason::SvcCtFull);
+    assert_eq!(full, 0);
+    let (_, new) = counters(&layout, Direction::Ingress, Reason::SvcNew);
+    assert_eq!(new, 2000);
+    let mut store = sixlane_agent::services::PinnedMaps::open(&layout).unwrap();
+    let flows = sixlane_agent::services::conntrack::list(&mut store, now_ns()).unwrap();
+    assert!(
+        flows.len() <= 256,
+        "{} entries in a 256-entry map",
+        flows.len()
+    );
+    // The newest flow is tracked in full.
+    assert!(ct_entry(dp.ebpf_mut(), &key(C, 11999, VIP1, 80, 6)).is_some());
+    assert!(ct_entry(dp.ebpf_mut(), &key(B, 8080, C, 11999, 6)).is_some());
+}

@@ -15,9 +15,9 @@ use sixlane_common::services::{
 
 use super::{
     plan,
-    store::{MapId, MapStore, dump_typed, pack_keys},
+    store::{MapId, MapStore, PinnedMaps, dump_typed, pack_keys},
 };
-use crate::Result;
+use crate::{PinLayout, Result};
 
 /// Affinity entries older than this are removed whatever their service's timeout
 /// (Kubernetes caps `timeoutSeconds` at one day).
@@ -74,6 +74,13 @@ pub fn gc(store: &mut impl MapStore, now: u64) -> Result<GcReport> {
         affinity_expired,
         elapsed_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     })
+}
+
+/// One garbage-collection pass over the maps pinned under `layout`: what the agent daemon runs
+/// every few seconds (and `sixlane-agent conntrack gc` once).
+pub fn gc_pinned(layout: &PinLayout) -> Result<GcReport> {
+    let mut store = PinnedMaps::open_some(layout, &[MapId::Ct, MapId::Backends, MapId::Affinity])?;
+    gc(&mut store, now_ns())
 }
 
 /// Removes the conntrack entries of flows to the given backends (removed UDP endpoints: new

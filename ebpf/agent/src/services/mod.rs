@@ -20,7 +20,7 @@ pub mod programmer;
 pub mod store;
 mod sys;
 
-pub use conntrack::{GcReport, gc};
+pub use conntrack::{GcReport, gc, gc_pinned};
 pub use programmer::{ApplyReport, Programmer};
 pub use store::{MapId, MapStore, MemoryMaps, PinnedMaps};
 
