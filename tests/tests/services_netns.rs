@@ -518,3 +518,45 @@ fn path_mtu_discovery_through_a_clusterip() {
     server.join().unwrap();
     let _ = EXT;
 }
+
+/// A process of the node itself (host network) reaches a ClusterIP: its packets, routed
+/// towards the service range, are translated on the uplink's egress and routed again to the
+/// backend, local or remote; replies are restored before local delivery.
+#[test]
+fn host_network_clients_reach_a_clusterip() {
+    let c = cluster::cluster(2);
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let b1 = SimPod::attach(&n1.ns, pod_addr(1, 0xb1), Some(&n1.layout)).unwrap();
+    let b2 = SimPod::attach(&n2.ns, pod_addr(2, 0xb2), Some(&n2.layout)).unwrap();
+    let _w1 = Nginx::start(&b1.ns, "b1", 8080);
+    let _w2 = Nginx::start(&b2.ns, "b2", 8080);
+    program(
+        &c,
+        &[service(
+            "web",
+            VIP,
+            80,
+            vec![backend(b1.addr, 8080, false), backend(b2.addr, 8080, false)],
+        )],
+    );
+    // Nodes route the service range like anything else off-node (a default route does it).
+    n1.ns
+        .ip(&[
+            "-6",
+            "route",
+            "add",
+            "fd00:96::/64",
+            "via",
+            &EXT.to_string(),
+        ])
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..16 {
+        let body = curl(&n1.ns, &format!("http://[{VIP}]/"), 5).unwrap();
+        let mut it = body.split_whitespace();
+        seen.insert(it.next().unwrap().to_owned());
+        assert_eq!(it.next().unwrap(), node_addr(1).to_string(), "{body}");
+    }
+    assert_eq!(seen.len(), 2, "local and remote backends: {seen:?}");
+    assert!(count(&n1.layout, Direction::Egress, Reason::SvcNew) >= 16);
+}

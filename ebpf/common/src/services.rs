@@ -255,6 +255,12 @@ pub mod ct_flags {
     pub const HAIRPIN: u16 = 1 << 7;
     /// The client is outside the node (arrived on the uplink).
     pub const EXTERNAL: u16 = 1 << 8;
+    /// After translating, route the packet again (FIB lookup, then redirect to the new
+    /// next hop): it was already routed, towards the frontend (a node process's flow, seen on
+    /// the uplink's egress).
+    pub const ROUTE: u16 = 1 << 9;
+    /// The client is a process of the node itself (host network).
+    pub const HOST: u16 = 1 << 10;
 }
 
 /// `CtEntry::state` bits (TCP; other protocols only use `SEEN_REPLY`).

@@ -8,7 +8,8 @@
 //! | `to_pod`      | replies to a pod client → back to the frontend                          |
 //! | `from_uplink` | external flows to NodePorts/external/LB IPs → backend (SNAT for remote  |
 //! |               | backends with `externalTrafficPolicy: Cluster`); replies to SNATed flows |
-//! | `to_uplink`   | replies of local backends to external clients → back to the frontend    |
+//! | `to_uplink`   | replies of local backends to external clients → back to the frontend;   |
+//! |               | flows of node processes to a frontend → backend, routed afresh          |
 //!
 //! Rewrites that decide where a packet goes (DNAT) happen on ingress, before routing; reverse
 //! translations of replies happen on egress, after routing, so the kernel's own ICMPv6 errors
@@ -90,13 +91,15 @@ impl Hook {
         }
     }
 
-    /// Hooks where new flows start (and frontends are looked up), with their scope.
+    /// Hooks where new flows start (and frontends are looked up), with their scope. On the
+    /// uplink's egress, a packet still addressed to a frontend comes from a process of the
+    /// node itself (pods' flows were translated on their veth): an in-cluster client.
     #[inline(always)]
-    const fn scope(self) -> Option<u8> {
+    pub const fn scope(self) -> Option<u8> {
         match self {
-            Hook::FromPod => Some(scope::INTERNAL),
+            Hook::FromPod | Hook::ToUplink => Some(scope::INTERNAL),
             Hook::FromUplink => Some(scope::EXTERNAL),
-            Hook::ToPod | Hook::ToUplink => None,
+            Hook::ToPod => None,
         }
     }
 }
@@ -253,6 +256,15 @@ fn translate(ctx: &TcContext, l4_off: usize, has_l4: bool, hook: Hook, e: *const
             Err(_) => rewrite_failed(ctx, hook),
         };
     }
+    if flags & ct_flags::ROUTE != 0 {
+        return match nat::reroute(ctx, &s.to) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcForward, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
     let reason = if flags & ct_flags::FORWARD != 0 {
         Reason::SvcForward
     } else {
@@ -395,6 +407,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
 
     let hairpin = hook == Hook::FromPod && eq16(&b.addr, &s.key.src);
     let external = hook == Hook::FromUplink;
+    let host = hook == Hook::ToUplink;
     let snat = hairpin
         || (external
             && s.svc.flags & svc_flags::SNAT_REMOTE != 0
@@ -440,6 +453,12 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         // leaves through the uplink, whose egress restores the frontend.
         fwd.flags |= ct_flags::EXTERNAL;
         rev.flags = ct_flags::AT_TO_UPLINK | ct_flags::EXTERNAL;
+    } else if host {
+        // A node process: the packet was routed towards the frontend and goes to the backend
+        // instead; the reply, addressed to the node, is restored before local delivery, on
+        // the uplink (remote backend) or the backend's veth (local one).
+        fwd.flags |= ct_flags::HOST | ct_flags::ROUTE;
+        rev.flags = ct_flags::AT_FROM_UPLINK | ct_flags::AT_FROM_POD | ct_flags::HOST;
     } else {
         // A pod client: its veth's egress restores the frontend, wherever the backend is.
         rev.flags = ct_flags::AT_TO_POD;
@@ -457,6 +476,15 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         return match nat::redirect_back(ctx) {
             Ok(v) => {
                 metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    if host {
+        return match nat::reroute(ctx, &s.to) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
                 v
             }
             Err(_) => rewrite_failed(ctx, hook),

@@ -1,10 +1,13 @@
 //! Rewriting a packet's 5-tuple (addresses and ports, checksums updated incrementally) and
-//! sending a packet back out of the interface it arrived on.
+//! sending a packet back out of the interface it arrived on, or routing it afresh.
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{__sk_buff, TC_ACT_REDIRECT},
-    helpers::bpf_redirect,
+    bindings::{
+        __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT,
+        bpf_fib_lookup,
+    },
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
@@ -117,4 +120,62 @@ pub fn redirect_out(ctx: &TcContext) -> Result<i32, i64> {
     } else {
         Err(r)
     }
+}
+
+const AF_INET6: u8 = 10;
+
+/// Routes the (translated) packet to `dst` afresh: a FIB lookup as if it arrived on this
+/// interface, then a redirect to the next hop's interface, with its MACs (or through the
+/// neighbour subsystem when the next hop is not resolved yet). For packets the kernel had
+/// already routed towards a frontend.
+#[inline(never)]
+pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
+    // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
+    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    p.family = AF_INET6;
+    p.l4_protocol = to.proto;
+    p.sport = to.sport;
+    p.dport = to.dport;
+    p.__bindgen_anon_1.tot_len = ctx.len() as u16;
+    p.ifindex = ifindex(ctx);
+    p.__bindgen_anon_3.ipv6_src = words(&to.src);
+    p.__bindgen_anon_4.ipv6_dst = words(&to.dst);
+    let skb = ctx.as_ptr();
+    // SAFETY: `p` is a properly sized, initialized lookup structure on our stack.
+    let rc = unsafe {
+        fib_lookup(
+            skb,
+            &mut p,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    let r = if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&p.dmac);
+        macs[6..].copy_from_slice(&p.smac);
+        ctx.store(0, &macs, 0)?;
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(p.ifindex, 0) }
+    } else if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+        // SAFETY: plain helper call; NULL parameters: the neighbour subsystem resolves the
+        // next hop of the packet's destination.
+        unsafe { bpf_redirect_neigh(p.ifindex, core::ptr::null_mut(), 0, 0) }
+    } else {
+        return Err(rc);
+    };
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
+    } else {
+        Err(r)
+    }
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+    }
+    w
 }
