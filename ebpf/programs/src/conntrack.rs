@@ -89,6 +89,12 @@ pub fn lifetime_ns(l4: u8, state: u8) -> u64 {
     }
 }
 
+/// The entry for `key`, live or not (callers check `expires_ns`).
+#[inline(always)]
+pub fn find(key: &CtKey) -> Option<*mut CtEntry> {
+    SL_CT.get_ptr_mut(key)
+}
+
 /// The live entry for `key`, if any.
 #[inline(always)]
 pub fn lookup(key: &CtKey, now: u64) -> Option<*mut CtEntry> {

@@ -199,17 +199,21 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
         // Ports announced but not there: the kernel drops it; count it on the way.
         return finish(ctx, hook, Reason::Malformed, TC_ACT_UNSPEC);
     }
-    let now = ct::now();
-    let flags = tcp_flags(ctx, l3);
-    if let Some(e) = ct::lookup(&s.key, now) {
-        // SAFETY: live map value pointer.
+    // The clock and the TCP flags only matter once the packet turns out to be ours.
+    let mut now = 0;
+    let mut flags = 0;
+    if let Some(e) = ct::find(&s.key) {
+        // SAFETY: valid map value pointer.
         let entry = unsafe { &*e };
         if entry.flags & hook.bit() == 0 {
             // Tracked, but translated at another hook (a reply on its way to the pod or
-            // uplink whose egress rewrites it).
+            // uplink whose egress rewrites it). Whether it is still live does not matter: a
+            // reply-direction tuple is never a frontend's.
             return None;
         }
-        if !ct::reopens(entry, l3.proto, flags) {
+        now = ct::now();
+        flags = tcp_flags(ctx, l3);
+        if entry.expires_ns >= now && !ct::reopens(entry, l3.proto, flags) {
             ct::seen(e, l3.proto, flags, now, &mut s.other);
             if l3.frag == Frag::First {
                 remember_fragment(s, l3);
@@ -219,6 +223,9 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     }
     let scope = hook.scope()?;
     s.svc = *service(&s.key.dst, s.key.dport, s.key.proto, scope)?;
+    if now == 0 {
+        flags = tcp_flags(ctx, l3);
+    }
     if l3.frag == Frag::First {
         remember_fragment(s, l3);
     }
