@@ -136,23 +136,3 @@ pub fn set_addr4(
     ctx.store(addr_off, &new_be, 0)
 }
 
-/// One's complement sum of the 16-bit words of `b`, in memory order (like `csum_partial`;
-/// the result is only meaningful folded and stored back in memory order).
-#[inline(always)]
-pub fn sum_words<const N: usize>(b: &[u8; N]) -> u64 {
-    let mut s = 0u64;
-    let mut i = 0;
-    while i + 1 < N {
-        s += u64::from(u16::from_ne_bytes([b[i], b[i + 1]]));
-        i += 2;
-    }
-    s
-}
-
-/// RFC 1624 eqn. 3 in software: the checksum field `old` (memory order) after covered data
-/// summing to `from` changed to data summing to `to`. For checksums the kernel helpers must
-/// not touch: a checksum inside a quoted packet is payload, whatever the skb's offload state.
-#[inline(always)]
-pub fn replace(old: u16, from: u64, to: u64) -> u16 {
-    !fold(u64::from(!old) + u64::from(!fold(from)) + u64::from(fold(to)))
-}
