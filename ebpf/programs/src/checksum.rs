@@ -135,4 +135,3 @@ pub fn set_addr4(
     }
     ctx.store(addr_off, &new_be, 0)
 }
-
