@@ -202,7 +202,8 @@ pub struct Affinity {
 crate::map_type!(Affinity, 16);
 
 /// Key of `SL_CT`: the 5-tuple as it appears on the wire at the hook that translates it.
-/// ICMPv6 errors are looked up with the reversed tuple of the packet they quote.
+/// ICMPv6 errors are looked up with the reversed tuple of the packet they quote. `src` and
+/// `dst` come first and together, as in the IPv6 header (the datapath copies them in one go).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CtKey {

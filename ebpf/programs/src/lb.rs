@@ -35,10 +35,9 @@ use crate::{
     conntrack::{self as ct, tcp},
     icmp, metrics,
     nat::{self, eq16, is_zero16},
-    parse::{self, ETH_HLEN, Frag, L3, proto, ptr_at},
+    parse::{self, Frag, L3, proto},
     scratch,
 };
-use network_types::ip::Ipv6Hdr;
 
 #[map(name = "SL_SVC")]
 static SL_SVC: HashMap<SvcKey, Service> = HashMap::pinned(sizes::SERVICES, 0);
@@ -162,12 +161,8 @@ pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'sta
 /// Reads the packet's 5-tuple into `key`.
 #[inline(always)]
 fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
-    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN)?;
-    // SAFETY: bounds-checked by ptr_at.
-    unsafe {
-        key.src = (*ip).src_addr;
-        key.dst = (*ip).dst_addr;
-    }
+    // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
+    unsafe { nat::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
     let p: [u8; 4] = parse::read(ctx, l3.l4_off)?;
     key.sport = u16::from_ne_bytes([p[0], p[1]]);
     key.dport = u16::from_ne_bytes([p[2], p[3]]);
@@ -527,13 +522,9 @@ fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
 #[inline(always)]
 fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     let s = scratch::get()?;
-    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN)?;
     let f = &mut s.frag;
-    // SAFETY: bounds-checked by ptr_at.
-    unsafe {
-        f.src = (*ip).src_addr;
-        f.dst = (*ip).dst_addr;
-    }
+    // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
+    unsafe { nat::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
     f.id = l3.frag_id;
     f.proto = l3.proto;
     f._pad = 0;

@@ -7,7 +7,7 @@ use aya_ebpf::{
         __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT,
         bpf_fib_lookup,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_skb_load_bytes},
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
@@ -41,6 +41,20 @@ fn split(a: &[u8; 16]) -> (u64, u64) {
 pub fn is_zero16(a: &[u8; 16]) -> bool {
     let (a0, a1) = split(a);
     a0 == 0 && a1 == 0
+}
+
+/// Copies the packet's source and destination addresses (32 contiguous bytes) to `dst` with
+/// one helper call: a plain copy out of packet memory, which LLVM cannot assume aligned,
+/// becomes a call to a byte-wise `memmove`.
+///
+/// # Safety
+/// `dst` must be valid for 32 bytes of writes.
+#[inline(always)]
+pub unsafe fn load_addrs(ctx: &TcContext, dst: *mut u8) -> Result<(), i64> {
+    // SAFETY: the caller guarantees 32 writable bytes at `dst`; the helper bounds-checks the
+    // packet side.
+    let r = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), SRC_OFF as u32, dst.cast(), 32) };
+    if r == 0 { Ok(()) } else { Err(r) }
 }
 
 /// Source and destination address of the IPv6 packet in the frame.
