@@ -3,8 +3,10 @@
 pub mod bins;
 pub mod cni;
 pub use sixlane_testkit::dns64;
+pub mod cluster;
 pub mod nat64;
 pub mod sim;
+pub mod svc;
 
 use sixlane_agent::{
     PinLayout,

@@ -52,6 +52,8 @@ const TEST: &[&str] = &[
     // NAT64 tests: a real DNS64 resolver (unbound's dns64 module) and dig to query it.
     "unbound",
     "dnsutils",
+    // The service tests' HTTP backends.
+    "nginx-light",
 ];
 const BENCH: &[&str] = &[
     "iperf3",

@@ -55,8 +55,9 @@ use crate::{
 const RESYNC: Duration = Duration::from_secs(300);
 /// Node-level checks (addresses, conflist, routes) run at least this often.
 const NODE_TICK: Duration = Duration::from_secs(30);
-/// NAT64 garbage collection (idle sessions, unused bindings) runs this often.
-const NAT64_GC_TICK: Duration = Duration::from_secs(10);
+/// Garbage collection of the datapath's state (expired conntrack and affinity entries, idle
+/// NAT64 sessions and unused bindings) runs this often.
+const GC_TICK: Duration = Duration::from_secs(10);
 /// A continuous stream of changes still gets applied at least this often.
 const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(1);
 const PREVIOUS_ADDRESS_FILE: &str = "node-address";
@@ -358,8 +359,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     let mut first_change: Option<Instant> = None;
     let mut node_tick = tokio::time::interval(NODE_TICK);
     node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut nat64_tick = tokio::time::interval(NAT64_GC_TICK);
-    nat64_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gc_tick = tokio::time::interval(GC_TICK);
+    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let debounce = agent.cfg.source.debounce();
     let mut stop = rt.stop;
 
@@ -395,8 +396,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                 first_change = None;
                 deadline = agent.reconcile().await;
             }
-            _ = nat64_tick.tick(), if agent.cfg.nat64.mode == Nat64Mode::Translate => {
-                agent.nat64_gc();
+            _ = gc_tick.tick() => {
+                agent.gc();
             }
             _ = node_tick.tick() => {
                 if agent.store.all_synced() {
@@ -580,11 +581,19 @@ impl Agent {
         self.refresh_ready();
     }
 
-    /// One NAT64 garbage-collection pass: expired sessions, then bindings without sessions.
-    fn nat64_gc(&self) {
-        match nat64::gc::collect(&self.pins, &self.cfg.nat64) {
-            Ok(r) => debug!(report = ?r, "NAT64 garbage collection"),
-            Err(e) => warn!(error = %e, "NAT64 garbage collection"),
+    /// One garbage-collection pass over the datapath's state: conntrack and affinity entries
+    /// past their lifetime (the LRU maps only evict under pressure), then NAT64 sessions and
+    /// the bindings they leave unused.
+    fn gc(&self) {
+        match crate::services::gc_pinned(&self.pins) {
+            Ok(r) => debug!(report = ?r, "conntrack garbage collection"),
+            Err(e) => warn!(error = %e, "conntrack garbage collection"),
+        }
+        if self.cfg.nat64.mode == Nat64Mode::Translate {
+            match nat64::gc::collect(&self.pins, &self.cfg.nat64) {
+                Ok(r) => debug!(report = ?r, "NAT64 garbage collection"),
+                Err(e) => warn!(error = %e, "NAT64 garbage collection"),
+            }
         }
     }
 

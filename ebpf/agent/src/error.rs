@@ -64,6 +64,16 @@ pub enum Error {
     Nat64Config(Vec<String>),
     #[error("program {name} is not pinned at {path}: is sixlane-agent running?")]
     NotPinned { name: String, path: PathBuf },
+    #[error("map {name} is not pinned at {path}: load the datapath first (sixlane-agent load)")]
+    MapNotPinned { name: String, path: PathBuf },
+    #[error("map {map}: {source}")]
+    Syscall {
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("services: {0}")]
+    Services(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

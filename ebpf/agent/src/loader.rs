@@ -10,6 +10,8 @@ use aya::{
 };
 use tracing::{debug, info, warn};
 
+use sixlane_common::layout;
+
 use crate::{Error, PinLayout, Result, tcx};
 
 /// Knobs for [`Datapath::load`].
@@ -76,11 +78,43 @@ impl Datapath {
             pin_program(program, name, &layout.prog(name))?;
             debug!(program = name, "loaded and pinned");
         }
-        info!(pin_root = %layout.root().display(), "datapath loaded");
-        Ok(Self {
+        let mut dp = Self {
             ebpf,
             layout: layout.clone(),
-        })
+        };
+        dp.install_stages()?;
+        info!(pin_root = %layout.root().display(), "datapath loaded");
+        Ok(dp)
+    }
+
+    /// Points every slot of the pinned stage array (`layout::STAGES`) at this load's program.
+    /// Each update is atomic; until it runs, packets use the previous load's stage programs.
+    fn install_stages(&mut self) -> Result<()> {
+        let mut fds = Vec::new();
+        for (slot, name) in layout::STAGES {
+            let fd = self
+                .classifier(name)?
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(Into::into))
+                .map_err(|source| Error::Program {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            fds.push((slot, fd));
+        }
+        let map_err = |source| Error::Map {
+            name: layout::MAP_STAGES.to_owned(),
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(layout::MAP_STAGES)
+            .ok_or_else(|| Error::NoSuchProgram(layout::MAP_STAGES.to_owned()))?;
+        let mut stages = aya::maps::ProgramArray::try_from(map).map_err(map_err)?;
+        for (slot, fd) in &fds {
+            stages.set(*slot, fd, 0).map_err(map_err)?;
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> &PinLayout {

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
-    metrics, tcx,
+    metrics, services, tcx,
 };
 use sixlane_common::layout;
 
@@ -56,6 +56,8 @@ enum Cmd {
     Ipam(sixlane_agent::cli::IpamArgs),
     /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
     Nat64(sixlane_agent::nat64::cli::Args),
+    #[command(flatten)]
+    Services(services::cli::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -65,8 +67,12 @@ fn main() -> ExitCode {
         return match sixlane_agent::cli::run(
             args,
             &cli.pin_root,
-            // The service map programmer replaces this at merge.
-            sixlane_agent::daemon::sink(sixlane_agent::sink::UnprogrammedSink::default()),
+            // The service maps are programmed from every desired state.
+            Box::new(|dp, _| {
+                Ok(Box::new(sixlane_agent::sink::ProgrammerSink::open(
+                    dp.layout(),
+                )?))
+            }),
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -158,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Services(c) => services::cli::run(c, &pins, cli.json)?,
         Cmd::Unload => {
             pins.remove_all()?;
             println!("removed {}", pins.root().display());

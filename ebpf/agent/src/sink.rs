@@ -45,26 +45,40 @@ impl ServiceSink for RecordingSink {
     }
 }
 
-/// The sink the agent uses until the service map programmer is linked in: it tracks the state
-/// (it shows in `status`, `/status` and the metrics) but programs nothing, and says so.
-#[derive(Debug, Default)]
-pub struct UnprogrammedSink {
-    warned: bool,
+/// The service datapath's map programmer as the daemon's sink: every desired state becomes the
+/// minimal ordered map writes (`services::Programmer::apply`).
+pub struct ProgrammerSink {
+    programmer: crate::services::Programmer<crate::services::PinnedMaps>,
 }
 
-impl ServiceSink for UnprogrammedSink {
+impl ProgrammerSink {
+    /// Opens the pinned service maps of the loaded datapath.
+    pub fn open(layout: &crate::PinLayout) -> crate::Result<Self> {
+        Ok(Self {
+            programmer: crate::services::Programmer::open(layout)?,
+        })
+    }
+}
+
+impl ServiceSink for ProgrammerSink {
     fn name(&self) -> &str {
-        "none (service programmer not built in)"
+        "service-programmer"
     }
 
     fn apply(&mut self, desired: &DesiredState) -> Result<(), SinkError> {
-        if !self.warned && !desired.services.is_empty() {
-            tracing::warn!(
-                services = desired.services.len(),
-                "this build has no service map programmer: Services are tracked but NOT programmed into the datapath"
-            );
-            self.warned = true;
+        let r = self.programmer.apply(desired)?;
+        for s in &r.skipped {
+            tracing::warn!(reason = %s, "service entry not programmed");
         }
+        tracing::debug!(
+            services = r.services,
+            changed = r.changed,
+            writes = r.writes,
+            deletes = r.deletes,
+            elapsed_us = r.elapsed_us,
+            ct_flushed = r.ct_flushed,
+            "services programmed"
+        );
         Ok(())
     }
 }

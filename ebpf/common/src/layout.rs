@@ -20,6 +20,26 @@ pub const LINKS_DIR: &str = "links";
 /// Per-CPU datapath counters (see [`crate::metrics`]).
 pub const MAP_METRICS: &str = "SL_METRICS";
 
+// Service datapath maps (types in `crate::services`).
+/// Frontends: (address, port, protocol, scope) → service.
+pub const MAP_SVC: &str = "SL_SVC";
+/// Backend slots of each service: (group, slot) → backend id.
+pub const MAP_SVC_SLOTS: &str = "SL_SVC_SLOTS";
+/// Backends by id.
+pub const MAP_BACKENDS: &str = "SL_BACKENDS";
+/// Frontends by id (what a conntrack entry's reverse translation belongs to).
+pub const MAP_REVNAT: &str = "SL_REVNAT";
+/// Service-port names by id (for the CLI and for a restarted agent).
+pub const MAP_SVC_INFO: &str = "SL_SVC_INFO";
+/// sessionAffinity ClientIP: (client, service port) → backend.
+pub const MAP_AFFINITY: &str = "SL_AFFINITY";
+/// Service conntrack (LRU).
+pub const MAP_CT: &str = "SL_CT";
+/// Service datapath configuration (SNAT address and ports, conntrack lifetimes).
+pub const MAP_SVC_CONFIG: &str = "SL_SVC_CONFIG";
+/// Ports of translated fragmented datagrams, for their later fragments (LRU).
+pub const MAP_FRAGS: &str = "SL_FRAGS";
+
 /// Which tc hook a program attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -43,6 +63,25 @@ pub const POD_PROGRAMS: [(&str, Hook); 2] =
 pub const UPLINK_PROGRAMS: [(&str, Hook); 2] = [
     (PROG_FROM_UPLINK, Hook::Ingress),
     (PROG_TO_UPLINK, Hook::Egress),
+];
+
+/// Program array of the stages entry points tail-call into (pinned: a new load swaps entries).
+pub const MAP_STAGES: &str = "SL_STAGES";
+/// Slots of [`MAP_STAGES`].
+pub const STAGE_NAT64_FROM_POD: u32 = 0;
+pub const STAGE_NAT64_FROM_UPLINK: u32 = 1;
+/// Entries of [`MAP_STAGES`] (room for more stages without re-creating the pinned map).
+pub const STAGE_SLOTS: u32 = 8;
+/// NAT64's half of `sl_from_pod`, tail-called for packets to the NAT64 prefix. A separate
+/// program so each is verified alone: NAT64 and the service stage in one program exceed the
+/// verifier's complexity budget.
+pub const PROG_NAT64_FROM_POD: &str = "sl_nat64_from_pod";
+/// NAT64's half of `sl_from_uplink` (IPv4, and IPv6 to the prefix from route-mode nodes).
+pub const PROG_NAT64_FROM_UPLINK: &str = "sl_nat64_from_uplink";
+/// Which program fills which slot of [`MAP_STAGES`]; the loader installs them.
+pub const STAGES: [(u32, &str); 2] = [
+    (STAGE_NAT64_FROM_POD, PROG_NAT64_FROM_POD),
+    (STAGE_NAT64_FROM_UPLINK, PROG_NAT64_FROM_UPLINK),
 ];
 
 /// tc program counting every packet by direction (the harness's first program).

@@ -38,7 +38,40 @@ pub enum Reason {
     /// Well-formed but beyond what the datapath parses (an extension-header chain longer than
     /// the programs walk): passed untouched and counted.
     Unsupported = 2,
+    /// A stage program the entry point tail-calls is not installed (a datapath half-loaded by
+    /// an interrupted upgrade): the packet passed untouched.
+    StageMissing = 3,
 
+    // 16–63: service datapath.
+    /// A new flow to a service frontend: backend chosen, conntrack created, translated.
+    SvcNew = 16,
+    /// A packet of a tracked service flow translated towards its backend.
+    SvcForward = 17,
+    /// A reply translated back to the frontend (and client, for SNAT and hairpin flows).
+    SvcReverse = 18,
+    /// Hairpin: translated and sent straight back to the pod it came from.
+    SvcHairpin = 19,
+    /// No endpoint: answered with ICMPv6 destination unreachable (port unreachable).
+    SvcNoBackend = 20,
+    /// A `Local` traffic policy without a local endpoint: dropped, as kube-proxy does.
+    SvcNoLocalBackend = 21,
+    /// A new flow's conntrack entries could not be created.
+    SvcCtFull = 22,
+    /// No free SNAT port for a new external flow to a remote backend.
+    SvcSnatExhausted = 23,
+    /// An ICMPv6 error about a translated flow translated, inner packet included.
+    SvcIcmpError = 24,
+    /// An echo request to a frontend address answered.
+    SvcEchoReply = 25,
+    /// A packet rewrite (store, checksum or redirect helper) failed mid-way: dropped.
+    SvcRewriteFailed = 26,
+    /// A non-first fragment to a frontend whose first fragment was never seen: dropped.
+    SvcFragment = 27,
+    /// SCTP to a frontend whose port translation would need a CRC32c recomputation: dropped.
+    SvcUnsupported = 28,
+    /// No endpoint, but this CPU already sent its share of ICMPv6 errors (RFC 4443 §2.4 (f)
+    /// rate limit): dropped without a reply.
+    SvcRejectLimited = 29,
     // NAT64 (64–111). Redirect: translated and forwarded. Reply: an ICMP error was sent back
     // in place of the packet. Drop: discarded.
     /// IPv6 → IPv4 translated and forwarded out of the IPv4 side.
@@ -112,10 +145,25 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 40] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
+        Reason::StageMissing,
+        Reason::SvcNew,
+        Reason::SvcForward,
+        Reason::SvcReverse,
+        Reason::SvcHairpin,
+        Reason::SvcNoBackend,
+        Reason::SvcNoLocalBackend,
+        Reason::SvcCtFull,
+        Reason::SvcSnatExhausted,
+        Reason::SvcIcmpError,
+        Reason::SvcEchoReply,
+        Reason::SvcRewriteFailed,
+        Reason::SvcFragment,
+        Reason::SvcUnsupported,
+        Reason::SvcRejectLimited,
         Reason::Nat64Out,
         Reason::Nat64In,
         Reason::Nat64IcmpErrOut,
@@ -145,6 +193,21 @@ impl Reason {
             Reason::Pass => "pass",
             Reason::Malformed => "malformed",
             Reason::Unsupported => "unsupported",
+            Reason::StageMissing => "stage_missing",
+            Reason::SvcNew => "svc_new",
+            Reason::SvcForward => "svc_forward",
+            Reason::SvcReverse => "svc_reverse",
+            Reason::SvcHairpin => "svc_hairpin",
+            Reason::SvcNoBackend => "svc_no_backend",
+            Reason::SvcNoLocalBackend => "svc_no_local_backend",
+            Reason::SvcCtFull => "svc_ct_full",
+            Reason::SvcSnatExhausted => "svc_snat_exhausted",
+            Reason::SvcIcmpError => "svc_icmp_error",
+            Reason::SvcEchoReply => "svc_echo_reply",
+            Reason::SvcRewriteFailed => "svc_rewrite_failed",
+            Reason::SvcFragment => "svc_fragment",
+            Reason::SvcUnsupported => "svc_unsupported",
+            Reason::SvcRejectLimited => "svc_reject_limited",
             Reason::Nat64Out => "nat64_out",
             Reason::Nat64In => "nat64_in",
             Reason::Nat64IcmpErrOut => "nat64_icmp_err_out",
@@ -172,7 +235,23 @@ impl Reason {
 
     pub const fn verdict(self) -> Verdict {
         match self {
-            Reason::Pass | Reason::Malformed | Reason::Unsupported => Verdict::Pass,
+            Reason::Pass
+            | Reason::Malformed
+            | Reason::Unsupported
+            | Reason::StageMissing
+            | Reason::SvcNew
+            | Reason::SvcForward
+            | Reason::SvcReverse
+            | Reason::SvcIcmpError => Verdict::Pass,
+            Reason::SvcHairpin => Verdict::Redirect,
+            Reason::SvcNoBackend | Reason::SvcEchoReply => Verdict::Reply,
+            Reason::SvcNoLocalBackend
+            | Reason::SvcCtFull
+            | Reason::SvcSnatExhausted
+            | Reason::SvcRewriteFailed
+            | Reason::SvcFragment
+            | Reason::SvcUnsupported
+            | Reason::SvcRejectLimited => Verdict::Drop,
             Reason::Nat64Out
             | Reason::Nat64In
             | Reason::Nat64IcmpErrOut
@@ -247,6 +326,19 @@ mod tests {
             }
         }
         assert!((Reason::ALL.len() as u32) < REASON_SLOTS);
+    }
+
+    #[test]
+    fn service_reasons_stay_in_their_range() {
+        for r in Reason::ALL {
+            let n = r as u32;
+            assert_eq!(
+                r.name().starts_with("svc_"),
+                (16..64).contains(&n),
+                "{}",
+                r.name()
+            );
+        }
     }
 
     #[test]

@@ -4,10 +4,15 @@
 #![no_main]
 
 mod checksum;
+mod conntrack;
+mod icmp;
+mod lb;
 mod metrics;
+mod nat;
 mod nat64;
 mod parse;
 mod pipeline;
+mod scratch;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sixlane_common::metrics::Direction;
@@ -28,6 +33,20 @@ pub fn sl_to_pod(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn sl_from_uplink(ctx: TcContext) -> i32 {
     pipeline::from_uplink(&ctx)
+}
+
+/// NAT64's half of `sl_from_pod`, tail-called through `SL_STAGES`
+/// (`layout::PROG_NAT64_FROM_POD`).
+#[classifier]
+pub fn sl_nat64_from_pod(ctx: TcContext) -> i32 {
+    pipeline::nat64_from_pod(&ctx)
+}
+
+/// NAT64's half of `sl_from_uplink`, tail-called through `SL_STAGES`
+/// (`layout::PROG_NAT64_FROM_UPLINK`).
+#[classifier]
+pub fn sl_nat64_from_uplink(ctx: TcContext) -> i32 {
+    pipeline::nat64_from_uplink(&ctx)
 }
 
 /// tc egress on the node's uplink (`layout::PROG_TO_UPLINK`).

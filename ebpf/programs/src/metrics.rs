@@ -23,6 +23,43 @@ pub fn count(dir: Direction, reason: Reason, len: u32) {
     }
 }
 
+/// Counts a frame that is not IP (never ours) as passed; hands it on.
+#[inline(always)]
+pub fn observe_other(ctx: &TcContext, dir: Direction) -> i32 {
+    count(dir, Reason::Pass, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// The reason for a parse result; malformed packets are also logged (rare by nature, so cheap
+/// to log; the agent forwards the record at debug level, and a test uses it to prove aya-log
+/// forwarding works).
+#[inline(always)]
+fn reason_of(ctx: &TcContext, parsed: Result<(), parse::Error>) -> Reason {
+    match parsed {
+        Ok(()) => Reason::Pass,
+        Err(parse::Error::Malformed) => {
+            aya_log_ebpf::debug!(ctx, "malformed packet, {} bytes", ctx.len());
+            Reason::Malformed
+        }
+        Err(parse::Error::Unsupported) => Reason::Unsupported,
+    }
+}
+
+/// Counts a frame the parser rejected; hands it on (the kernel applies its own checks).
+#[inline(always)]
+pub fn observe_error(ctx: &TcContext, dir: Direction, e: parse::Error) -> i32 {
+    count(dir, reason_of(ctx, Err(e)), ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// Counts an IP packet no stage claimed: passed, or malformed if its upper-layer header is cut
+/// short; hands it on unchanged.
+#[inline(always)]
+pub fn observe_ip(ctx: &TcContext, dir: Direction, l3: &parse::L3) -> i32 {
+    count(dir, reason_of(ctx, parse::check_l4(ctx, l3)), ctx.len());
+    TC_ACT_UNSPEC
+}
+
 /// The counting program: parses the packet down to its upper-layer header, counts it as passed,
 /// malformed or unsupported, and hands it on unchanged (`TC_ACT_UNSPEC` = TCX "next").
 #[inline(always)]
@@ -31,16 +68,6 @@ pub fn observe(ctx: &TcContext, dir: Direction) -> i32 {
         parse::Frame::Ip(l3) => parse::check_l4(ctx, &l3),
         parse::Frame::Other => Ok(()),
     });
-    let reason = match parsed {
-        Ok(()) => Reason::Pass,
-        Err(parse::Error::Malformed) => {
-            // Rare by nature, so cheap to log; the agent forwards it at debug level (and the
-            // tests use it to prove aya-log forwarding works).
-            aya_log_ebpf::debug!(ctx, "malformed packet, {} bytes", ctx.len());
-            Reason::Malformed
-        }
-        Err(parse::Error::Unsupported) => Reason::Unsupported,
-    };
-    count(dir, reason, ctx.len());
+    count(dir, reason_of(ctx, parsed), ctx.len());
     TC_ACT_UNSPEC
 }

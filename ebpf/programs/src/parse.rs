@@ -66,6 +66,8 @@ pub struct L3 {
     /// Upper-layer protocol (after any extension headers).
     pub proto: u8,
     pub frag: Frag,
+    /// Identification of the IPv6 fragment header (0 when not fragmented, or IPv4).
+    pub frag_id: u32,
 }
 
 /// What a frame carries.
@@ -76,9 +78,38 @@ pub enum Frame {
     Other,
 }
 
+/// A `T` at `offset`: straight from the linear packet data when it is there (no helper call),
+/// else through `bpf_skb_load_bytes` (headers in paged data).
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Option<T> {
+    if let Some(p) = ptr_at::<T>(ctx, offset) {
+        // SAFETY: bounds-checked by ptr_at; `T` is plain bytes read unaligned.
+        return Some(unsafe { p.read_unaligned() });
+    }
+    ctx.load(offset).ok()
+}
+
+/// Largest offset read with direct packet access. Beyond it, [`read`] falls back to
+/// `bpf_skb_load_bytes`.
+pub const MAX_DIRECT_OFFSET: usize = 0x3fff;
+
 /// Pointer to a `T` at `offset` in the linear packet data, if the whole `T` is inside it.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+    // LLVM turns `p + 1 > end` into `p >= end`, which the verifier does not accept as a bound
+    // for a variable offset: read at least two bytes.
+    const {
+        assert!(
+            core::mem::size_of::<T>() >= 2,
+            "ptr_at needs a type of 2 bytes or more"
+        )
+    };
+    // Gives the verifier an explicit range for `offset`: an offset read back from the stack
+    // (after a spill, or from a struct filled by a helper) may have lost its bounds, and pointer
+    // arithmetic with an unbounded register is refused.
+    if offset > MAX_DIRECT_OFFSET {
+        return None;
+    }
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
@@ -116,6 +147,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
     }
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut frag = Frag::No;
+    let mut frag_id = 0;
     for _ in 0..MAX_EXT_HEADERS {
         match next {
             proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
@@ -129,8 +161,9 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                 off += (h[1] as usize + 2) * 4;
             }
             proto::FRAGMENT => {
-                let h: [u8; 4] = ctx.load(off).map_err(|_| Error::Malformed)?;
+                let h: [u8; 8] = ctx.load(off).map_err(|_| Error::Malformed)?;
                 next = h[0];
+                frag_id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                 let offset_flags = u16::from_be_bytes([h[2], h[3]]);
                 let offset = offset_flags & 0xfff8;
                 let more = offset_flags & 1 != 0;
@@ -149,6 +182,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                         l4_off: off,
                         proto: next,
                         frag,
+                        frag_id,
                     });
                 }
             }
@@ -161,6 +195,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
                     l4_off: off,
                     proto: next,
                     frag,
+                    frag_id,
                 });
             }
         }
@@ -203,6 +238,7 @@ fn ipv4(ctx: &TcContext) -> Result<L3, Error> {
         l4_off: ETH_HLEN + ihl,
         proto,
         frag,
+        frag_id: 0,
     })
 }
 
@@ -224,7 +260,7 @@ pub fn check_l4(ctx: &TcContext, l3: &L3) -> Result<(), Error> {
 /// Source and destination ports (host order) of a TCP, UDP or SCTP header at `off`.
 #[inline(always)]
 pub fn ports(ctx: &TcContext, off: usize) -> Result<(u16, u16), Error> {
-    let p: [u8; 4] = ctx.load(off).map_err(|_| Error::Malformed)?;
+    let p: [u8; 4] = read(ctx, off).ok_or(Error::Malformed)?;
     Ok((
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),

@@ -1,41 +1,122 @@
-//! Per-hook pipelines: which concern sees a packet, in which order. Each stage returns a verdict
-//! or lets the packet continue; whatever no stage claims passes untouched (and is counted).
+//! Per-hook pipelines: which concern sees a packet, in which order. The frame is parsed once;
+//! each stage returns a verdict (having counted why) or lets the packet continue; whatever no
+//! stage claims passes untouched and is counted.
+//!
+//! NAT64's packets (to the NAT64 prefix from pods; IPv4 on the uplink) are never service
+//! traffic, so the entry point classifies them first and tail-calls the NAT64 program
+//! (`layout::STAGES`): each program is then verified on its own, where NAT64 and the service
+//! stage in one program exceed the verifier's complexity budget.
 
-use aya_ebpf::programs::TcContext;
-use sixlane_common::metrics::Direction;
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::ProgramArray, programs::TcContext};
+use sixlane_common::{
+    layout::{STAGE_NAT64_FROM_POD, STAGE_NAT64_FROM_UPLINK, STAGE_SLOTS},
+    metrics::{Direction, Reason},
+};
 
-use crate::{metrics, nat64, parse};
+use crate::{
+    lb, metrics, nat64,
+    parse::{self, L3},
+};
+
+// Pinned so a restarted agent's new programs replace the entries in place.
+#[map(name = "SL_STAGES")]
+static SL_STAGES: ProgramArray = ProgramArray::pinned(STAGE_SLOTS, 0);
+
+/// Tail-calls stage `slot`; returns only if the stage is missing, and then passes the packet.
+#[inline(always)]
+fn stage(ctx: &TcContext, slot: u32, dir: Direction) -> i32 {
+    // SAFETY: `ctx` is this program's context; on success the call does not return.
+    unsafe { SL_STAGES.tail_call(ctx, slot) };
+    metrics::count(dir, Reason::StageMissing, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// The parsed IP packet, or the verdict for a frame no stage looks at (not IP, unparsable).
+#[inline(always)]
+fn ip(ctx: &TcContext, dir: Direction) -> Result<L3, i32> {
+    match parse::frame(ctx) {
+        Ok(parse::Frame::Ip(l3)) => Ok(l3),
+        Ok(parse::Frame::Other) => Err(metrics::observe_other(ctx, dir)),
+        Err(e) => Err(metrics::observe_error(ctx, dir, e)),
+    }
+}
 
 /// Packets a pod sends.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext) -> i32 {
-    if let Ok(parse::Frame::Ip(l3)) = parse::frame(ctx)
-        && let Some(v) = nat64::from_pod(ctx, &l3)
-    {
+    let l3 = match ip(ctx, Direction::Ingress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    if nat64::claims_from_pod(ctx, &l3) {
+        return stage(ctx, STAGE_NAT64_FROM_POD, Direction::Ingress);
+    }
+    if let Some(v) = lb::from_pod(ctx, &l3) {
         return v;
     }
-    metrics::observe(ctx, Direction::Ingress)
+    metrics::observe_ip(ctx, Direction::Ingress, &l3)
 }
 
 /// Packets on their way into a pod.
 #[inline(always)]
 pub fn to_pod(ctx: &TcContext) -> i32 {
-    metrics::observe(ctx, Direction::Egress)
+    let l3 = match ip(ctx, Direction::Egress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    if let Some(v) = lb::to_pod(ctx, &l3) {
+        return v;
+    }
+    metrics::observe_ip(ctx, Direction::Egress, &l3)
 }
 
 /// Packets arriving on the node's uplink.
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> i32 {
-    if let Ok(parse::Frame::Ip(l3)) = parse::frame(ctx)
-        && let Some(v) = nat64::from_uplink(ctx, &l3)
-    {
+    let l3 = match ip(ctx, Direction::Ingress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    if nat64::claims_from_uplink(ctx, &l3) {
+        return stage(ctx, STAGE_NAT64_FROM_UPLINK, Direction::Ingress);
+    }
+    if let Some(v) = lb::from_uplink(ctx, &l3) {
         return v;
     }
-    metrics::observe(ctx, Direction::Ingress)
+    metrics::observe_ip(ctx, Direction::Ingress, &l3)
 }
 
 /// Packets leaving through the node's uplink.
 #[inline(always)]
 pub fn to_uplink(ctx: &TcContext) -> i32 {
-    metrics::observe(ctx, Direction::Egress)
+    let l3 = match ip(ctx, Direction::Egress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    if let Some(v) = lb::to_uplink(ctx, &l3) {
+        return v;
+    }
+    metrics::observe_ip(ctx, Direction::Egress, &l3)
+}
+
+/// NAT64's half of `from_pod` (tail-called).
+#[inline(always)]
+pub fn nat64_from_pod(ctx: &TcContext) -> i32 {
+    let l3 = match ip(ctx, Direction::Ingress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    nat64::from_pod(ctx, &l3).unwrap_or_else(|| metrics::observe_ip(ctx, Direction::Ingress, &l3))
+}
+
+/// NAT64's half of `from_uplink` (tail-called). IPv4 that is not NAT64's passes: the service
+/// stage has nothing for IPv4 either.
+#[inline(always)]
+pub fn nat64_from_uplink(ctx: &TcContext) -> i32 {
+    let l3 = match ip(ctx, Direction::Ingress) {
+        Ok(l3) => l3,
+        Err(v) => return v,
+    };
+    nat64::from_uplink(ctx, &l3)
+        .unwrap_or_else(|| metrics::observe_ip(ctx, Direction::Ingress, &l3))
 }

@@ -9,7 +9,9 @@
 
 mod baseline;
 mod cni;
+mod kubeproxy;
 mod nat64;
+mod services;
 pub mod stats;
 pub mod topo;
 
@@ -90,11 +92,13 @@ pub trait Scenario {
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![
+    let mut all: Vec<Box<dyn Scenario>> = vec![
         Box::new(baseline::Baseline),
         Box::new(cni::Cni),
         Box::new(nat64::Nat64),
-    ]
+    ];
+    all.extend(services::scenarios());
+    all
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {

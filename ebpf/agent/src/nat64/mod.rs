@@ -3,10 +3,10 @@
 //! unused bindings, and the `sixlane-agent nat64` CLI. The translation itself is in the eBPF
 //! datapath (`ebpf/programs/src/nat64`), its rules in `sixlane_common::nat64`.
 //!
-//! The daemon's part at merge: validate `Nat64Config` with the rest of the configuration,
-//! [`state::apply`] it after every load, run [`gc::collect`] periodically (every ~10 s), give
-//! the CNI the pods' route from [`Nat64Config::pod_route`], and in route mode install a route to
-//! the prefix via `gateway`.
+//! The daemon (`crate::daemon`) validates `Nat64Config` with the rest of the configuration,
+//! [`state::apply`]s it after every load, runs [`gc::collect`] every 10 s, gives the CNI the
+//! pods' route from [`Nat64Config::pod_route`], and in route mode installs a route to the prefix
+//! via `gateway`.
 
 pub mod cli;
 pub mod config;

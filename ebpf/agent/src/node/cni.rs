@@ -21,7 +21,7 @@ use sixlane_common::layout::DEFAULT_PIN_ROOT;
 pub const BINARIES: [&str; 1] = ["sixlane"];
 
 /// A route the pods get towards the NAT64 prefix, with an MTU and MSS sized for the IPv4 path
-/// (so TCP through NAT64 never needs PMTUD). Filled from the NAT64 config at merge.
+/// (so TCP through NAT64 never needs PMTUD), from `Nat64Config::pod_route`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Nat64Route {
     pub prefix: Ipv6Net,

@@ -99,6 +99,27 @@ fn v6_to_prefix(ctx: &TcContext, l3: &L3) -> Option<i32> {
     Some(finish(out::run(ctx, cfg, l3), len))
 }
 
+/// Whether a packet a pod sends is NAT64's: IPv6 to the prefix, with NAT64 on. Cheap (one
+/// array lookup and a prefix compare): the entry point decides with it whether to tail-call
+/// the NAT64 program.
+#[inline(always)]
+pub fn claims_from_pod(ctx: &TcContext, l3: &L3) -> bool {
+    l3.v6 && config().is_some_and(|cfg| to_prefix(ctx, cfg))
+}
+
+/// Whether an uplink packet may be NAT64's: IPv4 (replies to NAT64 sessions; the service stage
+/// ignores IPv4) or IPv6 to the prefix (route-mode nodes), with NAT64 on.
+#[inline(always)]
+pub fn claims_from_uplink(ctx: &TcContext, l3: &L3) -> bool {
+    config().is_some_and(|cfg| !l3.v6 || to_prefix(ctx, cfg))
+}
+
+#[inline(always)]
+fn to_prefix(ctx: &TcContext, cfg: &Config) -> bool {
+    ctx.load::<[u8; 16]>(ETH_HLEN + DST6_OFF)
+        .is_ok_and(|dst| cfg.prefix().matches(&dst))
+}
+
 /// NAT64 stage for packets a pod sends: IPv6 to the prefix is translated to IPv4.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {

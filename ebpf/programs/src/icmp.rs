@@ -1,0 +1,383 @@
+//! ICMPv6 for services:
+//!
+//! - echo requests to a frontend address are answered by the node (a ClusterIP answers ping);
+//! - errors (destination unreachable, packet too big, time exceeded, parameter problem) about a
+//!   translated flow are translated too: the outer addresses and the quoted packet, so the
+//!   sender's socket recognises its flow (Path MTU discovery through services);
+//! - a new flow to a service without endpoints gets destination unreachable / port
+//!   unreachable from the frontend address, as kube-proxy's reject rules send.
+
+use aya_ebpf::{
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_csum_diff, bpf_skb_change_tail},
+    macros::map,
+    maps::PerCpuArray,
+    programs::TcContext,
+};
+use network_types::ip::Ipv6Hdr;
+use sixlane_common::{
+    metrics::Reason,
+    services::{CtKey, svc_flags},
+};
+
+use crate::{
+    checksum::{self, fold},
+    conntrack as ct,
+    lb::{self, Hook},
+    metrics,
+    nat::{self, DST_OFF, SRC_OFF, eq16},
+    parse::{ETH_HLEN, IPV6_HLEN, L3, proto, ptr_at},
+    scratch,
+};
+
+pub const DEST_UNREACH: u8 = 1;
+pub const PACKET_TOO_BIG: u8 = 2;
+pub const TIME_EXCEEDED: u8 = 3;
+pub const PARAM_PROBLEM: u8 = 4;
+pub const ECHO_REQUEST: u8 = 128;
+pub const ECHO_REPLY: u8 = 129;
+/// Destination unreachable code 4.
+pub const PORT_UNREACHABLE: u8 = 4;
+
+const ICMP_HLEN: usize = 8;
+/// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
+const MIN_MTU: usize = 1280;
+const MAX_QUOTE: usize = MIN_MTU - IPV6_HLEN - ICMP_HLEN;
+const HOP_LIMIT: u8 = 64;
+
+/// ICMPv6 part of a hook's service stage.
+#[inline(always)]
+pub fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    // The whole fixed header, or the packet is not ours to answer or translate.
+    let h: [u8; ICMP_HLEN] = ctx.load(l3.l4_off).ok()?;
+    match h[0] {
+        ECHO_REQUEST => echo(ctx, l3, hook, h[1]),
+        DEST_UNREACH | PACKET_TOO_BIG | TIME_EXCEEDED | PARAM_PROBLEM => error(ctx, l3, hook),
+        _ => None,
+    }
+}
+
+/// Echo request to a frontend address: reply from it, back out of the arrival interface.
+#[inline(always)]
+fn echo(ctx: &TcContext, l3: &L3, hook: Hook, code: u8) -> Option<i32> {
+    let scope = match hook {
+        Hook::FromPod => sixlane_common::services::scope::INTERNAL,
+        Hook::FromUplink => sixlane_common::services::scope::EXTERNAL,
+        Hook::ToPod | Hook::ToUplink => return None,
+    };
+    let (src, dst) = nat::addrs(ctx)?;
+    let svc = lb::service(&dst, 0, proto::ICMPV6, scope)?;
+    if svc.flags & svc_flags::ECHO == 0 {
+        return None;
+    }
+    let v = match echo_reply(ctx, l3, &src, &dst, code) {
+        Ok(v) => {
+            metrics::count(hook.dir(), Reason::SvcEchoReply, ctx.len());
+            v
+        }
+        Err(_) => {
+            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
+            TC_ACT_SHOT
+        }
+    };
+    Some(v)
+}
+
+#[inline(always)]
+fn echo_reply(
+    ctx: &TcContext,
+    l3: &L3,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    code: u8,
+) -> Result<i32, i64> {
+    // Swapping the addresses leaves the pseudo-header sum as it was; only the type changes.
+    ctx.l4_csum_replace(
+        l3.l4_off + 2,
+        u64::from(u16::from_ne_bytes([ECHO_REQUEST, code])),
+        u64::from(u16::from_ne_bytes([ECHO_REPLY, code])),
+        2,
+    )?;
+    ctx.store(l3.l4_off, &ECHO_REPLY, 0)?;
+    ctx.store(SRC_OFF, dst, 0)?;
+    ctx.store(DST_OFF, src, 0)?;
+    ctx.store(ETH_HLEN + 7, &HOP_LIMIT, u64::from(BPF_F_RECOMPUTE_CSUM))?;
+    nat::redirect_back(ctx)
+}
+
+/// An ICMPv6 error quoting a packet of a tracked flow.
+///
+/// The quoted packet travelled the other way, so the error matches the conntrack entry of the
+/// reversed quoted tuple: it is translated the way a packet matching that entry would be
+/// (destination, and source when the error comes from the flow's peer itself), and the quote
+/// becomes the reverse of the translated tuple, which is what the recipient sent.
+#[inline(always)]
+fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    let io = l3.l4_off + ICMP_HLEN;
+    // Version and next header of the quoted IPv6 header (extension headers inside a quote are
+    // not followed).
+    let vh: [u8; 8] = ctx.load(io).ok()?;
+    let l4 = vh[6];
+    if vh[0] >> 4 != 6 || !(l4 == proto::TCP || l4 == proto::UDP || l4 == proto::SCTP) {
+        return None;
+    }
+    let p: [u8; 4] = ctx.load(io + IPV6_HLEN).ok()?;
+    let s = scratch::get()?;
+    let key = &mut s.key;
+    key.src = ctx.load(io + 24).ok()?;
+    key.dst = ctx.load(io + 8).ok()?;
+    key.sport = u16::from_ne_bytes([p[2], p[3]]);
+    key.dport = u16::from_ne_bytes([p[0], p[1]]);
+    key.proto = l4;
+    key._pad = 0;
+    key._pad2 = 0;
+    let e = ct::lookup(key, ct::now())?;
+    // SAFETY: live map value pointer.
+    let entry = unsafe { &*e };
+    if entry.flags & hook.bit() == 0 {
+        return None;
+    }
+    s.to = entry.translated(l4);
+    let v = match translate_error(ctx, l3.l4_off, &s.key, &s.to) {
+        Ok(()) => {
+            metrics::count(hook.dir(), Reason::SvcIcmpError, ctx.len());
+            TC_ACT_UNSPEC
+        }
+        Err(_) => {
+            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
+            TC_ACT_SHOT
+        }
+    };
+    Some(v)
+}
+
+#[inline(never)]
+fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> Result<(), i64> {
+    let outer_csum = l4_off + 2;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(-1i64)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let (dst_is_peer, src_is_peer) = unsafe {
+        (
+            eq16(&(*ip).dst_addr, &key.dst),
+            eq16(&(*ip).src_addr, &key.src),
+        )
+    };
+    if dst_is_peer && !eq16(&key.dst, &to.dst) {
+        checksum::set_addr6(
+            ctx,
+            DST_OFF,
+            &key.dst,
+            &to.dst,
+            Some(outer_csum),
+            proto::ICMPV6,
+        )?;
+    }
+    if src_is_peer && !eq16(&key.src, &to.src) {
+        checksum::set_addr6(
+            ctx,
+            SRC_OFF,
+            &key.src,
+            &to.src,
+            Some(outer_csum),
+            proto::ICMPV6,
+        )?;
+    }
+
+    // The quote is reverse(key) and becomes reverse(to); `d` is the change of its sum.
+    let io = l4_off + ICMP_HLEN;
+    let ports = io + IPV6_HLEN;
+    let mut d = checksum::diff(&key.dst, &to.dst, 0)?;
+    d = checksum::diff(&key.src, &to.src, d)?;
+    let from_ports = port_pair(key.dport, key.sport);
+    let to_ports = port_pair(to.dport, to.sport);
+    d = checksum::diff(&from_ports, &to_ports, d)?;
+    ctx.store(io + 8, &to.dst, 0)?;
+    ctx.store(io + 24, &to.src, 0)?;
+    ctx.store(ports, &to_ports, 0)?;
+
+    // With the quoted checksum present it absorbs the change (it covers the quoted addresses
+    // as pseudo-header and the ports), so the sum over the ICMPv6 message is unchanged. A
+    // quote cut short of its checksum (or SCTP, or a zero UDP checksum) leaves the change to
+    // the ICMPv6 checksum.
+    let inner = match checksum::l4_csum_offset(key.proto) {
+        Some(o) if key.proto != proto::SCTP && ports + o + 2 <= ctx.len() as usize => {
+            Some(ports + o)
+        }
+        _ => None,
+    };
+    if let Some(off) = inner
+        && let Ok(old) = ctx.load::<u16>(off)
+        && !(key.proto == proto::UDP && old == 0)
+    {
+        let mut new = !fold(u64::from(!old) + u64::from(d));
+        if key.proto == proto::UDP && new == 0 {
+            new = 0xffff;
+        }
+        return ctx.store(off, &new, 0);
+    }
+    ctx.l4_csum_replace(outer_csum, 0, u64::from(d), 0)
+}
+
+/// Two ports (network order) as the 4 bytes they occupy in a TCP/UDP header.
+#[inline(always)]
+fn port_pair(a: u16, b: u16) -> [u8; 4] {
+    let a = a.to_ne_bytes();
+    let b = b.to_ne_bytes();
+    [a[0], a[1], b[0], b[1]]
+}
+
+/// Answers a flow to a service without endpoints with destination unreachable / port
+/// unreachable from the frontend in the scratch key (its destination), quoting as much of the
+/// packet as fits the minimum MTU, sent back out of the arrival interface. The packet is
+/// rebuilt in place: room for the new IPv6 and ICMPv6 headers is made after the Ethernet
+/// header and the quote trimmed.
+#[inline(never)]
+pub fn reject(ctx: &TcContext, hook: Hook) -> i32 {
+    if !rate_ok() {
+        metrics::count(hook.dir(), Reason::SvcRejectLimited, ctx.len());
+        return TC_ACT_SHOT;
+    }
+    match build_unreachable(ctx) {
+        Ok(v) => {
+            metrics::count(hook.dir(), Reason::SvcNoBackend, ctx.len());
+            v
+        }
+        Err(_) => {
+            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
+            TC_ACT_SHOT
+        }
+    }
+}
+
+/// Per-CPU token bucket for generated errors (RFC 4443 §2.4 (f)): `REJECT_RATE` per second
+/// with bursts of `REJECT_BURST`.
+#[repr(C)]
+pub struct Bucket {
+    tokens_ns: u64,
+    last_ns: u64,
+}
+
+const REJECT_RATE: u64 = 1000;
+const REJECT_BURST: u64 = 100;
+const NS_PER_TOKEN: u64 = 1_000_000_000 / REJECT_RATE;
+
+// Not pinned: the budget restarting with the datapath is harmless.
+#[map(name = "SL_ICMP_BUDGET")]
+static SL_ICMP_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Takes one token if there is one.
+#[inline(always)]
+fn rate_ok() -> bool {
+    let Some(b) = SL_ICMP_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; programs do not preempt each other on a CPU.
+    let b = unsafe { &mut *b };
+    let now = ct::now();
+    let cap = REJECT_BURST * NS_PER_TOKEN;
+    let mut tokens = b.tokens_ns + now.saturating_sub(b.last_ns);
+    if tokens > cap {
+        tokens = cap;
+    }
+    b.last_ns = now;
+    if tokens < NS_PER_TOKEN {
+        b.tokens_ns = tokens;
+        return false;
+    }
+    b.tokens_ns = tokens - NS_PER_TOKEN;
+    true
+}
+
+const BPF_ADJ_ROOM_MAC: u32 = 1;
+const NEW_HDRS: usize = IPV6_HLEN + ICMP_HLEN;
+/// Checksum chunk over packet memory (bpf_csum_diff takes up to 512 bytes).
+const CHUNK: usize = 64;
+
+#[inline(always)]
+fn build_unreachable(ctx: &TcContext) -> Result<i32, i64> {
+    let s = scratch::get().ok_or(-1i64)?;
+    let len = ctx.len() as usize;
+    if len < ETH_HLEN + IPV6_HLEN {
+        return Err(-1);
+    }
+    let mut quote = len - ETH_HLEN;
+    if quote > MAX_QUOTE {
+        quote = MAX_QUOTE;
+    }
+    let macs: [u8; 12] = ctx.load(0)?;
+    // The client (the packet's source) is already in the scratch key.
+    ctx.adjust_room(NEW_HDRS as i32, BPF_ADJ_ROOM_MAC, 0)?;
+    let total = ETH_HLEN + NEW_HDRS + quote;
+    // SAFETY: plain helper call on our context.
+    let r = unsafe { bpf_skb_change_tail(ctx.skb.skb, total as u32, 0) };
+    if r != 0 {
+        return Err(r);
+    }
+
+    let icmp_len = (ICMP_HLEN + quote) as u16;
+    let l = icmp_len.to_be_bytes();
+    let eth = [
+        macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
+        macs[4], macs[5], 0x86, 0xdd,
+    ];
+    ctx.store(0, &eth, 0)?;
+    let ip = [0x60u8, 0, 0, 0, l[0], l[1], proto::ICMPV6, HOP_LIMIT];
+    ctx.store(ETH_HLEN, &ip, 0)?;
+    ctx.store(SRC_OFF, &s.key.dst, 0)?;
+    ctx.store(DST_OFF, &s.key.src, 0)?;
+    let icmp = [DEST_UNREACH, PORT_UNREACHABLE, 0u8, 0, 0, 0, 0, 0];
+    ctx.store(ETH_HLEN + IPV6_HLEN, &icmp, 0)?;
+
+    // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message straight from packet memory.
+    let mut seed = checksum::diff(&[0u8; 16], &s.key.dst, 0)?;
+    seed = checksum::diff(&[0u8; 16], &s.key.src, seed)?;
+    seed = checksum::diff(&[0u8; 4], &[0, 0, l[0], l[1]], seed)?;
+    seed = checksum::diff(&[0u8; 4], &[0, 0, 0, proto::ICMPV6], seed)?;
+    ctx.pull_data(total as u32)?;
+    let sum = sum_packet(ctx, ETH_HLEN + IPV6_HLEN, total, seed)?;
+    let csum: u16 = !fold(u64::from(sum));
+    ctx.store(ETH_HLEN + IPV6_HLEN + 2, &csum, 0)?;
+    nat::redirect_out(ctx)
+}
+
+/// One's complement sum (unfolded, as `bpf_csum_diff` returns it) of linear packet bytes
+/// `start..end` plus `seed`; an odd tail is padded with zeros, as RFC 1071 sums it.
+#[inline(never)]
+fn sum_packet(ctx: &TcContext, start: usize, end: usize, seed: u32) -> Result<u32, i64> {
+    let mut sum = seed;
+    let mut off = start;
+    for _ in 0..(MIN_MTU / CHUNK + 1) {
+        if off + CHUNK > end {
+            break;
+        }
+        sum = csum_packet::<CHUNK>(ctx, off, sum)?;
+        off += CHUNK;
+    }
+    for _ in 0..(CHUNK / 4) {
+        if off + 4 > end {
+            break;
+        }
+        sum = csum_packet::<4>(ctx, off, sum)?;
+        off += 4;
+    }
+    let mut tail = [0u8; 4];
+    if off < end {
+        tail[0] = ctx.load::<u8>(off)?;
+    }
+    if off + 1 < end {
+        tail[1] = ctx.load::<u8>(off + 1)?;
+    }
+    if off + 2 < end {
+        tail[2] = ctx.load::<u8>(off + 2)?;
+    }
+    checksum::diff(&[0u8; 4], &tail, sum).map_err(|_| -1)
+}
+
+/// `bpf_csum_diff` over `N` bytes of linear packet data at `off`, added to `seed`.
+#[inline(always)]
+fn csum_packet<const N: usize>(ctx: &TcContext, off: usize, seed: u32) -> Result<u32, i64> {
+    let p = ptr_at::<[u8; N]>(ctx, off).ok_or(-1i64)?;
+    // SAFETY: `p` covers N bytes inside the packet (checked by ptr_at); the helper reads them.
+    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, N as u32, seed) };
+    if r < 0 { Err(r) } else { Ok(r as u32) }
+}

@@ -1,0 +1,557 @@
+//! Service load balancing: the service stage of every hook.
+//!
+//! | hook          | does                                                                    |
+//! |---------------|-------------------------------------------------------------------------|
+//! | `from_pod`    | new/known flows from a pod to a frontend → backend (DNAT; hairpin SNAT  |
+//! |               | and redirect back); hairpin replies; echo to a frontend; no-endpoint    |
+//! |               | rejects                                                                 |
+//! | `to_pod`      | replies to a pod client → back to the frontend                          |
+//! | `from_uplink` | external flows to NodePorts/external/LB IPs → backend (SNAT for remote  |
+//! |               | backends with `externalTrafficPolicy: Cluster`); replies to SNATed flows |
+//! | `to_uplink`   | replies of local backends to external clients → back to the frontend;   |
+//! |               | flows of node processes to a frontend → backend, routed afresh          |
+//!
+//! Rewrites that decide where a packet goes (DNAT) happen on ingress, before routing; reverse
+//! translations of replies happen on egress, after routing, so the kernel's own ICMPv6 errors
+//! (Packet Too Big from forwarding) always quote the backend's view of the flow and can be
+//! translated like any other error. IPv4 and anything not addressed to a frontend or tracked
+//! passes untouched (`None`).
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    macros::map,
+    maps::{Array, HashMap, LruHashMap},
+    programs::TcContext,
+};
+use sixlane_common::{
+    metrics::{Direction, Reason},
+    services::{
+        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, RevNat, Service, Slot,
+        SlotKey, SvcKey, SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
+    },
+};
+
+use crate::{
+    conntrack::{self as ct, tcp},
+    icmp, metrics,
+    nat::{self, eq16, is_zero16},
+    parse::{self, Frag, L3, proto},
+    scratch,
+};
+
+#[map(name = "SL_SVC")]
+static SL_SVC: HashMap<SvcKey, Service> = HashMap::pinned(sizes::SERVICES, 0);
+
+#[map(name = "SL_SVC_SLOTS")]
+static SL_SVC_SLOTS: HashMap<SlotKey, Slot> = HashMap::pinned(sizes::SLOTS, 0);
+
+#[map(name = "SL_BACKENDS")]
+static SL_BACKENDS: Array<Backend> = Array::pinned(sizes::BACKENDS, 0);
+
+#[map(name = "SL_FRAGS")]
+static SL_FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(sizes::FRAGS, 0);
+
+#[map(name = "SL_AFFINITY")]
+static SL_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(sizes::AFFINITY, 0);
+
+// Written and read by the agent only (frontend records and service names for the CLI and for a
+// restarted agent); part of the object so they are created and pinned with the others.
+#[map(name = "SL_REVNAT")]
+static SL_REVNAT: Array<RevNat> = Array::pinned(sizes::REVNAT, 0);
+
+#[map(name = "SL_SVC_INFO")]
+static SL_SVC_INFO: HashMap<u32, SvcPortInfo> = HashMap::pinned(sizes::SVC_INFO, BPF_F_NO_PREALLOC);
+
+/// The four hooks, as conntrack entries name them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    FromPod,
+    ToPod,
+    FromUplink,
+    ToUplink,
+}
+
+impl Hook {
+    #[inline(always)]
+    pub const fn bit(self) -> u16 {
+        match self {
+            Hook::FromPod => ct_flags::AT_FROM_POD,
+            Hook::ToPod => ct_flags::AT_TO_POD,
+            Hook::FromUplink => ct_flags::AT_FROM_UPLINK,
+            Hook::ToUplink => ct_flags::AT_TO_UPLINK,
+        }
+    }
+
+    #[inline(always)]
+    pub const fn dir(self) -> Direction {
+        match self {
+            Hook::FromPod | Hook::FromUplink => Direction::Ingress,
+            Hook::ToPod | Hook::ToUplink => Direction::Egress,
+        }
+    }
+
+    /// Hooks where new flows start (and frontends are looked up), with their scope. On the
+    /// uplink's egress, a packet still addressed to a frontend comes from a process of the
+    /// node itself (pods' flows were translated on their veth): an in-cluster client.
+    #[inline(always)]
+    pub const fn scope(self) -> Option<u8> {
+        match self {
+            Hook::FromPod | Hook::ToUplink => Some(scope::INTERNAL),
+            Hook::FromUplink => Some(scope::EXTERNAL),
+            Hook::ToPod => None,
+        }
+    }
+}
+
+/// Service stage of `sl_from_pod`.
+#[inline(always)]
+pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    stage(ctx, l3, Hook::FromPod)
+}
+
+/// Service stage of `sl_to_pod`.
+#[inline(always)]
+pub fn to_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    stage(ctx, l3, Hook::ToPod)
+}
+
+/// Service stage of `sl_from_uplink`.
+#[inline(always)]
+pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    stage(ctx, l3, Hook::FromUplink)
+}
+
+/// Service stage of `sl_to_uplink`.
+#[inline(always)]
+pub fn to_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+    stage(ctx, l3, Hook::ToUplink)
+}
+
+#[inline(always)]
+fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    if !l3.v6 {
+        return None;
+    }
+    match l3.proto {
+        proto::TCP | proto::UDP | proto::SCTP => {
+            if l3.frag == Frag::Later {
+                later_fragment(ctx, l3, hook)
+            } else {
+                flow(ctx, l3, hook)
+            }
+        }
+        proto::ICMPV6 if l3.frag == Frag::No => icmp::stage(ctx, l3, hook),
+        _ => None,
+    }
+}
+
+/// A frontend entry.
+#[inline(always)]
+pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'static Service> {
+    let key = SvcKey {
+        addr: *addr,
+        port: port_be,
+        proto: l4,
+        scope,
+    };
+    // SAFETY: map values stay valid for the program run; userspace replaces them whole.
+    unsafe { SL_SVC.get(key) }
+}
+
+/// Reads the packet's 5-tuple into `key`.
+#[inline(always)]
+fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
+    // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
+    unsafe { nat::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
+    let p: [u8; 4] = parse::read(ctx, l3.l4_off)?;
+    key.sport = u16::from_ne_bytes([p[0], p[1]]);
+    key.dport = u16::from_ne_bytes([p[2], p[3]]);
+    key.proto = l3.proto;
+    key._pad = 0;
+    key._pad2 = 0;
+    Some(())
+}
+
+#[inline(always)]
+fn tcp_flags(ctx: &TcContext, l3: &L3) -> u8 {
+    if l3.proto != proto::TCP {
+        return 0;
+    }
+    // Data offset and flags together: a 1-byte direct read does not verify (see parse::ptr_at).
+    parse::read::<[u8; 2]>(ctx, l3.l4_off + 12).map_or(0, |b| b[1])
+}
+
+#[inline(always)]
+fn finish(ctx: &TcContext, hook: Hook, reason: Reason, verdict: i32) -> Option<i32> {
+    metrics::count(hook.dir(), reason, ctx.len());
+    Some(verdict)
+}
+
+/// TCP, UDP or SCTP with its ports: a tracked flow, a new flow to a frontend, or not ours.
+#[inline(always)]
+fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    let s = scratch::get()?;
+    if tuple(ctx, l3, &mut s.key).is_none() {
+        // Ports announced but not there: the kernel drops it; count it on the way.
+        return finish(ctx, hook, Reason::Malformed, TC_ACT_UNSPEC);
+    }
+    // The clock and the TCP flags only matter once the packet turns out to be ours.
+    let mut now = 0;
+    let mut flags = 0;
+    if let Some(e) = ct::find(&s.key) {
+        // SAFETY: valid map value pointer.
+        let entry = unsafe { &*e };
+        if entry.flags & hook.bit() == 0 {
+            // Tracked, but translated at another hook (a reply on its way to the pod or
+            // uplink whose egress rewrites it). Whether it is still live does not matter: a
+            // reply-direction tuple is never a frontend's.
+            return None;
+        }
+        now = ct::now();
+        flags = tcp_flags(ctx, l3);
+        if entry.expires_ns >= now && !ct::reopens(entry, l3.proto, flags) {
+            ct::seen(e, l3.proto, flags, now, &mut s.other);
+            if l3.frag == Frag::First {
+                remember_fragment(s, l3);
+            }
+            return Some(translate(ctx, l3.l4_off, true, hook, e));
+        }
+    }
+    let scope = hook.scope()?;
+    s.svc = *service(&s.key.dst, s.key.dport, s.key.proto, scope)?;
+    if now == 0 {
+        flags = tcp_flags(ctx, l3);
+    }
+    if l3.frag == Frag::First {
+        remember_fragment(s, l3);
+    }
+    let v = new_flow(ctx, l3.l4_off, hook, flags);
+    // Not from inside new_flow: the two would not fit the BPF stack together.
+    Some(if v == REJECT {
+        icmp::reject(ctx, hook)
+    } else {
+        v
+    })
+}
+
+/// `new_flow`'s answer when the client must be told there is no endpoint.
+const REJECT: i32 = i32::MIN;
+
+/// Applies conntrack entry `e`'s translation to the packet whose tuple is in the scratch key.
+#[inline(never)]
+fn translate(ctx: &TcContext, l4_off: usize, has_l4: bool, hook: Hook, e: *const CtEntry) -> i32 {
+    let Some(s) = scratch::get() else {
+        return rewrite_failed(ctx, hook);
+    };
+    // SAFETY: live map value pointer.
+    let entry = unsafe { &*e };
+    let flags = entry.flags;
+    s.to = entry.translated(s.key.proto);
+    if nat::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
+        return rewrite_failed(ctx, hook);
+    }
+    if flags & ct_flags::REDIRECT_BACK != 0 {
+        return match nat::redirect_back(ctx) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    if flags & ct_flags::ROUTE != 0 {
+        return match nat::reroute(ctx, &s.to) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcForward, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    let reason = if flags & ct_flags::FORWARD != 0 {
+        Reason::SvcForward
+    } else {
+        Reason::SvcReverse
+    };
+    metrics::count(hook.dir(), reason, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn rewrite_failed(ctx: &TcContext, hook: Hook) -> i32 {
+    metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
+    TC_ACT_SHOT
+}
+
+/// Whether backend `b` may serve `svc` right now (affinity must not pin clients to backends
+/// that left the active set).
+#[inline(always)]
+fn usable(b: &Backend, svc: &Service) -> bool {
+    let f = b.flags;
+    if f & backend_flags::ALIVE == 0 || b.svc_port != svc.svc_port {
+        return false;
+    }
+    if svc.flags & svc_flags::LOCAL_ONLY != 0 && f & backend_flags::LOCAL == 0 {
+        return false;
+    }
+    if svc.flags & svc_flags::FALLBACK != 0 {
+        f & (backend_flags::SERVING | backend_flags::TERMINATING)
+            == backend_flags::SERVING | backend_flags::TERMINATING
+    } else {
+        f & backend_flags::READY != 0
+    }
+}
+
+/// Picks a backend: the client's affine one while valid, else a random active slot.
+#[inline(always)]
+fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
+    let affinity = svc.flags & svc_flags::AFFINITY != 0;
+    let akey = AffinityKey {
+        client: *client,
+        svc_port: svc.svc_port,
+        _pad: 0,
+    };
+    if affinity && let Some(a) = SL_AFFINITY.get_ptr_mut(akey) {
+        // SAFETY: valid map value pointer; racing writers store whole u32/u64 fields.
+        let (id, last) = unsafe { ((*a).backend, (*a).last_ns) };
+        if now.saturating_sub(last) < u64::from(svc.affinity_secs) * 1_000_000_000
+            && let Some(b) = SL_BACKENDS.get(id)
+            && usable(b, svc)
+        {
+            // SAFETY: as above.
+            unsafe { (*a).last_ns = now };
+            return Some(id);
+        }
+    }
+    let count = u32::from(svc.count);
+    if count == 0 {
+        return None;
+    }
+    let slot = ct::random() % count;
+    let sk = SlotKey {
+        group: svc.group,
+        slot,
+    };
+    // SAFETY: map values stay valid for the program run.
+    let id = unsafe { SL_SVC_SLOTS.get(sk) }?.backend;
+    if SL_BACKENDS.get(id)?.flags & backend_flags::ALIVE == 0 {
+        return None;
+    }
+    if affinity {
+        let v = Affinity {
+            backend: id,
+            _pad: 0,
+            last_ns: now,
+        };
+        let _ = SL_AFFINITY.insert(akey, v, 0);
+    }
+    Some(id)
+}
+
+/// A new flow to the frontend in the scratch space (`key`, `svc`): pick a backend, create
+/// both conntrack entries, translate.
+#[inline(never)]
+fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
+    let Some(s) = scratch::get() else {
+        return rewrite_failed(ctx, hook);
+    };
+    let now = ct::now();
+    if s.svc.count == 0 {
+        if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
+            metrics::count(hook.dir(), Reason::SvcNoLocalBackend, ctx.len());
+            return TC_ACT_SHOT;
+        }
+        return REJECT;
+    }
+    let Some(backend_id) = select(&s.svc, &s.key.src, now) else {
+        // A slot naming a dead backend: the agent is mid-update or the maps are damaged.
+        return REJECT;
+    };
+    let Some(b) = SL_BACKENDS.get(backend_id) else {
+        return REJECT;
+    };
+    let l4 = s.key.proto;
+    if l4 == proto::SCTP && b.port != s.key.dport {
+        // SCTP's CRC32c covers the ports and cannot be updated incrementally.
+        metrics::count(hook.dir(), Reason::SvcUnsupported, ctx.len());
+        return TC_ACT_SHOT;
+    }
+    let state = if l4 == proto::TCP && tcp_flags & tcp::SYN != 0 {
+        ct_state::SYN
+    } else {
+        0
+    };
+    let fwd = &mut s.fwd;
+    fwd.new_src = s.key.src;
+    fwd.new_dst = b.addr;
+    fwd.new_sport = s.key.sport;
+    fwd.new_dport = b.port;
+    fwd.flags = ct_flags::FORWARD | hook.bit();
+    fwd.state = state;
+    fwd._pad = 0;
+    fwd.rev_nat = s.svc.rev_nat;
+    fwd.backend = backend_id;
+    fwd.expires_ns = now + ct::lifetime_ns(l4, state);
+    fwd.created_ns = now;
+    // The reply entry: whatever the backend answers to, rewritten to come from the frontend
+    // and go to the client.
+    let rev = &mut s.rev;
+    rev.new_src = s.key.dst;
+    rev.new_dst = s.key.src;
+    rev.new_sport = s.key.dport;
+    rev.new_dport = s.key.sport;
+    rev.flags = 0;
+    rev.state = state;
+    rev._pad = 0;
+    rev.rev_nat = s.svc.rev_nat;
+    rev.backend = backend_id;
+    rev.expires_ns = fwd.expires_ns;
+    rev.created_ns = now;
+
+    let hairpin = hook == Hook::FromPod && eq16(&b.addr, &s.key.src);
+    let external = hook == Hook::FromUplink;
+    let host = hook == Hook::ToUplink;
+    let snat = hairpin
+        || (external
+            && s.svc.flags & svc_flags::SNAT_REMOTE != 0
+            && b.flags & backend_flags::LOCAL == 0);
+    if snat {
+        // Source becomes the frontend (hairpin: the pod must see the service, not itself)
+        // or a node address, on a port no live flow to this backend uses.
+        let snat_addr = if hairpin || s.svc.flags & svc_flags::NODE_PORT != 0 {
+            s.key.dst
+        } else {
+            match ct::config() {
+                Some(c) if !is_zero16(&c.snat_addr) => c.snat_addr,
+                _ => s.key.dst,
+            }
+        };
+        let probe = &mut s.other;
+        probe.src = b.addr;
+        probe.dst = snat_addr;
+        probe.sport = b.port;
+        probe.dport = 0;
+        probe.proto = l4;
+        probe._pad = 0;
+        probe._pad2 = 0;
+        let first = if hairpin { s.key.sport } else { 0 };
+        let Some(port) = ct::snat_port(probe, first, now) else {
+            metrics::count(hook.dir(), Reason::SvcSnatExhausted, ctx.len());
+            return TC_ACT_SHOT;
+        };
+        fwd.new_src = snat_addr;
+        fwd.new_sport = port;
+        fwd.flags |= ct_flags::SNAT;
+        rev.flags = ct_flags::SNAT;
+        if hairpin {
+            fwd.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK;
+            rev.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK | ct_flags::AT_FROM_POD;
+        } else {
+            // Replies come back to the node address on the uplink.
+            rev.flags |= ct_flags::AT_FROM_UPLINK | ct_flags::EXTERNAL;
+            fwd.flags |= ct_flags::EXTERNAL;
+        }
+    } else if external {
+        // Client address kept (local backend, or `externalTrafficPolicy: Local`): the reply
+        // leaves through the uplink, whose egress restores the frontend.
+        fwd.flags |= ct_flags::EXTERNAL;
+        rev.flags = ct_flags::AT_TO_UPLINK | ct_flags::EXTERNAL;
+    } else if host {
+        // A node process: the packet was routed towards the frontend and goes to the backend
+        // instead; the reply, addressed to the node, is restored before local delivery, on
+        // the uplink (remote backend) or the backend's veth (local one).
+        fwd.flags |= ct_flags::HOST | ct_flags::ROUTE;
+        rev.flags = ct_flags::AT_FROM_UPLINK | ct_flags::AT_FROM_POD | ct_flags::HOST;
+    } else {
+        // A pod client: its veth's egress restores the frontend, wherever the backend is.
+        rev.flags = ct_flags::AT_TO_POD;
+    }
+    s.other = fwd.sibling(l4);
+    if ct::create(&s.key, fwd, &s.other, rev).is_err() {
+        metrics::count(hook.dir(), Reason::SvcCtFull, ctx.len());
+        return TC_ACT_SHOT;
+    }
+    s.to = fwd.translated(l4);
+    if nat::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
+        return rewrite_failed(ctx, hook);
+    }
+    if hairpin {
+        return match nat::redirect_back(ctx) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    if host {
+        return match nat::reroute(ctx, &s.to) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
+    TC_ACT_UNSPEC
+}
+
+/// Records the ports of a first fragment so the datagram's later fragments, which carry
+/// none, find the same conntrack entry.
+#[inline(always)]
+fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
+    let f = &mut s.frag;
+    f.src = s.key.src;
+    f.dst = s.key.dst;
+    f.id = l3.frag_id;
+    f.proto = l3.proto;
+    f._pad = 0;
+    f._pad2 = 0;
+    let ports = FragPorts {
+        sport: s.key.sport,
+        dport: s.key.dport,
+    };
+    let f: &FragKey = f;
+    let _ = SL_FRAGS.insert(f, ports, 0);
+}
+
+/// A non-first fragment carries no ports: it follows its first fragment's translation (the
+/// addresses; the first fragment's checksum already covers the whole datagram). Without a
+/// first fragment seen, a fragment to a frontend cannot be translated and is dropped
+/// (counted); anything else passes.
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+    let s = scratch::get()?;
+    let f = &mut s.frag;
+    // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
+    unsafe { nat::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
+    f.id = l3.frag_id;
+    f.proto = l3.proto;
+    f._pad = 0;
+    f._pad2 = 0;
+    let f: &FragKey = f;
+    // SAFETY: map values stay valid for the program run.
+    if let Some(p) = unsafe { SL_FRAGS.get(f) } {
+        let k = &mut s.key;
+        k.src = f.src;
+        k.dst = f.dst;
+        k.sport = p.sport;
+        k.dport = p.dport;
+        k.proto = l3.proto;
+        k._pad = 0;
+        k._pad2 = 0;
+        let now = ct::now();
+        if let Some(e) = ct::lookup(&s.key, now) {
+            // SAFETY: live map value pointer.
+            if unsafe { (*e).flags } & hook.bit() == 0 {
+                return None;
+            }
+            ct::seen(e, l3.proto, 0, now, &mut s.other);
+            return Some(translate(ctx, l3.l4_off, false, hook, e));
+        }
+    }
+    let scope = hook.scope()?;
+    service(&s.frag.dst, 0, proto::ICMPV6, scope)?;
+    finish(ctx, hook, Reason::SvcFragment, TC_ACT_SHOT)
+}

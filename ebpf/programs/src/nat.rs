@@ -1,0 +1,195 @@
+//! Rewriting a packet's 5-tuple (addresses and ports, checksums updated incrementally) and
+//! sending a packet back out of the interface it arrived on, or routing it afresh.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{
+        __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT,
+        bpf_fib_lookup,
+    },
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_skb_load_bytes},
+    programs::TcContext,
+};
+use network_types::ip::Ipv6Hdr;
+use sixlane_common::services::CtKey;
+
+use crate::{
+    checksum,
+    parse::{ETH_HLEN, ptr_at},
+};
+
+/// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
+pub const SRC_OFF: usize = ETH_HLEN + 8;
+pub const DST_OFF: usize = ETH_HLEN + 24;
+
+/// 16-byte equality without a `bcmp` call (the BPF target has no libc).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a0, a1) = split(a);
+    let (b0, b1) = split(b);
+    a0 == b0 && a1 == b1
+}
+
+#[inline(always)]
+fn split(a: &[u8; 16]) -> (u64, u64) {
+    let p = a.as_ptr().cast::<u64>();
+    // SAFETY: `a` is 16 readable bytes; unaligned reads are explicit.
+    unsafe { (p.read_unaligned(), p.add(1).read_unaligned()) }
+}
+
+#[inline(always)]
+pub fn is_zero16(a: &[u8; 16]) -> bool {
+    let (a0, a1) = split(a);
+    a0 == 0 && a1 == 0
+}
+
+/// Copies the packet's source and destination addresses (32 contiguous bytes) to `dst` with
+/// one helper call: a plain copy out of packet memory, which LLVM cannot assume aligned,
+/// becomes a call to a byte-wise `memmove`.
+///
+/// # Safety
+/// `dst` must be valid for 32 bytes of writes.
+#[inline(always)]
+pub unsafe fn load_addrs(ctx: &TcContext, dst: *mut u8) -> Result<(), i64> {
+    // SAFETY: the caller guarantees 32 writable bytes at `dst`; the helper bounds-checks the
+    // packet side.
+    let r = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), SRC_OFF as u32, dst.cast(), 32) };
+    if r == 0 { Ok(()) } else { Err(r) }
+}
+
+/// Source and destination address of the IPv6 packet in the frame.
+#[inline(always)]
+pub fn addrs(ctx: &TcContext) -> Option<([u8; 16], [u8; 16])> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN)?;
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe { Some(((*ip).src_addr, (*ip).dst_addr)) }
+}
+
+/// Rewrites the packet's tuple from `from` (what it is) to `to`, field by field, updating the
+/// upper-layer checksum at `l4_off` (when `has_l4`: later fragments carry no upper-layer
+/// header; the first fragment's checksum already covers the whole datagram).
+#[inline(always)]
+pub fn rewrite(
+    ctx: &TcContext,
+    l4_off: usize,
+    has_l4: bool,
+    from: &CtKey,
+    to: &CtKey,
+) -> Result<(), i64> {
+    let csum = if has_l4 {
+        checksum::l4_csum_offset(from.proto).map(|o| l4_off + o)
+    } else {
+        None
+    };
+    if !eq16(&from.src, &to.src) {
+        checksum::set_addr6(ctx, SRC_OFF, &from.src, &to.src, csum, from.proto)?;
+    }
+    if !eq16(&from.dst, &to.dst) {
+        checksum::set_addr6(ctx, DST_OFF, &from.dst, &to.dst, csum, from.proto)?;
+    }
+    if has_l4 {
+        if from.sport != to.sport {
+            checksum::set_u16(ctx, l4_off, from.sport, to.sport, csum, from.proto)?;
+        }
+        if from.dport != to.dport {
+            checksum::set_u16(ctx, l4_off + 2, from.dport, to.dport, csum, from.proto)?;
+        }
+    }
+    Ok(())
+}
+
+/// The interface the program runs on.
+#[inline(always)]
+pub fn ifindex(ctx: &TcContext) -> u32 {
+    let skb = ctx.as_ptr().cast::<__sk_buff>();
+    // SAFETY: the context of a tc program is a valid `__sk_buff`.
+    unsafe { (*skb).ifindex }
+}
+
+/// Swaps the Ethernet source and destination: the frame goes back where it came from.
+#[inline(always)]
+pub fn swap_macs(ctx: &TcContext) -> Result<(), i64> {
+    let macs: [u8; 12] = ctx.load(0)?;
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    ctx.store(0, &swapped, 0)
+}
+
+/// Sends the (rewritten) packet back out of the interface it arrived on: the egress of a pod's
+/// host-side veth delivers it to the pod, the uplink's egress to the uplink's neighbour.
+#[inline(always)]
+pub fn redirect_back(ctx: &TcContext) -> Result<i32, i64> {
+    swap_macs(ctx)?;
+    redirect_out(ctx)
+}
+
+/// Sends the packet, whose Ethernet header is already set, out of the arrival interface.
+#[inline(always)]
+pub fn redirect_out(ctx: &TcContext) -> Result<i32, i64> {
+    // SAFETY: plain helper call; the result says whether the redirect was set up.
+    let r = unsafe { bpf_redirect(ifindex(ctx), 0) };
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
+    } else {
+        Err(r)
+    }
+}
+
+const AF_INET6: u8 = 10;
+
+/// Routes the (translated) packet to `dst` afresh: a FIB lookup as if it arrived on this
+/// interface, then a redirect to the next hop's interface, with its MACs (or through the
+/// neighbour subsystem when the next hop is not resolved yet). For packets the kernel had
+/// already routed towards a frontend.
+#[inline(never)]
+pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
+    // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
+    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    p.family = AF_INET6;
+    p.l4_protocol = to.proto;
+    p.sport = to.sport;
+    p.dport = to.dport;
+    p.__bindgen_anon_1.tot_len = ctx.len() as u16;
+    p.ifindex = ifindex(ctx);
+    p.__bindgen_anon_3.ipv6_src = words(&to.src);
+    p.__bindgen_anon_4.ipv6_dst = words(&to.dst);
+    let skb = ctx.as_ptr();
+    // SAFETY: `p` is a properly sized, initialized lookup structure on our stack.
+    let rc = unsafe {
+        fib_lookup(
+            skb,
+            &mut p,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    let r = if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&p.dmac);
+        macs[6..].copy_from_slice(&p.smac);
+        ctx.store(0, &macs, 0)?;
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(p.ifindex, 0) }
+    } else if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+        // SAFETY: plain helper call; NULL parameters: the neighbour subsystem resolves the
+        // next hop of the packet's destination.
+        unsafe { bpf_redirect_neigh(p.ifindex, core::ptr::null_mut(), 0, 0) }
+    } else {
+        return Err(rc);
+    };
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
+    } else {
+        Err(r)
+    }
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+    }
+    w
+}
