@@ -90,6 +90,7 @@ fn ctr_run_cni_attaches_containers_that_reach_each_other() {
     )
     .unwrap();
     cd.import(&image).unwrap();
+    let runc_root = cd.runc_root().to_string_lossy().into_owned();
 
     // Container A: runs in the foreground of a background `ctr run --rm`, so ctr calls DEL when
     // it exits.
@@ -98,6 +99,8 @@ fn ctr_run_cni_attaches_containers_that_reach_each_other() {
         "run",
         "--rm",
         "--cni",
+        "--runc-root",
+        &runc_root,
         "--snapshotter",
         "native",
         IMAGE,
@@ -138,6 +141,8 @@ fn ctr_run_cni_attaches_containers_that_reach_each_other() {
             "run",
             "--rm",
             "--cni",
+            "--runc-root",
+            &runc_root,
             "--snapshotter",
             "native",
             IMAGE,

@@ -227,6 +227,13 @@ impl Containerd {
         &self.dir
     }
 
+    /// Where runc keeps container state for this containerd: pass it to `ctr run --runc-root`
+    /// (runc's default, /run/containerd/runc, is shared host-wide and outlives a killed run,
+    /// after which a new container with the same name cannot be created).
+    pub fn runc_root(&self) -> PathBuf {
+        self.dir.join("runc")
+    }
+
     /// PID of the daemon (its mount namespace is where `ctr` must run).
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
@@ -303,7 +310,16 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        for pid in self.shims() {
+        // Containers first: a container's PID 1 ignores SIGTERM, and once its shim is gone it is
+        // reparented and would outlive us.
+        let shims = self.shims();
+        for pid in crate::process::descendants(&shims) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for pid in shims {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -14,6 +14,42 @@ use nix::{
 
 use crate::{Error, Result};
 
+/// Every process descending from `roots` (children, their children, ...), excluding the roots.
+/// Used to end what a daemon started (containerd's shims and their containers) after the daemon
+/// itself is gone: an orphan is reparented, but stays in this list if collected first.
+pub fn descendants(roots: &[i32]) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces.
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found: Vec<i32> = Vec::new();
+    let mut frontier: Vec<i32> = roots.to_vec();
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !found.contains(&child) && !roots.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
 /// A spawned process in its own process group. Drop sends SIGTERM to the group, waits up to 2 s,
 /// then SIGKILLs it, so helpers started through a shell go too.
 #[derive(Debug)]

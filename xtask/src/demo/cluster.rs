@@ -223,10 +223,14 @@ pub struct Pod {
 /// Runs a pod named `name` on `node` with command `cmd` and waits for its address.
 pub fn run_pod(node: &Node, name: &str, cmd: &[&str]) -> anyhow::Result<Pod> {
     let log = fs::File::create(node.dir.join(format!("pod-{name}.log")))?;
+    let runc_root = node.containerd.runc_root();
+    let runc_root = runc_root.to_string_lossy();
     let mut args = vec![
         "run",
         "--rm",
         "--cni",
+        "--runc-root",
+        &runc_root,
         "--snapshotter",
         "native",
         sixlane_testkit::containerd::BUSYBOX_IMAGE,
@@ -292,6 +296,8 @@ pub fn pod_exec(pod: &Pod, cmd: &[&str]) -> anyhow::Result<String> {
         .arg(pod.task_pid.to_string())
         .args(["-n", "-m", "-u", "-i", "-p", "--"])
         .args(cmd)
+        // The image's PATH: the host's (/usr/bin...) does not exist in a busybox container.
+        .env("PATH", "/bin")
         .output()
         .context("nsenter into the pod")?;
     let text = format!(

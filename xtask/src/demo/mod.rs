@@ -145,7 +145,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         });
     }
 
-    let res = play(&dir, &bins, args.keep);
+    let mut world = World::default();
+    let res = play(&mut world, &dir, &bins, args.keep);
+    if args.keep {
+        // Everything stays (also after a failure, for inspection): forget the guards instead
+        // of running their teardown.
+        std::mem::forget(world);
+    } else {
+        drop(world);
+    }
     match res {
         Ok(()) if args.keep => {
             println!(
@@ -161,26 +169,48 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(()) => {
-            let left = teardown::all(&dir);
-            println!("\nDone; everything removed ({} objects).", left.len());
+            teardown::all(&dir);
+            println!("\nDone: the cluster, its pins and its files are removed.");
             Ok(())
+        }
+        Err(e) if args.keep => {
+            eprintln!("\ndemo: {e:#}");
+            eprintln!(
+                "demo: the cluster is left as it was for inspection (--keep); logs are in {}; \
+                 remove it with: cargo xtask demo --down",
+                dir.display()
+            );
+            Err(e)
         }
         Err(e) => {
             eprintln!("\ndemo: {e:#}");
-            eprintln!("demo: logs were in {} (removed now)", dir.display());
+            eprintln!(
+                "demo: logs were in {} (removed now; rerun with --keep to inspect a failure)",
+                dir.display()
+            );
             teardown::all(&dir);
             Err(e)
         }
     }
 }
 
-fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
+/// What the demo created and keeps alive; dropping it stops processes and removes namespaces
+/// (`--keep` forgets it instead).
+#[derive(Default)]
+struct World {
+    // Drop order: pods, then nodes (containerd, agents), then the network.
+    pods: Vec<cluster::Pod>,
+    nodes: Vec<cluster::Node>,
+    network: Option<net::Network>,
+}
+
+fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
     let mut steps = Steps {
         n: 0,
         total: if keep { 9 } else { 10 },
         started: Instant::now(),
     };
-    let network = steps.run(
+    let network_built = steps.run(
         "network: fabric, two IPv6-only nodes, an outside client, an IPv4-only internet with DNS and DNS64",
         || {
             let n = net::build(dir)?;
@@ -196,6 +226,8 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
         },
     )?;
 
+    let network = world.network.insert(network_built);
+
     let image = steps.run(
         "pod image: busybox, built locally as an OCI tarball",
         || {
@@ -204,7 +236,7 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
                 &dir.join("image"),
                 &[
                     "sh", "sleep", "httpd", "wget", "nslookup", "ip", "cat", "hostname", "echo",
-                    "mkdir", "ping6",
+                    "mkdir", "ping6", "timeout",
                 ],
                 &[
                     ("/etc/resolv.conf", resolv.as_str()),
@@ -219,12 +251,14 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&manifests)?;
     cluster::write_manifest(&manifests.join("nodes.yaml"), &cluster::nodes_manifest())?;
 
-    let nodes = steps.run(
+    world.nodes = steps.run(
         "nodes: containerd and sixlane-agent (static manifests) on each; agents load and pin the datapath, write the CNI config, route to the other node's pods",
         || {
             let mut v = Vec::new();
             for (spec, ns) in net::NODES.iter().zip(&network.nodes) {
-                let node = cluster::start_node(ns, spec, dir, bins, &manifests, &image)?;
+                let node = cluster::start_node(ns, spec, dir, bins, &manifests, &image);
+                // A node that failed to start has already been torn down by its guards.
+                let node = node?;
                 println!("  {}: agent ready, pins under {}", spec.name, node.pins.display());
                 v.push(node);
             }
@@ -236,6 +270,7 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
         },
     )?;
 
+    let nodes = &world.nodes;
     let pods = steps.run("pods: web (busybox httpd) on node2, client on node1, attached by the sixlane CNI plugin", || {
         let web = cluster::run_pod(
             &nodes[1],
@@ -257,7 +292,9 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
         );
         Ok((web, client))
     })?;
-    let (mut web, mut client) = pods;
+    world.pods = vec![pods.0, pods.1];
+    let nodes = &world.nodes;
+    let (web, client) = (&world.pods[0], &world.pods[1]);
 
     steps.run(
         "service web: ClusterIP fd00:96::80 and NodePort 30080, backend on node2",
@@ -268,7 +305,7 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
             )?;
             let url = format!("http://[{}]/", cluster::CLUSTER_IP);
             let body = retry("a response through the ClusterIP", 30, || {
-                cluster::pod_exec(&client, &["wget", "-qO-", "-T", "3", &url])
+                cluster::pod_exec(&client, &["timeout", "5", "wget", "-qO-", &url])
             })?;
             show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
             if !body.contains("node2") {
@@ -300,7 +337,7 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
             );
             let url = format!("http://{}/", net::IPV4_ONLY_NAME);
             let body = retry("a response through NAT64", 20, || {
-                cluster::pod_exec(&client, &["wget", "-qO-", "-T", "3", &url])
+                cluster::pod_exec(&client, &["timeout", "5", "wget", "-qO-", &url])
             })?;
             show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
             if !body.contains("IPv4-only internet") {
@@ -317,8 +354,10 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
             let ns = &network.nodes[0];
             let ipam = n1.ipam_dir();
             let ipam = ipam.to_string_lossy();
+            let state = n1.dir.join("state");
+            let state = state.to_string_lossy();
             for args in [
-                vec!["status"],
+                vec!["status", "--state-dir", &state],
                 vec!["services"],
                 vec!["conntrack"],
                 vec!["nat64", "sessions"],
@@ -336,36 +375,44 @@ fn play(dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
             &network.nodes[0],
             &format!("http://{}/metrics", cluster::METRICS),
         )?;
+        // Datapath counters by reason, table fill levels, what was reconciled.
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("sixlane_") && !l.ends_with(" 0"))
-            .take(18)
+            .filter(|l| {
+                (l.starts_with("sixlane_datapath_packets_total")
+                    || l.starts_with("sixlane_map_entries")
+                    || l.starts_with("sixlane_services")
+                    || l.starts_with("sixlane_backends"))
+                    && !l.ends_with(" 0")
+            })
             .collect();
+        if !lines.iter().any(|l| l.starts_with("sixlane_datapath_packets_total")) {
+            bail!("no datapath counters in the metrics:\n{text}");
+        }
         show(
-            "curl http://[::1]:9660/metrics | grep sixlane_ (non-zero)",
+            "curl http://[::1]:9660/metrics | grep -E 'datapath_packets|map_entries|services|backends'  # non-zero",
             &lines.join("\n"),
         );
         Ok(())
     })?;
 
     if keep {
-        // Everything stays: forget the guards instead of running their teardown.
-        std::mem::forget((network, nodes, web, client));
+        // Everything stays (the caller forgets the guards).
         return Ok(());
     }
+    let network = world.network.as_ref().expect("built above");
     steps.run(
         "pods stop: containerd runs CNI DEL, reservations and veths go away",
         || {
-            cluster::stop_pod(&nodes[0], &mut client)?;
-            cluster::stop_pod(&nodes[1], &mut web)?;
-            for n in &nodes {
+            let nodes = &world.nodes;
+            let (web, client) = world.pods.split_at_mut(1);
+            cluster::stop_pod(&nodes[0], &mut client[0])?;
+            cluster::stop_pod(&nodes[1], &mut web[0])?;
+            for (n, ns) in nodes.iter().zip(&network.nodes) {
                 let ipam = n.ipam_dir();
                 let ipam = ipam.to_string_lossy();
-                let out = sh::output(&mut n.agent_cmd(
-                    &network.nodes[if n.spec.name == "node1" { 0 } else { 1 }],
-                    &bins.agent,
-                    &["ipam", "--data-dir", &ipam],
-                ))?;
+                let out =
+                    sh::output(&mut n.agent_cmd(ns, &bins.agent, &["ipam", "--data-dir", &ipam]))?;
                 show(&format!("sixlane-agent ipam   # {}", n.spec.name), &out);
             }
             Ok(())

@@ -4,6 +4,8 @@
 
 use std::{fs, path::Path, process::Command};
 
+use sixlane_testkit::process;
+
 use crate::sh;
 
 /// Prefix of the demo's namespaces and pin directories.
@@ -16,28 +18,9 @@ fn kill(pid: i32) {
     );
 }
 
-/// Processes whose root directory is inside `dir`: the demo's containers (their root is a
-/// snapshot under containerd's root, which lives in the demo directory).
-fn containers(dir: &Path) -> Vec<i32> {
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let root = fs::read_link(e.path().join("root")).ok()?;
-            (root.starts_with(dir) && root != Path::new("/")).then_some(pid)
-        })
-        .collect()
-}
-
 /// Removes all of it; returns what was found (empty: nothing was left).
 pub fn all(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    for pid in containers(dir) {
-        found.push(format!("container process {pid}"));
-        kill(pid);
-    }
     let netns = sh::output(Command::new("ip").args(["netns", "list"])).unwrap_or_default();
     let names: Vec<&str> = netns
         .lines()
@@ -45,13 +28,22 @@ pub fn all(dir: &Path) -> Vec<String> {
         .filter(|n| n.starts_with(PREFIX))
         .collect();
     // Processes first (agents, containerd and its shims, resolvers, servers): a namespace with
-    // processes in it outlives `ip netns del`.
+    // processes in it outlives `ip netns del`. Their descendants too, before they are
+    // reparented: the pods' containers live in namespaces of their own under the shims.
     for _ in 0..20 {
         let mut any = false;
         for ns in &names {
             let pids =
                 sh::output(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
-            for pid in pids.split_whitespace().filter_map(|p| p.parse().ok()) {
+            let pids: Vec<i32> = pids
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            for pid in process::descendants(&pids) {
+                found.push(format!("process {pid} (under {ns})"));
+                kill(pid);
+            }
+            for pid in pids {
                 any = true;
                 kill(pid);
             }
