@@ -288,7 +288,7 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
         }
         show(
             "kubectl exec client -- ip -6 route   # default via the host side, NAT64 prefix with mtu/advmss",
-            &cluster::pod_ip(&client, &["-6", "route"])?,
+            &cluster::pod_ip(client, &["-6", "route"])?,
         );
         Ok((web, client))
     })?;
@@ -305,7 +305,7 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
             )?;
             let url = format!("http://[{}]/", cluster::CLUSTER_IP);
             let body = retry("a response through the ClusterIP", 30, || {
-                cluster::pod_exec(&client, &["timeout", "5", "wget", "-qO-", &url])
+                cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
             })?;
             show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
             if !body.contains("node2") {
@@ -330,14 +330,14 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
     steps.run(
         "NAT64 + DNS64: the IPv6-only pod fetches from the IPv4-only server by name",
         || {
-            let lookup = cluster::pod_exec(&client, &["nslookup", net::IPV4_ONLY_NAME])?;
+            let lookup = cluster::pod_exec(client, &["nslookup", net::IPV4_ONLY_NAME])?;
             show(
                 &format!("kubectl exec client -- nslookup {}", net::IPV4_ONLY_NAME),
                 &lookup,
             );
             let url = format!("http://{}/", net::IPV4_ONLY_NAME);
             let body = retry("a response through NAT64", 20, || {
-                cluster::pod_exec(&client, &["timeout", "5", "wget", "-qO-", &url])
+                cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
             })?;
             show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
             if !body.contains("IPv4-only internet") {
