@@ -288,7 +288,7 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
         }
         show(
             "kubectl exec client -- ip -6 route   # default via the host side, NAT64 prefix with mtu/advmss",
-            &cluster::pod_ip(client, &["-6", "route"])?,
+            &cluster::pod_ip(&client, &["-6", "route"])?,
         );
         Ok((web, client))
     })?;
