@@ -102,7 +102,7 @@ pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
         assert!(
             core::mem::size_of::<T>() >= 2,
             "ptr_at needs a type of 2 bytes or more"
-        )
+        );
     };
     // Gives the verifier an explicit range for `offset`: an offset read back from the stack
     // (after a spill, or from a struct filled by a helper) may have lost its bounds, and pointer
