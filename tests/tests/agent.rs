@@ -292,7 +292,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     frame.extend([0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd]);
     frame.extend([0x60, 0, 0, 0, 0, 8]);
     let peer = link.b.name.clone();
-    node_b.enter(|| send_raw(&peer, &frame, 3));
+    node_b.enter(|| sixlane_testkit::packet::send_raw(&peer, &frame, 3).unwrap());
     wait_for("the forwarded eBPF log record", &log, || {
         fs::read_to_string(&log)
             .unwrap_or_default()
@@ -314,40 +314,4 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     assert!(log_text.contains("the datapath stays loaded"), "{log_text}");
     assert!(conflist.exists(), "conflist must stay for running pods");
     drop(link);
-}
-
-/// Sends `frame` `n` times out of `ifname` through an AF_PACKET socket (no stack checks).
-fn send_raw(ifname: &str, frame: &[u8], n: usize) {
-    let ifindex = nix::net::if_::if_nametoindex(ifname).unwrap();
-    // SAFETY: plain socket(2)/sendto(2)/close(2) on a socket we own, with a zeroed and then
-    // filled sockaddr_ll.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
-        for _ in 0..n {
-            let rc = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                std::ptr::addr_of!(addr).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(
-                rc,
-                frame.len() as isize,
-                "sendto: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        libc::close(fd);
-    }
 }

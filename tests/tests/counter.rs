@@ -364,7 +364,8 @@ fn counters_count_real_traffic_through_pinned_links() {
         f[packet::ETH_HLEN] = 0x60;
         f
     };
-    p.ns2.enter(|| send_raw(&p.veth.b.name, &runt, 3));
+    p.ns2
+        .enter(|| packet::send_raw(&p.veth.b.name, &runt, 3).unwrap());
     let m = total(&layout, Direction::Ingress, Reason::Malformed);
     assert_eq!((m.packets, m.bytes), (3, 3 * runt.len() as u64));
 
@@ -375,42 +376,6 @@ fn counters_count_real_traffic_through_pinned_links() {
     ping_pong(&p, 20);
     assert_eq!(total(&layout, Direction::Egress, Reason::Pass), e1);
     assert_eq!(total(&layout, Direction::Ingress, Reason::Pass), i1);
-}
-
-/// Sends `frame` `n` times out of `ifname` through an AF_PACKET socket (no stack checks).
-fn send_raw(ifname: &str, frame: &[u8], n: usize) {
-    let ifindex = nix::net::if_::if_nametoindex(ifname).unwrap();
-    // SAFETY: plain socket(2)/sendto(2) calls on a socket we own, with a properly initialized
-    // sockaddr_ll.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
-        for _ in 0..n {
-            let rc = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                std::ptr::addr_of!(addr).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(
-                rc,
-                frame.len() as isize,
-                "sendto: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        libc::close(fd);
-    }
 }
 
 fn tcx_program_ids(p: &Pair, hook: TcAttachType) -> Vec<u32> {

@@ -2,6 +2,7 @@
 //! the programs never fail a test run, only return tc verdicts they are allowed to, and count
 //! every packet exactly once (a drop is always a counted drop).
 
+use sixlane_testkit::rng::Rng;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use sixlane_agent::{PinLayout, loader::Datapath, metrics, nat64::Span};
@@ -19,24 +20,6 @@ const PREFIX: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x6464, 0, 0, 0, 0, 0, 0);
 const POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xa);
 const POOL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SRV: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
 
 struct Env {
     node: XlatNode,
@@ -266,7 +249,7 @@ fn random_and_malformed_packets_are_counted_never_fatal() {
             "seed through {prog}"
         );
     }
-    let mut rng = Rng(0x5eed_6464_0000_0001);
+    let mut rng = Rng::new(0x5eed_6464_0000_0001);
     let allowed = [verdict::NEXT, verdict::SHOT, verdict::REDIRECT];
     let (mut ran, mut refused) = (0u64, 0u64);
     let before = e.total();

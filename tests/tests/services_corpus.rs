@@ -3,6 +3,7 @@
 //! checksum that must not become zero, and a seeded random corpus. Every packet is passed,
 //! dropped, answered or redirected, and lands in exactly one counter.
 
+use sixlane_testkit::rng::Rng;
 use std::net::Ipv6Addr;
 
 use aya::Ebpf;
@@ -247,26 +248,6 @@ fn udp_checksum_never_becomes_zero() {
     assert_checksums(&r.output);
 }
 
-/// xorshift64*: a reproducible corpus without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-}
-
 fn corpus_packet(rng: &mut Rng) -> Vec<u8> {
     let addrs = [C, B, VIP, N, "fd00:99::1".parse().unwrap()];
     let (s, d) = (rng.pick(&addrs), rng.pick(&addrs));
@@ -306,15 +287,15 @@ fn corpus_packet(rng: &mut Rng) -> Vec<u8> {
             }
             if rng.below(2) == 0 {
                 for _ in 0..=rng.below(3) {
-                    let i = ETH_HLEN + 4 + rng.below((p.len() - ETH_HLEN - 4) as u64) as usize;
-                    p[i] = rng.next() as u8;
+                    let i = ETH_HLEN + 4 + rng.below(p.len() - ETH_HLEN - 4);
+                    p[i] = rng.next_u64() as u8;
                 }
             }
             // Keep the IPv6 header whole (test_run refuses anything shorter) and the version.
             p[ETH_HLEN] = 0x60 | (p[ETH_HLEN] & 0x0f);
             if rng.below(4) == 0 {
-                let room = (p.len() - ETH_HLEN - IPV6_HLEN + 1) as u64;
-                p.truncate(ETH_HLEN + IPV6_HLEN + rng.below(room) as usize);
+                let room = p.len() - ETH_HLEN - IPV6_HLEN + 1;
+                p.truncate(ETH_HLEN + IPV6_HLEN + rng.below(room));
             }
             p
         }
@@ -322,14 +303,14 @@ fn corpus_packet(rng: &mut Rng) -> Vec<u8> {
         _ => {
             let mut p = tcp(s, 1, d, 2, TcpFlags::ACK, b"");
             p.truncate(ETH_HLEN + IPV6_HLEN);
-            let any = rng.next() as u8;
+            let any = rng.next_u64() as u8;
             p[ETH_HLEN + 6] = rng.pick(&[6u8, 17, 58, 0, 43, 44, 60, 51, 132, any]);
-            let n = rng.below(160) as usize;
+            let n = rng.below(160);
             for _ in 0..n {
-                p.push(rng.next() as u8);
+                p.push(rng.next_u64() as u8);
             }
             let plen = if rng.below(4) == 0 {
-                rng.next() as u16
+                rng.next_u64() as u16
             } else {
                 n as u16
             };
@@ -342,7 +323,7 @@ fn corpus_packet(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn random_corpus_is_always_counted_never_fatal() {
     let (_pins, layout, mut dp) = setup();
-    let mut rng = Rng(0x5eed_1a9e_0000_0001);
+    let mut rng = Rng::new(0x5eed_1a9e_0000_0001);
     let progs = [PROG_FROM_POD, PROG_TO_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK];
     let mut verdicts = std::collections::BTreeMap::new();
     for i in 0..2000 {

@@ -22,6 +22,7 @@ pub mod netns;
 pub mod packet;
 pub mod pins;
 pub mod process;
+pub mod rng;
 pub mod tempdir;
 pub mod veth;
 

@@ -161,6 +161,43 @@ pub fn icmp4_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8
     out
 }
 
+/// Sends `frame` `n` times out of interface `ifname` (in the calling thread's network
+/// namespace) through an AF_PACKET socket: no stack checks, so truncated or bogus frames reach
+/// the other end's tc hooks as they are (`BPF_PROG_TEST_RUN` refuses some of them).
+pub fn send_raw(ifname: &str, frame: &[u8], n: usize) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+    // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `fd`.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    for _ in 0..n {
+        // SAFETY: `frame` and `addr` are valid for the lengths passed.
+        let rc = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::addr_of!(addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc != frame.len() as isize {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// One-line human description of a packet (for fixture diffs).
 pub fn describe(pkt: &[u8]) -> String {
     match SlicedPacket::from_ethernet(pkt) {

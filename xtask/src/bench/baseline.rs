@@ -5,18 +5,16 @@
 use std::{net::SocketAddr, process::Command};
 
 use anyhow::{Context as _, bail};
-use sixlane_testkit::{ChildGuard, PinDir};
+use sixlane_testkit::PinDir;
 
 use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
+    measure::{self, KB_PORT, KbServer},
     topo::{self, Path3},
 };
-use crate::{kbench, sh};
+use crate::sh;
 
 pub struct Baseline;
-
-const IPERF_PORT: u16 = 5201;
-const KB_PORT: u16 = 7000;
 
 impl Scenario for Baseline {
     fn name(&self) -> &'static str {
@@ -146,72 +144,19 @@ fn sixlane_packets(pins: &PinDir, ctx: &Ctx) -> anyhow::Result<u64> {
     Ok(rows.iter().filter_map(|r| r["packets"].as_u64()).sum())
 }
 
-/// iperf3 single stream (client on CPU 0, server on CPU 1), then kbench RR with both ends on
-/// CPU 1 (cross-CPU wake-ups would swamp the effect), then kbench CRR (client CPU 0, server 1).
+/// iperf3 single stream, kbench RR and CRR (see `measure`), client to server.
 fn measure(t: &Path3, ctx: &Ctx) -> anyhow::Result<Values> {
     let mut v = Values::new();
-    let srv = topo::SRV.to_string();
-    let secs = format!("{}", ctx.secs.max(1.0).round() as u64);
-
-    {
-        let _server = ChildGuard::spawn(
-            t.srv
-                .command("taskset")
-                .args([
-                    "-c",
-                    "1",
-                    "iperf3",
-                    "-s",
-                    "-1",
-                    "-p",
-                    &IPERF_PORT.to_string(),
-                ])
-                .stdout(std::process::Stdio::null()),
-        )?;
-        topo::wait_listen(&t.srv, IPERF_PORT)?;
-        let out = t.cli.exec(
-            "taskset",
-            &[
-                "-c",
-                "0",
-                "iperf3",
-                "-J",
-                "-c",
-                &srv,
-                "-p",
-                &IPERF_PORT.to_string(),
-                "-t",
-                &secs,
-            ],
-        )?;
-        let j: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
-        let bps = j["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .context("iperf3 result without end.sum_received.bits_per_second")?;
-        v.insert("throughput", bps / 1e9);
-    }
-
-    let xtask = ctx.xtask.to_string_lossy().into_owned();
-    let to = SocketAddr::from((topo::SRV, KB_PORT)).to_string();
-    let kb = |cpu: &str, args: &[&str]| -> anyhow::Result<kbench::Result> {
-        let mut all = vec!["-c", cpu, xtask.as_str(), "kbench"];
-        all.extend_from_slice(args);
-        let out = t.cli.exec("taskset", &all)?;
-        Ok(serde_json::from_str(&out)?)
-    };
-    let listen = SocketAddr::from((topo::SRV, KB_PORT)).to_string();
-    {
-        let _server = ChildGuard::spawn(
-            t.srv
-                .command("taskset")
-                .args(["-c", "1", &xtask, "kbench", "server", "--listen", &listen]),
-        )?;
-        topo::wait_listen(&t.srv, KB_PORT)?;
-        let rr = kb("1", &["rr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
-        v.insert("rr_rate", rr.rate);
-        v.insert("rr_p50", rr.p50_us);
-        let crr = kb("0", &["crr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
-        v.insert("crr_rate", crr.rate);
-    }
+    v.insert(
+        "throughput",
+        measure::iperf3(&t.cli, &t.srv, ctx, &topo::SRV.to_string(), 1)?,
+    );
+    let to = SocketAddr::from((topo::SRV, KB_PORT));
+    let _server = KbServer::start(&t.srv, ctx, to)?;
+    let rr = measure::rr(&t.cli, ctx, to)?;
+    v.insert("rr_rate", rr.rate);
+    v.insert("rr_p50", rr.p50_us);
+    let crr = measure::crr(&t.cli, ctx, to)?;
+    v.insert("crr_rate", crr.rate);
     Ok(v)
 }

@@ -10,6 +10,7 @@
 mod baseline;
 mod cni;
 mod kubeproxy;
+mod measure;
 mod nat64;
 mod services;
 pub mod stats;

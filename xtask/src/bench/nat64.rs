@@ -15,13 +15,14 @@ use std::{net::SocketAddr, process::Command};
 use anyhow::{Context as _, bail};
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
 
-use super::{Ctx, Metric, Mode, Role, Scenario, Values, topo};
-use crate::{kbench, sh};
+use super::{
+    Ctx, Metric, Mode, Role, Scenario, Values,
+    measure::{self, KB_PORT, KbServer},
+};
+use crate::sh;
 
 pub struct Nat64;
 
-const IPERF_PORT: u16 = 5201;
-const KB_PORT: u16 = 7000;
 const PREFIX: &str = "fd00:6464::/96";
 const SERVER4: &str = "198.19.0.2";
 /// `SERVER4` embedded in the prefix.
@@ -268,76 +269,19 @@ impl Drop for Tayga {
     }
 }
 
-/// iperf3 with 1 and 4 streams (client CPU 0, server CPU 1), kbench CRR (same pinning) and RR
-/// (both ends on CPU 1), towards `dst`.
+/// iperf3 with 1 and 4 streams, kbench CRR and RR (see `measure`), towards `dst`.
 fn measure(t: &Topo, ctx: &Ctx, dst: &str) -> anyhow::Result<Values> {
     let mut v = Values::new();
-    let secs = format!("{}", ctx.secs.max(1.0).round() as u64);
-    for (name, streams) in [("throughput_1", "1"), ("throughput_4", "4")] {
-        let _server = ChildGuard::spawn(
-            t.srv
-                .command("taskset")
-                .args([
-                    "-c",
-                    "1",
-                    "iperf3",
-                    "-s",
-                    "-1",
-                    "-p",
-                    &IPERF_PORT.to_string(),
-                ])
-                .stdout(std::process::Stdio::null()),
-        )?;
-        topo::wait_listen(&t.srv, IPERF_PORT)?;
-        let out = t.cli.exec(
-            "taskset",
-            &[
-                "-c",
-                "0",
-                "iperf3",
-                "-J",
-                "-c",
-                dst,
-                "-p",
-                &IPERF_PORT.to_string(),
-                "-t",
-                &secs,
-                "-P",
-                streams,
-            ],
-        )?;
-        let j: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
-        let bps = j["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .context("iperf3 result without end.sum_received.bits_per_second")?;
-        v.insert(name, bps / 1e9);
+    for (name, streams) in [("throughput_1", 1), ("throughput_4", 4)] {
+        v.insert(name, measure::iperf3(&t.cli, &t.srv, ctx, dst, streams)?);
     }
-
-    let xtask = ctx.xtask.to_string_lossy().into_owned();
-    let listen = format!("{SERVER4}:{KB_PORT}");
-    let to: SocketAddr = if dst.contains(':') {
-        format!("[{dst}]:{KB_PORT}").parse()?
-    } else {
-        format!("{dst}:{KB_PORT}").parse()?
-    };
-    let to = to.to_string();
-    let kb = |cpu: &str, args: &[&str]| -> anyhow::Result<kbench::Result> {
-        let mut all = vec!["-c", cpu, xtask.as_str(), "kbench"];
-        all.extend_from_slice(args);
-        let out = t.cli.exec("taskset", &all)?;
-        Ok(serde_json::from_str(&out)?)
-    };
-    let _server = ChildGuard::spawn(
-        t.srv
-            .command("taskset")
-            .args(["-c", "1", &xtask, "kbench", "server", "--listen", &listen]),
-    )?;
-    topo::wait_listen(&t.srv, KB_PORT)?;
-    let secs_s = ctx.secs.to_string();
-    let crr = kb("0", &["crr", "--to", &to, "--secs", &secs_s])?;
+    let ip: std::net::IpAddr = dst.parse().with_context(|| format!("address {dst}"))?;
+    let to = SocketAddr::from((ip, KB_PORT));
+    let _server = KbServer::start(&t.srv, ctx, format!("{SERVER4}:{KB_PORT}").parse()?)?;
+    let crr = measure::crr(&t.cli, ctx, to)?;
     v.insert("crr_rate", crr.rate);
     v.insert("crr_p50", crr.p50_us);
-    let rr = kb("1", &["rr", "--to", &to, "--secs", &secs_s])?;
+    let rr = measure::rr(&t.cli, ctx, to)?;
     v.insert("rr_rate", rr.rate);
     v.insert("rr_p50", rr.p50_us);
     Ok(v)

@@ -26,17 +26,16 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, names};
+use sixlane_testkit::{NetNs, PinDir, names};
 
 use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
     kubeproxy::{Rules, dead_endpoint, vip},
+    measure::{self, IPERF_PORT, KB_PORT, KbServer},
     topo::{self, Path3},
 };
-use crate::{kbench, sh};
+use crate::sh;
 
-const KB_PORT: u16 = 7000;
-const IPERF_PORT: u16 = 5201;
 const PORTS: [u16; 2] = [KB_PORT, IPERF_PORT];
 /// Services in the programming-time benchmark.
 const PROG_N: usize = 10_000;
@@ -342,72 +341,28 @@ impl Scenario for ClusterIp {
     }
 }
 
-/// iperf3 (client CPU 0, server CPU 1), kbench RR with both ends on CPU 1, kbench CRR
-/// (client CPU 0, server CPU 1), all towards `target`.
+/// kbench CRR and RR, then iperf3 (see `measure`), towards `target`.
 fn measure(t: &Path3, ctx: &Ctx, target: Ipv6Addr) -> anyhow::Result<Values> {
     let mut v = Values::new();
-    let secs = format!("{}", ctx.secs.max(1.0).round() as u64);
-    let xtask = ctx.xtask.to_string_lossy().into_owned();
-    let listen = SocketAddr::from((Ipv6Addr::UNSPECIFIED, KB_PORT)).to_string();
-    let to = SocketAddr::from((target, KB_PORT)).to_string();
-    let kb = |cpu: &str, args: &[&str]| -> anyhow::Result<kbench::Result> {
-        let mut all = vec!["-c", cpu, xtask.as_str(), "kbench"];
-        all.extend_from_slice(args);
-        let out = t.cli.exec("taskset", &all)?;
-        Ok(serde_json::from_str(&out)?)
-    };
+    let to = SocketAddr::from((target, KB_PORT));
     {
-        let _server = ChildGuard::spawn(
-            t.srv
-                .command("taskset")
-                .args(["-c", "1", &xtask, "kbench", "server", "--listen", &listen]),
+        let _server = KbServer::start(
+            &t.srv,
+            ctx,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, KB_PORT)),
         )?;
-        topo::wait_listen(&t.srv, KB_PORT)?;
-        let crr = kb("0", &["crr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
+        let crr = measure::crr(&t.cli, ctx, to)?;
         v.insert("crr_rate", crr.rate);
         v.insert("crr_p50", crr.p50_us);
-        let rr = kb("1", &["rr", "--to", &to, "--secs", &ctx.secs.to_string()])?;
+        let rr = measure::rr(&t.cli, ctx, to)?;
         v.insert("rr_rate", rr.rate);
         v.insert("rr_p50", rr.p50_us);
         v.insert("rr_p99", rr.p99_us);
     }
-    {
-        let _server = ChildGuard::spawn(
-            t.srv
-                .command("taskset")
-                .args([
-                    "-c",
-                    "1",
-                    "iperf3",
-                    "-s",
-                    "-1",
-                    "-p",
-                    &IPERF_PORT.to_string(),
-                ])
-                .stdout(Stdio::null()),
-        )?;
-        topo::wait_listen(&t.srv, IPERF_PORT)?;
-        let out = t.cli.exec(
-            "taskset",
-            &[
-                "-c",
-                "0",
-                "iperf3",
-                "-J",
-                "-c",
-                &target.to_string(),
-                "-p",
-                &IPERF_PORT.to_string(),
-                "-t",
-                &secs,
-            ],
-        )?;
-        let j: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
-        let bps = j["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .context("iperf3 result without end.sum_received.bits_per_second")?;
-        v.insert("throughput", bps / 1e9);
-    }
+    v.insert(
+        "throughput",
+        measure::iperf3(&t.cli, &t.srv, ctx, &target.to_string(), 1)?,
+    );
     Ok(v)
 }
 

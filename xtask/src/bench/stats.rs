@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use sixlane_testkit::rng::Rng;
+
 use super::{Metric, Mode, Results, Role};
 
 pub fn median(v: &[f64]) -> Option<f64> {
@@ -18,33 +20,18 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
-/// Deterministic xorshift so reruns over the same data print the same interval.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, v: &'a [f64]) -> &'a f64 {
-        &v[(self.next() % v.len() as u64) as usize]
-    }
-}
-
 /// 95% bootstrap interval of median(a)/median(b), resampling trials. `None` with fewer than 3
 /// trials on either side: an interval from two points is not worth printing.
 pub fn ratio_ci(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if a.len() < 3 || b.len() < 3 {
         return None;
     }
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // Seeded: reruns over the same data print the same interval.
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut ratios = Vec::with_capacity(2000);
     for _ in 0..2000 {
-        let ra: Vec<f64> = (0..a.len()).map(|_| *rng.pick(a)).collect();
-        let rb: Vec<f64> = (0..b.len()).map(|_| *rng.pick(b)).collect();
+        let ra: Vec<f64> = (0..a.len()).map(|_| rng.pick(a)).collect();
+        let rb: Vec<f64> = (0..b.len()).map(|_| rng.pick(b)).collect();
         if let (Some(ma), Some(mb)) = (median(&ra), median(&rb))
             && mb != 0.0
         {
