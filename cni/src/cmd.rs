@@ -91,10 +91,10 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
         plumbed_ok = true;
         match conf.dataplane {
             Dataplane::Off => {}
-            Dataplane::Required => dataplane::attach(&conf.pin_root, &host_if)?,
+            Dataplane::Required => dataplane::attach(&conf.pin_root, &host_if, conf.attach)?,
             Dataplane::Optional => {
                 if dataplane::missing_pins(&conf.pin_root).is_empty() {
-                    dataplane::attach(&conf.pin_root, &host_if)?;
+                    dataplane::attach(&conf.pin_root, &host_if, conf.attach)?;
                 } else {
                     log::warn("dataplane is optional and not loaded: pod attached without it");
                 }
@@ -150,14 +150,15 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
         },
     };
     log::info(&format!(
-        "added {} on {} (host {host_if}, mtu {mtu}, dataplane {:?})",
+        "added {} on {} (host {host_if}, mtu {mtu}, dataplane {:?}, attach {})",
         allocs
             .iter()
             .map(|a| a.ip.to_string())
             .collect::<Vec<_>>()
             .join(", "),
         env.ifname,
-        conf.dataplane
+        conf.dataplane,
+        conf.attach
     ));
     Ok(match &conf.prev_result {
         Some(prev) => result.merged_into(prev, conf.version),
@@ -170,10 +171,11 @@ pub fn del(conf: &Conf, env: &Env) -> Result<()> {
     let host_if = plumb::host_ifname(&env.container_id, &env.ifname);
     let mut errors = Vec::new();
     // Deleting the host end removes the pair, the pod interface and the host /128 route, whether
-    // or not the container's namespace still exists. It goes first: unregistering the device
-    // releases its TCX entries in the same RCU grace period as the device itself, whereas
-    // detaching a live link costs one grace period per program (~15 ms each here). The detach
-    // below then only finds defunct links and removes their pins.
+    // or not the container's namespace still exists, and in tc mode the clsact qdisc with
+    // sixlane's filters. It goes first: in TCX mode, unregistering the device releases its TCX
+    // entries in the same RCU grace period as the device itself, whereas detaching a live link
+    // costs one grace period per program (~15 ms each here). The detach below then only finds
+    // defunct links and removes their pins (whatever mode ADD used: DEL needs no state).
     match Netlink::open().and_then(|mut nl| nl.del_link_by_name(&host_if)) {
         Ok(true) => log::debug(&format!("deleted {host_if}")),
         Ok(false) => log::debug(&format!("{host_if} was already gone")),
@@ -264,13 +266,7 @@ pub fn check(conf: &Conf, env: &Env) -> Result<()> {
         }
     }
     if conf.dataplane == Dataplane::Required {
-        let attached = dataplane::attached(&conf.pin_root, &host_if);
-        if attached.len() != sixlane_common::layout::POD_PROGRAMS.len() {
-            return Err(Error::Check(format!(
-                "dataplane is required but {host_if} has only [{}] attached",
-                attached.join(", ")
-            )));
-        }
+        dataplane::verify(&conf.pin_root, &host_if)?;
     }
     let want_mac = prev.interfaces[pod_idx].mac.to_ascii_lowercase();
     plumb::inside(&pod_ns, &host_ns, || {

@@ -2,7 +2,8 @@
 //! Nothing here touches the system.
 //!
 //! Keys (see docs/cni.md): `cniVersion`/`cniVersions`, `name`, `type`, `ipam` (host-local's keys),
-//! `mtu`, `dataplane` (`required`|`optional`|`off`), `pinRoot`, `podGateway`, `logFile`,
+//! `mtu`, `dataplane` (`required`|`optional`|`off`), `attach` (`tc`|`tcx`), `pinRoot`,
+//! `podGateway`, `logFile`,
 //! `logLevel`, `dns`, `args.cni.ips`, `runtimeConfig.{ips,ipRanges}`, `prevResult`,
 //! `cni.dev/valid-attachments`.
 
@@ -13,6 +14,7 @@ use std::{
 
 use ipnet::{IpNet, Ipv6Net};
 use serde_json::{Map, Value};
+pub use sixlane_agent::tc::AttachMode;
 
 use crate::{
     error::{Error, Result},
@@ -48,6 +50,8 @@ pub struct Conf {
     pub name: String,
     pub mtu: Option<u32>,
     pub dataplane: Dataplane,
+    /// How the pod programs are attached when the dataplane is on.
+    pub attach: AttachMode,
     pub pin_root: PathBuf,
     pub pod_gateway: PodGateway,
     pub log_file: Option<PathBuf>,
@@ -123,6 +127,12 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
             ));
         }
     };
+    let attach = match opt_str(obj, "attach", "attach")?.as_deref() {
+        None => AttachMode::default(),
+        Some(s) => AttachMode::parse(s).ok_or_else(|| {
+            Error::config("attach", format!("{s:?} is not one of tc, tcx"))
+        })?,
+    };
     let pin_root = opt_str(obj, "pinRoot", "pinRoot")?
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(sixlane_common::layout::DEFAULT_PIN_ROOT));
@@ -169,6 +179,7 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
         name,
         mtu,
         dataplane,
+        attach,
         pin_root,
         pod_gateway,
         log_file,
@@ -625,6 +636,7 @@ mod tests {
         let c = parse_value(&base()).unwrap();
         assert_eq!(c.version, Version::V1_0_0);
         assert_eq!(c.dataplane, Dataplane::Required);
+        assert_eq!(c.attach, AttachMode::Tc, "tc is the default");
         assert_eq!(c.mtu, Some(1500));
         assert_eq!(c.ipam.routes.len(), 2);
         assert_eq!(c.ipam.routes[1].mtu, Some(1480));
@@ -640,6 +652,15 @@ mod tests {
         plugin["cniVersion"] = list["cniVersion"].clone();
         plugin["name"] = list["name"].clone();
         parse_value(&plugin).unwrap();
+    }
+
+    #[test]
+    fn attach_modes() {
+        for (value, want) in [("tc", AttachMode::Tc), ("tcx", AttachMode::Tcx)] {
+            let mut v = base();
+            v["attach"] = json!(value);
+            assert_eq!(parse_value(&v).unwrap().attach, want);
+        }
     }
 
     #[test]
@@ -698,6 +719,8 @@ mod tests {
             ("/mtu", Some(json!("big")), 7, "mtu"),
             ("/mtu", Some(json!(1000)), 7, "mtu"),
             ("/dataplane", Some(json!("maybe")), 7, "dataplane"),
+            ("/attach", Some(json!("xdp")), 7, "attach"),
+            ("/attach", Some(json!(1)), 7, "attach"),
             ("/pinRoot", Some(json!("rel/ative")), 7, "pinRoot"),
             ("/podGateway", Some(json!("fd00::1")), 7, "podGateway"),
             ("/logLevel", Some(json!("loud")), 7, "logLevel"),

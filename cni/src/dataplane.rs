@@ -1,10 +1,19 @@
-//! Attaching the agent's pinned pod programs (`layout::POD_PROGRAMS`) to a pod's host veth through
-//! pinned TCX links, and detaching them.
+//! Attaching the agent's pinned pod programs (`layout::POD_PROGRAMS`) to a pod's host veth, and
+//! verifying and cleaning up after them. Two modes (`attach` in the conflist):
+//!
+//! - `tc` (default): a clsact qdisc and one direct-action cls_bpf filter per hook at sixlane's
+//!   priority and handle (`sixlane_agent::tc`). No pins; the filters go with the veth.
+//! - `tcx`: pinned TCX links at `<pinRoot>/links/<prog>@<host veth>` (`sixlane_agent::tcx`).
+//!   Each attach waits for an RCU grace period in the kernel.
 
 use std::path::Path;
 
 use aya::programs::TcAttachType;
-use sixlane_agent::{PinLayout, tcx};
+use sixlane_agent::{
+    PinLayout,
+    tc::{self, AttachMode},
+    tcx,
+};
 use sixlane_common::layout::{Hook, POD_PROGRAMS};
 
 use crate::error::{Error, Result};
@@ -13,6 +22,13 @@ fn attach_type(h: Hook) -> TcAttachType {
     match h {
         Hook::Ingress => TcAttachType::Ingress,
         Hook::Egress => TcAttachType::Egress,
+    }
+}
+
+fn hook_name(h: Hook) -> &'static str {
+    match h {
+        Hook::Ingress => "ingress",
+        Hook::Egress => "egress",
     }
 }
 
@@ -27,27 +43,34 @@ pub fn missing_pins(pin_root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Attaches every pod program to `host_if`; on failure, detaches what it attached.
-pub fn attach(pin_root: &Path, host_if: &str) -> Result<()> {
+/// Attaches every pod program to `host_if` in `mode`; on failure, removes what it attached.
+pub fn attach(pin_root: &Path, host_if: &str, mode: AttachMode) -> Result<()> {
     let layout = PinLayout::new(pin_root);
     for (i, (prog, hook)) in POD_PROGRAMS.iter().enumerate() {
-        if let Err(e) = tcx::attach_pinned(&layout, prog, host_if, attach_type(*hook)) {
-            for (done, _) in &POD_PROGRAMS[..i] {
-                let _ = tcx::detach(&layout, host_if, done);
+        let res = match mode {
+            AttachMode::Tc => tc::attach_pinned(&layout, prog, host_if, attach_type(*hook)),
+            AttachMode::Tcx => tcx::attach_pinned(&layout, prog, host_if, attach_type(*hook)),
+        };
+        if let Err(e) = res {
+            for (done, done_hook) in &POD_PROGRAMS[..i] {
+                let _ = match mode {
+                    AttachMode::Tc => tc::detach(host_if, attach_type(*done_hook)),
+                    AttachMode::Tcx => tcx::detach(&layout, host_if, done),
+                };
             }
             return Err(match e {
                 sixlane_agent::Error::NotPinned { .. } => Error::TryAgain(format!(
                     "the sixlane datapath is not loaded: {e} (start the agent)"
                 )),
-                e => Error::Dataplane(format!("attaching {prog} to {host_if}: {e}")),
+                e => Error::Dataplane(format!("attaching {prog} to {host_if} ({mode}): {e}")),
             });
         }
     }
     Ok(())
 }
 
-/// Detaches every pod program from `host_if` (synchronously) and removes the link pins. Missing
-/// pins are fine.
+/// Removes the TCX link pins of `host_if` (detaching synchronously any still live). Missing pins
+/// are fine. tc filters need nothing: they go with the veth.
 pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
     let layout = PinLayout::new(pin_root);
     let mut errors = Vec::new();
@@ -68,14 +91,66 @@ pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
     }
 }
 
-/// Which pod programs have a link pin for `host_if`.
-pub fn attached(pin_root: &Path, host_if: &str) -> Vec<&'static str> {
+/// CHECK: every pod program runs on `host_if` exactly once — as sixlane's tc filter or through a
+/// live TCX link, whichever mode attached it (the conflist's `attach` may have changed since) —
+/// and it is the program pinned now. Returns what is wrong, as CHECK reports it.
+pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
     let layout = PinLayout::new(pin_root);
-    POD_PROGRAMS
-        .iter()
-        .filter(|(p, _)| layout.link(host_if, p).exists())
-        .map(|(p, _)| *p)
-        .collect()
+    let Some(ifindex) = ifindex(host_if) else {
+        return Err(Error::Check(format!(
+            "host interface {host_if} does not exist"
+        )));
+    };
+    let dp = |e: sixlane_agent::Error| match e {
+        sixlane_agent::Error::NotPinned { .. } => {
+            Error::Check(format!("the sixlane datapath is not loaded: {e}"))
+        }
+        e => Error::Dataplane(format!("inspecting {host_if}: {e}")),
+    };
+    for (prog, hook) in POD_PROGRAMS {
+        let want = tc::pinned_program_id(&layout, prog).map_err(dp)?;
+        let filter = tc::find(host_if, attach_type(hook)).map_err(dp)?;
+        let link = tcx::link_state(&layout, host_if, prog)
+            .map_err(dp)?
+            .filter(|l| l.ifindex == ifindex && l.hook == Some(attach_type(hook)));
+        let at = format!("{prog} on {host_if} {}", hook_name(hook));
+        match (filter, link) {
+            (None, None) => {
+                return Err(Error::Check(format!(
+                    "dataplane is required but {at} is not attached (no tc filter at pref {} \
+                     handle {:#x}, no TCX link)",
+                    tc::PRIORITY,
+                    tc::HANDLE
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::Check(format!(
+                    "{at} is attached twice (a tc filter and a TCX link)"
+                )));
+            }
+            (Some(f), None) if f.prog_id != want => {
+                return Err(Error::Check(format!(
+                    "{at}: the tc filter runs program id {}, the pinned program is {want}",
+                    f.prog_id
+                )));
+            }
+            (None, Some(l)) if l.prog_id != want => {
+                return Err(Error::Check(format!(
+                    "{at}: the TCX link runs program id {}, the pinned program is {want}",
+                    l.prog_id
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
 }
 
 /// GC: removes link pins of pod programs whose interface is gone (the link is defunct).

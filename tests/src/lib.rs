@@ -5,6 +5,7 @@ pub mod cni;
 pub use sixlane_testkit::dns64;
 pub mod cluster;
 pub mod nat64;
+pub mod podattach;
 pub mod sim;
 pub mod svc;
 

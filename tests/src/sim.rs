@@ -5,7 +5,8 @@
 //! the plumbing operators get: a veth whose host side carries the link-local gateway `fe80::1`,
 //! the pod's address without DAD, a default route via the host side, a /128 route to the pod on
 //! the node and, when the node has a datapath, sixlane's pod programs attached to the host side
-//! through pinned TCX links (`"dataplane": "required"`).
+//! (`"dataplane": "required"`) in the plugin's default mode (`attach: tc`: a clsact qdisc and
+//! sixlane's cls_bpf filters), or in the mode a test asks for ([`SimPod::attach_with`]).
 
 use std::{
     net::Ipv6Addr,
@@ -13,7 +14,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use sixlane_agent::PinLayout;
+use sixlane_agent::{PinLayout, tc::AttachMode};
 use sixlane_testkit::{NetNs, Result, names};
 
 use crate::cni::{Call, Plugin};
@@ -132,7 +133,12 @@ fn range_for(addr: Ipv6Addr) -> Value {
     })
 }
 
-fn conf_for(addr: Ipv6Addr, data_dir: &Path, pins: Option<&PinLayout>) -> Value {
+fn conf_for(
+    addr: Ipv6Addr,
+    data_dir: &Path,
+    pins: Option<&PinLayout>,
+    mode: Option<AttachMode>,
+) -> Value {
     let mut c = json!({
         "cniVersion": "1.1.0",
         "name": NETWORK,
@@ -152,6 +158,10 @@ fn conf_for(addr: Ipv6Addr, data_dir: &Path, pins: Option<&PinLayout>) -> Value 
         c["dataplane"] = json!("required");
         c["pinRoot"] = json!(pins.root());
     }
+    // No key: the plugin's default.
+    if let Some(m) = mode {
+        c["attach"] = json!(m.as_str());
+    }
     c
 }
 
@@ -168,12 +178,32 @@ impl SimPod {
 
     /// Creates a pod with `addr` on `node` by running the `sixlane` CNI plugin's ADD in the node
     /// namespace. With `pins`, the conflist requires the dataplane, so sixlane's pod programs
-    /// (`layout::POD_PROGRAMS`) are attached to the host side from the datapath pinned there.
+    /// (`layout::POD_PROGRAMS`) are attached to the host side from the datapath pinned there, in
+    /// the plugin's default mode.
     pub fn attach(node: &NetNs, addr: Ipv6Addr, pins: Option<&PinLayout>) -> Result<Self> {
+        Self::attach_inner(node, addr, pins, None)
+    }
+
+    /// [`Self::attach`] with the conflist's `attach` set to `mode`.
+    pub fn attach_with(
+        node: &NetNs,
+        addr: Ipv6Addr,
+        pins: &PinLayout,
+        mode: AttachMode,
+    ) -> Result<Self> {
+        Self::attach_inner(node, addr, Some(pins), Some(mode))
+    }
+
+    fn attach_inner(
+        node: &NetNs,
+        addr: Ipv6Addr,
+        pins: Option<&PinLayout>,
+        mode: Option<AttachMode>,
+    ) -> Result<Self> {
         let ns = NetNs::new()?;
         let plugin = Plugin::sixlane();
         let data_dir = data_dir(node);
-        let conf = conf_for(addr, &data_dir, pins);
+        let conf = conf_for(addr, &data_dir, pins, mode);
         let container_id = names::unique('c');
         let netns = ns.path().display().to_string();
         let call = Call::new("ADD", &container_id, &netns, POD_IF);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::TcAttachType;
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
@@ -26,6 +26,7 @@ use sixlane_testkit::NetNs;
 use sixlane_tests::{
     bins,
     cluster::{self, EXT, Nginx, SimCluster, curl, node_addr, pod_addr},
+    podattach::{program_ids, sixlane_filters},
     sim::SimPod,
     svc::{backend, service},
 };
@@ -296,14 +297,6 @@ fn exchange(s: &mut TcpStream, msg: &[u8]) {
     assert_eq!(got, msg);
 }
 
-fn program_ids(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<u32> {
-    let ifname = ifname.to_owned();
-    ns.enter(move || {
-        let (_, progs) = SchedClassifier::query_tcx(&ifname, hook).unwrap();
-        progs.iter().map(|p| p.id()).collect()
-    })
-}
-
 #[test]
 fn long_lived_connection_survives_loader_restart_and_upgrade() {
     let mut c = cluster::cluster(2);
@@ -346,18 +339,33 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
 
     let n1 = &mut c.nodes[0];
     let host_if = client.host_if().to_owned();
+    // The client pod is attached in the plugin's default mode (tc filters).
     let old = program_ids(&n1.ns, &host_if, TcAttachType::Ingress);
+    assert_eq!(
+        sixlane_filters(&n1.ns, &host_if, TcAttachType::Ingress).len(),
+        1
+    );
     // The loader goes away and comes back on the same pins (a restart), then switches every
-    // link to its programs (an upgrade): maps, conntrack included, are reused.
+    // link and, in the node's namespace where the pod veths are, every tc filter to its programs
+    // (an upgrade): maps, conntrack included, are reused.
     drop(n1.dp.take());
     thread::sleep(Duration::from_millis(200));
     let mut dp = Datapath::load(&n1.layout, &LoadOptions::default()).unwrap();
-    let report = dp.upgrade_links().unwrap();
-    assert!(report.replaced >= 4, "{report:?}"); // 2 pod + 2 uplink programs on node 1
+    let report = n1.ns.enter(|| dp.upgrade_links()).unwrap();
+    // Node 1: the 2 uplink programs through pinned links, the client pod's 2 programs as filters.
+    assert_eq!(report.replaced, 2, "{report:?}");
+    assert_eq!(report.filters.replaced, 2, "{report:?}");
+    let want = dp
+        .classifier(sixlane_common::layout::PROG_FROM_POD)
+        .unwrap()
+        .info()
+        .unwrap()
+        .id();
     n1.dp = Some(dp);
     let new = program_ids(&n1.ns, &host_if, TcAttachType::Ingress);
     assert_eq!(new.len(), 1, "one program per hook");
-    assert_ne!(new, old, "the link runs the new program");
+    assert_ne!(new, old, "the filter runs the new program");
+    assert_eq!(new, [want]);
     // A restarted programmer finds everything in place.
     let r = Programmer::open(&n1.layout)
         .unwrap()

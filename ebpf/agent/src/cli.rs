@@ -198,8 +198,12 @@ pub struct StatusView {
     /// Programs pinned under the pin root right now.
     pub datapath_loaded: bool,
     pub pin_root: PathBuf,
-    /// Every pinned link (uplink and pods) as `program@interface`.
+    /// Every pinned TCX link (uplink, and pods attached in TCX mode) as `program@interface`.
     pub pinned_links: Vec<String>,
+    /// This datapath's tc filters (pods attached in tc mode) in the network namespace `status`
+    /// runs in, as `program@interface`. Filters have no pins: run `status` in the node's
+    /// namespace (the agent's) to see them.
+    pub tc_filters: Vec<String>,
     /// The agent's last status (`None` if it never ran here).
     pub agent: Option<Status>,
 }
@@ -225,6 +229,11 @@ pub fn status_view(args: &StatusArgs, pin_root: &Path) -> StatusView {
             .unwrap_or_default()
             .into_iter()
             .map(|(ifname, prog, _)| format!("{prog}@{ifname}"))
+            .collect(),
+        tc_filters: crate::tc::list_owned(&pins)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| format!("{}@{}", f.program, f.ifname))
             .collect(),
         agent,
     }
@@ -257,14 +266,26 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
             v.pin_root.display()
         ),
     );
-    let pods = v
-        .pinned_links
-        .iter()
-        .filter(|l| l.starts_with(layout::PROG_FROM_POD))
-        .count();
+    let pods = |l: &[String]| {
+        l.iter()
+            .filter(|l| l.starts_with(&format!("{}@", layout::PROG_FROM_POD)))
+            .count()
+    };
     row(
         "links",
-        format!("{} pinned ({pods} pod interfaces)", v.pinned_links.len()),
+        format!(
+            "{} pinned TCX links ({} pod interfaces)",
+            v.pinned_links.len(),
+            pods(&v.pinned_links)
+        ),
+    );
+    row(
+        "tc filters",
+        format!(
+            "{} in this network namespace ({} pod interfaces)",
+            v.tc_filters.len(),
+            pods(&v.tc_filters)
+        ),
     );
     let Some(s) = &v.agent else {
         row("agent", "never ran here (no status file)".into());

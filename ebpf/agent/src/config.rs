@@ -172,6 +172,9 @@ pub struct CniConfig {
     /// Pod interface MTU. Default: the uplink's MTU.
     pub mtu: Option<u32>,
     pub dataplane: Dataplane,
+    /// How the plugin attaches the pod programs: `tc` (clsact + cls_bpf filters, no RCU grace
+    /// period per pod) or `tcx` (pinned TCX links).
+    pub attach: crate::tc::AttachMode,
     pub log_file: PathBuf,
     pub log_level: String,
 }
@@ -186,6 +189,7 @@ impl Default for CniConfig {
             data_dir: "/var/lib/cni/networks".into(),
             mtu: None,
             dataplane: Dataplane::Required,
+            attach: crate::tc::AttachMode::Tc,
             log_file: "/var/log/sixlane-cni.log".into(),
             log_level: "info".into(),
         }
@@ -658,6 +662,7 @@ mod tests {
             "nodes: {}\n",
             "node:\n  adress: fd00::1\n",
             "cni:\n  mtu: 1500\n  conf_dir: /x\n",
+            "cni:\n  attach: xdp\n",
             "routing:\n  mode: ospf\n",
         ] {
             let e = Config::parse(yaml).unwrap_err().to_string();
@@ -724,6 +729,8 @@ mod tests {
             ("cni:\n  confName: ../x.conflist\n", &["cni.confName"]),
             ("cni:\n  logLevel: trace\n", &["cni.logLevel"]),
             ("cni:\n  dataplane: optional\n", &[]),
+            ("cni:\n  attach: tcx\n", &[]),
+            ("cni:\n  attach: tc\n", &[]),
             ("routing:\n  mode: bgp\n", &[]),
             (
                 "routing:\n  protocol: 2\n",

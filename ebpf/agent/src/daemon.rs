@@ -6,7 +6,8 @@
 //! sink → routes → healthCheckNodePort servers → status.
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
-//! detached, the conflist stays, and the next agent picks the pins up (`upgrade_links`).
+//! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
+//! (`upgrade_links`).
 
 use std::{
     collections::BTreeMap,
@@ -216,12 +217,19 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         },
     )
     .context("loading the datapath")?;
-    let report = dp.upgrade_links().context("upgrading pinned links")?;
+    // The agent runs in the node's network namespace, where the pod veths are: this also
+    // re-points the tc filters of pods attached in tc mode.
+    let report = dp
+        .upgrade_links()
+        .context("upgrading pinned links and tc filters")?;
     info!(
         replaced = report.replaced,
         current = report.current,
         removed = report.removed,
-        "pinned links now run this build's programs"
+        filters_replaced = report.filters.replaced,
+        filters_current = report.filters.current,
+        filters_foreign = report.filters.foreign,
+        "pinned links and tc filters now run this build's programs"
     );
     // NAT64 before anything else can create pods: its configuration entry also says "off".
     let n64 = nat64::state::apply(&pins, &cfg.nat64).context("programming NAT64")?;

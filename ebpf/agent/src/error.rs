@@ -58,6 +58,13 @@ pub enum Error {
         #[source]
         source: aya::programs::links::LinkError,
     },
+    #[error("tc: {what} on {iface}: {source}")]
+    Tc {
+        what: &'static str,
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
     #[error("invalid NAT64 configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]

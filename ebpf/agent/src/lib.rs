@@ -27,6 +27,7 @@ pub mod services;
 pub mod sink;
 #[cfg(feature = "daemon")]
 pub mod source;
+pub mod tc;
 pub mod tcx;
 
 pub use error::{Error, Result};

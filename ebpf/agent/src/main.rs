@@ -28,7 +28,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Load the datapath: reuse compatible pinned maps, load and pin the programs, and switch
-    /// every pinned link to the new programs atomically.
+    /// every pinned link, and sixlane's tc filters in this network namespace (pods attached in tc
+    /// mode), to the new programs atomically. Run it in the namespace holding the pod veths.
     Load {
         /// Replace pinned maps whose layout differs from this build (their state is lost).
         #[arg(long)]
@@ -46,7 +47,8 @@ enum Cmd {
     },
     /// Datapath counters by direction and reason, summed over CPUs.
     Metrics,
-    /// Remove every pin (maps, programs, links): the datapath and its state go away.
+    /// Remove every pin (maps, programs, links) and this datapath's tc filters in this network
+    /// namespace: the datapath and its state go away.
     Unload,
     /// Run the node agent (DaemonSet): datapath, node setup, services, metrics.
     Run(Box<sixlane_agent::cli::RunArgs>),
@@ -118,11 +120,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
-                    "loaded into {}: {} link(s) switched to the new programs, {} already current, {} stale removed",
+                    "loaded into {}: {} link(s) switched to the new programs, {} already current, {} stale removed; \
+                     {} tc filter(s) in this network namespace switched, {} already current",
                     pins.root().display(),
                     report.replaced,
                     report.current,
-                    report.removed
+                    report.removed,
+                    report.filters.replaced,
+                    report.filters.current
                 );
             }
         }
@@ -166,6 +171,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Services(c) => services::cli::run(c, &pins, cli.json)?,
         Cmd::Unload => {
+            // Filters hold their programs; they have no pin to remove, so detach them here.
+            let mut filters = 0;
+            for f in sixlane_agent::tc::list_owned(&pins)? {
+                if sixlane_agent::tc::detach(&f.ifname, f.hook)? {
+                    filters += 1;
+                }
+            }
+            if filters > 0 {
+                println!("removed {filters} tc filter(s) from this network namespace");
+            }
             pins.remove_all()?;
             println!("removed {}", pins.root().display());
         }

@@ -40,13 +40,47 @@ pub enum Replace {
     Defunct,
 }
 
-/// Outcome of re-pointing all pinned links after a load.
+/// Outcome of re-pointing everything attached after a load: the pinned TCX links (uplink, and
+/// pods attached in TCX mode) and sixlane's tc filters in the caller's network namespace (pods
+/// attached in tc mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UpgradeReport {
+    /// Pinned links switched to this load's program.
     pub replaced: usize,
     pub current: usize,
+    /// Link pins of deleted interfaces, unpinned.
     pub removed: usize,
     pub unknown: usize,
+    /// tc filters (see [`crate::tc`]).
+    pub filters: crate::tc::FilterReport,
+}
+
+/// A pinned link as the kernel sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub prog_id: u32,
+    /// 0 when the interface is gone.
+    pub ifindex: u32,
+    pub hook: Option<TcAttachType>,
+}
+
+/// The state of the link pinned for `prog_name` on `iface`, if there is a pin.
+pub fn link_state(layout: &PinLayout, iface: &str, prog_name: &str) -> Result<Option<LinkState>> {
+    let path = layout.link(iface, prog_name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let info = sys::link_info_at(&path).map_err(|e| Error::io("reading link", &path, e))?;
+    let hook = match info.attach_type {
+        sys::BPF_TCX_INGRESS => Some(TcAttachType::Ingress),
+        sys::BPF_TCX_EGRESS => Some(TcAttachType::Egress),
+        _ => None,
+    };
+    Ok(Some(LinkState {
+        prog_id: info.prog_id,
+        ifindex: info.ifindex,
+        hook,
+    }))
 }
 
 /// Attaches `prog` (named `prog_name` in the object) to `iface` at `hook` via a pinned TCX link.
@@ -199,11 +233,15 @@ const fn tcx_attach_type(hook: TcAttachType) -> u32 {
 }
 
 /// Raw `bpf(2)` calls aya does not expose: the TCX part of `bpf_link_info` (interface and hook of
-/// a pinned link), needed to tell a live link from one whose interface was deleted or renamed.
-mod sys {
+/// a pinned link), needed to tell a live link from one whose interface was deleted or renamed;
+/// and the maps of a program known only by id (which datapath a tc filter belongs to).
+pub(crate) mod sys {
+    use aya_obj::generated::bpf_prog_info;
+
     use super::*;
 
     const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     const BPF_LINK_DETACH: libc::c_long = 34;
     pub const BPF_TCX_INGRESS: u32 = 46;
@@ -283,6 +321,51 @@ mod sys {
             link_fd: fd.as_raw_fd() as u32,
         };
         bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+    }
+
+    /// The kernel's name (at most 15 bytes) of the program with id `prog_id`, and the ids of the
+    /// maps it uses.
+    pub fn prog_name_and_maps(prog_id: u32) -> io::Result<(String, Vec<u32>)> {
+        #[repr(C)]
+        #[derive(Default)]
+        struct GetByIdAttr {
+            id: u32,
+            next_id: u32,
+            open_flags: u32,
+        }
+        let mut attr = GetByIdAttr {
+            id: prog_id,
+            ..Default::default()
+        };
+        let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?;
+        // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new fd that we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let info_of = |info: &mut bpf_prog_info| {
+            let mut attr = InfoAttr {
+                bpf_fd: fd.as_raw_fd() as u32,
+                info_len: std::mem::size_of::<bpf_prog_info>() as u32,
+                info: std::ptr::from_mut(info) as u64,
+            };
+            bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
+        };
+        // First the count, then the ids (the kernel fills at most nr_map_ids of them).
+        // SAFETY: bpf_prog_info is plain old data; all zeroes is its "ask for nothing" value.
+        let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+        info_of(&mut info)?;
+        let mut ids = vec![0u32; info.nr_map_ids as usize];
+        // SAFETY: as above.
+        let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+        info.nr_map_ids = ids.len() as u32;
+        info.map_ids = ids.as_mut_ptr() as u64;
+        info_of(&mut info)?;
+        ids.truncate(info.nr_map_ids as usize);
+        let name: Vec<u8> = info
+            .name
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        Ok((String::from_utf8_lossy(&name).into_owned(), ids))
     }
 
     pub fn link_info_at(path: &Path) -> io::Result<LinkInfo> {

@@ -63,6 +63,7 @@ pub fn conflist(i: &Inputs<'_>) -> Value {
             },
             "mtu": i.mtu,
             "dataplane": dataplane,
+            "attach": i.cni.attach.as_str(),
             "pinRoot": i.pin_root.display().to_string(),
             "logFile": i.cni.log_file.display().to_string(),
             "logLevel": i.cni.log_level,
@@ -179,6 +180,7 @@ mod tests {
                 },
                 "mtu": 1500,
                 "dataplane": "required",
+                "attach": "tc",
                 "pinRoot": "/sys/fs/bpf/sixlane",
                 "logFile": "/var/log/sixlane-cni.log",
                 "logLevel": "info"

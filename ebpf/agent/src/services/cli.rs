@@ -28,6 +28,7 @@ use super::{
 use crate::{
     PinLayout,
     model::{DesiredState, NodeState, Service, ServiceId},
+    tc::{self, AttachMode},
     tcx,
 };
 
@@ -58,15 +59,24 @@ pub enum ServicesAction {
         #[arg(long, default_value = "-")]
         file: PathBuf,
     },
-    /// Attach the service datapath's programs to an interface through pinned TCX links: the
-    /// pod programs to a pod's host-side veth (what the CNI plugin does), the uplink programs
-    /// to the node's uplink (what the agent daemon does).
+    /// Attach the service datapath's programs to an interface: the pod programs to a pod's
+    /// host-side veth (what the CNI plugin does; tc filters by default, or pinned TCX links), the
+    /// uplink programs to the node's uplink through pinned TCX links (what the agent daemon
+    /// does). Attaching again replaces the programs in place.
     Attach {
         #[arg(long)]
         iface: String,
         #[arg(long, value_enum)]
         role: Role,
+        /// How pod programs are attached (`tc` or `tcx`, as the CNI's `attach` key). The uplink
+        /// always uses TCX.
+        #[arg(long, value_parser = parse_attach_mode)]
+        attach: Option<AttachMode>,
     },
+}
+
+fn parse_attach_mode(s: &str) -> Result<AttachMode, String> {
+    AttachMode::parse(s).ok_or_else(|| format!("{s:?} is not one of tc, tcx"))
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -99,18 +109,30 @@ pub fn run(cmd: Cmd, layout: &PinLayout, json: bool) -> anyhow::Result<()> {
                 }
             }
             ServicesAction::Apply { file } => apply(layout, &file, json)?,
-            ServicesAction::Attach { iface, role } => {
-                let progs = match role {
-                    Role::Pod => layout::POD_PROGRAMS,
-                    Role::Uplink => layout::UPLINK_PROGRAMS,
+            ServicesAction::Attach {
+                iface,
+                role,
+                attach,
+            } => {
+                let (progs, mode) = match (role, attach) {
+                    (Role::Pod, mode) => (layout::POD_PROGRAMS, mode.unwrap_or_default()),
+                    (Role::Uplink, None | Some(AttachMode::Tcx)) => {
+                        (layout::UPLINK_PROGRAMS, AttachMode::Tcx)
+                    }
+                    (Role::Uplink, Some(AttachMode::Tc)) => {
+                        anyhow::bail!("the uplink programs are always attached with TCX links")
+                    }
                 };
                 for (prog, hook) in progs {
                     let hook = match hook {
                         Hook::Ingress => TcAttachType::Ingress,
                         Hook::Egress => TcAttachType::Egress,
                     };
-                    let what = tcx::attach_pinned(layout, prog, &iface, hook)
-                        .with_context(|| format!("attaching {prog} to {iface}"))?;
+                    let what = match mode {
+                        AttachMode::Tc => tc::attach_pinned(layout, prog, &iface, hook),
+                        AttachMode::Tcx => tcx::attach_pinned(layout, prog, &iface, hook),
+                    }
+                    .with_context(|| format!("attaching {prog} to {iface} ({mode})"))?;
                     if !json {
                         println!("{iface}: {prog} {what:?}");
                     }

@@ -1,0 +1,561 @@
+//! Classic tc attachment of the pod programs: a `clsact` qdisc on the interface and one
+//! direct-action `cls_bpf` filter per hook, at sixlane's own priority and handle.
+//!
+//! Why not TCX for pods: a TCX attach (and detach) waits for an RCU grace period while holding
+//! RTNL (`tcx_entry_sync()` → `synchronize_rcu()`), about 15 ms per program on a small VM, which
+//! was most of a pod's CNI ADD. A `cls_bpf` filter is published with RCU and no synchronous
+//! grace period (≈ 0.1 ms).
+//!
+//! What that costs: a filter is not a bpf_link, so there is nothing to pin. sixlane finds its
+//! filters by their fixed priority and handle ([`PRIORITY`], [`HANDLE`]) and tells its own from
+//! another datapath's by the maps their programs use ([`pinned_map_ids`]). Filters live in a
+//! network namespace, not on bpffs, so an upgrade walks the interfaces of the namespace it runs in
+//! ([`list`], `Datapath::upgrade_filters`). Re-pointing a filter (`RTM_NEWTFILTER` on the same
+//! priority and handle without `NLM_F_EXCL`) swaps its program in place (`cls_bpf_change` →
+//! `list_replace_rcu`): there is never a moment without a program.
+
+use std::{
+    collections::HashSet,
+    ffi::CStr,
+    fmt, fs, io,
+};
+
+use aya::programs::{
+    ProgramError, SchedClassifier, TcAttachType,
+    tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
+};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlHandle, TcMessage, TcOption},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tracing::debug;
+
+use crate::{Error, PinLayout, Result, tcx::Attached};
+
+/// The priority (`tc ... pref`) of sixlane's filters. Low, so sixlane's programs see a pod's
+/// packets before filters added without an explicit priority (the kernel starts those at 49152),
+/// and unusual, so nothing else is expected there.
+pub const PRIORITY: u16 = 6;
+/// The handle of sixlane's filter at [`PRIORITY`] (`tc ... handle 0x516c`). The kernel allocates
+/// `cls_bpf` handles from 1 upwards, so an automatically numbered filter never takes it.
+pub const HANDLE: u32 = 0x516c;
+
+const ETH_P_ALL: u16 = 0x0003;
+const CLSACT_MAJOR: u16 = 0xffff;
+const MIN_INGRESS: u16 = 0xfff2;
+const MIN_EGRESS: u16 = 0xfff3;
+
+/// How the pod programs are attached to a pod's host veth (the CNI plugin's `attach` key, the
+/// agent's `cni.attach`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// clsact + direct-action cls_bpf filters (this module): no grace period per attach.
+    #[default]
+    Tc,
+    /// Pinned TCX links ([`crate::tcx`]): link-based ownership, one RCU grace period per attach.
+    Tcx,
+}
+
+impl AttachMode {
+    pub const ALL: [Self; 2] = [Self::Tc, Self::Tcx];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tc => "tc",
+            Self::Tcx => "tcx",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A sixlane filter (at [`PRIORITY`] and [`HANDLE`]) found on an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub ifindex: u32,
+    pub ifname: String,
+    pub hook: TcAttachType,
+    /// The id of the program the filter runs.
+    pub prog_id: u32,
+    /// That program's name as the kernel has it (at most 15 bytes; empty if it could not be
+    /// read).
+    pub program: String,
+    /// The maps that program uses (which datapath it belongs to, see [`owned_by`]).
+    pub map_ids: Vec<u32>,
+}
+
+/// What re-pointing sixlane's filters in one network namespace did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FilterReport {
+    /// Filters switched to this load's program.
+    pub replaced: usize,
+    /// Filters that already ran it.
+    pub current: usize,
+    /// Filters that vanished (with their interface) while we worked.
+    pub gone: usize,
+    /// Filters of this datapath for a program this build does not have (left alone).
+    pub unknown: usize,
+    /// Filters at sixlane's priority and handle whose program belongs to another datapath (another
+    /// pin root); left alone.
+    pub foreign: usize,
+}
+
+pub(crate) fn hook_name(hook: TcAttachType) -> &'static str {
+    match hook {
+        TcAttachType::Ingress => "ingress",
+        TcAttachType::Egress => "egress",
+        TcAttachType::Custom(_) => "custom",
+    }
+}
+
+fn parent(hook: TcAttachType) -> Option<NlHandle> {
+    let minor = match hook {
+        TcAttachType::Ingress => MIN_INGRESS,
+        TcAttachType::Egress => MIN_EGRESS,
+        TcAttachType::Custom(_) => return None,
+    };
+    Some(NlHandle {
+        major: CLSACT_MAJOR,
+        minor,
+    })
+}
+
+fn tc_err(what: &'static str, iface: &str, source: io::Error) -> Error {
+    Error::Tc {
+        what,
+        iface: iface.to_owned(),
+        source,
+    }
+}
+
+fn errno_of(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::TcError(TcError::NetlinkError(n)) | ProgramError::NetlinkError(n) => {
+            n.raw_os_error()
+        }
+        ProgramError::TcError(TcError::IoError(e)) => e.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Adds the `clsact` qdisc to `iface` unless it has one.
+pub fn ensure_clsact(iface: &str) -> Result<()> {
+    match aya_tc::qdisc_add_clsact(iface) {
+        Ok(()) => Ok(()),
+        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::NoSuchInterface(iface.to_owned()))
+        }
+        Err(e) => Err(tc_err("adding the clsact qdisc", iface, io::Error::other(e))),
+    }
+}
+
+/// aya keeps the links it creates and detaches them when the program value drops: hand ours to
+/// the kernel for good (a netlink link holds no file descriptor, forgetting it leaks nothing).
+fn keep(prog: &mut SchedClassifier, id: aya_tc::SchedClassifierLinkId, name: &str) -> Result<()> {
+    let link = prog.take_link(id).map_err(|source| Error::Program {
+        name: name.to_owned(),
+        source,
+    })?;
+    std::mem::forget(link);
+    Ok(())
+}
+
+/// Attaches `prog` (named `prog_name`) to `iface` at `hook` as sixlane's filter, adding the
+/// `clsact` qdisc if needed. Idempotent: an existing filter at sixlane's priority and handle has
+/// its program replaced in place (never a second filter).
+pub fn attach(
+    prog: &mut SchedClassifier,
+    prog_name: &str,
+    iface: &str,
+    hook: TcAttachType,
+) -> Result<Attached> {
+    ensure_clsact(iface)?;
+    let opts = TcAttachOptions::Netlink(NlOptions {
+        priority: PRIORITY,
+        handle: TcHandle::from(HANDLE),
+        classid: None,
+    });
+    // aya creates with NLM_F_CREATE | NLM_F_EXCL: EEXIST means our filter is there already.
+    match prog.attach_with_options(iface, hook, opts) {
+        Ok(id) => {
+            keep(prog, id, prog_name)?;
+            debug!(iface, prog_name, hook = hook_name(hook), "tc filter attached");
+            Ok(Attached::Created)
+        }
+        Err(e) if errno_of(&e) == Some(libc::EEXIST) => {
+            replace(prog, prog_name, iface, hook)?;
+            Ok(Attached::Replaced)
+        }
+        Err(e) if errno_of(&e) == Some(libc::ENODEV) => {
+            Err(Error::NoSuchInterface(iface.to_owned()))
+        }
+        Err(source) => Err(Error::Program {
+            name: prog_name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Replaces the program of sixlane's existing filter on `iface` at `hook` with `prog`, in place
+/// (`RTM_NEWTFILTER` without `NLM_F_CREATE`: fails with ENOENT rather than create a filter).
+pub fn replace(
+    prog: &mut SchedClassifier,
+    prog_name: &str,
+    iface: &str,
+    hook: TcAttachType,
+) -> Result<()> {
+    let link =
+        SchedClassifierLink::attached(iface, hook, PRIORITY, TcHandle::from(HANDLE), None)
+            .map_err(|_| Error::NoSuchInterface(iface.to_owned()))?;
+    let id = prog.attach_to_link(link).map_err(|source| Error::Program {
+        name: prog_name.to_owned(),
+        source,
+    })?;
+    keep(prog, id, prog_name)?;
+    debug!(iface, prog_name, hook = hook_name(hook), "tc filter replaced");
+    Ok(())
+}
+
+/// Attaches the program pinned at `progs/<prog_name>` (by a running agent) to `iface`: what the
+/// CNI plugin does for a new pod in tc mode. [`Error::NotPinned`] when the datapath is not loaded.
+pub fn attach_pinned(
+    layout: &PinLayout,
+    prog_name: &str,
+    iface: &str,
+    hook: TcAttachType,
+) -> Result<Attached> {
+    let path = layout.prog(prog_name);
+    if !path.exists() {
+        return Err(Error::NotPinned {
+            name: prog_name.to_owned(),
+            path,
+        });
+    }
+    let mut prog = SchedClassifier::from_pin(&path).map_err(|source| Error::Program {
+        name: prog_name.to_owned(),
+        source,
+    })?;
+    attach(&mut prog, prog_name, iface, hook)
+}
+
+/// Deletes sixlane's filter on `iface` at `hook` (other filters and the qdisc stay). Returns
+/// whether there was one; a missing interface counts as none.
+pub fn detach(iface: &str, hook: TcAttachType) -> Result<bool> {
+    let Some(ifindex) = ifindex(iface) else {
+        return Ok(false);
+    };
+    let Some(parent) = parent(hook) else {
+        return Ok(false);
+    };
+    let mut m = TcMessage::with_index(ifindex as i32);
+    m.header.parent = parent;
+    m.header.handle = HANDLE.into();
+    m.header.info = filter_info();
+    match nl::request(RouteNetlinkMessage::DelTrafficFilter(m), NLM_F_ACK) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)) => {
+            Ok(false)
+        }
+        Err(e) => Err(tc_err("deleting sixlane's filter", iface, e)),
+    }
+}
+
+/// `tcm_info` of a filter: priority in the upper 16 bits, protocol (network order) below.
+fn filter_info() -> u32 {
+    (u32::from(PRIORITY) << 16) | u32::from(ETH_P_ALL.to_be())
+}
+
+fn ifindex(iface: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
+    let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    s.to_str().ok().map(str::to_owned)
+}
+
+/// sixlane's filter on the interface with index `ifindex` at `hook`, if any.
+fn find_by_index(ifindex: u32, ifname: &str, hook: TcAttachType) -> io::Result<Option<Filter>> {
+    let Some(parent) = parent(hook) else {
+        return Ok(None);
+    };
+    let mut m = TcMessage::with_index(ifindex as i32);
+    m.header.parent = parent;
+    // The kernel dumps only the filters of this priority (tcf_chain_dump).
+    m.header.info = u32::from(PRIORITY) << 16;
+    let replies = match nl::request(RouteNetlinkMessage::GetTrafficFilter(m), NLM_F_DUMP) {
+        Ok(r) => r,
+        // No clsact (EINVAL), or the interface went away.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENODEV | libc::ENOENT)) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    for r in replies {
+        let RouteNetlinkMessage::NewTrafficFilter(f) = r else {
+            continue;
+        };
+        if u32::from(f.header.handle) != HANDLE
+            || (f.header.info >> 16) as u16 != PRIORITY
+            || f.header.parent != parent
+        {
+            continue;
+        }
+        let mut kind_bpf = false;
+        let mut prog_id = 0;
+        for a in &f.attributes {
+            match a {
+                TcAttribute::Kind(k) => kind_bpf = k == "bpf",
+                TcAttribute::Options(opts) => {
+                    for o in opts {
+                        if let TcOption::Bpf(TcFilterBpfOption::ProgId(id)) = o {
+                            prog_id = *id;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if kind_bpf && prog_id != 0 {
+            // The filter's own name (TCA_BPF_NAME) is whatever its creator chose (`tc` writes
+            // `<file>:[section]`): the program's kernel name is what identifies it.
+            let (program, map_ids) =
+                crate::tcx::sys::prog_name_and_maps(prog_id).unwrap_or_default();
+            return Ok(Some(Filter {
+                ifindex,
+                ifname: ifname.to_owned(),
+                hook,
+                prog_id,
+                program,
+                map_ids,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// sixlane's filter on `iface` at `hook`, if any (whatever datapath it belongs to).
+pub fn find(iface: &str, hook: TcAttachType) -> Result<Option<Filter>> {
+    let Some(idx) = ifindex(iface) else {
+        return Ok(None);
+    };
+    find_by_index(idx, iface, hook).map_err(|e| tc_err("listing filters", iface, e))
+}
+
+/// Every sixlane filter (at [`PRIORITY`]/[`HANDLE`]) on every interface of the calling thread's
+/// network namespace: one qdisc dump to find the interfaces with a `clsact` qdisc, then one filter
+/// dump per hook of each.
+pub fn list() -> Result<Vec<Filter>> {
+    let replies = nl::request(
+        RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        NLM_F_DUMP,
+    )
+    .map_err(|e| tc_err("listing qdiscs", "*", e))?;
+    let mut ifindexes: Vec<u32> = replies
+        .into_iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewQueueDiscipline(q)
+                if q.attributes
+                    .iter()
+                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact")) =>
+            {
+                u32::try_from(q.header.index).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    ifindexes.sort_unstable();
+    ifindexes.dedup();
+    let mut out = Vec::new();
+    for idx in ifindexes {
+        let Some(name) = ifname(idx) else { continue };
+        for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+            if let Some(f) =
+                find_by_index(idx, &name, hook).map_err(|e| tc_err("listing filters", &name, e))?
+            {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of the maps pinned under `layout`. A program that uses one of them belongs to this
+/// datapath: maps are reused across loads, so this holds for programs of earlier loads too.
+pub fn pinned_map_ids(layout: &PinLayout) -> Result<HashSet<u32>> {
+    let dir = layout.maps_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(Error::io("listing", &dir, e)),
+    };
+    let mut ids = HashSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+        let path = entry.path();
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|source| Error::Map {
+            name: path.display().to_string(),
+            source,
+        })?;
+        ids.insert(info.id());
+    }
+    Ok(ids)
+}
+
+/// Whether `f`'s program uses one of `maps` (see [`pinned_map_ids`]).
+pub fn owned_by(f: &Filter, maps: &HashSet<u32>) -> bool {
+    f.map_ids.iter().any(|id| maps.contains(id))
+}
+
+/// sixlane's filters in this network namespace that belong to the datapath pinned at `layout`.
+pub fn list_owned(layout: &PinLayout) -> Result<Vec<Filter>> {
+    let maps = pinned_map_ids(layout)?;
+    Ok(list()?
+        .into_iter()
+        .filter(|f| owned_by(f, &maps))
+        .collect())
+}
+
+/// The id of the program pinned at `progs/<name>`.
+pub fn pinned_program_id(layout: &PinLayout, name: &str) -> Result<u32> {
+    let path = layout.prog(name);
+    if !path.exists() {
+        return Err(Error::NotPinned {
+            name: name.to_owned(),
+            path,
+        });
+    }
+    let info = aya::programs::ProgramInfo::from_pin(&path).map_err(|source| Error::Program {
+        name: name.to_owned(),
+        source,
+    })?;
+    Ok(info.id())
+}
+
+/// The id of a loaded program.
+pub(crate) fn program_id(prog: &SchedClassifier, name: &str) -> Result<u32> {
+    prog.info()
+        .map(|i| i.id())
+        .map_err(|source| Error::Program {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// A blocking rtnetlink request/dump over netlink-packet-route (one socket per call: these run
+/// a handful of times per pod, and the socket must be opened in the caller's namespace).
+mod nl {
+    use super::*;
+
+    pub fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | flags;
+        hdr.sequence_number = 1;
+        let mut nl = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(msg));
+        nl.finalize();
+        let mut out = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut out);
+        sock.send(&out, 0)?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        loop {
+            buf.clear();
+            let n = sock.recv(&mut buf, 0)?;
+            if n > buf.len() {
+                return Err(io::Error::other("netlink reply truncated"));
+            }
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                let chunk = &buf[off..off + len];
+                off += (len + 3) & !3;
+                let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk) {
+                    Ok(m) => m,
+                    // A message we cannot parse (an exotic qdisc's options) is not ours.
+                    Err(e) => {
+                        debug!(error = %e, "skipping an unparsable netlink message");
+                        continue;
+                    }
+                };
+                if msg.header.sequence_number != 1 {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(replies),
+                            Some(_) => Err(e.to_io()),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => {
+                        replies.push(m);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(replies);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_modes_round_trip_and_default_to_tc() {
+        assert_eq!(AttachMode::default(), AttachMode::Tc);
+        for m in AttachMode::ALL {
+            assert_eq!(AttachMode::parse(m.as_str()), Some(m));
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{m}\""));
+        }
+        assert_eq!(AttachMode::parse("netlink"), None);
+    }
+
+    #[test]
+    fn filter_info_is_priority_and_eth_p_all_in_network_order() {
+        assert_eq!(filter_info(), 0x0006_0300);
+        assert_eq!(
+            parent(TcAttachType::Ingress).map(u32::from),
+            Some(0xffff_fff2)
+        );
+        assert_eq!(parent(TcAttachType::Egress).map(u32::from), Some(0xffff_fff3));
+    }
+}
