@@ -129,9 +129,8 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
     };
     let attach = match opt_str(obj, "attach", "attach")?.as_deref() {
         None => AttachMode::default(),
-        Some(s) => AttachMode::parse(s).ok_or_else(|| {
-            Error::config("attach", format!("{s:?} is not one of tc, tcx"))
-        })?,
+        Some(s) => AttachMode::parse(s)
+            .ok_or_else(|| Error::config("attach", format!("{s:?} is not one of tc, tcx")))?,
     };
     let pin_root = opt_str(obj, "pinRoot", "pinRoot")?
         .map(PathBuf::from)

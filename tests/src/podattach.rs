@@ -27,7 +27,10 @@ fn hook_arg(hook: TcAttachType) -> &'static str {
 /// Every bpf filter on `ifname` (in `ns`) at `hook`. An interface without a clsact qdisc has none.
 pub fn tc_filters(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<TcFilter> {
     let out = ns
-        .exec_output("tc", &["-j", "filter", "show", "dev", ifname, hook_arg(hook)])
+        .exec_output(
+            "tc",
+            &["-j", "filter", "show", "dev", ifname, hook_arg(hook)],
+        )
         .expect("running tc");
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.trim().is_empty() {

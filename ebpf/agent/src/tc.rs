@@ -14,11 +14,7 @@
 //! priority and handle without `NLM_F_EXCL`) swaps its program in place (`cls_bpf_change` →
 //! `list_replace_rcu`): there is never a moment without a program.
 
-use std::{
-    collections::HashSet,
-    ffi::CStr,
-    fmt, fs, io,
-};
+use std::{collections::HashSet, ffi::CStr, fmt, fs, io};
 
 use aya::programs::{
     ProgramError, SchedClassifier, TcAttachType,
@@ -155,13 +151,17 @@ fn errno_of(e: &ProgramError) -> Option<i32> {
 
 /// Adds the `clsact` qdisc to `iface` unless it has one.
 pub fn ensure_clsact(iface: &str) -> Result<()> {
+    if ifindex(iface).is_none() {
+        return Err(Error::NoSuchInterface(iface.to_owned()));
+    }
     match aya_tc::qdisc_add_clsact(iface) {
         Ok(()) => Ok(()),
         Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
-            Err(Error::NoSuchInterface(iface.to_owned()))
-        }
-        Err(e) => Err(tc_err("adding the clsact qdisc", iface, io::Error::other(e))),
+        Err(e) => Err(tc_err(
+            "adding the clsact qdisc",
+            iface,
+            io::Error::other(e),
+        )),
     }
 }
 
@@ -195,7 +195,12 @@ pub fn attach(
     match prog.attach_with_options(iface, hook, opts) {
         Ok(id) => {
             keep(prog, id, prog_name)?;
-            debug!(iface, prog_name, hook = hook_name(hook), "tc filter attached");
+            debug!(
+                iface,
+                prog_name,
+                hook = hook_name(hook),
+                "tc filter attached"
+            );
             Ok(Attached::Created)
         }
         Err(e) if errno_of(&e) == Some(libc::EEXIST) => {
@@ -220,15 +225,19 @@ pub fn replace(
     iface: &str,
     hook: TcAttachType,
 ) -> Result<()> {
-    let link =
-        SchedClassifierLink::attached(iface, hook, PRIORITY, TcHandle::from(HANDLE), None)
-            .map_err(|_| Error::NoSuchInterface(iface.to_owned()))?;
+    let link = SchedClassifierLink::attached(iface, hook, PRIORITY, TcHandle::from(HANDLE), None)
+        .map_err(|_| Error::NoSuchInterface(iface.to_owned()))?;
     let id = prog.attach_to_link(link).map_err(|source| Error::Program {
         name: prog_name.to_owned(),
         source,
     })?;
     keep(prog, id, prog_name)?;
-    debug!(iface, prog_name, hook = hook_name(hook), "tc filter replaced");
+    debug!(
+        iface,
+        prog_name,
+        hook = hook_name(hook),
+        "tc filter replaced"
+    );
     Ok(())
 }
 
@@ -269,7 +278,12 @@ pub fn detach(iface: &str, hook: TcAttachType) -> Result<bool> {
     m.header.info = filter_info();
     match nl::request(RouteNetlinkMessage::DelTrafficFilter(m), NLM_F_ACK) {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENODEV | libc::EINVAL)
+            ) =>
+        {
             Ok(false)
         }
         Err(e) => Err(tc_err("deleting sixlane's filter", iface, e)),
@@ -312,7 +326,12 @@ fn find_by_index(ifindex: u32, ifname: &str, hook: TcAttachType) -> io::Result<O
     let replies = match nl::request(RouteNetlinkMessage::GetTrafficFilter(m), NLM_F_DUMP) {
         Ok(r) => r,
         // No clsact (EINVAL), or the interface went away.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENODEV | libc::ENOENT)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENODEV | libc::ENOENT)
+            ) =>
+        {
             return Ok(None);
         }
         Err(e) => return Err(e),
@@ -436,10 +455,7 @@ pub fn owned_by(f: &Filter, maps: &HashSet<u32>) -> bool {
 /// sixlane's filters in this network namespace that belong to the datapath pinned at `layout`.
 pub fn list_owned(layout: &PinLayout) -> Result<Vec<Filter>> {
     let maps = pinned_map_ids(layout)?;
-    Ok(list()?
-        .into_iter()
-        .filter(|f| owned_by(f, &maps))
-        .collect())
+    Ok(list()?.into_iter().filter(|f| owned_by(f, &maps)).collect())
 }
 
 /// The id of the program pinned at `progs/<name>`.
@@ -496,7 +512,8 @@ mod nl {
             }
             let mut off = 0;
             while off + 16 <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
                 if len < 16 || off + len > n {
                     break;
                 }
@@ -556,6 +573,9 @@ mod tests {
             parent(TcAttachType::Ingress).map(u32::from),
             Some(0xffff_fff2)
         );
-        assert_eq!(parent(TcAttachType::Egress).map(u32::from), Some(0xffff_fff3));
+        assert_eq!(
+            parent(TcAttachType::Egress).map(u32::from),
+            Some(0xffff_fff3)
+        );
     }
 }
