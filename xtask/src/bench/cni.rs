@@ -5,7 +5,9 @@
 //! dir layout for every mode.
 //!
 //! Correctness gates (a trial that fails one is an error, not a number): every ADD succeeds with
-//! a distinct address, and after the DELs no reservation and no pod veth is left.
+//! a distinct address, the dataplane modes really attached the pod programs in their mode (a
+//! sixlane tc filter, or a TCX link pin, on the first pod's host veth), and after the DELs no
+//! reservation and no pod veth is left.
 
 use std::{
     collections::HashSet,
@@ -69,7 +71,12 @@ impl Scenario for Cni {
             Mode {
                 name: "sixlane-dp",
                 role: Role::Ours,
-                about: "sixlane plugin with dataplane required (TCX attach of the pod programs)",
+                about: "sixlane plugin with dataplane required, default attach (tc: clsact + cls_bpf filters)",
+            },
+            Mode {
+                name: "sixlane-dp-tcx",
+                role: Role::Ours,
+                about: "sixlane plugin with dataplane required, attach tcx (pinned TCX links)",
             },
         ]
     }
@@ -104,12 +111,16 @@ impl Scenario for Cni {
             "ptp" => ("/usr/lib/cni/ptp".into(), ptp_conf(&data)),
             "bridge" => ("/usr/lib/cni/bridge".into(), bridge_conf(&data)),
             "sixlane" => (root.join("target/release/sixlane"), sixlane_conf(&data)),
-            "sixlane-dp" => {
+            "sixlane-dp" | "sixlane-dp-tcx" => {
                 let r = pins.path().to_string_lossy().into_owned();
                 sh::output(Command::new(&ctx.agent).args(["--pin-root", &r, "load"]))?;
                 let mut c = sixlane_conf(&data);
                 c["dataplane"] = json!("required");
                 c["pinRoot"] = json!(r);
+                // No `attach` key: the plugin's default (tc).
+                if mode.name == "sixlane-dp-tcx" {
+                    c["attach"] = json!("tcx");
+                }
                 (root.join("target/release/sixlane"), c)
             }
             other => bail!("unknown mode {other}"),
@@ -123,6 +134,24 @@ impl Scenario for Cni {
             node: node.path(),
             check: mode.name != "noop",
         };
+        let attached = |adds: &[Op]| -> anyhow::Result<()> {
+            let host_if = adds
+                .first()
+                .and_then(|o| o.host_if.as_deref())
+                .unwrap_or_default();
+            match mode.name {
+                "sixlane-dp" => gate_tc_filter(host_if),
+                "sixlane-dp-tcx" => {
+                    let pin = pins.path().join(format!("links/sl_from_pod@{host_if}"));
+                    if pin.exists() {
+                        Ok(())
+                    } else {
+                        bail!("no TCX link pin {}", pin.display())
+                    }
+                }
+                _ => Ok(()),
+            }
+        };
         let mut v = Values::new();
         // Serial.
         let (adds, dels) = thread::scope(|s| {
@@ -131,6 +160,8 @@ impl Scenario for Cni {
                 let adds = (0..N)
                     .map(|i| runner.op("ADD", &format!("s{i}"), &pods[i]))
                     .collect::<anyhow::Result<Vec<_>>>()?;
+                // In the node namespace, untimed.
+                attached(&adds)?;
                 let dels = (0..N)
                     .map(|i| runner.op("DEL", &format!("s{i}"), &pods[i]))
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -188,10 +219,31 @@ fn bridge_conf(data: &Path) -> Value {
            "ipam": ipam(data, "host-local")})
 }
 
-/// One timed invocation and the address it returned (ADD).
+/// One timed invocation and the address and host interface it returned (ADD).
 struct Op {
     took: Duration,
     ip: Option<Ipv6Addr>,
+    host_if: Option<String>,
+}
+
+/// sixlane's filter (pref 6, handle 0x516c: `sixlane_agent::tc::{PRIORITY, HANDLE}`, direct
+/// action) is on `host_if`'s ingress hook. Runs `tc` from the calling thread's namespace.
+fn gate_tc_filter(host_if: &str) -> anyhow::Result<()> {
+    let out = Command::new("tc")
+        .args(["-j", "filter", "show", "dev", host_if, "ingress"])
+        .output()?;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let found = v.as_array().is_some_and(|fs| {
+        fs.iter().any(|f| {
+            f["pref"] == 6
+                && f["options"]["handle"] == "0x516c"
+                && f["options"]["direct-action"] == true
+        })
+    });
+    if !found {
+        bail!("no sixlane tc filter on {host_if}: {v}");
+    }
+    Ok(())
 }
 
 struct Runner {
@@ -243,21 +295,24 @@ impl Runner {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let ip = if self.check && cmd == "ADD" {
+        let (ip, host_if) = if self.check && cmd == "ADD" {
             let doc: Value = serde_json::from_slice(&out.stdout)
                 .with_context(|| format!("{cmd} {id}: result is not JSON"))?;
             let a = doc["ips"][0]["address"].as_str().unwrap_or("");
-            Some(
-                a.split('/')
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .with_context(|| format!("{cmd} {id}: no address in {doc}"))?,
+            let ip = a
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .with_context(|| format!("{cmd} {id}: no address in {doc}"))?;
+            (
+                Some(ip),
+                doc["interfaces"][0]["name"].as_str().map(str::to_owned),
             )
         } else {
-            None
+            (None, None)
         };
-        Ok(Op { took, ip })
+        Ok(Op { took, ip, host_if })
     }
 
     /// `cmd` for every pod at once; returns the ops and the wall time.
