@@ -147,11 +147,16 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     let agent = sixlane_tests::bins::path("sixlane-agent");
     let state = dir.0.join("state");
     let conf = dir.0.join("net.d");
+    // A configuration file under the flags: a state map sized by the operator.
+    let cfg = dir.0.join("agent.yaml");
+    fs::write(&cfg, "datapath:\n  mapSizes: {SL_CT: 4096}\n").unwrap();
     let mut cmd = node_a.command(agent.to_str().unwrap());
     cmd.args([
         "--pin-root",
         pins.path().to_str().unwrap(),
         "run",
+        "--config",
+        cfg.to_str().unwrap(),
         "--node-name",
         "node-a",
     ])
@@ -187,6 +192,8 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     for (prog, _) in layout::UPLINK_PROGRAMS.iter().chain(&layout::POD_PROGRAMS) {
         assert!(layout.prog(prog).exists(), "{prog} not pinned");
     }
+    let ct = aya::maps::MapInfo::from_pin(layout.map(layout::MAP_CT)).unwrap();
+    assert_eq!(ct.max_entries(), 4096, "datapath.mapSizes applied");
     wait_for("uplink links", &log, || {
         let links = layout.links().unwrap();
         layout::UPLINK_PROGRAMS

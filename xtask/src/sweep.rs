@@ -1,10 +1,12 @@
 //! After the tests: find (and remove) anything a test left behind. Every test resource is named
-//! with the harness prefix and the pid of the process that made it, so leftovers are
-//! unambiguous, and resources of a test process still running (another `cargo xtask test` in
-//! parallel) are left alone. Finding one fails the run: a guard that did not clean up is a bug
-//! even if the sweep mops up after it.
+//! `slt<tag>_<pid>_<n>` by the harness, so leftovers are unambiguous: resources of a test
+//! process still running (another `cargo xtask test` in parallel) are left alone, and names
+//! that do not follow the harness format are not ours and never touched. Finding one fails the
+//! run: a guard that did not clean up is a bug even if the sweep mops up after it. Leftovers
+//! that were already there before this run started (an earlier run that was killed) are
+//! removed but do not fail this run: it did not make them.
 
-use std::{fs, process::Command};
+use std::{collections::BTreeSet, fs, process::Command};
 
 use sixlane_testkit::names::{PREFIX, owner_pid};
 
@@ -13,25 +15,16 @@ use crate::sh;
 /// Made by the harness, and its maker is gone.
 fn orphan(name: &str) -> bool {
     name.starts_with(PREFIX)
-        && owner_pid(name).is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        && owner_pid(name)
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Names of leaked namespaces, interfaces and pin directories (after removing them).
-pub fn sweep() -> Vec<String> {
-    let mut leaked = Vec::new();
+/// What exists now: netns, link and pin names (`kind name`).
+fn inventory() -> BTreeSet<(&'static str, String)> {
+    let mut all = BTreeSet::new();
     if let Ok(list) = sh::output(Command::new("ip").args(["netns", "list"])) {
         for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
-            if orphan(ns) {
-                leaked.push(format!("netns {ns}"));
-                for pid in sh::output(Command::new("ip").args(["netns", "pids", ns]))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                    leaked.push(format!("process {pid} in netns {ns}"));
-                }
-                let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            }
+            all.insert(("netns", ns.to_string()));
         }
     }
     if let Ok(list) = sh::output(Command::new("ip").args(["-o", "link", "show"])) {
@@ -40,21 +33,87 @@ pub fn sweep() -> Vec<String> {
             let Some(name) = line.split(": ").nth(1) else {
                 continue;
             };
-            let name = name.split('@').next().unwrap_or(name);
-            if orphan(name) {
-                leaked.push(format!("link {name}"));
-                let _ = Command::new("ip").args(["link", "del", name]).status();
-            }
+            all.insert(("link", name.split('@').next().unwrap_or(name).to_string()));
         }
     }
     if let Ok(entries) = fs::read_dir("/sys/fs/bpf") {
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if orphan(&name) {
-                leaked.push(format!("pin {}", e.path().display()));
-                let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
-            }
+            all.insert(("pin", e.file_name().to_string_lossy().into_owned()));
         }
     }
-    leaked
+    all
+}
+
+/// Orphans present before a run; [`sweep`] does not blame the run for them.
+#[derive(Debug, Default)]
+pub struct Before(BTreeSet<(&'static str, String)>);
+
+impl Before {
+    pub fn take() -> Self {
+        Self(
+            inventory()
+                .into_iter()
+                .filter(|(_, name)| orphan(name))
+                .collect(),
+        )
+    }
+}
+
+fn remove(kind: &str, name: &str, report: &mut Vec<String>) {
+    match kind {
+        "netns" => {
+            for pid in sh::output(Command::new("ip").args(["netns", "pids", name]))
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+                report.push(format!("process {pid} in netns {name}"));
+            }
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        "link" => {
+            let _ = Command::new("ip").args(["link", "del", name]).status();
+        }
+        _ => {
+            let p = std::path::Path::new("/sys/fs/bpf").join(name);
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
+    }
+}
+
+/// Removes every orphan; returns the ones this run made (not in `before`), then the ones an
+/// earlier run left.
+pub fn sweep(before: &Before) -> (Vec<String>, Vec<String>) {
+    let (mut ours, mut earlier) = (Vec::new(), Vec::new());
+    for (kind, name) in inventory() {
+        if !orphan(&name) {
+            continue;
+        }
+        let report = if before.0.contains(&(kind, name.clone())) {
+            &mut earlier
+        } else {
+            &mut ours
+        };
+        report.push(format!("{kind} {name}"));
+        remove(kind, &name, report);
+    }
+    (ours, earlier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_harness_names_of_dead_processes_are_orphans() {
+        // Not in the harness format: someone else's, never touched.
+        assert!(!orphan("sltscratch1"));
+        assert!(!orphan("sltother"));
+        assert!(!orphan("eth0"));
+        // Ours and alive.
+        let me = format!("sltn_{:x}_1", std::process::id());
+        assert!(!orphan(&me));
+        // Ours, maker gone (pid_max is at most 2^22; 0x3fffff is never a live pid here).
+        assert!(orphan("sltp_3fffff_7"));
+    }
 }

@@ -41,6 +41,8 @@ fn nightly_cargo() -> Command {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    // Before anything runs: leftovers of an earlier (killed) run are not this run's leaks.
+    let before = sweep::Before::take();
     let mut steps: Vec<Step> = Vec::new();
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<String>| {
         eprintln!("\n==> {name}");
@@ -171,7 +173,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Ok("two-node cluster: ClusterIP, NodePort, DNS64 + NAT64, CLI, metrics".into())
         });
         step("leak check", &mut || {
-            let leaked = sweep::sweep();
+            let (leaked, earlier) = sweep::sweep(&before);
+            if !earlier.is_empty() {
+                eprintln!(
+                    "xtask: removed leftovers of an earlier run (not counted): {}",
+                    earlier.join(", ")
+                );
+            }
             if !leaked.is_empty() {
                 bail!("tests left behind (now removed): {}", leaked.join(", "));
             }

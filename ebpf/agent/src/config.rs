@@ -122,6 +122,10 @@ pub struct DatapathConfig {
     // the CNI conflist must agree on it.
     /// Replace pinned maps whose layout differs from this build (their state is lost).
     pub replace_incompatible_maps: bool,
+    /// Sizes (max entries) of state maps, by name (`SL_CT: 1048576`); see
+    /// `layout::RESIZABLE_MAPS`. Overrides the sizes NAT64 derives from its pool. Changing a
+    /// size needs `replaceIncompatibleMaps` (the pinned map is re-created, its state lost).
+    pub map_sizes: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -539,6 +543,23 @@ impl Config {
                     .into(),
             );
         }
+        for (name, size) in &self.datapath.map_sizes {
+            if !sixlane_common::layout::RESIZABLE_MAPS.contains(&name.as_str()) {
+                bad(
+                    "datapath.mapSizes",
+                    format!(
+                        "{name:?} is not a resizable map (one of {})",
+                        sixlane_common::layout::RESIZABLE_MAPS.join(", ")
+                    ),
+                );
+            }
+            if *size == 0 || *size > 1 << 24 {
+                bad(
+                    "datapath.mapSizes",
+                    format!("{name}: {size} entries is outside 1..=16777216"),
+                );
+            }
+        }
         for np in self.nat64.problems() {
             p.push(Problem {
                 key: format!("nat64.{}", np.key),
@@ -711,6 +732,15 @@ mod tests {
             ("services:\n  proxyName: '-bad'\n", &["services.proxyName"]),
             ("cni:\n  mtu: 1000\n", &["cni.mtu: 1000 is outside 1280"]),
             ("cni:\n  mtu: 9000\n", &[]),
+            ("datapath:\n  mapSizes: {SL_CT: 1048576}\n", &[]),
+            (
+                "datapath:\n  mapSizes: {SL_METRICS: 10}\n",
+                &["datapath.mapSizes: \"SL_METRICS\" is not a resizable map"],
+            ),
+            (
+                "datapath:\n  mapSizes: {SL_CT: 0}\n",
+                &["outside 1..=16777216"],
+            ),
             (
                 "nat64:\n  mode: translate\n  prefix: fd00:6464::/96\n  pool: [198.18.0.11]\n  podCIDRs: [fd00:10:244::/56]\n",
                 &[],

@@ -212,8 +212,13 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         &pins,
         &LoadOptions {
             replace_incompatible_maps: cfg.datapath.replace_incompatible_maps,
-            // NAT64's tables are sized from its pool so a binding never has to evict another.
-            max_entries: cfg.nat64.max_entries(),
+            // NAT64's tables are sized from its pool so a binding never has to evict another;
+            // sizes the operator set win.
+            max_entries: {
+                let mut sizes = cfg.nat64.max_entries();
+                sizes.extend(cfg.datapath.map_sizes.clone());
+                sizes
+            },
         },
     )
     .context("loading the datapath")?;

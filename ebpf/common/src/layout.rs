@@ -65,6 +65,22 @@ pub const UPLINK_PROGRAMS: [(&str, Hook); 2] = [
     (PROG_TO_UPLINK, Hook::Egress),
 ];
 
+/// Maps whose size an operator may set (the agent's `datapath.mapSizes`): the state tables.
+/// The others have a fixed layout (configuration entries, counters, program arrays).
+pub const RESIZABLE_MAPS: [&str; 11] = [
+    MAP_SVC,
+    MAP_SVC_SLOTS,
+    MAP_BACKENDS,
+    MAP_REVNAT,
+    MAP_SVC_INFO,
+    MAP_AFFINITY,
+    MAP_CT,
+    MAP_FRAGS,
+    MAP_NAT64_SOURCES,
+    MAP_NAT64_BIB,
+    MAP_NAT64_SESSIONS,
+];
+
 /// Program array of the stages entry points tail-call into (pinned: a new load swaps entries).
 pub const MAP_STAGES: &str = "SL_STAGES";
 /// Slots of [`MAP_STAGES`].
