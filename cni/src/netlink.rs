@@ -3,15 +3,11 @@
 //! network namespace, one request in flight.
 
 use std::{
-    io,
     net::{IpAddr, Ipv6Addr},
     os::fd::RawFd,
 };
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
@@ -21,14 +17,12 @@ use netlink_packet_route::{
         RouteScope, RouteType,
     },
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use sixlane_agent::rtnl::Rtnl;
 
 use crate::error::{Error, Result};
 
 pub struct Netlink {
-    sock: Socket,
-    seq: u32,
-    buf: Vec<u8>,
+    rtnl: Rtnl,
 }
 
 /// What the plugin needs to know about a link.
@@ -99,18 +93,8 @@ impl NewRoute {
 impl Netlink {
     /// A route netlink socket in the calling thread's current network namespace.
     pub fn open() -> Result<Self> {
-        let mut sock =
-            Socket::new(NETLINK_ROUTE).map_err(|e| Error::netlink("opening socket", e))?;
-        sock.bind_auto()
-            .map_err(|e| Error::netlink("binding socket", e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::netlink("connecting socket", e))?;
-        // Best effort: extended acks make kernel errors carry a message; not needed for logic.
-        let _ = sock.set_ext_ack(false);
         Ok(Self {
-            sock,
-            seq: 0,
-            buf: Vec::with_capacity(64 * 1024),
+            rtnl: Rtnl::open().map_err(|e| Error::netlink("opening socket", e))?,
         })
     }
 
@@ -121,62 +105,9 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut hdr = NetlinkHeader::default();
-        hdr.flags = NLM_F_REQUEST | flags;
-        hdr.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(msg));
-        nl.finalize();
-        let mut out = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut out);
-        self.sock
-            .send(&out, 0)
-            .map_err(|e| Error::netlink(what(), e))?;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut replies = Vec::new();
-        loop {
-            self.buf.clear();
-            let n = self
-                .sock
-                .recv(&mut self.buf, 0)
-                .map_err(|e| Error::netlink(what(), e))?;
-            if n > self.buf.len() {
-                return Err(Error::netlink(
-                    what(),
-                    io::Error::other("netlink reply truncated"),
-                ));
-            }
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| Error::netlink(what(), io::Error::other(e.to_string())))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
-                if msg.header.sequence_number != seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(replies),
-                            Some(_) => Err(Error::netlink(what(), e.to_io())),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => {
-                        replies.push(m);
-                        if !dump && flags & NLM_F_ACK == 0 {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+        self.rtnl
+            .request(msg, flags)
+            .map_err(|e| Error::netlink(what(), e))
     }
 
     /// Creates a veth pair: `name` here, its peer `peer_name` directly in the namespace `peer_ns`

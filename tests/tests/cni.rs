@@ -24,7 +24,7 @@ use sixlane_common::{
     layout::{Hook, POD_PROGRAMS, PROG_TO_POD},
     metrics::{Direction, Reason},
 };
-use sixlane_testkit::{NetNs, require_root};
+use sixlane_testkit::{NetNs, require_root, rng::Rng};
 use sixlane_tests::{
     cni::{self, Call, Plugin, TempDir, reservations, with_prev},
     load_datapath, podattach, sim,
@@ -62,6 +62,30 @@ impl Net {
 
     fn add(&self, id: &str, pod: &NetNs, conf: &Value) -> cni::Output {
         self.call("ADD", id, &pod.path().display().to_string(), conf)
+    }
+
+    /// Starts an ADD and SIGKILLs it after `delay`; true when it was still running then.
+    fn killed_add(&self, id: &str, pod: &NetNs, conf: &[u8], delay: Duration) -> bool {
+        let mut child = self
+            .plugin
+            .command(Some(&self.node))
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", pod.path())
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(conf).unwrap();
+        thread::sleep(delay);
+        // nsenter execs the plugin in place, so this pid is the plugin's.
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        running
     }
 
     fn reservations(&self) -> Vec<(Ipv6Addr, String)> {
@@ -782,31 +806,17 @@ fn crash_then_re_add(mode: AttachMode) {
     let net = Net::new();
     let conf = dataplane_conf(&net, "1.1.0", pins.path(), mode);
     let conf_bytes = serde_json::to_vec(&conf).unwrap();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
     let mut pods = Vec::new();
     for i in 0..12 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         let pod = NetNs::new().unwrap();
         let id = format!("r{i}");
-        let mut child = net
-            .plugin
-            .command(Some(&net.node))
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", &id)
-            .env("CNI_NETNS", pod.path())
-            .env("CNI_IFNAME", "eth0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(&conf_bytes).unwrap();
-        thread::sleep(Duration::from_micros(seed % 8000));
-        let _ = child.kill();
-        let _ = child.wait();
+        net.killed_add(
+            &id,
+            &pod,
+            &conf_bytes,
+            Duration::from_micros(rng.below(8000) as u64),
+        );
         pods.push((id, pod));
     }
     for (id, pod) in &pods {
@@ -1073,37 +1083,16 @@ fn kill_9_during_add_then_del_leaves_a_consistent_store() {
     let net = Net::new();
     let conf = net.conf("1.1.0");
     let conf_bytes = serde_json::to_vec(&conf).unwrap();
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
     let mut killed = Vec::new();
     let mut interrupted = 0;
     for i in 0..24 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let delay = Duration::from_micros(seed % 6000);
+        let delay = Duration::from_micros(rng.below(6000) as u64);
         let pod = NetNs::new().unwrap();
         let id = format!("k{i}");
-        let mut child = net
-            .plugin
-            .command(Some(&net.node))
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", &id)
-            .env("CNI_NETNS", pod.path())
-            .env("CNI_IFNAME", "eth0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(&conf_bytes).unwrap();
-        thread::sleep(delay);
-        // nsenter execs the plugin in place, so this pid is the plugin's.
-        if child.try_wait().unwrap().is_none() {
+        if net.killed_add(&id, &pod, &conf_bytes, delay) {
             interrupted += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         // Every reservation file is complete (never empty or partial).
         for (_, owner) in net.reservations() {
             assert!(

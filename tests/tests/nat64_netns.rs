@@ -8,9 +8,7 @@
 //! ```
 
 use std::{
-    io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -27,7 +25,9 @@ use sixlane_common::{
 };
 use sixlane_testkit::{NetNs, PinDir};
 use sixlane_tests::{
-    bins, dns64, load_datapath,
+    bins, dns64,
+    echo::{EchoServer, connect, round_trip},
+    load_datapath,
     nat64::{self as n, HttpServer, Internet, SERVER4},
     sim::{self, SimPod},
 };
@@ -257,46 +257,10 @@ fn ipv4_pmtu_drop_produces_a_packet_too_big_the_pod_honours() {
     assert!(route.contains("mtu 1300"), "{route}");
 }
 
-fn connect(ns: &NetNs, to: SocketAddr) -> std::io::Result<TcpStream> {
-    ns.enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
-}
-
-/// An echo server (one line in, the same line out) inside `ns`.
-fn echo_server(ns: &NetNs, addr: SocketAddr) {
-    let l = ns.enter(|| std::net::TcpListener::bind(addr)).unwrap();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { break };
-            thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                loop {
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&b[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-}
-
-fn round_trip(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(msg)?;
-    let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got)?;
-    assert_eq!(got, msg);
-    Ok(())
-}
-
 #[test]
 fn a_hundred_concurrent_sessions() {
     let w = world(&cfg(Span::new(61001, 65535)));
-    echo_server(&w.net.inet, SocketAddr::from((SERVER4, 7000)));
+    let _server = EchoServer::start(&w.net.inet, SocketAddr::from((SERVER4, 7000)));
     let to = SocketAddr::from((server6(), 7000));
     let mut conns: Vec<TcpStream> = (0..100)
         .map(|i| connect(&w.pod.ns, to).unwrap_or_else(|e| panic!("connection {i}: {e}")))
@@ -323,7 +287,7 @@ fn a_hundred_concurrent_sessions() {
 #[test]
 fn long_lived_tcp_survives_an_agent_restart() {
     let mut w = world(&cfg(Span::new(61001, 65535)));
-    echo_server(&w.net.inet, SocketAddr::from((SERVER4, 7001)));
+    let _server = EchoServer::start(&w.net.inet, SocketAddr::from((SERVER4, 7001)));
     let mut c = connect(&w.pod.ns, SocketAddr::from((server6(), 7001))).unwrap();
     round_trip(&mut c, b"before restart\n").unwrap();
     let before = state::bindings(&w.layout).unwrap();
@@ -351,7 +315,7 @@ fn long_lived_tcp_survives_an_agent_restart() {
 #[test]
 fn port_range_exhaustion_refuses_new_flows_and_keeps_old_ones() {
     let w = world(&cfg(Span::new(61001, 61002)));
-    echo_server(&w.net.inet, SocketAddr::from((SERVER4, 7002)));
+    let _server = EchoServer::start(&w.net.inet, SocketAddr::from((SERVER4, 7002)));
     let to = SocketAddr::from((server6(), 7002));
     let mut a = connect(&w.pod.ns, to).unwrap();
     let mut b = connect(&w.pod.ns, to).unwrap();

@@ -4,12 +4,7 @@
 //! `status`/`unload` see exactly this datapath's filters.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Ipv6Addr, TcpListener, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    net::{Ipv6Addr, SocketAddr},
     thread,
     time::Duration,
 };
@@ -24,7 +19,9 @@ use sixlane_agent::{
 use sixlane_common::layout::{Hook, POD_PROGRAMS, PROG_COUNT_INGRESS, PROG_FROM_POD};
 use sixlane_testkit::{NetNs, Veth};
 use sixlane_tests::{
-    bins, load_datapath,
+    bins,
+    echo::{self, EchoServer, Pinger, exchange},
+    load_datapath,
     podattach::{self, TcFilter, sixlane_filters, tc_filters, tcx_ids},
     sim::{self, SimPod},
 };
@@ -108,37 +105,6 @@ fn attaching_again_replaces_in_place() {
     });
 }
 
-/// An echo server in `ns` on `[addr]:port`, until `stop`.
-fn echo_server(ns: &NetNs, addr: Ipv6Addr, port: u16, stop: Arc<AtomicBool>) {
-    let l = ns.enter(|| TcpListener::bind((addr, port))).unwrap();
-    l.set_nonblocking(true).unwrap();
-    thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    thread::spawn(move || {
-                        let mut b = [0u8; 1024];
-                        while let Ok(n) = s.read(&mut b) {
-                            if n == 0 || s.write_all(&b[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                Err(_) => thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-}
-
-fn exchange(s: &mut TcpStream, msg: &[u8]) {
-    s.write_all(msg).unwrap();
-    let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(got, msg);
-}
-
 fn agent(node: &NetNs, pins: &PinLayout, args: &[&str]) -> String {
     let bin = bins::path("sixlane-agent");
     let mut full = vec!["--pin-root", pins.root().to_str().unwrap()];
@@ -192,28 +158,11 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
         .collect();
 
     // A long-lived connection a → b, and a second one carrying round trips throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    echo_server(&b.ns, b.addr, 7000, stop.clone());
-    let connect = || {
-        let s = a.ns.enter(|| TcpStream::connect((b.addr, 7000))).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s
-    };
-    let mut s = connect();
+    let to = SocketAddr::from((b.addr, 7000));
+    let server = EchoServer::start(&b.ns, to);
+    let mut s = echo::connect(&a.ns, to).unwrap();
     exchange(&mut s, b"before");
-    let running = Arc::new(AtomicBool::new(true));
-    let trips = Arc::new(AtomicU64::new(0));
-    let pinger = {
-        let mut s2 = connect();
-        let (running, trips) = (running.clone(), trips.clone());
-        thread::spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                exchange(&mut s2, b"ping");
-                trips.fetch_add(1, Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let pinger = Pinger::start(echo::connect(&a.ns, to).unwrap());
 
     let old: Vec<u32> = POD_PROGRAMS
         .iter()
@@ -268,11 +217,10 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
 
     exchange(&mut s, b"after the upgrade");
     thread::sleep(Duration::from_millis(200));
-    running.store(false, Ordering::Relaxed);
-    pinger
-        .join()
-        .expect("no round trip failed during the upgrade");
-    assert!(trips.load(Ordering::Relaxed) > 20);
+    assert!(
+        pinger.finish() > 20,
+        "round trips kept completing during the upgrade"
+    );
     exchange(&mut s, b"still there");
 
     // Upgrading again changes nothing.
@@ -333,6 +281,6 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     }
     exchange(&mut s, b"after unload");
     drop(s);
-    stop.store(true, Ordering::Relaxed);
+    drop(server);
     drop(pins);
 }

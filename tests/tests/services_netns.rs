@@ -4,7 +4,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -22,10 +22,10 @@ use sixlane_agent::{
     services::Programmer,
 };
 use sixlane_common::metrics::{Direction, Reason};
-use sixlane_testkit::NetNs;
 use sixlane_tests::{
     bins,
     cluster::{self, EXT, Nginx, SimCluster, curl, node_addr, pod_addr},
+    echo::{self, EchoServer, Pinger, exchange},
     podattach::{program_ids, sixlane_filters},
     sim::SimPod,
     svc::{backend, service},
@@ -247,64 +247,13 @@ fn no_endpoint_is_refused_at_once() {
     assert!(count(&n1.layout, Direction::Ingress, Reason::SvcNoBackend) >= 1);
 }
 
-/// A one-connection-at-a-time echo server for Rust clients, in `ns`.
-fn echo_server(ns: &NetNs, port: u16, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
-    let l = ns.enter(|| TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).unwrap());
-    l.set_nonblocking(true).unwrap();
-    thread::spawn(move || {
-        let mut conns: Vec<thread::JoinHandle<()>> = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    let stop = stop.clone();
-                    conns.push(thread::spawn(move || {
-                        s.set_read_timeout(Some(Duration::from_millis(200)))
-                            .unwrap();
-                        let mut buf = [0u8; 65536];
-                        while !stop.load(Ordering::Relaxed) {
-                            match s.read(&mut buf) {
-                                Ok(0) => break,
-                                Ok(n) => {
-                                    if s.write_all(&buf[..n]).is_err() {
-                                        break;
-                                    }
-                                }
-                                Err(e)
-                                    if matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::WouldBlock
-                                            | std::io::ErrorKind::TimedOut
-                                    ) => {}
-                                Err(_) => break,
-                            }
-                        }
-                    }));
-                }
-                Err(_) => thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        for c in conns {
-            let _ = c.join();
-        }
-    })
-}
-
-fn exchange(s: &mut TcpStream, msg: &[u8]) {
-    s.write_all(msg).unwrap();
-    let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(got, msg);
-}
-
 #[test]
 fn long_lived_connection_survives_loader_restart_and_upgrade() {
     let mut c = cluster::cluster(2);
     let client =
         SimPod::attach(&c.nodes[0].ns, pod_addr(1, 0xc), Some(&c.nodes[0].layout)).unwrap();
     let b2 = SimPod::attach(&c.nodes[1].ns, pod_addr(2, 0xb2), Some(&c.nodes[1].layout)).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = echo_server(&b2.ns, 8080, stop.clone());
+    let server = EchoServer::start(&b2.ns, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)));
     let services = [service(
         "echo",
         VIP,
@@ -313,29 +262,13 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
     )];
     program(&c, &services);
 
-    let mut s = client
-        .ns
-        .enter(|| TcpStream::connect((VIP, 80)))
-        .expect("connect through the ClusterIP");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let vip = SocketAddr::from((VIP, 80));
+    let mut s = echo::connect(&client.ns, vip).expect("connect through the ClusterIP");
     exchange(&mut s, b"before");
 
     // Keep traffic flowing on a second connection during the restart: every round trip must
     // complete.
-    let running = Arc::new(AtomicBool::new(true));
-    let trips = Arc::new(AtomicU64::new(0));
-    let mut s2 = client.ns.enter(|| TcpStream::connect((VIP, 80))).unwrap();
-    s2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let pinger = {
-        let (running, trips) = (running.clone(), trips.clone());
-        thread::spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                exchange(&mut s2, b"ping");
-                trips.fetch_add(1, Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let pinger = Pinger::start(echo::connect(&client.ns, vip).unwrap());
 
     let n1 = &mut c.nodes[0];
     let host_if = client.host_if().to_owned();
@@ -375,15 +308,13 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
 
     exchange(&mut s, b"after the restart");
     thread::sleep(Duration::from_millis(200));
-    running.store(false, Ordering::Relaxed);
-    pinger
-        .join()
-        .expect("no round trip failed during the restart");
-    assert!(trips.load(Ordering::Relaxed) > 20);
+    assert!(
+        pinger.finish() > 20,
+        "round trips kept completing during the restart"
+    );
     exchange(&mut s, b"still there");
     drop(s);
-    stop.store(true, Ordering::Relaxed);
-    server.join().unwrap();
+    drop(server);
 }
 
 /// Sequential HTTP requests through the ClusterIP while the endpoints change underneath:
@@ -490,8 +421,7 @@ fn path_mtu_discovery_through_a_clusterip() {
     }
     let client = SimPod::attach(&n1.ns, pod_addr(1, 0xc), Some(&n1.layout)).unwrap();
     let b2 = SimPod::attach(&n2.ns, pod_addr(2, 0xb2), Some(&n2.layout)).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = echo_server(&b2.ns, 8080, stop.clone());
+    let server = EchoServer::start(&b2.ns, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)));
     program(
         &c,
         &[service(
@@ -522,8 +452,7 @@ fn path_mtu_discovery_through_a_clusterip() {
         "no Packet Too Big was translated"
     );
     drop(s);
-    stop.store(true, Ordering::Relaxed);
-    server.join().unwrap();
+    drop(server);
     let _ = EXT;
 }
 

@@ -20,14 +20,11 @@ use aya::programs::{
     ProgramError, SchedClassifier, TcAttachType,
     tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
 };
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlHandle, TcMessage, TcOption},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tracing::debug;
 
 use crate::{Error, PinLayout, Result, tcx::Attached};
@@ -484,70 +481,13 @@ pub(crate) fn program_id(prog: &SchedClassifier, name: &str) -> Result<u32> {
         })
 }
 
-/// A blocking rtnetlink request/dump over netlink-packet-route (one socket per call: these run
-/// a handful of times per pod, and the socket must be opened in the caller's namespace).
+/// One rtnetlink request on a fresh socket: it must be opened in the caller's (current)
+/// namespace, and these run a handful of times per pod.
 mod nl {
     use super::*;
 
     pub fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
-        sock.connect(&SocketAddr::new(0, 0))?;
-        let mut hdr = NetlinkHeader::default();
-        hdr.flags = NLM_F_REQUEST | flags;
-        hdr.sequence_number = 1;
-        let mut nl = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(msg));
-        nl.finalize();
-        let mut out = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut out);
-        sock.send(&out, 0)?;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut replies = Vec::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        loop {
-            buf.clear();
-            let n = sock.recv(&mut buf, 0)?;
-            if n > buf.len() {
-                return Err(io::Error::other("netlink reply truncated"));
-            }
-            let mut off = 0;
-            while off + 16 <= n {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
-                let chunk = &buf[off..off + len];
-                off += (len + 3) & !3;
-                let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk) {
-                    Ok(m) => m,
-                    // A message we cannot parse (an exotic qdisc's options) is not ours.
-                    Err(e) => {
-                        debug!(error = %e, "skipping an unparsable netlink message");
-                        continue;
-                    }
-                };
-                if msg.header.sequence_number != 1 {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(replies),
-                            Some(_) => Err(e.to_io()),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => {
-                        replies.push(m);
-                        if !dump && flags & NLM_F_ACK == 0 {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+        crate::rtnl::Rtnl::open()?.request(msg, flags)
     }
 }
 
