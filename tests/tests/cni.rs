@@ -64,6 +64,18 @@ impl Net {
         self.call("ADD", id, &pod.path().display().to_string(), conf)
     }
 
+    /// Nothing left on the node: no pod veth, no reservation, no TCX link pin.
+    fn assert_clean(&self, layout: &PinLayout) {
+        assert_eq!(self.node_links(), ["lo"]);
+        assert!(self.reservations().is_empty(), "{:?}", self.reservations());
+        let pins: Vec<_> = fs::read_dir(layout.links_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(pins.is_empty(), "link pins left: {pins:?}");
+    }
+
     /// Starts an ADD and SIGKILLs it after `delay`; true when it was still running then.
     fn killed_add(&self, id: &str, pod: &NetNs, conf: &[u8], delay: Duration) -> bool {
         let mut child = self
@@ -783,9 +795,7 @@ fn dataplane_round(mode: AttachMode) {
     }
     net.call("DEL", "dpb", "", &conf).ok();
     net.call("DEL", "dpb", "", &conf).ok();
-    assert_eq!(net.node_links(), ["lo"]);
-    assert!(net.reservations().is_empty());
-    assert!(fs::read_dir(layout.links_dir()).unwrap().next().is_none());
+    net.assert_clean(&layout);
 }
 
 #[test]
@@ -823,9 +833,7 @@ fn crash_then_re_add(mode: AttachMode) {
         net.call("DEL", id, &pod.path().display().to_string(), &conf)
             .ok();
     }
-    assert_eq!(net.node_links(), ["lo"]);
-    assert!(net.reservations().is_empty());
-    assert!(fs::read_dir(layout.links_dir()).unwrap().next().is_none());
+    net.assert_clean(&layout);
     let mut results = Vec::new();
     for (id, pod) in &pods {
         let r = net.add(id, pod, &conf).result().clone();
@@ -862,8 +870,7 @@ fn crash_then_re_add(mode: AttachMode) {
     for (id, _) in &pods {
         net.call("DEL", id, "", &conf).ok();
     }
-    assert_eq!(net.node_links(), ["lo"]);
-    assert!(fs::read_dir(layout.links_dir()).unwrap().next().is_none());
+    net.assert_clean(&layout);
 }
 
 #[test]
@@ -913,9 +920,7 @@ fn parallel_with_dataplane(mode: AttachMode) {
             s.spawn(move || net.call("DEL", &format!("q{i}"), "", conf).ok().success);
         }
     });
-    assert!(net.reservations().is_empty());
-    assert_eq!(net.node_links(), ["lo"]);
-    assert!(fs::read_dir(layout.links_dir()).unwrap().next().is_none());
+    net.assert_clean(&layout);
 }
 
 #[test]
