@@ -246,17 +246,7 @@ pub fn attach_pinned(
     iface: &str,
     hook: TcAttachType,
 ) -> Result<Attached> {
-    let path = layout.prog(prog_name);
-    if !path.exists() {
-        return Err(Error::NotPinned {
-            name: prog_name.to_owned(),
-            path,
-        });
-    }
-    let mut prog = SchedClassifier::from_pin(&path).map_err(|source| Error::Program {
-        name: prog_name.to_owned(),
-        source,
-    })?;
+    let mut prog = crate::tcx::pinned_classifier(layout, prog_name)?;
     attach(&mut prog, prog_name, iface, hook)
 }
 

@@ -142,6 +142,13 @@ pub fn attach_pinned(
     iface: &str,
     hook: TcAttachType,
 ) -> Result<Attached> {
+    let mut prog = pinned_classifier(layout, prog_name)?;
+    attach(&mut prog, prog_name, iface, hook, layout)
+}
+
+/// The classifier pinned at `progs/<prog_name>`; [`Error::NotPinned`] when the datapath is not
+/// loaded.
+pub(crate) fn pinned_classifier(layout: &PinLayout, prog_name: &str) -> Result<SchedClassifier> {
     let path = layout.prog(prog_name);
     if !path.exists() {
         return Err(Error::NotPinned {
@@ -149,11 +156,10 @@ pub fn attach_pinned(
             path,
         });
     }
-    let mut prog = SchedClassifier::from_pin(&path).map_err(|source| Error::Program {
+    SchedClassifier::from_pin(&path).map_err(|source| Error::Program {
         name: prog_name.to_owned(),
         source,
-    })?;
-    attach(&mut prog, prog_name, iface, hook, layout)
+    })
 }
 
 /// Detaches the pinned link of `prog_name` on `iface` and removes its pin. The detach is
