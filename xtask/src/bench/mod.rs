@@ -72,6 +72,16 @@ pub struct Metric {
     pub higher_is_better: bool,
 }
 
+impl Metric {
+    pub const fn new(name: &'static str, unit: &'static str, higher_is_better: bool) -> Self {
+        Self {
+            name,
+            unit,
+            higher_is_better,
+        }
+    }
+}
+
 /// Shared by the trials of one run.
 pub struct Ctx {
     pub secs: f64,
@@ -155,9 +165,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&out_dir)?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut tables = Vec::new();
+    let mut failed = Vec::new();
     for s in chosen {
         let path = out_dir.join(format!("{}-{stamp}.jsonl", s.name()));
-        let results = run_scenario(s.as_ref(), &ctx, rounds, &path)?;
+        let (results, failures) = run_scenario(s.as_ref(), &ctx, rounds, &path)?;
+        failed.extend(failures);
         let table = stats::table(
             s.name(),
             s.about(),
@@ -173,6 +185,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let summary = out_dir.join(format!("summary-{stamp}.txt"));
     fs::write(&summary, tables.join("\n"))?;
     eprintln!("tables: {}", summary.display());
+    // The tables show what did run; a failed trial is still a failure of the run.
+    if !failed.is_empty() {
+        bail!("{} trial(s) failed: {}", failed.len(), failed.join(", "));
+    }
     Ok(())
 }
 
@@ -184,10 +200,11 @@ fn run_scenario(
     ctx: &Ctx,
     rounds: usize,
     jsonl: &std::path::Path,
-) -> anyhow::Result<Results> {
+) -> anyhow::Result<(Results, Vec<String>)> {
     let modes = s.modes();
     let mut log = OpenOptions::new().create(true).append(true).open(jsonl)?;
     let mut results: Results = BTreeMap::new();
+    let mut failures = Vec::new();
     for round in 0..rounds {
         // Rotate by the round and reverse every other round: each mode runs early and late.
         let mut order: Vec<&Mode> = modes.iter().collect();
@@ -218,6 +235,7 @@ fn run_scenario(
                     results.entry(mode.name).or_default().push(values);
                 }
                 Err(e) => {
+                    failures.push(format!("{} {} round {}", s.name(), mode.name, round + 1));
                     eprintln!(
                         "bench {}: trial {} of {} failed: {e:#}",
                         s.name(),
@@ -236,5 +254,5 @@ fn run_scenario(
     if results.is_empty() {
         bail!("every trial of {} failed", s.name());
     }
-    Ok(results)
+    Ok((results, failures))
 }
