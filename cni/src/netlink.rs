@@ -150,28 +150,18 @@ impl Netlink {
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request(
-            &|| format!("looking up link {name}"),
-            RouteNetlinkMessage::GetLink(m),
-            0,
-        ) {
-            Ok(r) => Ok(r.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
-                _ => None,
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(&|| format!("looking up link {name}"), m)
     }
 
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        match self.request(
-            &|| format!("looking up link #{index}"),
-            RouteNetlinkMessage::GetLink(m),
-            0,
-        ) {
+        self.get_link(&|| format!("looking up link #{index}"), m)
+    }
+
+    /// `RTM_GETLINK` for the link `m` names; `None` when there is none.
+    fn get_link(&mut self, what: &dyn Fn() -> String, m: LinkMessage) -> Result<Option<Link>> {
+        match self.request(what, RouteNetlinkMessage::GetLink(m), 0) {
             Ok(r) => Ok(r.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
                 _ => None,

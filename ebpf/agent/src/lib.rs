@@ -22,6 +22,7 @@ pub mod ops;
 pub mod pins;
 #[cfg(feature = "daemon")]
 pub mod reconcile;
+pub mod rfc3339;
 pub mod rtnl;
 pub mod services;
 #[cfg(feature = "daemon")]

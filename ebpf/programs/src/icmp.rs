@@ -17,6 +17,11 @@ use aya_ebpf::{
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
     metrics::Reason,
+    // RFC 4443 numbers; the module lives with NAT64's translation tables.
+    nat64::icmp::v6::{
+        DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
+        TIME_EXCEEDED,
+    },
     services::{CtKey, svc_flags},
 };
 
@@ -29,15 +34,6 @@ use crate::{
     parse::{ETH_HLEN, IPV6_HLEN, L3, proto, ptr_at},
     scratch,
 };
-
-pub const DEST_UNREACH: u8 = 1;
-pub const PACKET_TOO_BIG: u8 = 2;
-pub const TIME_EXCEEDED: u8 = 3;
-pub const PARAM_PROBLEM: u8 = 4;
-pub const ECHO_REQUEST: u8 = 128;
-pub const ECHO_REPLY: u8 = 129;
-/// Destination unreachable code 4.
-pub const PORT_UNREACHABLE: u8 = 4;
 
 const ICMP_HLEN: usize = 8;
 /// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
@@ -325,7 +321,7 @@ fn build_unreachable(ctx: &TcContext) -> Result<i32, i64> {
     ctx.store(ETH_HLEN, &ip, 0)?;
     ctx.store(SRC_OFF, &s.key.dst, 0)?;
     ctx.store(DST_OFF, &s.key.src, 0)?;
-    let icmp = [DEST_UNREACH, PORT_UNREACHABLE, 0u8, 0, 0, 0, 0, 0];
+    let icmp = [DEST_UNREACH, PORT_UNREACH, 0u8, 0, 0, 0, 0, 0];
     ctx.store(ETH_HLEN + IPV6_HLEN, &icmp, 0)?;
 
     // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message straight from packet memory.

@@ -47,26 +47,10 @@ impl Scenario for Baseline {
 
     fn metrics(&self) -> Vec<Metric> {
         vec![
-            Metric {
-                name: "throughput",
-                unit: "Gbit/s",
-                higher_is_better: true,
-            },
-            Metric {
-                name: "rr_rate",
-                unit: "req/s",
-                higher_is_better: true,
-            },
-            Metric {
-                name: "rr_p50",
-                unit: "us",
-                higher_is_better: false,
-            },
-            Metric {
-                name: "crr_rate",
-                unit: "conn/s",
-                higher_is_better: true,
-            },
+            Metric::new("throughput", "Gbit/s", true),
+            Metric::new("rr_rate", "req/s", true),
+            Metric::new("rr_p50", "us", false),
+            Metric::new("crr_rate", "conn/s", true),
         ]
     }
 

@@ -82,11 +82,7 @@ impl Scenario for Cni {
     }
 
     fn metrics(&self) -> Vec<Metric> {
-        let lower = |name, unit| Metric {
-            name,
-            unit,
-            higher_is_better: false,
-        };
+        let lower = |name, unit| Metric::new(name, unit, false);
         vec![
             lower("add_p50", "ms"),
             lower("add_p99", "ms"),

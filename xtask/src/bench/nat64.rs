@@ -5,7 +5,7 @@
 //! node's tc programs.
 //!
 //! ```text
-//!  cli ns: c6 fd00:c::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:c::1/64 + 198.18.0.1/24
+//!  cli ns: c6 fd00:a::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:a::1/64 + 198.18.0.1/24
 //!  node ns: hs4 198.19.0.1/24 <-veth-> srv ns: s4 198.19.0.2/24 (IPv4 only)
 //!  prefix fd00:6464::/96 (network-specific: the Well-Known Prefix must not carry 198.18/15)
 //! ```
@@ -13,11 +13,12 @@
 use std::{net::SocketAddr, process::Command};
 
 use anyhow::{Context as _, bail};
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
+use sixlane_testkit::{ChildGuard, PinDir, names};
 
 use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
     measure::{self, KB_PORT, KbServer},
+    topo::Path3,
 };
 use crate::sh;
 
@@ -28,60 +29,41 @@ const SERVER4: &str = "198.19.0.2";
 /// `SERVER4` embedded in the prefix.
 const SERVER6: &str = "fd00:6464::c613:2";
 
-struct Topo {
-    // Drop order: links, then namespaces.
-    to_cli: Veth,
-    to_srv: Veth,
-    cli: NetNs,
-    node: NetNs,
-    srv: NetNs,
+/// [`topo::Path3`] plus IPv4: the client dual-stack (for the direct IPv4 limit), the server
+/// IPv4 only (its IPv6 address is removed).
+struct Topo(Path3);
+
+impl std::ops::Deref for Topo {
+    type Target = Path3;
+    fn deref(&self) -> &Path3 {
+        &self.0
+    }
 }
 
 impl Topo {
     fn new() -> anyhow::Result<Self> {
-        let cli = NetNs::new()?;
-        let node = NetNs::new()?;
-        let srv = NetNs::new()?;
-        let to_cli = Veth::new(Some(&node), Some(&cli))?;
-        let to_srv = Veth::new(Some(&node), Some(&srv))?;
-        for ns in [&cli, &node, &srv] {
-            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-        }
-        node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        node.sysctl("net.ipv4.ip_forward", "1")?;
-        cli.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
-        let add = |end: &sixlane_testkit::veth::End, a: &str| {
-            end.ip(&["addr", "add", a, "dev", "{}", "nodad"])
-        };
-        add(&to_cli.a, "fd00:c::1/64")?;
-        to_cli
-            .a
-            .ip(&["addr", "add", "198.18.0.1/24", "dev", "{}"])?;
-        add(&to_cli.b, "fd00:c::2/64")?;
-        to_cli
+        let t = Path3::new()?;
+        t.node.sysctl("net.ipv4.ip_forward", "1")?;
+        t.cli.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+        let add4 =
+            |end: &sixlane_testkit::veth::End, a: &str| end.ip(&["addr", "add", a, "dev", "{}"]);
+        add4(&t.to_cli.a, "198.18.0.1/24")?;
+        add4(&t.to_cli.b, "198.18.0.2/24")?;
+        add4(&t.to_srv.a, "198.19.0.1/24")?;
+        add4(&t.to_srv.b, &format!("{SERVER4}/24"))?;
+        t.srv.ip(&["-6", "route", "del", "default"])?;
+        t.to_srv
             .b
-            .ip(&["addr", "add", "198.18.0.2/24", "dev", "{}"])?;
-        to_srv
-            .a
-            .ip(&["addr", "add", "198.19.0.1/24", "dev", "{}"])?;
-        to_srv
-            .b
-            .ip(&["addr", "add", &format!("{SERVER4}/24"), "dev", "{}"])?;
-        cli.ip(&["-6", "route", "add", "default", "via", "fd00:c::1"])?;
-        cli.ip(&["route", "add", "default", "via", "198.18.0.1"])?;
-        srv.ip(&["route", "add", "default", "via", "198.19.0.1"])?;
-        Ok(Self {
-            to_cli,
-            to_srv,
-            cli,
-            node,
-            srv,
-        })
+            .ip(&["-6", "addr", "flush", "dev", "{}", "scope", "global"])?;
+        t.cli
+            .ip(&["route", "add", "default", "via", "198.18.0.1"])?;
+        t.srv
+            .ip(&["route", "add", "default", "via", "198.19.0.1"])?;
+        Ok(Self(t))
     }
 
     fn hc6(&self) -> &str {
-        &self.to_cli.a.name
+        self.ncli()
     }
 
     fn hs4(&self) -> &str {
@@ -119,11 +101,7 @@ impl Scenario for Nat64 {
     }
 
     fn metrics(&self) -> Vec<Metric> {
-        let m = |name, unit, higher_is_better| Metric {
-            name,
-            unit,
-            higher_is_better,
-        };
+        let m = Metric::new;
         vec![
             m("throughput_1", "Gbit/s", true),
             m("throughput_4", "Gbit/s", true),
@@ -169,7 +147,7 @@ fn sixlane(t: &Topo, pins: &PinDir, ctx: &Ctx) -> anyhow::Result<()> {
     std::fs::write(
         &cfg,
         format!(
-            "mode: translate\nprefix: {PREFIX}\npool: [198.19.0.1]\nports: 1024-65535\npodCIDRs: [fd00:c::/64]\n"
+            "mode: translate\nprefix: {PREFIX}\npool: [198.19.0.1]\nports: 1024-65535\npodCIDRs: [fd00:a::/64]\n"
         ),
     )?;
     let res = sh::output(Command::new(&agent).args([

@@ -62,14 +62,6 @@ fn mode(name: &'static str, role: Role, about: &'static str) -> Mode {
     Mode { name, role, about }
 }
 
-fn metric(name: &'static str, unit: &'static str, higher_is_better: bool) -> Metric {
-    Metric {
-        name,
-        unit,
-        higher_is_better,
-    }
-}
-
 /// A file removed on drop.
 struct TempFile(PathBuf);
 
@@ -271,12 +263,12 @@ impl Scenario for ClusterIp {
 
     fn metrics(&self) -> Vec<Metric> {
         vec![
-            metric("crr_rate", "conn/s", true),
-            metric("crr_p50", "us", false),
-            metric("rr_rate", "req/s", true),
-            metric("rr_p50", "us", false),
-            metric("rr_p99", "us", false),
-            metric("throughput", "Gbit/s", true),
+            Metric::new("crr_rate", "conn/s", true),
+            Metric::new("crr_p50", "us", false),
+            Metric::new("rr_rate", "req/s", true),
+            Metric::new("rr_p50", "us", false),
+            Metric::new("rr_p99", "us", false),
+            Metric::new("throughput", "Gbit/s", true),
         ]
     }
 
@@ -415,9 +407,9 @@ impl Scenario for Programming {
 
     fn metrics(&self) -> Vec<Metric> {
         vec![
-            metric("full_ms", "ms", false),
-            metric("add1_ms", "ms", false),
-            metric("change1_ms", "ms", false),
+            Metric::new("full_ms", "ms", false),
+            Metric::new("add1_ms", "ms", false),
+            Metric::new("change1_ms", "ms", false),
         ]
     }
 

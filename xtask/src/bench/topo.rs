@@ -25,10 +25,6 @@ pub const SRV: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xb, 0, 0, 0, 0, 0, 2);
 pub struct Path3 {
     // Field order is drop order: links first, then namespaces.
     pub to_cli: Veth,
-    #[allow(
-        dead_code,
-        reason = "held for its drop guard; no scenario attaches to it yet"
-    )]
     pub to_srv: Veth,
     pub cli: NetNs,
     pub node: NetNs,

@@ -178,27 +178,8 @@ pub fn read_file(dir: &Path) -> std::io::Result<Status> {
     serde_json::from_slice(&text).map_err(std::io::Error::other)
 }
 
-/// RFC 3339 (UTC, seconds) without a date-time crate; what kube-proxy's healthz prints.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+/// RFC 3339 (UTC, seconds); what kube-proxy's healthz prints.
+pub use crate::rfc3339::seconds as rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use sixlane_common::{
         addr, csum,
         header::{self, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
         icmp,
-        maps::{CFG_CLAMP_MSS, CFG_EIF_UDP, Config, PortRange},
+        maps::{CFG_CLAMP_MSS, CFG_EIF_UDP, Config},
         tcp,
     },
 };
@@ -54,15 +54,6 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
 }
 
 #[inline(always)]
-fn range_of(cfg: &Config, proto: u8) -> PortRange {
-    match proto {
-        PROTO_TCP => cfg.ports[0],
-        PROTO_UDP => cfg.ports[1],
-        _ => cfg.ports[2],
-    }
-}
-
-#[inline(always)]
 fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
     if l3.frag == Frag::Later {
         // No ports to tell NAT64 traffic from the node's own: the kernel's.
@@ -76,7 +67,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
     );
-    if !range_of(cfg, l3.proto).contains(t_port) {
+    if !state::range_of(cfg, l3.proto).contains(t_port) {
         return Done::NOT_OURS;
     }
     let tcp_flags = if l3.proto == PROTO_TCP {

@@ -200,8 +200,9 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
     Reason::Pass
 }
 
+/// The port (or ICMP identifier) range of `proto` in the pool.
 #[inline(always)]
-fn range_of(cfg: &Config, proto: u8) -> PortRange {
+pub fn range_of(cfg: &Config, proto: u8) -> PortRange {
     match proto {
         PROTO_TCP => cfg.ports[0],
         PROTO_UDP => cfg.ports[1],
