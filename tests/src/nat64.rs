@@ -322,24 +322,7 @@ impl XlatNode {
             .expect("gateway neighbour");
         ns.ip(&["route", "add", "default", "via", &GW4.to_string()])
             .expect("default route");
-        for p in pods {
-            pod.a
-                .ip(&["-6", "route", "add", &format!("{p}/128"), "dev", "{}"])
-                .expect("pod route");
-            pod.a
-                .ip(&[
-                    "neigh",
-                    "replace",
-                    &p.to_string(),
-                    "lladdr",
-                    &fmt_mac(pod_mac),
-                    "dev",
-                    "{}",
-                    "nud",
-                    "permanent",
-                ])
-                .expect("pod neighbour");
-        }
+        route_pods(&pod.a, pods, pod_mac);
         let uplink_if = ifindex(&ns, &uplink.a.name);
         let pod_if = ifindex(&ns, &pod.a.name);
         Self {
@@ -354,6 +337,27 @@ impl XlatNode {
             pod_host_mac,
             pod_mac,
         }
+    }
+}
+
+/// A /128 route through `end` and a permanent neighbour entry (MAC `mac`) for each of `pods`, as
+/// the CNI plugin's host side of a pod veth has (static, so FIB lookups resolve without ND).
+pub fn route_pods(end: &sixlane_testkit::veth::End, pods: &[Ipv6Addr], mac: [u8; 6]) {
+    for p in pods {
+        end.ip(&["-6", "route", "add", &format!("{p}/128"), "dev", "{}"])
+            .expect("pod route");
+        end.ip(&[
+            "neigh",
+            "replace",
+            &p.to_string(),
+            "lladdr",
+            &fmt_mac(mac),
+            "dev",
+            "{}",
+            "nud",
+            "permanent",
+        ])
+        .expect("pod neighbour");
     }
 }
 

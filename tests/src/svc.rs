@@ -2,6 +2,8 @@
 
 use std::net::Ipv6Addr;
 
+use sixlane_testkit::{NetNs, Veth};
+
 use sixlane_agent::{
     PinLayout, metrics,
     model::{Backend, Protocol, Service, ServiceId, ServicePort, TrafficPolicy},
@@ -113,4 +115,71 @@ pub fn assert_checksums(pkt: &[u8]) {
     if let Err(e) = packet::verify_checksums(pkt) {
         panic!("{e}: {}", packet::describe(pkt));
     }
+}
+
+/// The host side of one pod's veth in a [`PodsNode`].
+pub struct PodLink {
+    pub ifindex: u32,
+    /// The host-side end's MAC (a frame delivered into the pod comes from it).
+    pub host_mac: [u8; 6],
+    /// The pod-side end's MAC.
+    pub pod_mac: [u8; 6],
+}
+
+/// A namespace standing in for a node with two local pods' veths (`a`, `b`): a /128 route and a
+/// permanent neighbour on each for its pod addresses, so the datapath's FIB lookups resolve in
+/// `BPF_PROG_TEST_RUN` fixtures. The pod ends sit in a second namespace; nothing is ever sent.
+pub struct PodsNode {
+    // Drop order: links, then namespaces.
+    pub a_veth: Veth,
+    pub b_veth: Veth,
+    pub ns: NetNs,
+    pub pods_ns: NetNs,
+    pub a: PodLink,
+    pub b: PodLink,
+}
+
+impl PodsNode {
+    pub fn new(a_pods: &[Ipv6Addr], b_pods: &[Ipv6Addr]) -> Self {
+        use crate::nat64::{ifindex, mac_of, route_pods};
+        let ns = NetNs::new().expect("netns");
+        let pods_ns = NetNs::new().expect("pods netns");
+        for (k, v) in [
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+        ] {
+            ns.sysctl(k, v).expect("sysctl");
+        }
+        let a_veth = Veth::new(Some(&ns), Some(&pods_ns)).expect("veth a");
+        let b_veth = Veth::new(Some(&ns), Some(&pods_ns)).expect("veth b");
+        let link = |v: &Veth, pods: &[Ipv6Addr]| {
+            let l = PodLink {
+                ifindex: ifindex(&ns, &v.a.name),
+                host_mac: mac_of(&v.a),
+                pod_mac: mac_of(&v.b),
+            };
+            route_pods(&v.a, pods, l.pod_mac);
+            l
+        };
+        let a = link(&a_veth, a_pods);
+        let b = link(&b_veth, b_pods);
+        Self {
+            a_veth,
+            b_veth,
+            ns,
+            pods_ns,
+            a,
+            b,
+        }
+    }
+}
+
+/// `frame` as the datapath delivers it into the pod behind `to`: Ethernet addresses of that
+/// veth pair, hop limit decremented as a router would.
+pub fn into_pod(mut frame: Vec<u8>, to: &PodLink) -> Vec<u8> {
+    frame[..6].copy_from_slice(&to.pod_mac);
+    frame[6..12].copy_from_slice(&to.host_mac);
+    frame[ETH_HLEN + 7] -= 1;
+    frame
 }

@@ -270,7 +270,7 @@ fn udp_both_ways_with_tos_ttl_df_and_checksums() {
         n::UDP,
         &n::udp(53, 40000, b"answer", Pseudo::V6(srv6(), POD), false),
     ));
-    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
 
     // Endpoint-independent mapping: the same pod port to another server keeps (T, t).
     let other = n::embed96(PREFIX, Ipv4Addr::new(198, 18, 1, 11));
@@ -384,7 +384,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         &out,
         verdict::REDIRECT,
         Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
-        Reason::Nat64In,
+        Reason::Nat64InPeer,
     );
     assert_eq!(e.tcp_state(41000, 80), Some(State::Established as u8));
 
@@ -407,7 +407,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         &out,
         verdict::REDIRECT,
         Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
-        Reason::Nat64In,
+        Reason::Nat64InPeer,
     );
 
     // Data with a payload of odd length (checksum padding).
@@ -552,7 +552,7 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
         &out,
         verdict::REDIRECT,
         Some(&e.to_pod(&want)),
-        Reason::Nat64In,
+        Reason::Nat64InPeer,
     );
 
     // Echo requests to the pool address are the node's, replies with unknown identifiers too.
@@ -771,7 +771,7 @@ fn ipv4_zero_udp_checksum_and_options() {
             &out,
             verdict::REDIRECT,
             Some(&e.to_pod(&want)),
-            Reason::Nat64In,
+            Reason::Nat64InPeer,
         );
     }
     // IPv4 options are dropped (RFC 7915 §4.1).
@@ -797,7 +797,7 @@ fn ipv4_zero_udp_checksum_and_options() {
         &out,
         verdict::REDIRECT,
         Some(&e.to_pod(&want)),
-        Reason::Nat64In,
+        Reason::Nat64InPeer,
     );
 }
 
@@ -858,6 +858,7 @@ fn endpoint_independent_filtering_is_configurable() {
                 n::UDP,
                 &n::udp(3478, 40000, b"stun", Pseudo::V6(s6, POD), false),
             );
+            // A session opened from the IPv4 side knows no pod veth: through the veth's egress.
             check(
                 &out,
                 verdict::REDIRECT,
@@ -1612,7 +1613,7 @@ fn every_prefix_length() {
             n::UDP,
             &n::udp(53, 40000, b"a", Pseudo::V6(dst, POD), false),
         ));
-        check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
+        check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
         if len < 96 {
             // u-octet set, then a suffix bit set: not canonical, refused.
             for byte in [8usize, 15] {
@@ -1759,4 +1760,78 @@ fn tables_sized_for_the_pool() {
         assert_eq!(info.max_entries(), *want, "{name}");
     }
     n::apply(&layout, &cfg);
+}
+
+/// The IN-side session entry of pool port `t` (UDP).
+fn in_session(e: &Env, t: u16) -> sixlane_common::nat64::maps::Session {
+    state::sessions(&e.layout)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k.dir == sixlane_common::nat64::maps::DIR_IN && k.port == t)
+        .map(|(_, v)| v)
+        .expect("IN session entry")
+}
+
+/// Replies of sessions a local pod opened go straight into that pod (`bpf_redirect_peer`,
+/// counted `nat64_in_peer`: the session remembers the pod's veth and the node's route to the
+/// pod still leaves through it). Sessions opened through the uplink (pods of route-mode nodes)
+/// and replies while the pod fast path is off take the veth's egress (`nat64_in`). The packet
+/// is the same either way.
+#[test]
+fn replies_go_straight_into_the_pod_that_opened_the_session() {
+    use aya::maps::{Array, MapData};
+    use sixlane_common::{
+        layout::MAP_SVC_CONFIG,
+        services::{Config, config_flags},
+    };
+    let mut e = env(&default_cfg());
+    let reply = |e: &mut Env, x: u16, t: u16| {
+        let down = n::udp(53, t, b"answer", Pseudo::V4(SRV, POOL), false);
+        let out = e.run(
+            PROG_FROM_UPLINK,
+            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
+        );
+        let want = e.to_pod(&n::ipv6(
+            0,
+            0,
+            63,
+            srv6(),
+            POD,
+            n::UDP,
+            &n::udp(53, x, b"answer", Pseudo::V6(srv6(), POD), false),
+        ));
+        (out, want)
+    };
+
+    let t = e.udp_session(POD, 40010, 53);
+    assert_eq!(in_session(&e, t).ifindex, e.node.pod_if);
+    let (out, want) = reply(&mut e, 40010, t);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
+
+    // The same pod's datagram arriving on the uplink (routed here by a node without IPv4).
+    let up = n::udp(40011, 53, b"open", Pseudo::V6(POD, srv6()), false);
+    let frame = n::eth(
+        e.node.uplink_mac,
+        e.node.gw_mac,
+        n::ETH_P_IPV6,
+        &n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up),
+    );
+    let out = e.run(PROG_FROM_UPLINK, &frame);
+    assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
+    let t2 = v4_sport(&out.pkt);
+    assert_eq!(in_session(&e, t2).ifindex, 0, "no pod veth is known");
+    let (out, want) = reply(&mut e, 40011, t2);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
+
+    // Fast path off (`services.podFastPath: false`): the session still records the veth, the
+    // reply goes through it.
+    {
+        let mut cfg: Array<&mut MapData, Config> =
+            Array::try_from(e.dp.ebpf_mut().map_mut(MAP_SVC_CONFIG).unwrap()).unwrap();
+        let mut c = cfg.get(&0, 0).unwrap();
+        c.flags = config_flags::NO_POD_FAST_PATH;
+        cfg.set(0, c, 0).unwrap();
+    }
+    let (out, want) = reply(&mut e, 40010, t);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 }

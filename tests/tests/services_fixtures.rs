@@ -21,17 +21,17 @@ use sixlane_common::{
         MAP_CT, MAP_SVC_CONFIG, PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_POD, PROG_TO_UPLINK,
     },
     metrics::{Direction, Reason},
-    services::{Config, CtEntry, CtKey, ct_flags, ct_state},
+    services::{Config, CtEntry, CtKey, config_flags, ct_flags, ct_state},
 };
 use sixlane_testkit::{
-    fixture::{self, Fixture, Output, verdict},
+    fixture::{self, Fixture, Output, SkBuffCtx, verdict},
     packet::{self, IPV6_HLEN, TcpFlags},
 };
 use sixlane_tests::{
     load_datapath,
     svc::{
-        assert_checksums, backend, counters, echo_reply, icmp6, ip_part, port_of, service,
-        swap_macs, v6,
+        PodsNode, assert_checksums, backend, counters, echo_reply, icmp6, into_pod, ip_part,
+        port_of, service, swap_macs, v6,
     },
 };
 
@@ -113,9 +113,23 @@ fn setup() -> (
     PinLayout,
     sixlane_agent::loader::Datapath,
 ) {
+    setup_with(vec![])
+}
+
+/// [`setup`] with `extra` services besides `desired()`'s.
+fn setup_with(
+    extra: Vec<sixlane_agent::model::Service>,
+) -> (
+    sixlane_testkit::PinDir,
+    PinLayout,
+    sixlane_agent::loader::Datapath,
+) {
     let (pins, layout, mut dp) = load_datapath();
     let mut p = Programmer::open(&layout).expect("open service maps");
-    p.apply(&desired()).expect("apply");
+    let mut d = desired();
+    d.services
+        .extend(extra.into_iter().map(|s| (s.id.clone(), s)));
+    p.apply(&d).expect("apply");
     let mut cfg: Array<&mut MapData, Config> =
         Array::try_from(dp.ebpf_mut().map_mut(MAP_SVC_CONFIG).unwrap()).unwrap();
     let mut c = cfg.get(&0, 0).unwrap();
@@ -1010,4 +1024,213 @@ fn a_full_conntrack_evicts_instead_of_refusing() {
     // The newest flow is tracked in full.
     assert!(ct_entry(dp.ebpf_mut(), &key(C, 11999, VIP1, 80, 6)).is_some());
     assert!(ct_entry(dp.ebpf_mut(), &key(B, 8080, C, 11999, 6)).is_some());
+}
+
+const VIP8: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 8);
+
+/// A test-run context on interface `ifindex` (of the namespace the run happens in).
+fn on(ifindex: u32) -> SkBuffCtx {
+    let mut c = SkBuffCtx::default();
+    c.ifindex = ifindex;
+    c
+}
+
+fn hop_limit(mut frame: Vec<u8>, hl: u8) -> Vec<u8> {
+    frame[packet::ETH_HLEN + 7] = hl;
+    frame
+}
+
+/// Check: the conntrack entry for `k` has `flags` set (and none of `unset`) and `ifindex`.
+fn ct_is(
+    k: CtKey,
+    flags: u16,
+    unset: u16,
+    ifindex: u32,
+) -> impl Fn(&mut Ebpf) -> Result<(), String> {
+    move |ebpf| {
+        let e = ct_entry(ebpf, &k).ok_or("no conntrack entry")?;
+        if e.flags & flags != flags || e.flags & unset != 0 || e.ifindex != ifindex {
+            return Err(format!(
+                "flags {:#x} ifindex {}; want {flags:#x} set, {unset:#x} unset, ifindex {ifindex}",
+                e.flags, e.ifindex
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn set_fast_path(ebpf: &mut Ebpf, on: bool) -> Result<(), String> {
+    let mut cfg: Array<&mut MapData, Config> =
+        Array::try_from(ebpf.map_mut(MAP_SVC_CONFIG).unwrap()).unwrap();
+    let mut c = cfg.get(&0, 0).map_err(|e| e.to_string())?;
+    c.flags = if on {
+        0
+    } else {
+        config_flags::NO_POD_FAST_PATH
+    };
+    cfg.set(0, c, 0).map_err(|e| e.to_string())
+}
+
+/// Service traffic between two pods of the node goes straight from one pod's veth into the
+/// other pod (`bpf_redirect_peer`) once the backend's veth is known from its first reply:
+/// Ethernet addresses from the node's neighbour table, hop limit decremented. Whatever the
+/// node's forwarding must see (hop limit 1, a client no longer routed through its veth, the
+/// fast path switched off) takes the usual path and is translated at the usual hooks.
+#[test]
+fn local_pods_are_reached_straight_through_their_veths() {
+    const C3: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xc3);
+    let node = PodsNode::new(&[C], &[L]);
+    let (_pins, layout, mut dp) = setup_with(vec![service(
+        "local",
+        VIP8,
+        80,
+        vec![backend(L, 8080, true)],
+    )]);
+    let (a, b) = (&node.a, &node.b);
+    let (ai, bi) = (a.ifindex, b.ifindex);
+    let l = &layout;
+    let ebpf = dp.ebpf_mut();
+    node.ns.enter(|| {
+        use Output::{Exact, Unchanged};
+        use Reason::*;
+        let table = vec![
+            row(
+                l,
+                "SYN to a local backend: DNAT, forwarded by the node (its veth is not known yet)",
+                PROG_FROM_POD,
+                tcp(C, 41000, VIP8, 80, SYN, b""),
+                NEXT,
+                Exact(tcp(C, 41000, L, 8080, SYN, b"")),
+                SvcNew,
+            )
+            .ctx(on(ai))
+            .check(ct_is(key(L, 8080, C, 41000, 6), ct_flags::PEER, 0, ai))
+            .check(ct_is(key(C, 41000, VIP8, 80, 6), 0, 0, 0)),
+            row(
+                l,
+                "SYN-ACK on the backend's veth: translated and delivered into the client",
+                PROG_FROM_POD,
+                tcp(L, 8080, C, 41000, SA, b""),
+                REDIRECT,
+                Exact(into_pod(tcp(VIP8, 80, C, 41000, SA, b""), a)),
+                SvcPeer,
+            )
+            .ctx(on(bi))
+            // The backend's veth is learned for the client's next packets.
+            .check(ct_is(key(C, 41000, VIP8, 80, 6), ct_flags::FORWARD, 0, bi))
+            .check(ct_state_is(
+                key(L, 8080, C, 41000, 6),
+                ct_state::SEEN_REPLY,
+                60,
+            )),
+            row(
+                l,
+                "ACK: translated and delivered into the backend",
+                PROG_FROM_POD,
+                tcp(C, 41000, VIP8, 80, ACK, b""),
+                REDIRECT,
+                Exact(into_pod(tcp(C, 41000, L, 8080, ACK, b""), b)),
+                SvcPeer,
+            )
+            .ctx(on(ai))
+            .check(ct_state_is(
+                key(C, 41000, VIP8, 80, 6),
+                ct_state::ESTABLISHED,
+                6 * 3600,
+            )),
+            row(
+                l,
+                "request with hop limit 1: the node's forwarding answers it (Time Exceeded)",
+                PROG_FROM_POD,
+                hop_limit(tcp(C, 41000, VIP8, 80, PA, b"GET"), 1),
+                NEXT,
+                Exact(hop_limit(tcp(C, 41000, L, 8080, PA, b"GET"), 1)),
+                SvcForward,
+            )
+            .ctx(on(ai)),
+            row(
+                l,
+                "reply with hop limit 1 passes its veth untouched...",
+                PROG_FROM_POD,
+                hop_limit(tcp(L, 8080, C, 41000, PA, b"200"), 1),
+                NEXT,
+                Unchanged,
+                Pass,
+            )
+            .ctx(on(bi)),
+            row(
+                l,
+                "...and is translated at the client veth's egress",
+                PROG_TO_POD,
+                hop_limit(tcp(L, 8080, C, 41000, PA, b"200"), 1),
+                NEXT,
+                Exact(hop_limit(tcp(VIP8, 80, C, 41000, PA, b"200"), 1)),
+                SvcReverse,
+            )
+            .ctx(on(ai)),
+            row(
+                l,
+                "a client the node does not route through the veth it came from...",
+                PROG_FROM_POD,
+                tcp(C3, 41000, VIP8, 80, SYN, b""),
+                NEXT,
+                Exact(tcp(C3, 41000, L, 8080, SYN, b"")),
+                SvcNew,
+            )
+            .ctx(on(ai)),
+            row(
+                l,
+                "...gets its replies through the node's forwarding",
+                PROG_FROM_POD,
+                tcp(L, 8080, C3, 41000, SA, b""),
+                NEXT,
+                Unchanged,
+                Pass,
+            )
+            .ctx(on(bi)),
+            row(
+                l,
+                "fast path off: a known backend veth is not used",
+                PROG_FROM_POD,
+                tcp(C, 41000, VIP8, 80, PA, b"GET"),
+                NEXT,
+                Exact(tcp(C, 41000, L, 8080, PA, b"GET")),
+                SvcForward,
+            )
+            .ctx(on(ai))
+            .setup(|e| set_fast_path(e, false)),
+            row(
+                l,
+                "fast path off: new flows are not marked for it",
+                PROG_FROM_POD,
+                tcp(C, 41001, VIP8, 80, SYN, b""),
+                NEXT,
+                Exact(tcp(C, 41001, L, 8080, SYN, b"")),
+                SvcNew,
+            )
+            .ctx(on(ai))
+            .check(ct_is(key(L, 8080, C, 41001, 6), 0, ct_flags::PEER, 0)),
+            row(
+                l,
+                "fast path off: replies pass the backend's veth",
+                PROG_FROM_POD,
+                tcp(L, 8080, C, 41001, SA, b""),
+                NEXT,
+                Unchanged,
+                Pass,
+            )
+            .ctx(on(bi)),
+            row(
+                l,
+                "fast path off: replies are translated at the client veth's egress",
+                PROG_TO_POD,
+                tcp(L, 8080, C, 41001, SA, b""),
+                NEXT,
+                Exact(tcp(VIP8, 80, C, 41001, SA, b"")),
+                SvcReverse,
+            )
+            .ctx(on(ai)),
+        ];
+        fixture::run(ebpf, table);
+    });
 }

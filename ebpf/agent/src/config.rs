@@ -128,12 +128,27 @@ pub struct DatapathConfig {
     pub map_sizes: std::collections::BTreeMap<String, u32>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServicesConfig {
     /// This proxy's `service.kubernetes.io/service-proxy-name`. Services labelled with another
     /// name are left to that proxy; unlabelled ones are ours (kube-proxy semantics).
     pub proxy_name: Option<String>,
+    /// Deliver service traffic between pods of this node straight into the destination pod
+    /// (`bpf_redirect_peer` from the sending pod's veth), bypassing the node's IP forwarding,
+    /// netfilter and the destination veth's egress qdisc. Off: such traffic is forwarded by
+    /// the kernel like any other (needed when something shapes or filters it there, e.g. the
+    /// `bandwidth` plugin's pod ingress limit).
+    pub pod_fast_path: bool,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            proxy_name: None,
+            pod_fast_path: true,
+        }
+    }
 }
 
 /// How pods use the datapath (the CNI plugin's `dataplane` key).
@@ -653,6 +668,9 @@ mod tests {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         assert_eq!(Config::parse("{}\n").unwrap(), Config::default());
         Config::default().validate().unwrap();
+        assert!(Config::default().services.pod_fast_path);
+        let c = Config::parse("services:\n  podFastPath: false\n").unwrap();
+        assert!(!c.services.pod_fast_path);
     }
 
     #[test]

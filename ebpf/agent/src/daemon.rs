@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     PinLayout,
-    config::{Config, RoutingMode, SourceMode},
+    config::{Config, RoutingMode, ServicesConfig, SourceMode},
     loader::{Datapath, LoadOptions},
     model::DesiredState,
     nat64::{self, config::Mode as Nat64Mode},
@@ -125,14 +125,17 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
 }
 
 /// Builds the service sink once the datapath is loaded: it gets the loaded object (to take its
-/// maps, or find them under `Datapath::layout()`) and the metrics (to register collectors, e.g.
-/// map entry gauges). This is where the service map programmer and NAT64 are wired in.
-pub type SinkFactory =
-    Box<dyn FnOnce(&mut Datapath, &Metrics) -> anyhow::Result<Box<dyn ServiceSink>> + Send>;
+/// maps, or find them under `Datapath::layout()`), the metrics (to register collectors, e.g.
+/// map entry gauges) and the services configuration. This is where the service map programmer
+/// and NAT64 are wired in.
+pub type SinkFactory = Box<
+    dyn FnOnce(&mut Datapath, &Metrics, &ServicesConfig) -> anyhow::Result<Box<dyn ServiceSink>>
+        + Send,
+>;
 
 /// A factory for a sink that exists already.
 pub fn sink(s: impl ServiceSink + 'static) -> SinkFactory {
-    Box::new(move |_, _| Ok(Box::new(s)))
+    Box::new(move |_, _, _| Ok(Box::new(s)))
 }
 
 /// What `run` needs besides the configuration.
@@ -257,7 +260,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::new(&node, Some(pins.clone())));
-    let sink = (rt.sink)(&mut dp, &metrics).context("setting up the service sink")?;
+    let sink =
+        (rt.sink)(&mut dp, &metrics, &cfg.services).context("setting up the service sink")?;
     info!(sink = sink.name(), "service sink ready");
     let shared = Arc::new(Shared::new(Status {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -70,9 +70,10 @@ fn main() -> ExitCode {
             args,
             &cli.pin_root,
             // The service maps are programmed from every desired state.
-            Box::new(|dp, _| {
+            Box::new(|dp, _, services| {
                 Ok(Box::new(sixlane_agent::sink::ProgrammerSink::open(
                     dp.layout(),
+                    services.pod_fast_path,
                 )?))
             }),
         ) {

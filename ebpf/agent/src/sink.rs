@@ -52,11 +52,12 @@ pub struct ProgrammerSink {
 }
 
 impl ProgrammerSink {
-    /// Opens the pinned service maps of the loaded datapath.
-    pub fn open(layout: &crate::PinLayout) -> crate::Result<Self> {
-        Ok(Self {
-            programmer: crate::services::Programmer::open(layout)?,
-        })
+    /// Opens the pinned service maps of the loaded datapath. `pod_fast_path`: see
+    /// `ServicesConfig::pod_fast_path`.
+    pub fn open(layout: &crate::PinLayout, pod_fast_path: bool) -> crate::Result<Self> {
+        let mut programmer = crate::services::Programmer::open(layout)?;
+        programmer.set_pod_fast_path(pod_fast_path);
+        Ok(Self { programmer })
     }
 }
 

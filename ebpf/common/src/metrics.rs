@@ -72,6 +72,9 @@ pub enum Reason {
     /// No endpoint, but this CPU already sent its share of ICMPv6 errors (RFC 4443 §2.4 (f)
     /// rate limit): dropped without a reply.
     SvcRejectLimited = 29,
+    /// A packet of a tracked service flow translated and delivered straight into the local pod
+    /// at the other end (`bpf_redirect_peer`: no node forwarding, no veth egress hop).
+    SvcPeer = 30,
     // NAT64 (64–111). Redirect: translated and forwarded. Reply: an ICMP error was sent back
     // in place of the packet. Drop: discarded.
     /// IPv6 → IPv4 translated and forwarded out of the IPv4 side.
@@ -122,6 +125,9 @@ pub enum Reason {
     Nat64Error = 84,
     /// Transport protocol other than TCP, UDP and ICMP.
     Nat64Proto = 85,
+    /// IPv4 → IPv6 translated and delivered straight into the local pod that opened the
+    /// session (`bpf_redirect_peer`: no veth egress hop).
+    Nat64InPeer = 86,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -145,7 +151,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 42] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -164,6 +170,7 @@ impl Reason {
         Reason::SvcFragment,
         Reason::SvcUnsupported,
         Reason::SvcRejectLimited,
+        Reason::SvcPeer,
         Reason::Nat64Out,
         Reason::Nat64In,
         Reason::Nat64IcmpErrOut,
@@ -186,6 +193,7 @@ impl Reason {
         Reason::Nat64Malformed,
         Reason::Nat64Error,
         Reason::Nat64Proto,
+        Reason::Nat64InPeer,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -208,6 +216,7 @@ impl Reason {
             Reason::SvcFragment => "svc_fragment",
             Reason::SvcUnsupported => "svc_unsupported",
             Reason::SvcRejectLimited => "svc_reject_limited",
+            Reason::SvcPeer => "svc_peer",
             Reason::Nat64Out => "nat64_out",
             Reason::Nat64In => "nat64_in",
             Reason::Nat64IcmpErrOut => "nat64_icmp_err_out",
@@ -230,6 +239,7 @@ impl Reason {
             Reason::Nat64Malformed => "nat64_malformed",
             Reason::Nat64Error => "nat64_error",
             Reason::Nat64Proto => "nat64_proto",
+            Reason::Nat64InPeer => "nat64_in_peer",
         }
     }
 
@@ -243,7 +253,7 @@ impl Reason {
             | Reason::SvcForward
             | Reason::SvcReverse
             | Reason::SvcIcmpError => Verdict::Pass,
-            Reason::SvcHairpin => Verdict::Redirect,
+            Reason::SvcHairpin | Reason::SvcPeer => Verdict::Redirect,
             Reason::SvcNoBackend | Reason::SvcEchoReply => Verdict::Reply,
             Reason::SvcNoLocalBackend
             | Reason::SvcCtFull
@@ -255,7 +265,8 @@ impl Reason {
             Reason::Nat64Out
             | Reason::Nat64In
             | Reason::Nat64IcmpErrOut
-            | Reason::Nat64IcmpErrIn => Verdict::Redirect,
+            | Reason::Nat64IcmpErrIn
+            | Reason::Nat64InPeer => Verdict::Redirect,
             Reason::Nat64DstRefused
             | Reason::Nat64PoolExhausted
             | Reason::Nat64HopLimit

@@ -262,6 +262,19 @@ pub mod ct_flags {
     pub const ROUTE: u16 = 1 << 9;
     /// The client is a process of the node itself (host network).
     pub const HOST: u16 = 1 << 10;
+    /// A reply entry whose client is a local pod (veth `CtEntry::ifindex`): an ingress hook
+    /// may translate the reply itself and deliver it into the client pod when the route to the
+    /// client still leads out of that veth, bypassing the node's forwarding and the veth's
+    /// egress (where `AT_TO_POD` would translate it otherwise).
+    pub const PEER: u16 = 1 << 11;
+}
+
+/// `Config::flags`.
+pub mod config_flags {
+    /// Never deliver service traffic straight into local pods (`ct_flags::PEER`): every packet
+    /// takes the node's forwarding path and the pod veth's egress (qdiscs such as the
+    /// `bandwidth` plugin's ingress shaping apply to it).
+    pub const NO_POD_FAST_PATH: u32 = 1 << 0;
 }
 
 /// `CtEntry::state` bits (TCP; other protocols only use `SEEN_REPLY`).
@@ -302,8 +315,14 @@ pub struct CtEntry {
     /// garbage collection removes it).
     pub expires_ns: u64,
     pub created_ns: u64,
+    /// Host-side veth of the local pod this entry's packets go to, 0 = unknown: a pod client's
+    /// veth on its reply entry (set at creation), a local backend's on the forward entry
+    /// (learned from the backend's first reply). With `ct_flags::PEER`/a forward entry, the
+    /// ingress hooks deliver translated packets straight into that pod (`bpf_redirect_peer`).
+    pub ifindex: u32,
+    pub _pad2: u32,
 }
-crate::map_type!(CtEntry, 64);
+crate::map_type!(CtEntry, 72);
 
 impl CtEntry {
     /// The tuple a matching packet is rewritten to.
@@ -384,7 +403,8 @@ pub struct Config {
     pub tcp_established_secs: u32,
     pub tcp_closing_secs: u32,
     pub other_secs: u32,
-    pub _pad: u32,
+    /// `config_flags` bits (0: the defaults).
+    pub flags: u32,
 }
 crate::map_type!(Config, 40);
 

@@ -18,7 +18,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use sixlane_common::services::{
-    Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, ct_flags, ct_state, lifetime, sizes,
+    Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
+    lifetime, sizes,
 };
 
 use crate::parse::proto;
@@ -59,6 +60,13 @@ pub fn random() -> u32 {
 #[inline(always)]
 pub fn config() -> Option<&'static Config> {
     SL_SVC_CONFIG.get(0)
+}
+
+/// Whether service traffic between local pods may bypass the node's forwarding (the default;
+/// see `config_flags::NO_POD_FAST_PATH`).
+#[inline(always)]
+pub fn pod_fast_path() -> bool {
+    config().is_none_or(|c| c.flags & config_flags::NO_POD_FAST_PATH == 0)
 }
 
 #[inline(always)]
@@ -118,9 +126,10 @@ pub fn reopens(e: &CtEntry, l4: u8, tcp_flags: u8) -> bool {
 }
 
 /// Accounts a packet that matched `e`: TCP state, lifetime, and the sibling entry when either
-/// changed enough to matter.
+/// changed enough to matter. `learn` (non-zero): the pod veth a reply came from, recorded on
+/// the forward entry so the client's later packets can be delivered straight to that pod.
 #[inline(always)]
-pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKey) {
+pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKey, learn: u32) {
     // SAFETY: `e` is a live map value pointer from `lookup`. Two CPUs may update the same
     // entry; the fields written are independent and any interleaving leaves a valid entry.
     let entry = unsafe { &mut *e };
@@ -160,6 +169,9 @@ pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKe
     if let Some(sib) = SL_CT.get_ptr_mut(sib_key) {
         // SAFETY: as above, for the sibling's value pointer.
         let s = unsafe { &mut *sib };
+        if learn != 0 && s.flags & ct_flags::FORWARD != 0 {
+            s.ifindex = learn;
+        }
         if changed {
             s.state |= st;
             s.expires_ns = now + lifetime_ns(l4, s.state);

@@ -201,7 +201,15 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     if let Some(e) = ct::find(&s.key) {
         // SAFETY: valid map value pointer.
         let entry = unsafe { &*e };
-        if entry.flags & hook.bit() == 0 {
+        // A reply to a local pod client may be translated here, at an ingress hook, and
+        // delivered straight into the client (`ct_flags::PEER`) instead of at the client
+        // veth's egress.
+        let peer = entry.flags & hook.bit() == 0;
+        if peer
+            && (hook.dir() != Direction::Ingress
+                || entry.flags & ct_flags::PEER == 0
+                || l3.frag != Frag::No)
+        {
             // Tracked, but translated at another hook (a reply on its way to the pod or
             // uplink whose egress rewrites it). Whether it is still live does not matter: a
             // reply-direction tuple is never a frontend's.
@@ -210,11 +218,27 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
         now = ct::now();
         flags = tcp_flags(ctx, l3);
         if entry.expires_ns >= now && !ct::reopens(entry, l3.proto, flags) {
-            ct::seen(e, l3.proto, flags, now, &mut s.other);
+            let mut learn = 0;
+            if peer {
+                s.to = entry.translated(l3.proto);
+                if !nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex) {
+                    return None;
+                }
+                if hook == Hook::FromPod {
+                    // The reply comes from a local backend: its veth is where the client's
+                    // next packets can go straight to.
+                    learn = nat::ifindex(ctx);
+                }
+            }
+            ct::seen(e, l3.proto, flags, now, &mut s.other, learn);
             if l3.frag == Frag::First {
                 remember_fragment(s, l3);
             }
-            return Some(translate(ctx, l3.l4_off, true, hook, e));
+            let pkt = if peer { Packet::Peer } else { Packet::Whole };
+            return Some(translate(ctx, l3.l4_off, pkt, hook, e));
+        }
+        if peer {
+            return None;
         }
     }
     let scope = hook.scope()?;
@@ -237,9 +261,23 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
 /// `new_flow`'s answer when the client must be told there is no endpoint.
 const REJECT: i32 = i32::MIN;
 
+/// What [`translate`] has to work with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Packet {
+    /// A later fragment: no upper-layer header, addresses only.
+    Fragment,
+    /// A whole packet (or first fragment).
+    Whole,
+    /// A whole packet going straight into a local pod along the route already in the scratch
+    /// space (`nat::peer_route`).
+    Peer,
+}
+
 /// Applies conntrack entry `e`'s translation to the packet whose tuple is in the scratch key.
+/// A forward entry that knows its local backend's veth tries the route straight into it.
 #[inline(never)]
-fn translate(ctx: &TcContext, l4_off: usize, has_l4: bool, hook: Hook, e: *const CtEntry) -> i32 {
+fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const CtEntry) -> i32 {
+    let has_l4 = pkt != Packet::Fragment;
     let Some(s) = scratch::get() else {
         return rewrite_failed(ctx, hook);
     };
@@ -263,6 +301,20 @@ fn translate(ctx: &TcContext, l4_off: usize, has_l4: bool, hook: Hook, e: *const
         return match nat::reroute(ctx, &s.to) {
             Ok(v) => {
                 metrics::count(hook.dir(), Reason::SvcForward, ctx.len());
+                v
+            }
+            Err(_) => rewrite_failed(ctx, hook),
+        };
+    }
+    if pkt == Packet::Peer
+        || (pkt == Packet::Whole
+            && (hook == Hook::FromPod
+                && flags & ct_flags::FORWARD != 0
+                && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex)))
+    {
+        return match nat::redirect_peer(ctx, &s.fib) {
+            Ok(v) => {
+                metrics::count(hook.dir(), Reason::SvcPeer, ctx.len());
                 v
             }
             Err(_) => rewrite_failed(ctx, hook),
@@ -393,6 +445,8 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     fwd.backend = backend_id;
     fwd.expires_ns = now + ct::lifetime_ns(l4, state);
     fwd.created_ns = now;
+    fwd.ifindex = 0;
+    fwd._pad2 = 0;
     // The reply entry: whatever the backend answers to, rewritten to come from the frontend
     // and go to the client.
     let rev = &mut s.rev;
@@ -407,6 +461,8 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     rev.backend = backend_id;
     rev.expires_ns = fwd.expires_ns;
     rev.created_ns = now;
+    rev.ifindex = 0;
+    rev._pad2 = 0;
 
     let hairpin = hook == Hook::FromPod && eq16(&b.addr, &s.key.src);
     let external = hook == Hook::FromUplink;
@@ -463,8 +519,13 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         fwd.flags |= ct_flags::HOST | ct_flags::ROUTE;
         rev.flags = ct_flags::AT_FROM_UPLINK | ct_flags::AT_FROM_POD | ct_flags::HOST;
     } else {
-        // A pod client: its veth's egress restores the frontend, wherever the backend is.
+        // A pod client: its veth's egress restores the frontend, wherever the backend is,
+        // unless the reply can be delivered straight into the client from where it arrives.
         rev.flags = ct_flags::AT_TO_POD;
+        if ct::pod_fast_path() {
+            rev.flags |= ct_flags::PEER;
+            rev.ifindex = nat::ifindex(ctx);
+        }
     }
     s.other = fwd.sibling(l4);
     if ct::create(&s.key, fwd, &s.other, rev).is_err() {
@@ -547,8 +608,8 @@ fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
             if unsafe { (*e).flags } & hook.bit() == 0 {
                 return None;
             }
-            ct::seen(e, l3.proto, 0, now, &mut s.other);
-            return Some(translate(ctx, l3.l4_off, false, hook, e));
+            ct::seen(e, l3.proto, 0, now, &mut s.other, 0);
+            return Some(translate(ctx, l3.l4_off, Packet::Fragment, hook, e));
         }
     }
     let scope = hook.scope()?;

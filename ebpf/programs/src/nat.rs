@@ -7,7 +7,10 @@ use aya_ebpf::{
         __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT,
         bpf_fib_lookup,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_skb_load_bytes},
+    helpers::{
+        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
+        bpf_skb_load_bytes,
+    },
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
@@ -178,6 +181,71 @@ pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
     } else {
         return Err(rc);
     };
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
+    } else {
+        Err(r)
+    }
+}
+
+/// Offset of the IPv6 next header and hop limit in an Ethernet frame (read as a pair: a 1-byte
+/// direct read does not verify, see `parse::ptr_at`).
+const NH_HL_OFF: usize = ETH_HLEN + 6;
+
+#[inline(always)]
+fn hop_limit(ctx: &TcContext) -> Option<u8> {
+    crate::parse::read::<[u8; 2]>(ctx, NH_HL_OFF).map(|b| b[1])
+}
+
+/// Whether the packet, translated to `to`, may go straight into the local pod behind the
+/// host-side veth `ifindex` (`bpf_redirect_peer`): the node's route to `to.dst` leaves through
+/// that veth with a resolved neighbour, the packet fits the veth's MTU (GSO-aware: the lookup
+/// is given no length), and the hop limit allows forwarding. Anything else takes the node's
+/// forwarding path, which answers with the ICMPv6 errors and neighbour resolution this skips.
+/// The route (MACs) is left in `fib` for [`redirect_peer`].
+#[inline(never)]
+pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex: u32) -> bool {
+    if ifindex == 0 || !crate::conntrack::pod_fast_path() {
+        return false;
+    }
+    match hop_limit(ctx) {
+        Some(hl) if hl > 1 => {}
+        _ => return false,
+    }
+    // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
+    *fib = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET6;
+    fib.l4_protocol = to.proto;
+    fib.sport = to.sport;
+    fib.dport = to.dport;
+    fib.ifindex = self::ifindex(ctx);
+    fib.__bindgen_anon_3.ipv6_src = words(&to.src);
+    fib.__bindgen_anon_4.ipv6_dst = words(&to.dst);
+    // SAFETY: `fib` is a valid, initialised params struct of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) && fib.ifindex == ifindex
+}
+
+/// Delivers the packet into the pod behind the veth of `fib` (from [`peer_route`]): the
+/// route's MACs, the hop limit decremented as forwarding would, then `bpf_redirect_peer`
+/// (tc ingress only), which skips the node's IP stack and the veth's egress.
+#[inline(always)]
+pub fn redirect_peer(ctx: &TcContext, fib: &bpf_fib_lookup) -> Result<i32, i64> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&fib.dmac);
+    macs[6..].copy_from_slice(&fib.smac);
+    ctx.store(0, &macs, 0)?;
+    let hl = hop_limit(ctx).ok_or(-1i64)?;
+    ctx.store(NH_HL_OFF + 1, &[hl.wrapping_sub(1)], 0)?;
+    // SAFETY: plain helper call.
+    let r = unsafe { bpf_redirect_peer(fib.ifindex, 0) };
     if r == i64::from(TC_ACT_REDIRECT) {
         Ok(TC_ACT_REDIRECT)
     } else {

@@ -3,7 +3,7 @@
 //! runs to completion on its CPU with bottom halves off, so one slot per CPU is exclusive to
 //! the running program.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
 use sixlane_common::services::{CtEntry, CtKey, FragKey, Service};
 
 #[repr(C)]
@@ -18,8 +18,10 @@ pub struct Scratch {
     pub rev: CtEntry,
     pub svc: Service,
     pub frag: FragKey,
+    /// The route of a packet delivered straight into a local pod (`nat::peer_route`).
+    pub fib: bpf_fib_lookup,
 }
-const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 64 + 24 + 40);
+const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 72 + 24 + 40 + 64);
 
 // Not pinned: nothing in it outlives a program run.
 #[map(name = "SL_SCRATCH")]

@@ -324,6 +324,16 @@ impl Scenario for ClusterIp {
             "sixlane" if counter(ctx, &pins, "svc_new")? == 0 => {
                 bail!("sixlane translated no flow: the programs were not on the path")
             }
+            // Client and server are pods of the node: their packets must take the fast path.
+            "sixlane" if counter(ctx, &pins, "svc_peer")? == 0 => {
+                bail!(
+                    "sixlane delivered no packet straight into a pod: svc_new {}, svc_forward {}, \
+                     svc_reverse {}",
+                    counter(ctx, &pins, "svc_new")?,
+                    counter(ctx, &pins, "svc_forward")?,
+                    counter(ctx, &pins, "svc_reverse")?
+                )
+            }
             "sixlane-direct" if counter(ctx, &pins, "pass")? == 0 => {
                 bail!("sixlane counted no packet: the programs were not on the path")
             }

@@ -177,6 +177,10 @@ pub fn list(store: &mut impl MapStore, now: u64) -> Result<Vec<FlowRow>> {
                     flags.push(name);
                 }
             }
+            // Delivered straight into a local pod (docs/services.md, "Pod fast path").
+            if e.ifindex != 0 && (forward || e.flags & ct_flags::PEER != 0) {
+                flags.push("pod-fast-path");
+            }
             let mut state = Vec::new();
             for (bit, name) in [
                 (ct_state::SYN, "syn"),

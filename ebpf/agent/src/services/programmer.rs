@@ -9,7 +9,7 @@ use std::{
 
 use serde::Serialize;
 use sixlane_common::services::{
-    Backend, Config, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, sizes,
+    Backend, Config, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, config_flags, sizes,
 };
 use tracing::{debug, warn};
 
@@ -65,6 +65,8 @@ pub struct Programmer<S: MapStore = PinnedMaps> {
     /// even by `apply_changed`.
     unknown: BTreeSet<ServiceId>,
     ids: Ids,
+    /// `ServicesConfig::pod_fast_path`, written with the datapath configuration.
+    pod_fast_path: bool,
 }
 
 impl<S: MapStore> std::fmt::Debug for Programmer<S> {
@@ -107,6 +109,7 @@ impl<S: MapStore> Programmer<S> {
             owners: HashMap::new(),
             unknown: BTreeSet::new(),
             ids: Ids::new(backends, frontends),
+            pod_fast_path: true,
         }
     }
 
@@ -170,6 +173,12 @@ impl<S: MapStore> Programmer<S> {
         Ok(())
     }
 
+    /// Whether service traffic between local pods may bypass the node's forwarding
+    /// (`ServicesConfig::pod_fast_path`; on by default). Takes effect with the next apply.
+    pub fn set_pod_fast_path(&mut self, on: bool) {
+        self.pod_fast_path = on;
+    }
+
     /// Makes the maps implement `desired`: computes the entries of every Service that changed
     /// since the last apply, diffs them against what is in the maps, and writes the difference
     /// in an order that never lets the datapath see a frontend whose slots or backends are not
@@ -203,7 +212,7 @@ impl<S: MapStore> Programmer<S> {
         };
         let node_changed = self.node.as_ref() != Some(&desired.node);
         let mut ops = Ops::default();
-        let config = config_for(&desired.node);
+        let config = config_for(&desired.node, self.pod_fast_path);
         let config_changed = self.config != Some(config);
 
         // Which Services to recompute: those named by the caller, or (full comparison) a merge
@@ -362,8 +371,13 @@ fn micros(d: Duration) -> u64 {
 
 /// The datapath configuration for a node: SNAT of external flows to remote backends uses the
 /// node's first address when the frontend is not a node address.
-pub fn config_for(node: &NodeState) -> Config {
+pub fn config_for(node: &NodeState, pod_fast_path: bool) -> Config {
     Config {
+        flags: if pod_fast_path {
+            0
+        } else {
+            config_flags::NO_POD_FAST_PATH
+        },
         snat_addr: node
             .addresses
             .first()

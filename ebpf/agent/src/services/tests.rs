@@ -179,11 +179,24 @@ fn cluster_ip_entries_and_idempotence() {
         .store()
         .typed::<u32, sixlane_common::services::Config>(MapId::Config);
     assert_eq!(cfg[0].1.snat_addr, NODE.octets());
+    assert_eq!(cfg[0].1.flags, 0, "pod fast path on by default");
 
     let log_len = p.store().log.len();
     let r = p.apply(&st).unwrap();
     assert_eq!((r.changed, r.writes, r.deletes), (0, 0, 0));
     assert_eq!(p.store().log.len(), log_len, "no map call at all");
+
+    // `services.podFastPath: false` reaches the datapath with the next apply.
+    p.set_pod_fast_path(false);
+    p.apply(&st).unwrap();
+    let cfg = p
+        .store()
+        .typed::<u32, sixlane_common::services::Config>(MapId::Config);
+    assert_eq!(
+        cfg[0].1.flags,
+        sixlane_common::services::config_flags::NO_POD_FAST_PATH
+    );
+    assert_eq!(cfg[0].1.snat_addr, NODE.octets());
 }
 
 #[test]

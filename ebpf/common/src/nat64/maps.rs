@@ -76,7 +76,10 @@ pub struct Session {
     /// TCP state ([`super::tcp::State`]), kept in the OUT entry.
     pub state: u8,
     pub flags: u8,
-    pub _pad: u32,
+    /// IN entries of sessions a local pod opened: the host-side veth it sent from (0 = unknown,
+    /// and always 0 in OUT entries). Replies go straight into that pod (`bpf_redirect_peer`)
+    /// while the node's route to it still leads out of that veth.
+    pub ifindex: u32,
     /// Last packet in this entry's direction (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
     pub last_seen_ns: u64,
 }

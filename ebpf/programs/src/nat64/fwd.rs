@@ -9,7 +9,7 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         bpf_fib_lookup, bpf_redir_neigh,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use sixlane_common::metrics::Reason;
@@ -27,6 +27,9 @@ const AF_INET6: u8 = 10;
 pub enum Route {
     /// Neighbour known: MACs and egress device in `fib`.
     Direct,
+    /// Like `Direct`, and the device is the host side of a local pod's veth: delivered into
+    /// the pod with `bpf_redirect_peer` (tc ingress only), skipping the veth's egress.
+    Peer,
     /// Neighbour unresolved: `bpf_redirect_neigh` to the next hop in `fib`.
     Neigh,
     /// Exceeds the route's MTU (the value given).
@@ -38,7 +41,7 @@ pub enum Route {
 impl Route {
     #[inline(always)]
     pub fn usable(self) -> bool {
-        matches!(self, Route::Direct | Route::Neigh)
+        matches!(self, Route::Direct | Route::Peer | Route::Neigh)
     }
 }
 
@@ -129,13 +132,19 @@ pub fn send_frame<F>(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route, frame:
 where
     F: AsMut<[u8; 14]>,
 {
-    if route == Route::Direct {
+    if route == Route::Direct || route == Route::Peer {
         let eth = frame.as_mut();
         eth[..6].copy_from_slice(&fib.dmac);
         eth[6..12].copy_from_slice(&fib.smac);
         pkt::store(ctx, 0, &*frame)?;
-        // SAFETY: plain helper call.
-        let r = unsafe { bpf_redirect(fib.ifindex, 0) };
+        // SAFETY: plain helper calls.
+        let r = unsafe {
+            if route == Route::Peer {
+                bpf_redirect_peer(fib.ifindex, 0)
+            } else {
+                bpf_redirect(fib.ifindex, 0)
+            }
+        };
         return if r == i64::from(pkt::TC_ACT_REDIRECT) {
             Ok(pkt::TC_ACT_REDIRECT)
         } else {
@@ -150,11 +159,17 @@ where
 #[inline(always)]
 pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
     let r = match route {
-        Route::Direct => {
+        Route::Direct | Route::Peer => {
             pkt::store(ctx, 0, &fib.dmac)?;
             pkt::store(ctx, 6, &fib.smac)?;
-            // SAFETY: plain helper call.
-            unsafe { bpf_redirect(fib.ifindex, 0) }
+            // SAFETY: plain helper calls.
+            unsafe {
+                if route == Route::Peer {
+                    bpf_redirect_peer(fib.ifindex, 0)
+                } else {
+                    bpf_redirect(fib.ifindex, 0)
+                }
+            }
         }
         Route::Neigh => {
             // SAFETY: zeroed POD, then the next hop the lookup left in the dst field.

@@ -303,6 +303,21 @@ fn translate_inner(
         }
         pkt::store(ctx, off + 6, &c)?;
     }
+    // A local pod's own session, still routed out of its veth: straight into the pod.
+    let route = if route == Route::Direct
+        && r.pod_if != 0
+        && fwd::oif(s) == r.pod_if
+        && crate::conntrack::pod_fast_path()
+    {
+        Route::Peer
+    } else {
+        route
+    };
     let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6)?;
-    Ok(Done::new(Reason::Nat64In, a))
+    let reason = if route == Route::Peer {
+        Reason::Nat64InPeer
+    } else {
+        Reason::Nat64In
+    };
+    Ok(Done::new(reason, a))
 }

@@ -87,16 +87,17 @@ fn finish(done: Done, len: u32) -> i32 {
     done.action()
 }
 
-/// IPv6 whose destination is in the prefix → translated; anything else → `None`.
+/// IPv6 whose destination is in the prefix → translated; anything else → `None`. `pod_if`:
+/// the pod's veth the packet arrives on (0: not from a local pod).
 #[inline(always)]
-fn v6_to_prefix(ctx: &TcContext, l3: &L3) -> Option<i32> {
+fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<i32> {
     let cfg = config()?;
     let dst: [u8; 16] = ctx.load(ETH_HLEN + DST6_OFF).ok()?;
     if !cfg.prefix().matches(&dst) {
         return None;
     }
     let len = ctx.len();
-    Some(finish(out::run(ctx, cfg, l3), len))
+    Some(finish(out::run(ctx, cfg, l3, pod_if), len))
 }
 
 /// Whether a packet a pod sends is NAT64's: IPv6 to the prefix, with NAT64 on. Cheap (one
@@ -126,7 +127,7 @@ pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
     if !l3.v6 {
         return None;
     }
-    v6_to_prefix(ctx, l3)
+    v6_to_prefix(ctx, l3, pkt::ifindex(ctx))
 }
 
 /// NAT64 stage for packets arriving on the uplink: IPv4 for NAT64 sessions is translated to
@@ -134,7 +135,7 @@ pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
     if l3.v6 {
-        return v6_to_prefix(ctx, l3);
+        return v6_to_prefix(ctx, l3, 0);
     }
     let cfg = config()?;
     let len = ctx.len();

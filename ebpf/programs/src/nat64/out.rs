@@ -43,10 +43,11 @@ fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
 /// Translates an IPv6 packet whose destination is in the prefix. Every outcome is counted by
 /// the caller.
 #[inline(never)]
-pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
+pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
     let Some(s) = scratch::get() else {
         return Done::drop(Reason::Nat64Error);
     };
+    s.flow.pod_if = pod_if;
     if pkt::load_into(ctx, ETH_HLEN, &mut s.hdr6).is_err() {
         return Done::drop(Reason::Nat64Malformed);
     }

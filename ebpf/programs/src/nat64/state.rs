@@ -82,14 +82,14 @@ fn in_key(k: &mut SessionKey, proto: u8, t_addr: [u8; 4], t_port: u16, z: [u8; 4
     k.remote = z;
 }
 
-/// A session value pointing at the pod (X', x).
+/// A session value pointing at the pod (X', x) behind veth `ifindex` (0: unknown).
 #[inline(always)]
-fn value6(v: &mut Session, addr: &[u8; 16], port: u16, t: u64) {
+fn value6(v: &mut Session, addr: &[u8; 16], port: u16, ifindex: u32, t: u64) {
     v.addr.copy_from_slice(addr);
     v.port = port;
     v.state = 0;
     v.flags = 0;
-    v._pad = 0;
+    v.ifindex = ifindex;
     v.last_seen_ns = t;
 }
 
@@ -100,7 +100,7 @@ fn value4(v: &mut Session, addr: [u8; 4], port: u16, state: u8, t: u64) {
     v.port = port;
     v.state = state;
     v.flags = 0;
-    v._pad = 0;
+    v.ifindex = 0;
     v.last_seen_ns = t;
 }
 
@@ -122,6 +122,8 @@ pub struct Flow {
     pub y_port: u16,
     pub y: [u8; 4],
     pub x_addr: [u8; 16],
+    /// The pod's host-side veth when the packet came from a local pod, else 0.
+    pub pod_if: u32,
 }
 
 /// Map keys and values under construction (part of the scratch area).
@@ -156,7 +158,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
             e.last_seen_ns = t;
             // Re-assert the IPv4-side entry: it heals an LRU eviction of that half.
             in_key(&mut s.skey, f.proto, m.t_addr, m.t_port, f.y, f.y_port);
-            value6(&mut s.sval, &f.x_addr, f.x_port, t);
+            value6(&mut s.sval, &f.x_addr, f.x_port, f.pod_if, t);
             let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
         }
         return Reason::Pass;
@@ -182,7 +184,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         return r;
     }
     in_key(&mut s.skey, f.proto, m.t_addr, m.t_port, f.y, f.y_port);
-    value6(&mut s.sval, &f.x_addr, f.x_port, t);
+    value6(&mut s.sval, &f.x_addr, f.x_port, f.pod_if, t);
     if SESSIONS
         .insert(&s.skey, &s.sval, u64::from(BPF_ANY))
         .is_err()
@@ -271,6 +273,8 @@ fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason
 pub struct Reverse {
     pub x_addr: [u8; 16],
     pub x_port: u16,
+    /// The pod's host-side veth, 0 = unknown (see `Session::ifindex`).
+    pub pod_if: u32,
 }
 
 /// An IPv4-side packet's flow: (Z, z) → (T, t).
@@ -296,6 +300,7 @@ pub fn inbound(s: &mut Keys, f: &InFlow, r: &mut Reverse) -> bool {
         let e = unsafe { &mut *e };
         r.x_addr.copy_from_slice(&e.addr);
         r.x_port = e.port;
+        r.pod_if = e.ifindex;
         if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
             e.last_seen_ns = t;
         }
@@ -326,7 +331,7 @@ pub fn inbound(s: &mut Keys, f: &InFlow, r: &mut Reverse) -> bool {
     let b = unsafe { &*b };
     r.x_addr.copy_from_slice(&b.addr);
     r.x_port = b.port;
-    value6(&mut s.sval, &r.x_addr, r.x_port, t);
+    value6(&mut s.sval, &r.x_addr, r.x_port, 0, t);
     let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
     out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
     value4(&mut s.sval, f.t_addr, f.t_port, 0, t);
