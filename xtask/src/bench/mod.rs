@@ -48,6 +48,10 @@ pub struct Args {
     /// Skip `setup`.
     #[arg(long)]
     pub no_setup: bool,
+    /// Run only these modes of each scenario (default: all), e.g. to profile one datapath
+    /// with `perf`; ratios need the limit mode in the set.
+    #[arg(long = "mode")]
+    pub modes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -168,16 +172,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for s in chosen {
         let path = out_dir.join(format!("{}-{stamp}.jsonl", s.name()));
-        let (results, failures) = run_scenario(s.as_ref(), &ctx, rounds, &path)?;
+        let modes: Vec<Mode> = s
+            .modes()
+            .into_iter()
+            .filter(|m| args.modes.is_empty() || args.modes.iter().any(|n| n == m.name))
+            .collect();
+        if modes.is_empty() {
+            bail!(
+                "scenario {} has none of the modes {:?}",
+                s.name(),
+                args.modes
+            );
+        }
+        let (results, failures) = run_scenario(s.as_ref(), &modes, &ctx, rounds, &path)?;
         failed.extend(failures);
-        let table = stats::table(
-            s.name(),
-            s.about(),
-            &s.modes(),
-            &s.metrics(),
-            &results,
-            rounds,
-        );
+        let table = stats::table(s.name(), s.about(), &modes, &s.metrics(), &results, rounds);
         println!("{table}");
         eprintln!("raw trials: {}", path.display());
         tables.push(table);
@@ -197,11 +206,11 @@ pub type Results = BTreeMap<&'static str, Vec<Values>>;
 
 fn run_scenario(
     s: &dyn Scenario,
+    modes: &[Mode],
     ctx: &Ctx,
     rounds: usize,
     jsonl: &std::path::Path,
 ) -> anyhow::Result<(Results, Vec<String>)> {
-    let modes = s.modes();
     let mut log = OpenOptions::new().create(true).append(true).open(jsonl)?;
     let mut results: Results = BTreeMap::new();
     let mut failures = Vec::new();
