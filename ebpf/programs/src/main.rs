@@ -7,6 +7,7 @@ mod checksum;
 mod conntrack;
 mod icmp;
 mod lb;
+mod mem;
 mod metrics;
 mod nat;
 mod nat64;

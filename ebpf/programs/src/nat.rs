@@ -212,8 +212,8 @@ pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex
         Some(hl) if hl > 1 => {}
         _ => return false,
     }
-    // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
-    *fib = unsafe { core::mem::zeroed() };
+    // An all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
+    crate::mem::zero(fib);
     fib.family = AF_INET6;
     fib.l4_protocol = to.proto;
     fib.sport = to.sport;

@@ -36,11 +36,12 @@ pub const fn v4_positions(len: u8) -> Option<[usize; 4]> {
 
 /// Whether the first `len` bits of `a` equal those of `prefix`. All RFC 6052 lengths are whole
 /// bytes, so this compares 4, 5, 6, 7, 8 or 12 bytes, in constant-index steps the verifier
-/// follows.
+/// follows (as 4-byte words: a slice comparison would be a `memcmp` call in eBPF).
 #[inline(always)]
 pub fn matches(prefix: &[u8; 16], len: u8, a: &[u8; 16]) -> bool {
     let p = prefix;
-    if a[0] != p[0] || a[1] != p[1] || a[2] != p[2] || a[3] != p[3] {
+    let word = |x: &[u8; 16], i: usize| u32::from_ne_bytes([x[i], x[i + 1], x[i + 2], x[i + 3]]);
+    if word(a, 0) != word(p, 0) {
         return false;
     }
     match len {
@@ -48,8 +49,8 @@ pub fn matches(prefix: &[u8; 16], len: u8, a: &[u8; 16]) -> bool {
         40 => a[4] == p[4],
         48 => a[4] == p[4] && a[5] == p[5],
         56 => a[4] == p[4] && a[5] == p[5] && a[6] == p[6],
-        64 => a[4..8] == p[4..8],
-        96 => a[4..12] == p[4..12],
+        64 => word(a, 4) == word(p, 4),
+        96 => word(a, 4) == word(p, 4) && word(a, 8) == word(p, 8),
         _ => false,
     }
 }

@@ -76,8 +76,8 @@ fn run(ctx: &TcContext, fib: &mut bpf_fib_lookup) -> Route {
 
 #[inline(always)]
 fn reset(ctx: &TcContext, fib: &mut bpf_fib_lookup, family: u8, tot_len: u16) {
-    // SAFETY: plain-old-data bindgen struct; all-zero is a valid value.
-    *fib = unsafe { core::mem::zeroed() };
+    // All-zero is a valid value of this plain-old-data bindgen struct.
+    crate::mem::zero(fib);
     fib.family = family;
     fib.ifindex = pkt::ifindex(ctx);
     fib.__bindgen_anon_1.tot_len = tot_len;

@@ -77,20 +77,20 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
     } else {
         0
     };
-    let f = state::InFlow {
-        proto: l3.proto,
-        tcp_flags,
-        eif: cfg.flags & CFG_EIF_UDP != 0,
-        t_port,
-        z_port,
-        t_addr: s.ip4.dst,
-        z: s.ip4.src,
-    };
-    let mut r = state::Reverse::default();
-    if !state::inbound(&mut s.keys, &f, &mut r) {
+    let f = &mut s.inflow;
+    f.proto = l3.proto;
+    f.tcp_flags = tcp_flags;
+    f.eif = cfg.flags & CFG_EIF_UDP != 0;
+    f.t_port = t_port;
+    f.z_port = z_port;
+    f.t_addr = s.ip4.dst;
+    f.z = s.ip4.src;
+    let mut slot = core::mem::MaybeUninit::uninit();
+    if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
         return Done::drop(Reason::Nat64Unsolicited);
     }
-    translate(ctx, cfg, s, l3, &r)
+    // SAFETY: `inbound` initialised the slot when it returned true.
+    translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
 }
 
 #[inline(always)]
@@ -108,21 +108,21 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
             if !cfg.ports[2].contains(id) {
                 return Done::NOT_OURS;
             }
-            let f = state::InFlow {
-                proto: PROTO_ICMP,
-                tcp_flags: 0,
-                eif: false,
-                t_port: id,
-                z_port: 0,
-                t_addr: s.ip4.dst,
-                z: s.ip4.src,
-            };
-            let mut r = state::Reverse::default();
+            let f = &mut s.inflow;
+            f.proto = PROTO_ICMP;
+            f.tcp_flags = 0;
+            f.eif = false;
+            f.t_port = id;
+            f.z_port = 0;
+            f.t_addr = s.ip4.dst;
+            f.z = s.ip4.src;
+            let mut slot = core::mem::MaybeUninit::uninit();
             // Replies to the node's own pings share the identifier space: a miss is theirs.
-            if !state::inbound(&mut s.keys, &f, &mut r) {
+            if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
                 return Done::NOT_OURS;
             }
-            translate(ctx, cfg, s, l3, &r)
+            // SAFETY: `inbound` initialised the slot when it returned true.
+            translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
         }
         t if icmp::is_error4(t) => icmperr::inb(ctx, cfg, s, l4 as u32),
         _ => Done::NOT_OURS,

@@ -7,7 +7,7 @@ use sixlane_common::nat64::header::{IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
 
 use super::{
     icmperr::Plan,
-    state::{Flow, Keys, Mapping},
+    state::{Flow, InFlow, Keys, Mapping},
 };
 
 /// Ethernet + IPv4 header of a translated packet, written to the packet in one store.
@@ -66,6 +66,9 @@ pub struct Scratch {
     /// The IPv6-side flow being translated and its binding.
     pub flow: Flow,
     pub map: Mapping,
+    /// The IPv4-side flow being translated (here, not on the stack: the uplink program's call
+    /// chain is close to the verifier's 512-byte limit).
+    pub inflow: InFlow,
 }
 
 // Not pinned: transient, rebuilt with every load.

@@ -46,11 +46,11 @@ pub fn now() -> u64 {
 /// Writes IPv4 address `a` into a 16-byte field (first 4 bytes, the rest zero).
 #[inline(always)]
 pub fn set_v4(out: &mut [u8; 16], a: [u8; 4]) {
-    *out = [0u8; 16];
     out[0] = a[0];
     out[1] = a[1];
     out[2] = a[2];
     out[3] = a[3];
+    crate::mem::zero_tail(out, 4);
 }
 
 #[inline(always)]
@@ -269,12 +269,35 @@ fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason
 }
 
 /// The pod transport address (X', x) an IPv4-side packet goes to.
-#[derive(Default)]
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Reverse {
     pub x_addr: [u8; 16],
     pub x_port: u16,
     /// The pod's host-side veth, 0 = unknown (see `Session::ifindex`).
     pub pod_if: u32,
+}
+
+impl Reverse {
+    /// Writes every field into `slot` (the caller's stack; no zeroing first, which the BPF
+    /// backend would turn into a `memset` call) and returns it initialised.
+    #[inline(always)]
+    fn write_in<'a>(
+        slot: &'a mut core::mem::MaybeUninit<Self>,
+        x_addr: &[u8; 16],
+        x_port: u16,
+        pod_if: u32,
+    ) -> &'a Self {
+        let r = slot.as_mut_ptr();
+        // SAFETY: `r` is valid for writes of a Reverse; each field is written once, through
+        // raw places (nothing is read or dropped), so the value is initialised afterwards.
+        unsafe {
+            core::ptr::addr_of_mut!((*r).x_addr).write(*x_addr);
+            core::ptr::addr_of_mut!((*r).x_port).write(x_port);
+            core::ptr::addr_of_mut!((*r).pod_if).write(pod_if);
+            &*r
+        }
+    }
 }
 
 /// An IPv4-side packet's flow: (Z, z) → (T, t).
@@ -290,17 +313,16 @@ pub struct InFlow {
 }
 
 /// Finds the session of `f`, refreshing it (and opening one under endpoint-independent
-/// filtering), writing the pod's transport address to `r`. False: unsolicited.
+/// filtering), writing the pod's transport address to `slot`. False: unsolicited (`slot`
+/// untouched).
 #[inline(never)]
-pub fn inbound(s: &mut Keys, f: &InFlow, r: &mut Reverse) -> bool {
+pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Reverse>) -> bool {
     let t = now();
     in_key(&mut s.skey, f.proto, f.t_addr, f.t_port, f.z, f.z_port);
     if let Some(e) = SESSIONS.get_ptr_mut(&s.skey) {
         // SAFETY: see `outbound`.
         let e = unsafe { &mut *e };
-        r.x_addr.copy_from_slice(&e.addr);
-        r.x_port = e.port;
-        r.pod_if = e.ifindex;
+        let r = Reverse::write_in(slot, &e.addr, e.port, e.ifindex);
         if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
             e.last_seen_ns = t;
         }
@@ -329,8 +351,8 @@ pub fn inbound(s: &mut Keys, f: &InFlow, r: &mut Reverse) -> bool {
     };
     // SAFETY: pointer into the map value, read once.
     let b = unsafe { &*b };
-    r.x_addr.copy_from_slice(&b.addr);
-    r.x_port = b.port;
+    // Opened from the IPv4 side: no pod veth known.
+    let r = Reverse::write_in(slot, &b.addr, b.port, 0);
     value6(&mut s.sval, &r.x_addr, r.x_port, 0, t);
     let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
     out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);

@@ -1,0 +1,35 @@
+//! Zeroing without `memset`. The BPF backend turns struct-sized zeroing (`zeroed()`,
+//! `[0; N]` into a field) into calls to compiler_builtins' `memset`, a byte-at-a-time loop:
+//! 64 iterations for a FIB lookup's parameters on every packet. These helpers store whole
+//! words instead; the stores are volatile so LLVM cannot fold them back into a `memset` call.
+
+/// Sets every byte of `v` to zero, one 4-byte word at a time.
+#[inline(always)]
+pub fn zero<T: Copy>(v: &mut T) {
+    // SAFETY: a reference is valid and aligned for all of T.
+    unsafe { zero_raw(v as *mut T) }
+}
+
+/// # Safety
+/// `p` must be valid for writes of a `T`.
+#[inline(always)]
+unsafe fn zero_raw<T: Copy>(p: *mut T) {
+    const {
+        assert!(core::mem::size_of::<T>() % 4 == 0 && core::mem::align_of::<T>() >= 4);
+    }
+    let w = p.cast::<u32>();
+    for i in 0..core::mem::size_of::<T>() / 4 {
+        // SAFETY: inside `*p` (size asserted a multiple of 4), aligned for u32 (asserted).
+        unsafe { w.add(i).write_volatile(0) };
+    }
+}
+
+/// Sets `out[from..]` to zero, byte by byte, without a `memset` call.
+#[inline(always)]
+pub fn zero_tail<const N: usize>(out: &mut [u8; N], from: usize) {
+    let p = out.as_mut_ptr();
+    for i in from..N {
+        // SAFETY: i < N: inside `out`.
+        unsafe { p.add(i).write_volatile(0) };
+    }
+}
