@@ -15,7 +15,7 @@ pub fn zero<T: Copy>(v: &mut T) {
 #[inline(always)]
 unsafe fn zero_raw<T: Copy>(p: *mut T) {
     const {
-        assert!(core::mem::size_of::<T>() % 4 == 0 && core::mem::align_of::<T>() >= 4);
+        assert!(core::mem::size_of::<T>().is_multiple_of(4) && core::mem::align_of::<T>() >= 4);
     }
     let w = p.cast::<u32>();
     for i in 0..core::mem::size_of::<T>() / 4 {
