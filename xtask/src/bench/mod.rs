@@ -5,7 +5,9 @@
 //! on fresh namespaces, in an order that alternates between rounds so drift (thermal, the other
 //! tenant of the VM) does not favour one mode. The table shows medians and the ratios
 //! sixlane/limit and sixlane/peer, with a bootstrap 95% interval for sixlane/limit; raw trials go
-//! to `target/bench/*.jsonl`. Nothing here asserts a timing: claims are read off the table.
+//! to `target/bench/*.jsonl`. A trial during which the hypervisor stole more than 2% of the CPU
+//! time is repeated (up to 3 times; the stolen attempts stay in the log, marked `discarded`).
+//! Nothing here asserts a timing: claims are read off the table.
 
 mod baseline;
 mod cni;
@@ -27,6 +29,12 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{setup, sh};
+
+/// A trial during which the hypervisor stole more than this share of the CPU time is repeated
+/// (benchmarks.md: discard trials with steal above 2 %): a noisy neighbour, not the datapath.
+const MAX_STEAL: f64 = 0.02;
+/// Repeats of a stolen trial before its last attempt is kept anyway (and logged as stolen).
+const STEAL_RETRIES: usize = 3;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -228,35 +236,58 @@ fn run_scenario(
                 round + 1,
                 mode.name
             );
-            let steal0 = stats::cpu_steal();
-            match s.trial(mode, ctx) {
-                Ok(values) => {
-                    let steal = stats::cpu_steal().map(|b| b - steal0.unwrap_or(b));
-                    let line = serde_json::json!({
-                        "bench": s.name(),
-                        "mode": mode.name,
-                        "role": mode.role,
-                        "round": round,
-                        "values": values,
-                        "steal_ticks": steal,
-                    });
-                    writeln!(log, "{line}")?;
-                    results.entry(mode.name).or_default().push(values);
+            let mut attempt = 0;
+            loop {
+                let steal0 = stats::cpu_steal();
+                match s.trial(mode, ctx) {
+                    Ok(values) => {
+                        let (steal, share) = match (steal0, stats::cpu_steal()) {
+                            (Some(a), Some(b)) => {
+                                let (ticks, share) = b.since(a);
+                                (Some(ticks), share)
+                            }
+                            _ => (None, 0.0),
+                        };
+                        let repeat = share > MAX_STEAL && attempt < STEAL_RETRIES;
+                        let line = serde_json::json!({
+                            "bench": s.name(),
+                            "mode": mode.name,
+                            "role": mode.role,
+                            "round": round,
+                            "values": values,
+                            "steal_ticks": steal,
+                            "steal_share": share,
+                            "discarded": repeat,
+                        });
+                        writeln!(log, "{line}")?;
+                        if repeat {
+                            attempt += 1;
+                            eprintln!(
+                                "bench {}: {:.1}% of the CPU time was stolen during {}: repeated",
+                                s.name(),
+                                share * 100.0,
+                                mode.name
+                            );
+                            continue;
+                        }
+                        results.entry(mode.name).or_default().push(values);
+                    }
+                    Err(e) => {
+                        failures.push(format!("{} {} round {}", s.name(), mode.name, round + 1));
+                        eprintln!(
+                            "bench {}: trial {} of {} failed: {e:#}",
+                            s.name(),
+                            round + 1,
+                            mode.name
+                        );
+                        writeln!(
+                            log,
+                            "{}",
+                            serde_json::json!({"bench": s.name(), "mode": mode.name, "round": round, "error": format!("{e:#}")})
+                        )?;
+                    }
                 }
-                Err(e) => {
-                    failures.push(format!("{} {} round {}", s.name(), mode.name, round + 1));
-                    eprintln!(
-                        "bench {}: trial {} of {} failed: {e:#}",
-                        s.name(),
-                        round + 1,
-                        mode.name
-                    );
-                    writeln!(
-                        log,
-                        "{}",
-                        serde_json::json!({"bench": s.name(), "mode": mode.name, "round": round, "error": format!("{e:#}")})
-                    )?;
-                }
+                break;
             }
         }
     }

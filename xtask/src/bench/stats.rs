@@ -56,10 +56,44 @@ fn values(results: &Results, mode: &str, metric: &str) -> Vec<f64> {
 }
 
 /// Steal ticks so far (from /proc/stat), to flag noisy trials in the raw log.
-pub fn cpu_steal() -> Option<i64> {
+pub fn cpu_steal() -> Option<CpuTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu = stat.lines().next()?;
-    cpu.split_whitespace().nth(8)?.parse().ok()
+    parse_cpu_line(stat.lines().next()?)
+}
+
+/// All CPUs' time (`/proc/stat` ticks): stolen by the hypervisor, and in total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub steal: i64,
+    pub total: i64,
+}
+
+impl CpuTicks {
+    /// Ticks stolen since `earlier`, and their share of all CPU time in between.
+    pub fn since(self, earlier: CpuTicks) -> (i64, f64) {
+        let steal = self.steal - earlier.steal;
+        let total = self.total - earlier.total;
+        let share = if total > 0 {
+            steal as f64 / total as f64
+        } else {
+            0.0
+        };
+        (steal, share)
+    }
+}
+
+/// The aggregate `cpu` line: user nice system idle iowait irq softirq steal (guest time is
+/// already inside user and nice, so it is not added again).
+fn parse_cpu_line(line: &str) -> Option<CpuTicks> {
+    let mut f = line.split_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<i64> = f.take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    (v.len() == 8).then(|| CpuTicks {
+        steal: v[7],
+        total: v.iter().sum(),
+    })
 }
 
 fn fmt(v: f64) -> String {
@@ -168,6 +202,22 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_share_from_proc_stat() {
+        let a = parse_cpu_line("cpu  100 0 50 800 10 0 5 35 0 0").unwrap();
+        assert_eq!(
+            a,
+            CpuTicks {
+                steal: 35,
+                total: 1000
+            }
+        );
+        let b = parse_cpu_line("cpu  200 0 100 1595 10 0 10 85 7 0").unwrap();
+        assert_eq!(b.since(a), (50, 0.05));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_line("cpu  1 2 3"), None);
+    }
 
     #[test]
     fn median_odd_even_empty() {
