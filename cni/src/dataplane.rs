@@ -46,27 +46,22 @@ pub fn missing_pins(pin_root: &Path) -> Vec<String> {
 /// Attaches every pod program to `host_if` in `mode`; on failure, removes what it attached.
 pub fn attach(pin_root: &Path, host_if: &str, mode: AttachMode) -> Result<()> {
     let layout = PinLayout::new(pin_root);
-    for (i, (prog, hook)) in POD_PROGRAMS.iter().enumerate() {
-        let res = match mode {
-            AttachMode::Tc => tc::attach_pinned(&layout, prog, host_if, attach_type(*hook)),
-            AttachMode::Tcx => tcx::attach_pinned(&layout, prog, host_if, attach_type(*hook)),
+    let Err((i, e)) = mode.attach_pinned_all(&layout, host_if, &POD_PROGRAMS, |_, _| {}) else {
+        return Ok(());
+    };
+    for (done, done_hook) in &POD_PROGRAMS[..i] {
+        let _ = match mode {
+            AttachMode::Tc => tc::detach(host_if, attach_type(*done_hook)),
+            AttachMode::Tcx => tcx::detach(&layout, host_if, done),
         };
-        if let Err(e) = res {
-            for (done, done_hook) in &POD_PROGRAMS[..i] {
-                let _ = match mode {
-                    AttachMode::Tc => tc::detach(host_if, attach_type(*done_hook)),
-                    AttachMode::Tcx => tcx::detach(&layout, host_if, done),
-                };
-            }
-            return Err(match e {
-                sixlane_agent::Error::NotPinned { .. } => Error::TryAgain(format!(
-                    "the sixlane datapath is not loaded: {e} (start the agent)"
-                )),
-                e => Error::Dataplane(format!("attaching {prog} to {host_if} ({mode}): {e}")),
-            });
-        }
     }
-    Ok(())
+    let prog = POD_PROGRAMS[i].0;
+    Err(match e {
+        sixlane_agent::Error::NotPinned { .. } => Error::TryAgain(format!(
+            "the sixlane datapath is not loaded: {e} (start the agent)"
+        )),
+        e => Error::Dataplane(format!("attaching {prog} to {host_if} ({mode}): {e}")),
+    })
 }
 
 /// Removes the TCX link pins of `host_if` (detaching synchronously any still live). Missing pins

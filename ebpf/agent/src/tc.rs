@@ -27,6 +27,8 @@ use netlink_packet_route::{
 };
 use tracing::debug;
 
+use sixlane_common::layout::Hook;
+
 use crate::{Error, PinLayout, Result, tcx::Attached};
 
 /// The priority (`tc ... pref`) of sixlane's filters. Low, so sixlane's programs see a pod's
@@ -68,6 +70,49 @@ impl AttachMode {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl AttachMode {
+    /// Attaches the programs `progs` pinned under `layout` (by a running agent) to `iface`, in
+    /// order, reporting each to `each`: what the CNI plugin does for a new pod. In tc mode every
+    /// pin is opened first ([`Error::NotPinned`] before anything changes on the interface) and
+    /// the clsact qdisc is ensured once for all of them. Stops at the first failure and returns
+    /// the index of the program that failed with the error; what was attached before stays (the
+    /// caller decides whether to roll back).
+    pub fn attach_pinned_all(
+        self,
+        layout: &PinLayout,
+        iface: &str,
+        progs: &[(&str, Hook)],
+        mut each: impl FnMut(&str, Attached),
+    ) -> std::result::Result<(), (usize, Error)> {
+        let hook = |h: Hook| match h {
+            Hook::Ingress => TcAttachType::Ingress,
+            Hook::Egress => TcAttachType::Egress,
+        };
+        match self {
+            Self::Tc => {
+                let mut loaded = Vec::with_capacity(progs.len());
+                for (i, (prog, _)) in progs.iter().enumerate() {
+                    loaded.push(crate::tcx::pinned_classifier(layout, prog).map_err(|e| (i, e))?);
+                }
+                ensure_clsact(iface).map_err(|e| (0, e))?;
+                for (i, ((prog, h), p)) in progs.iter().zip(&mut loaded).enumerate() {
+                    each(
+                        prog,
+                        attach_filter(p, prog, iface, hook(*h)).map_err(|e| (i, e))?,
+                    );
+                }
+            }
+            Self::Tcx => {
+                for (i, (prog, h)) in progs.iter().enumerate() {
+                    let a = crate::tcx::attach_pinned(layout, prog, iface, hook(*h));
+                    each(prog, a.map_err(|e| (i, e))?);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -183,6 +228,16 @@ pub fn attach(
     hook: TcAttachType,
 ) -> Result<Attached> {
     ensure_clsact(iface)?;
+    attach_filter(prog, prog_name, iface, hook)
+}
+
+/// [`attach`] on an interface whose clsact qdisc is known to be there.
+fn attach_filter(
+    prog: &mut SchedClassifier,
+    prog_name: &str,
+    iface: &str,
+    hook: TcAttachType,
+) -> Result<Attached> {
     let opts = TcAttachOptions::Netlink(NlOptions {
         priority: PRIORITY,
         handle: TcHandle::from(HANDLE),

@@ -9,10 +9,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::programs::TcAttachType;
 use serde::Serialize;
 use sixlane_common::{
-    layout::{self, Hook},
+    layout,
     services::{
         Backend, RevNat, Service as SvcEntry, Slot, SlotKey, SvcKey, SvcPortInfo, backend_flags,
         frontend_kind, scope, svc_flags,
@@ -28,8 +27,7 @@ use super::{
 use crate::{
     PinLayout,
     model::{DesiredState, NodeState, Service, ServiceId},
-    tc::{self, AttachMode},
-    tcx,
+    tc::AttachMode,
 };
 
 /// The service datapath's subcommands (flattened into the agent's CLI).
@@ -123,20 +121,15 @@ pub fn run(cmd: Cmd, layout: &PinLayout, json: bool) -> anyhow::Result<()> {
                         anyhow::bail!("the uplink programs are always attached with TCX links")
                     }
                 };
-                for (prog, hook) in progs {
-                    let hook = match hook {
-                        Hook::Ingress => TcAttachType::Ingress,
-                        Hook::Egress => TcAttachType::Egress,
-                    };
-                    let what = match mode {
-                        AttachMode::Tc => tc::attach_pinned(layout, prog, &iface, hook),
-                        AttachMode::Tcx => tcx::attach_pinned(layout, prog, &iface, hook),
-                    }
-                    .with_context(|| format!("attaching {prog} to {iface} ({mode})"))?;
+                mode.attach_pinned_all(layout, &iface, &progs, |prog, what| {
                     if !json {
                         println!("{iface}: {prog} {what:?}");
                     }
-                }
+                })
+                .map_err(|(i, e)| {
+                    anyhow::Error::new(e)
+                        .context(format!("attaching {} to {iface} ({mode})", progs[i].0))
+                })?;
             }
         },
         Cmd::Conntrack { action } => {
