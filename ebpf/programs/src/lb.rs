@@ -284,7 +284,10 @@ fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const 
     // SAFETY: live map value pointer.
     let entry = unsafe { &*e };
     let flags = entry.flags;
-    s.to = entry.translated(s.key.proto);
+    if pkt != Packet::Peer {
+        // (The peer route was looked up for this very tuple: already there.)
+        s.to = entry.translated(s.key.proto);
+    }
     if nat::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
         return rewrite_failed(ctx, hook);
     }
@@ -308,9 +311,10 @@ fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const 
     }
     if pkt == Packet::Peer
         || (pkt == Packet::Whole
-            && (hook == Hook::FromPod
-                && flags & ct_flags::FORWARD != 0
-                && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex)))
+            && hook == Hook::FromPod
+            && flags & ct_flags::FORWARD != 0
+            && entry.ifindex != 0
+            && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
     {
         return match nat::redirect_peer(ctx, &s.fib) {
             Ok(v) => {

@@ -18,7 +18,7 @@ use sixlane_common::services::CtKey;
 
 use crate::{
     checksum,
-    parse::{ETH_HLEN, ptr_at},
+    parse::{ETH_HLEN, ETH_P_IPV6, ptr_at},
 };
 
 /// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
@@ -238,12 +238,15 @@ pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex
 /// (tc ingress only), which skips the node's IP stack and the veth's egress.
 #[inline(always)]
 pub fn redirect_peer(ctx: &TcContext, fib: &bpf_fib_lookup) -> Result<i32, i64> {
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(&fib.dmac);
-    macs[6..].copy_from_slice(&fib.smac);
-    ctx.store(0, &macs, 0)?;
-    let hl = hop_limit(ctx).ok_or(-1i64)?;
-    ctx.store(NH_HL_OFF + 1, &[hl.wrapping_sub(1)], 0)?;
+    // Ethernet header and the IPv6 header up to the hop limit, written with one store.
+    let ip: [u8; 8] = crate::parse::read(ctx, ETH_HLEN).ok_or(-1i64)?;
+    let mut head = [0u8; ETH_HLEN + 8];
+    head[..6].copy_from_slice(&fib.dmac);
+    head[6..12].copy_from_slice(&fib.smac);
+    head[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    head[14..21].copy_from_slice(&ip[..7]);
+    head[21] = ip[7].wrapping_sub(1);
+    ctx.store(0, &head, 0)?;
     // SAFETY: plain helper call.
     let r = unsafe { bpf_redirect_peer(fib.ifindex, 0) };
     if r == i64::from(TC_ACT_REDIRECT) {

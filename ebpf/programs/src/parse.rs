@@ -17,7 +17,7 @@ pub const IPV6_HLEN: usize = 40;
 pub const IPV4_HLEN: usize = 20;
 
 const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 
 /// IANA protocol numbers the datapath looks at.
 pub mod proto {
