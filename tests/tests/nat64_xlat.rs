@@ -1835,3 +1835,86 @@ fn replies_go_straight_into_the_pod_that_opened_the_session() {
     let (out, want) = reply(&mut e, 40010, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 }
+
+/// Replies of a pod's session go back through the veth the pod sent from, with the Ethernet
+/// addresses learned from the pod's own packets and no route lookup: they still reach the pod
+/// while the node has no route to it, the veth's MTU still answers a reply that would not fit
+/// (`packet_too_big_both_ways_from_the_routes`), and a session whose veth is gone falls back to
+/// the node's routes.
+#[test]
+fn replies_follow_the_link_the_pod_sent_from() {
+    use aya::maps::{HashMap, MapData};
+    use sixlane_common::{
+        layout::{MAP_NAT64_POD_LINKS, MAP_NAT64_SESSIONS},
+        nat64::maps::{DIR_IN, PodLink, Session, SessionKey},
+    };
+    let mut e = env(&default_cfg());
+    let reply = |e: &mut Env, x: u16, t: u16| {
+        let down = n::udp(53, t, b"answer", Pseudo::V4(SRV, POOL), false);
+        let out = e.run(
+            PROG_FROM_UPLINK,
+            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
+        );
+        let want = e.to_pod(&n::ipv6(
+            0,
+            0,
+            63,
+            srv6(),
+            POD,
+            n::UDP,
+            &n::udp(53, x, b"answer", Pseudo::V6(srv6(), POD), false),
+        ));
+        (out, want)
+    };
+
+    let t = e.udp_session(POD, 40020, 53);
+    {
+        let links: HashMap<&MapData, u32, PodLink> =
+            HashMap::try_from(e.dp.ebpf().map(MAP_NAT64_POD_LINKS).unwrap()).unwrap();
+        let want = PodLink {
+            pod_mac: e.node.pod_mac,
+            host_mac: e.node.pod_host_mac,
+            _pad: 0,
+        };
+        assert_eq!(links.get(&e.node.pod_if, 0).unwrap(), want);
+        assert_eq!(links.keys().count(), 1, "one link per veth");
+    }
+
+    // The node loses its route to the pod (its /128 and neighbour): the session's replies
+    // still go through the veth the pod sent from, same packet.
+    e.node
+        .pod
+        .a
+        .ip(&["-6", "route", "del", &format!("{POD}/128"), "dev", "{}"])
+        .unwrap();
+    let (out, want) = reply(&mut e, 40020, t);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
+
+    // A session recorded on a veth that no longer exists: the node's routes decide (restored,
+    // they lead out of the pod's current veth, through its egress).
+    e.node
+        .pod
+        .a
+        .ip(&["-6", "route", "add", &format!("{POD}/128"), "dev", "{}"])
+        .unwrap();
+    let gone = 0x7fff_0000;
+    {
+        let mut sessions: HashMap<&mut MapData, SessionKey, Session> =
+            HashMap::try_from(e.dp.ebpf_mut().map_mut(MAP_NAT64_SESSIONS).unwrap()).unwrap();
+        let (k, mut v) = sessions
+            .iter()
+            .map(Result::unwrap)
+            .find(|(k, _)| k.dir == DIR_IN && k.port == t)
+            .expect("IN entry");
+        v.ifindex = gone;
+        sessions.insert(k, v, 0).unwrap();
+    }
+    {
+        let mut links: HashMap<&mut MapData, u32, PodLink> =
+            HashMap::try_from(e.dp.ebpf_mut().map_mut(MAP_NAT64_POD_LINKS).unwrap()).unwrap();
+        let l = links.get(&e.node.pod_if, 0).unwrap();
+        links.insert(gone, l, 0).unwrap();
+    }
+    let (out, want) = reply(&mut e, 40020, t);
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
+}

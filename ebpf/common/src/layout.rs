@@ -113,3 +113,6 @@ pub const MAP_NAT64_SOURCES: &str = "SL_N64_SOURCES";
 pub const MAP_NAT64_BIB: &str = "SL_N64_BIB";
 /// NAT64 session table (RFC 6146), both directions.
 pub const MAP_NAT64_SESSIONS: &str = "SL_N64_SESSIONS";
+/// NAT64 pod links (`nat64::maps::PodLink` by host-side veth ifindex): how replies reach a
+/// local pod without a route lookup.
+pub const MAP_NAT64_POD_LINKS: &str = "SL_N64_POD_LINKS";

@@ -196,7 +196,7 @@ crate::map_type!(AffinityKey, 24);
 pub struct Affinity {
     pub backend: u32,
     pub _pad: u32,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last new flow that used it.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of the last new flow that used it.
     pub last_ns: u64,
 }
 crate::map_type!(Affinity, 16);

@@ -13,7 +13,7 @@
 
 use aya_ebpf::{
     bindings::BPF_ANY,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{Array, LruHashMap},
 };
@@ -46,8 +46,10 @@ pub mod tcp {
 
 #[inline(always)]
 pub fn now() -> u64 {
+    // CLOCK_MONOTONIC_COARSE: the agent's CLOCK_MONOTONIC epoch, at most a tick behind it.
+    // Timeouts are seconds; the fine clock costs a clocksource read on every packet.
     // SAFETY: no arguments, always safe to call.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]

@@ -197,7 +197,7 @@ pub fn proto_name(p: u8) -> &'static str {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` stamps entries with.
+/// CLOCK_MONOTONIC in nanoseconds: the epoch of the datapath's `bpf_ktime_get_coarse_ns` stamps.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

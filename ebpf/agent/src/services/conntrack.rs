@@ -23,7 +23,7 @@ use crate::{PinLayout, Result};
 /// (Kubernetes caps `timeoutSeconds` at one day).
 const AFFINITY_MAX_NS: u64 = 86_400 * 1_000_000_000;
 
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+/// CLOCK_MONOTONIC in ns: the epoch of the datapath's `bpf_ktime_get_coarse_ns` stamps.
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

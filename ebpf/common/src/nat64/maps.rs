@@ -41,8 +41,8 @@ pub struct Bib {
     pub port: u16,
     pub _pad0: u16,
     pub _pad1: u32,
-    /// When the binding was made (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): garbage collection
-    /// leaves young bindings alone while their first session is being written.
+    /// When the binding was made (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC_COARSE): garbage
+    /// collection leaves young bindings alone while their first session is being written.
     pub created_ns: u64,
 }
 crate::map_type!(Bib, 32);
@@ -80,10 +80,26 @@ pub struct Session {
     /// and always 0 in OUT entries). Replies go straight into that pod (`bpf_redirect_peer`)
     /// while the node's route to it still leads out of that veth.
     pub ifindex: u32,
-    /// Last packet in this entry's direction (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+    /// Last packet in this entry's direction (`bpf_ktime_get_coarse_ns`,
+    /// CLOCK_MONOTONIC_COARSE).
     pub last_seen_ns: u64,
 }
 crate::map_type!(Session, 32);
+
+/// Value of the pod link table, keyed by the host-side veth's ifindex: the Ethernet addresses of
+/// a local pod's veth pair, learned from the first packet of each session the pod opens. Replies
+/// of sessions that recorded this veth (`Session::ifindex`) are delivered straight into the
+/// pod with these addresses, without a route lookup per packet, while the veth exists.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodLink {
+    /// The pod's own interface (destination of replies).
+    pub pod_mac: [u8; 6],
+    /// The host side of the veth (source of replies).
+    pub host_mac: [u8; 6],
+    pub _pad: u32,
+}
+crate::map_type!(PodLink, 16);
 
 /// Pool addresses the datapath can hold.
 pub const MAX_POOL_ADDRS: usize = 16;

@@ -7,14 +7,19 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_check_mtu_ret::{BPF_MTU_CHK_RET_FRAG_NEEDED, BPF_MTU_CHK_RET_SUCCESS},
         bpf_fib_lookup, bpf_redir_neigh,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::{
+        bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
+        bpf_redirect_peer,
+    },
     programs::TcContext,
 };
-use sixlane_common::metrics::Reason;
+use sixlane_common::{metrics::Reason, nat64::maps::PodLink};
 
 use super::{
+    maps::POD_LINKS,
     pkt::{self, Res},
     scratch::Scratch,
 };
@@ -122,6 +127,59 @@ pub fn lookup6(
         );
     }
     run(ctx, fib)
+}
+
+/// Records the Ethernet addresses of the pod behind host-side veth `pod_if` from a packet it
+/// sent (called when one of its sessions is created, so at most once per new session).
+#[inline(always)]
+pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
+    let Ok(eth) = pkt::load::<[u8; 12]>(ctx, 0) else {
+        return;
+    };
+    // The pod's packet: destination = the host side, source = the pod. Group addresses are
+    // nobody's interface.
+    if eth[0] & 1 != 0 || eth[6] & 1 != 0 {
+        return;
+    }
+    let mut link = PodLink::default();
+    link.host_mac.copy_from_slice(&eth[..6]);
+    link.pod_mac.copy_from_slice(&eth[6..12]);
+    if let Some(old) = POD_LINKS.get_ptr(pod_if)
+        // SAFETY: pointer into the map value, read once.
+        && unsafe { *old } == link
+    {
+        return;
+    }
+    let _ = POD_LINKS.insert(pod_if, link, 0);
+}
+
+/// The route of a reply into the local pod whose session recorded host-side veth `pod_if`: the
+/// pod's learned link, if the veth still exists and a packet of `len` bytes (IPv6 total length,
+/// 0 for a GSO super-packet) fits its MTU. `None`: no such link (unknown, evicted, veth gone,
+/// fast path switched off); the caller looks the route up instead. A session is its pod's:
+/// its replies go where its packets came from, whatever the node's routes say meanwhile.
+#[inline(always)]
+pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16) -> Option<Route> {
+    if pod_if == 0 || !crate::conntrack::pod_fast_path() {
+        return None;
+    }
+    let link = POD_LINKS.get_ptr(pod_if)?;
+    // SAFETY: pointer into the map value, copied out once.
+    let link = unsafe { *link };
+    let mut mtu = u32::from(len);
+    // SAFETY: `mtu` is a valid in/out pointer; the helper only reads the skb. It fails when
+    // the device is gone.
+    let rc = unsafe { bpf_check_mtu(pkt::skb(ctx).cast(), pod_if, &mut mtu, 0, 0) };
+    if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
+        return Some(Route::TooBig(mtu));
+    }
+    if rc != i64::from(BPF_MTU_CHK_RET_SUCCESS) {
+        return None;
+    }
+    fib.ifindex = pod_if;
+    fib.dmac = link.pod_mac;
+    fib.smac = link.host_mac;
+    Some(Route::Peer)
 }
 
 /// Writes `frame` (Ethernet header with its EtherType set, then the IP header) over the start

@@ -173,7 +173,11 @@ fn translate_inner(
     } else {
         (IPV6_HLEN as u16).saturating_add(l4_len)
     };
-    let route = match fwd::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, v6_len) {
+    // A reply of a local pod's session goes straight back through that pod's veth; other
+    // sessions (and links not known) follow the node's routes.
+    let route = match fwd::pod_link(ctx, &mut s.fib, r.pod_if, v6_len)
+        .unwrap_or_else(|| fwd::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, v6_len))
+    {
         Route::TooBig(mtu) => {
             // Fragmentation Needed towards the IPv4 sender, sized for the IPv6 hop.
             let e = reply::Error {

@@ -123,6 +123,9 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         }
         r => return Done::drop(r),
     }
+    if s.map.learn && pod_if != 0 {
+        fwd::learn_pod_link(ctx, pod_if);
+    }
     match s.ip6.next {
         PROTO_TCP | PROTO_UDP => transport(ctx, cfg, s, l4 as u32),
         _ => echo(ctx, cfg, s, l4 as u32),

@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
 };
 use sixlane_common::{
     metrics::Reason,
@@ -39,8 +39,10 @@ const REFRESH_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
 pub fn now() -> u64 {
+    // CLOCK_MONOTONIC_COARSE: the agent's CLOCK_MONOTONIC epoch, at most a tick behind it.
+    // Timeouts are seconds; the fine clock costs a clocksource read on every packet.
     // SAFETY: plain helper call.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// Writes IPv4 address `a` into a 16-byte field (first 4 bytes, the rest zero).
@@ -109,6 +111,9 @@ fn value4(v: &mut Session, addr: [u8; 4], port: u16, state: u8, t: u64) {
 pub struct Mapping {
     pub t_addr: [u8; 4],
     pub t_port: u16,
+    /// The session was created or refreshed by this packet (at most once a second): a moment
+    /// to (re)learn its pod's link (`fwd::learn_pod_link`), which heals an evicted one.
+    pub learn: bool,
 }
 
 /// An IPv6-side packet's flow: (X', x) → (Y, y), and its TCP flags (0 for UDP and ICMP).
@@ -148,6 +153,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         let e = unsafe { &mut *e };
         m.t_addr = first4(&e.addr);
         m.t_port = e.port;
+        m.learn = false;
         if f.proto == PROTO_TCP {
             let next = tcp::next(State::from_u8(e.state), Side::V6, f.tcp_flags) as u8;
             if next != e.state {
@@ -156,6 +162,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         }
         if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
             e.last_seen_ns = t;
+            m.learn = true;
             // Re-assert the IPv4-side entry: it heals an LRU eviction of that half.
             in_key(&mut s.skey, f.proto, m.t_addr, m.t_port, f.y, f.y_port);
             value6(&mut s.sval, &f.x_addr, f.x_port, f.pod_if, t);
@@ -199,6 +206,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
     {
         return Reason::Nat64Error;
     }
+    m.learn = true;
     Reason::Pass
 }
 
@@ -379,6 +387,7 @@ pub fn peek_out(
     Some(Mapping {
         t_addr: first4(&e.addr),
         t_port: e.port,
+        learn: false,
     })
 }
 
