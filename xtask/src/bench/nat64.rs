@@ -2,7 +2,9 @@
 //! §4.4). The limit is plain IPv4 routing through the same node (the same client, dual-stack
 //! only for that); the peer is Tayga (Debian's userspace TUN translator) with nft masquerade for
 //! the stateful part (Lencse's "tayga + iptables" setup); ours is sixlane's stateful NAT64 in the
-//! node's tc programs.
+//! node's tc programs. A second reference, `direct6`, is native IPv6 through the same node to
+//! the server's IPv6 address (given back for that mode only): what the client's IPv6 stack
+//! costs by itself, so the translation's own share of any gap is visible.
 //!
 //! ```text
 //!  cli ns: c6 fd00:a::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:a::1/64 + 198.18.0.1/24
@@ -28,6 +30,8 @@ const PREFIX: &str = "fd00:6464::/96";
 const SERVER4: &str = "198.19.0.2";
 /// `SERVER4` embedded in the prefix.
 const SERVER6: &str = "fd00:6464::c613:2";
+/// The server's own IPv6 address, given back for the `direct6` mode only.
+const SRV6: &str = "fd00:b::2";
 
 /// [`topo::Path3`] plus IPv4: the client dual-stack (for the direct IPv4 limit), the server
 /// IPv4 only (its IPv6 address is removed).
@@ -62,6 +66,28 @@ impl Topo {
         Ok(Self(t))
     }
 
+    /// Gives the server its IPv6 address and route back (`topo::SRV`, via the node), for the
+    /// native IPv6 reference.
+    fn restore_ipv6(&self) -> anyhow::Result<()> {
+        self.to_srv.b.ip(&[
+            "addr",
+            "add",
+            &format!("{}/64", super::topo::SRV),
+            "dev",
+            "{}",
+            "nodad",
+        ])?;
+        self.srv.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &super::topo::NODE_SRV.to_string(),
+        ])?;
+        Ok(())
+    }
+
     fn hc6(&self) -> &str {
         self.ncli()
     }
@@ -86,6 +112,11 @@ impl Scenario for Nat64 {
                 name: "direct4",
                 role: Role::Limit,
                 about: "no translation: the client uses IPv4 through the same node",
+            },
+            Mode {
+                name: "direct6",
+                role: Role::Peer,
+                about: "no translation: native IPv6 to the server's IPv6 address, same node",
             },
             Mode {
                 name: "tayga",
@@ -117,6 +148,10 @@ impl Scenario for Nat64 {
         let pins = PinDir::new()?;
         let (dst, _tayga) = match mode.name {
             "direct4" => (SERVER4, None),
+            "direct6" => {
+                t.restore_ipv6()?;
+                (SRV6, None)
+            }
             "tayga" => (SERVER6, Some(Tayga::start(&t)?)),
             "sixlane" => {
                 sixlane(&t, &pins, ctx)?;
@@ -126,7 +161,12 @@ impl Scenario for Nat64 {
         };
         // The path works (and neighbours are resolved) before anything is measured.
         t.cli.exec("ping", &["-c", "1", "-W", "5", dst])?;
-        let values = measure(&t, ctx, dst)?;
+        let listen = if mode.name == "direct6" {
+            SRV6
+        } else {
+            SERVER4
+        };
+        let values = measure(&t, ctx, dst, listen)?;
         if mode.name == "sixlane" {
             let out = sixlane_counters(&pins, ctx)?;
             if out == 0 {
@@ -248,14 +288,17 @@ impl Drop for Tayga {
 }
 
 /// iperf3 with 1 and 4 streams, kbench CRR and RR (see `measure`), towards `dst`.
-fn measure(t: &Topo, ctx: &Ctx, dst: &str) -> anyhow::Result<Values> {
+fn measure(t: &Topo, ctx: &Ctx, dst: &str, listen: &str) -> anyhow::Result<Values> {
     let mut v = Values::new();
     for (name, streams) in [("throughput_1", 1), ("throughput_4", 4)] {
         v.insert(name, measure::iperf3(&t.cli, &t.srv, ctx, dst, streams)?);
     }
     let ip: std::net::IpAddr = dst.parse().with_context(|| format!("address {dst}"))?;
     let to = SocketAddr::from((ip, KB_PORT));
-    let _server = KbServer::start(&t.srv, ctx, format!("{SERVER4}:{KB_PORT}").parse()?)?;
+    let listen: std::net::IpAddr = listen
+        .parse()
+        .with_context(|| format!("address {listen}"))?;
+    let _server = KbServer::start(&t.srv, ctx, SocketAddr::from((listen, KB_PORT)))?;
     let crr = measure::crr(&t.cli, ctx, to)?;
     v.insert("crr_rate", crr.rate);
     v.insert("crr_p50", crr.p50_us);

@@ -258,6 +258,11 @@ fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason
         };
         s.bkey.port = port;
         set_v4(&mut s.bkey.addr, *addr);
+        // A port visibly taken is skipped with a lookup: a failed insert into an LRU map costs
+        // a free-list round trip and, on a full map, an eviction.
+        if BIB.get_ptr(&s.bkey).is_some() {
+            continue;
+        }
         // NOEXIST makes the reservation atomic between CPUs.
         if BIB.insert(&s.bkey, &s.bval, u64::from(BPF_NOEXIST)).is_ok() {
             m.t_addr = *addr;
