@@ -77,8 +77,9 @@ pub struct Session {
     pub state: u8,
     pub flags: u8,
     /// IN entries of sessions a local pod opened: the host-side veth it sent from (0 = unknown,
-    /// and always 0 in OUT entries). Replies go straight into that pod (`bpf_redirect_peer`)
-    /// while the node's route to it still leads out of that veth.
+    /// and always 0 in OUT entries). Replies go straight back into that pod
+    /// (`bpf_redirect_peer`) through its learned link ([`PodLink`]) while that veth exists, else
+    /// while the node's route to the pod still leads out of it.
     pub ifindex: u32,
     /// Last packet in this entry's direction (`bpf_ktime_get_coarse_ns`,
     /// CLOCK_MONOTONIC_COARSE).
