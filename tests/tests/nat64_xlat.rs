@@ -1772,6 +1772,26 @@ fn in_session(e: &Env, t: u16) -> sixlane_common::nat64::maps::Session {
         .expect("IN session entry")
 }
 
+/// SRV:53's UDP reply to POD's session (x ↔ t) run through the uplink program, and the packet
+/// the pod must get.
+fn udp_reply(e: &mut Env, x: u16, t: u16) -> (Out, Vec<u8>) {
+    let down = n::udp(53, t, b"answer", Pseudo::V4(SRV, POOL), false);
+    let out = e.run(
+        PROG_FROM_UPLINK,
+        &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
+    );
+    let want = e.to_pod(&n::ipv6(
+        0,
+        0,
+        63,
+        srv6(),
+        POD,
+        n::UDP,
+        &n::udp(53, x, b"answer", Pseudo::V6(srv6(), POD), false),
+    ));
+    (out, want)
+}
+
 /// Replies of sessions a local pod opened go straight into that pod (`bpf_redirect_peer`,
 /// counted `nat64_in_peer`: the session remembers the pod's veth and the node's route to the
 /// pod still leaves through it). Sessions opened through the uplink (pods of route-mode nodes)
@@ -1785,27 +1805,10 @@ fn replies_go_straight_into_the_pod_that_opened_the_session() {
         services::{Config, config_flags},
     };
     let mut e = env(&default_cfg());
-    let reply = |e: &mut Env, x: u16, t: u16| {
-        let down = n::udp(53, t, b"answer", Pseudo::V4(SRV, POOL), false);
-        let out = e.run(
-            PROG_FROM_UPLINK,
-            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
-        );
-        let want = e.to_pod(&n::ipv6(
-            0,
-            0,
-            63,
-            srv6(),
-            POD,
-            n::UDP,
-            &n::udp(53, x, b"answer", Pseudo::V6(srv6(), POD), false),
-        ));
-        (out, want)
-    };
 
     let t = e.udp_session(POD, 40010, 53);
     assert_eq!(in_session(&e, t).ifindex, e.node.pod_if);
-    let (out, want) = reply(&mut e, 40010, t);
+    let (out, want) = udp_reply(&mut e, 40010, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
 
     // The same pod's datagram arriving on the uplink (routed here by a node without IPv4).
@@ -1820,7 +1823,7 @@ fn replies_go_straight_into_the_pod_that_opened_the_session() {
     assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
     let t2 = v4_sport(&out.pkt);
     assert_eq!(in_session(&e, t2).ifindex, 0, "no pod veth is known");
-    let (out, want) = reply(&mut e, 40011, t2);
+    let (out, want) = udp_reply(&mut e, 40011, t2);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 
     // Fast path off (`services.podFastPath: false`): the session still records the veth, the
@@ -1832,7 +1835,7 @@ fn replies_go_straight_into_the_pod_that_opened_the_session() {
         c.flags = config_flags::NO_POD_FAST_PATH;
         cfg.set(0, c, 0).unwrap();
     }
-    let (out, want) = reply(&mut e, 40010, t);
+    let (out, want) = udp_reply(&mut e, 40010, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 }
 
@@ -1849,23 +1852,6 @@ fn replies_follow_the_link_the_pod_sent_from() {
         nat64::maps::{DIR_IN, PodLink, Session, SessionKey},
     };
     let mut e = env(&default_cfg());
-    let reply = |e: &mut Env, x: u16, t: u16| {
-        let down = n::udp(53, t, b"answer", Pseudo::V4(SRV, POOL), false);
-        let out = e.run(
-            PROG_FROM_UPLINK,
-            &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::UDP, &down)),
-        );
-        let want = e.to_pod(&n::ipv6(
-            0,
-            0,
-            63,
-            srv6(),
-            POD,
-            n::UDP,
-            &n::udp(53, x, b"answer", Pseudo::V6(srv6(), POD), false),
-        ));
-        (out, want)
-    };
 
     let t = e.udp_session(POD, 40020, 53);
     {
@@ -1887,7 +1873,7 @@ fn replies_follow_the_link_the_pod_sent_from() {
         .a
         .ip(&["-6", "route", "del", &format!("{POD}/128"), "dev", "{}"])
         .unwrap();
-    let (out, want) = reply(&mut e, 40020, t);
+    let (out, want) = udp_reply(&mut e, 40020, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64InPeer);
 
     // A session recorded on a veth that no longer exists: the node's routes decide (restored,
@@ -1915,6 +1901,6 @@ fn replies_follow_the_link_the_pod_sent_from() {
         let l = links.get(&e.node.pod_if, 0).unwrap();
         links.insert(gone, l, 0).unwrap();
     }
-    let (out, want) = reply(&mut e, 40020, t);
+    let (out, want) = udp_reply(&mut e, 40020, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 }
