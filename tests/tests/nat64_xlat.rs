@@ -71,6 +71,15 @@ fn default_cfg() -> Nat64Config {
     )
 }
 
+/// A port (or echo identifier) of `default_cfg`'s range that none of `taken` uses: bindings
+/// land anywhere in the range (keyed hash), so "no session here" needs a port known to be free.
+fn free_port(taken: &[u16]) -> u16 {
+    (61001..=61100)
+        .rev()
+        .find(|p| !taken.contains(p))
+        .expect("a free port")
+}
+
 /// One packet through a program, in the node's namespace.
 struct Out {
     verdict: i32,
@@ -483,7 +492,16 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         )),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
-    let seg = n::tcp(80, 61050, 1, 0, flags::SYN, &[], &[], Pseudo::V4(SRV, POOL));
+    let seg = n::tcp(
+        80,
+        free_port(&[t]),
+        1,
+        0,
+        flags::SYN,
+        &[],
+        &[],
+        Pseudo::V4(SRV, POOL),
+    );
     let out = e.run(
         PROG_FROM_UPLINK,
         &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg)),
@@ -562,7 +580,7 @@ fn icmp_echo_both_ways_with_identifier_mapping() {
         &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &req4)),
     );
     check(&out, verdict::NEXT, None, Reason::Pass);
-    let rep4 = n::icmp(0, 0, n::echo_rest(61099, 1), b"", Pseudo::None);
+    let rep4 = n::icmp(0, 0, n::echo_rest(free_port(&[id]), 1), b"", Pseudo::None);
     let out = e.run(
         PROG_FROM_UPLINK,
         &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::ICMP, &rep4)),
