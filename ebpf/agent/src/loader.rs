@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 use aya::{
     Ebpf, EbpfLoader, PinningType,
     maps::MapInfo,
-    programs::{Program, SchedClassifier, TcAttachType},
+    programs::{Program, ProgramError, SchedClassifier, TcAttachType},
 };
 use tracing::{debug, info, warn};
 
@@ -39,6 +39,38 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
+/// Attempts at a program load the kernel interrupted (as libbpf makes).
+const LOAD_ATTEMPTS: usize = 5;
+
+/// Runs `load` again while it fails with `EAGAIN` (`errno` read by `os_error`), up to
+/// [`LOAD_ATTEMPTS`] times. The verifier gives up with `EAGAIN` whenever a signal is pending for
+/// the loading thread (a child process exiting, a timer), which a large program's
+/// verification time makes likely in a busy process; a failed load leaves the program
+/// unloaded, so it can be retried.
+fn retry_interrupted<E>(
+    mut load: impl FnMut() -> std::result::Result<(), E>,
+    os_error: impl Fn(&E) -> Option<i32>,
+) -> std::result::Result<(), E> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(e) if os_error(&e) == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS => {
+                debug!(attempt, "program load interrupted; retrying");
+                attempt += 1;
+            }
+            res => return res,
+        }
+    }
+}
+
+/// The `errno` of a failed `BPF_PROG_LOAD`.
+fn load_errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
 impl Datapath {
     /// Loads the embedded object (see [`crate::object`]).
     pub fn load(layout: &PinLayout, opts: &LoadOptions) -> Result<Self> {
@@ -64,8 +96,8 @@ impl Datapath {
 
         for (name, program) in ebpf.programs_mut() {
             let res = match program {
-                Program::SchedClassifier(p) => p.load(),
-                Program::Xdp(p) => p.load(),
+                Program::SchedClassifier(p) => retry_interrupted(|| p.load(), load_errno),
+                Program::Xdp(p) => retry_interrupted(|| p.load(), load_errno),
                 other => {
                     warn!(program = name, kind = ?other.prog_type(), "skipping program of unexpected type");
                     continue;
@@ -320,4 +352,58 @@ fn check_pinned_maps(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::{LOAD_ATTEMPTS, retry_interrupted};
+
+    fn errno(e: &io::Error) -> Option<i32> {
+        e.raw_os_error()
+    }
+
+    #[test]
+    fn interrupted_loads_are_retried_then_given_up() {
+        // Interrupted twice, then loaded.
+        let mut calls = 0;
+        let r = retry_interrupted(
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+                } else {
+                    Ok(())
+                }
+            },
+            errno,
+        );
+        assert!(r.is_ok());
+        assert_eq!(calls, 3);
+
+        // Always interrupted: the last error after LOAD_ATTEMPTS tries.
+        let mut calls = 0;
+        let r = retry_interrupted(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EAGAIN))
+            },
+            errno,
+        );
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EAGAIN));
+        assert_eq!(calls, LOAD_ATTEMPTS);
+
+        // A verifier rejection is final at once.
+        let mut calls = 0;
+        let r = retry_interrupted(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EACCES))
+            },
+            errno,
+        );
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EACCES));
+        assert_eq!(calls, 1);
+    }
 }

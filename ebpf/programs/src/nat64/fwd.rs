@@ -130,7 +130,8 @@ pub fn lookup6(
 }
 
 /// Records the Ethernet addresses of the pod behind host-side veth `pod_if` from a packet it
-/// sent (called when one of its sessions is created, so at most once per new session).
+/// sent (called when one of its sessions is created or refreshed: at most once per session and
+/// second).
 #[inline(always)]
 pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
     let Ok(eth) = pkt::load::<[u8; 12]>(ctx, 0) else {
