@@ -360,50 +360,31 @@ mod tests {
 
     use super::{LOAD_ATTEMPTS, retry_interrupted};
 
-    fn errno(e: &io::Error) -> Option<i32> {
-        e.raw_os_error()
+    /// Retries a load that fails with `errnos` in turn, then succeeds: the outcome's errno
+    /// (None = loaded) and the number of attempts made.
+    fn outcome(errnos: &[i32]) -> (Option<i32>, usize) {
+        let mut calls = 0;
+        let r = retry_interrupted(
+            || {
+                calls += 1;
+                match errnos.get(calls - 1) {
+                    Some(&e) => Err(io::Error::from_raw_os_error(e)),
+                    None => Ok(()),
+                }
+            },
+            io::Error::raw_os_error,
+        );
+        (r.err().and_then(|e| e.raw_os_error()), calls)
     }
 
     #[test]
     fn interrupted_loads_are_retried_then_given_up() {
         // Interrupted twice, then loaded.
-        let mut calls = 0;
-        let r = retry_interrupted(
-            || {
-                calls += 1;
-                if calls < 3 {
-                    Err(io::Error::from_raw_os_error(libc::EAGAIN))
-                } else {
-                    Ok(())
-                }
-            },
-            errno,
-        );
-        assert!(r.is_ok());
-        assert_eq!(calls, 3);
-
+        assert_eq!(outcome(&[libc::EAGAIN, libc::EAGAIN]), (None, 3));
         // Always interrupted: the last error after LOAD_ATTEMPTS tries.
-        let mut calls = 0;
-        let r = retry_interrupted(
-            || {
-                calls += 1;
-                Err(io::Error::from_raw_os_error(libc::EAGAIN))
-            },
-            errno,
-        );
-        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EAGAIN));
-        assert_eq!(calls, LOAD_ATTEMPTS);
-
+        let always = [libc::EAGAIN; LOAD_ATTEMPTS + 1];
+        assert_eq!(outcome(&always), (Some(libc::EAGAIN), LOAD_ATTEMPTS));
         // A verifier rejection is final at once.
-        let mut calls = 0;
-        let r = retry_interrupted(
-            || {
-                calls += 1;
-                Err(io::Error::from_raw_os_error(libc::EACCES))
-            },
-            errno,
-        );
-        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EACCES));
-        assert_eq!(calls, 1);
+        assert_eq!(outcome(&[libc::EACCES]), (Some(libc::EACCES), 1));
     }
 }
