@@ -63,6 +63,35 @@ fn retry_interrupted<E>(
     }
 }
 
+/// Blocks every blockable signal in the calling thread until dropped. The verifier abandons a
+/// load with `EAGAIN` whenever a signal is pending for the loading thread, and verifying the
+/// large programs takes long enough for a busy process to be hit every time. Meanwhile a
+/// signal for the process goes to another thread, or waits until the mask is restored.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> Self {
+        // SAFETY: plain libc calls on sets owned here; sigset_t is plain data (zeroed, then
+        // filled/written by libc).
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            Self(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this same thread.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 /// The `errno` of a failed `BPF_PROG_LOAD`.
 fn load_errno(e: &ProgramError) -> Option<i32> {
     match e {
@@ -95,6 +124,7 @@ impl Datapath {
         let mut ebpf = loader.load(object)?;
 
         for (name, program) in ebpf.programs_mut() {
+            let _quiet = SignalsBlocked::new();
             let res = match program {
                 Program::SchedClassifier(p) => retry_interrupted(|| p.load(), load_errno),
                 Program::Xdp(p) => retry_interrupted(|| p.load(), load_errno),
@@ -375,6 +405,25 @@ mod tests {
             io::Error::raw_os_error,
         );
         (r.err().and_then(|e| e.raw_os_error()), calls)
+    }
+
+    fn blocked(sig: i32) -> bool {
+        // SAFETY: queries this thread's mask into a set owned here.
+        unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+            libc::sigismember(&cur, sig) == 1
+        }
+    }
+
+    #[test]
+    fn signals_are_blocked_while_loading_and_restored_after() {
+        assert!(!blocked(libc::SIGTERM));
+        {
+            let _quiet = super::SignalsBlocked::new();
+            assert!(blocked(libc::SIGTERM) && blocked(libc::SIGCHLD));
+        }
+        assert!(!blocked(libc::SIGTERM) && !blocked(libc::SIGCHLD));
     }
 
     #[test]
