@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 use aya::{
     Ebpf, EbpfLoader, PinningType,
     maps::MapInfo,
-    programs::{Program, ProgramError, SchedClassifier, TcAttachType},
+    programs::{Program, SchedClassifier, TcAttachType},
 };
 use tracing::{debug, info, warn};
 
@@ -39,34 +39,11 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-/// Attempts at a program load the kernel interrupted (as libbpf makes).
-const LOAD_ATTEMPTS: usize = 5;
-
-/// Runs `load` again while it fails with `EAGAIN` (`errno` read by `os_error`), up to
-/// [`LOAD_ATTEMPTS`] times. The verifier gives up with `EAGAIN` whenever a signal is pending for
-/// the loading thread (a child process exiting, a timer), which a large program's
-/// verification time makes likely in a busy process; a failed load leaves the program
-/// unloaded, so it can be retried.
-fn retry_interrupted<E>(
-    mut load: impl FnMut() -> std::result::Result<(), E>,
-    os_error: impl Fn(&E) -> Option<i32>,
-) -> std::result::Result<(), E> {
-    let mut attempt = 1;
-    loop {
-        match load() {
-            Err(e) if os_error(&e) == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS => {
-                debug!(attempt, "program load interrupted; retrying");
-                attempt += 1;
-            }
-            res => return res,
-        }
-    }
-}
-
 /// Blocks every blockable signal in the calling thread until dropped. The verifier abandons a
-/// load with `EAGAIN` whenever a signal is pending for the loading thread, and verifying the
-/// large programs takes long enough for a busy process to be hit every time. Meanwhile a
-/// signal for the process goes to another thread, or waits until the mask is restored.
+/// load with `EAGAIN` whenever a signal is pending for the loading thread (a child process
+/// exiting, a timer), and verifying the large programs takes long enough for a busy process to
+/// be hit again on every retry. Meanwhile a signal for the process goes to another thread, or
+/// waits until the mask is restored.
 struct SignalsBlocked(libc::sigset_t);
 
 impl SignalsBlocked {
@@ -89,14 +66,6 @@ impl Drop for SignalsBlocked {
         unsafe {
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
         }
-    }
-}
-
-/// The `errno` of a failed `BPF_PROG_LOAD`.
-fn load_errno(e: &ProgramError) -> Option<i32> {
-    match e {
-        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
-        _ => None,
     }
 }
 
@@ -123,11 +92,11 @@ impl Datapath {
         }
         let mut ebpf = loader.load(object)?;
 
+        let quiet = SignalsBlocked::new();
         for (name, program) in ebpf.programs_mut() {
-            let _quiet = SignalsBlocked::new();
             let res = match program {
-                Program::SchedClassifier(p) => retry_interrupted(|| p.load(), load_errno),
-                Program::Xdp(p) => retry_interrupted(|| p.load(), load_errno),
+                Program::SchedClassifier(p) => p.load(),
+                Program::Xdp(p) => p.load(),
                 other => {
                     warn!(program = name, kind = ?other.prog_type(), "skipping program of unexpected type");
                     continue;
@@ -140,6 +109,7 @@ impl Datapath {
             pin_program(program, name, &layout.prog(name))?;
             debug!(program = name, "loaded and pinned");
         }
+        drop(quiet);
         let mut dp = Self {
             ebpf,
             layout: layout.clone(),
@@ -386,27 +356,6 @@ fn check_pinned_maps(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> R
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-
-    use super::{LOAD_ATTEMPTS, retry_interrupted};
-
-    /// Retries a load that fails with `errnos` in turn, then succeeds: the outcome's errno
-    /// (None = loaded) and the number of attempts made.
-    fn outcome(errnos: &[i32]) -> (Option<i32>, usize) {
-        let mut calls = 0;
-        let r = retry_interrupted(
-            || {
-                calls += 1;
-                match errnos.get(calls - 1) {
-                    Some(&e) => Err(io::Error::from_raw_os_error(e)),
-                    None => Ok(()),
-                }
-            },
-            io::Error::raw_os_error,
-        );
-        (r.err().and_then(|e| e.raw_os_error()), calls)
-    }
-
     fn blocked(sig: i32) -> bool {
         // SAFETY: queries this thread's mask into a set owned here.
         unsafe {
@@ -424,16 +373,5 @@ mod tests {
             assert!(blocked(libc::SIGTERM) && blocked(libc::SIGCHLD));
         }
         assert!(!blocked(libc::SIGTERM) && !blocked(libc::SIGCHLD));
-    }
-
-    #[test]
-    fn interrupted_loads_are_retried_then_given_up() {
-        // Interrupted twice, then loaded.
-        assert_eq!(outcome(&[libc::EAGAIN, libc::EAGAIN]), (None, 3));
-        // Always interrupted: the last error after LOAD_ATTEMPTS tries.
-        let always = [libc::EAGAIN; LOAD_ATTEMPTS + 1];
-        assert_eq!(outcome(&always), (Some(libc::EAGAIN), LOAD_ATTEMPTS));
-        // A verifier rejection is final at once.
-        assert_eq!(outcome(&[libc::EACCES]), (Some(libc::EACCES), 1));
     }
 }
