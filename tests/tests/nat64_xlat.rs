@@ -1922,3 +1922,108 @@ fn replies_follow_the_link_the_pod_sent_from() {
     let (out, want) = udp_reply(&mut e, 40020, t);
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 }
+
+/// Pins the calling thread to the CPU it runs on until dropped: the route slots
+/// (`fwd::lookup4_cached`) are per CPU, so packets meant to share one must run on one CPU.
+struct OnOneCpu(nix::sched::CpuSet);
+
+impl OnOneCpu {
+    fn new() -> Self {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+        use nix::unistd::Pid;
+        let before = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+        // SAFETY: plain libc call without arguments.
+        let cpu = unsafe { nix::libc::sched_getcpu() };
+        let mut one = CpuSet::new();
+        one.set(usize::try_from(cpu).expect("cpu"))
+            .expect("cpu in set");
+        sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
+        Self(before)
+    }
+}
+
+impl Drop for OnOneCpu {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}
+
+/// Translated packets reuse the route their flow's previous packet looked up on the same CPU
+/// for at most 100 ms (`fwd::ROUTE_TTL_NS`): a neighbour change reaches the flow after that
+/// time, and a packet larger than any the reused route was checked for is looked up at once
+/// (here: too big for the lowered uplink MTU → Packet Too Big straight away).
+#[test]
+fn outbound_routes_are_reused_briefly_and_never_for_larger_packets() {
+    let mut e = env(&default_cfg());
+    let gw = e.node.gw_mac;
+    let moved = [0x02, 0, 0, 0, 0x99, 0x99];
+    let set_gw = |e: &Env, mac: [u8; 6]| {
+        e.node
+            .uplink
+            .a
+            .ip(&[
+                "neigh",
+                "replace",
+                &n::GW4.to_string(),
+                "lladdr",
+                &n::fmt_mac(mac),
+                "dev",
+                "{}",
+                "nud",
+                "permanent",
+            ])
+            .unwrap();
+    };
+    let set_mtu = |e: &Env, mtu: u32| {
+        e.node
+            .uplink
+            .a
+            .ip(&["link", "set", "{}", "mtu", &mtu.to_string()])
+            .unwrap();
+    };
+    let frame = |e: &Env, len: usize| {
+        let up = n::udp(
+            40000,
+            53,
+            &vec![1u8; len - 48],
+            Pseudo::V6(POD, srv6()),
+            false,
+        );
+        e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::UDP, &up))
+    };
+    let dmac = |p: &[u8]| <[u8; 6]>::try_from(&p[..6]).unwrap();
+    let small = frame(&e, 1000);
+    let large = frame(&e, 1400);
+    let _pin = OnOneCpu::new();
+    // The machine may be too slow to send three packets within the reuse time: retried.
+    let mut shown = false;
+    for _ in 0..5 {
+        set_gw(&e, gw);
+        set_mtu(&e, 1500);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let t0 = std::time::Instant::now();
+        let (v, first) = e.run_fast(PROG_FROM_POD, &small);
+        assert_eq!((v, dmac(&first)), (verdict::REDIRECT, gw), "looked up");
+        set_gw(&e, moved);
+        set_mtu(&e, 1300);
+        let (v, second) = e.run_fast(PROG_FROM_POD, &small);
+        let (v2, third) = e.run_fast(PROG_FROM_POD, &large);
+        if t0.elapsed() >= std::time::Duration::from_millis(60) {
+            continue;
+        }
+        assert_eq!((v, dmac(&second)), (verdict::REDIRECT, gw), "route reused");
+        // 1400 bytes of IPv6 → 1380 of IPv4 > 1300: PTB 1320, though the route was fresh.
+        assert_eq!(v2, verdict::REDIRECT);
+        assert_eq!(&third[14 + 40..14 + 40 + 2], &[2, 0], "Packet Too Big");
+        assert_eq!(&third[14 + 44..14 + 48], &1320u32.to_be_bytes());
+        shown = true;
+        break;
+    }
+    assert!(shown, "never sent three packets within 60 ms");
+    // Once the reuse time is over, the flow follows the new neighbour.
+    set_mtu(&e, 1500);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let out = e.run(PROG_FROM_POD, &small);
+    assert_eq!(dmac(&out.pkt), moved, "looked up again");
+    assert_eq!(out.counted, [(Reason::Nat64Out.name(), 1)].into());
+}

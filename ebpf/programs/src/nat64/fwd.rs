@@ -3,6 +3,10 @@
 //! neighbour is unresolved). Lookups run before the packet is rewritten, so a route or MTU
 //! problem can still be answered with an ICMP error about the original packet. The parameters
 //! and result stay in the scratch area until [`send`].
+//!
+//! Outbound translated packets reuse a route looked up on the same CPU within the last
+//! [`ROUTE_TTL_NS`] ([`lookup4_cached`]): the lookup is a fifth of the pod program's time, and a
+//! flow sends many packets to one destination.
 
 use aya_ebpf::{
     bindings::{
@@ -101,6 +105,83 @@ pub fn lookup4(
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
     run(ctx, fib)
+}
+
+/// Route results kept per CPU (in the scratch area), indexed by destination.
+pub const ROUTE_SLOTS: usize = 64;
+/// How long a looked-up route is reused: route, neighbour and MTU changes reach established
+/// flows within this time (a new lookup runs for any other destination, source, ingress device
+/// or a larger packet).
+pub const ROUTE_TTL_NS: u64 = 100_000_000;
+
+/// One reusable IPv4 route: a `BPF_FIB_LKUP_RET_SUCCESS` result for (`src`, `dst`, `iif`) and
+/// the largest packet it was checked for (`ok_len`, IPv4 total length).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RouteSlot {
+    dst: [u8; 4],
+    src: [u8; 4],
+    iif: u32,
+    oif: u32,
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    ok_len: u16,
+    _pad: u16,
+    /// `state::now()` of the lookup; 0 = empty.
+    stamp: u64,
+}
+
+#[inline(always)]
+fn route_slot(dst: [u8; 4]) -> usize {
+    // Fibonacci hashing: the high bits of the product mix all of the address.
+    (u32::from_ne_bytes(dst).wrapping_mul(0x9e37_79b1) >> 26) as usize & (ROUTE_SLOTS - 1)
+}
+
+/// [`lookup4`] for a translated packet of `tot_len` bytes (not 0), answered from this CPU's
+/// route slots while a lookup for the same source, destination and ingress device that fitted
+/// a packet at least as large is younger than [`ROUTE_TTL_NS`]. Only resolved routes are kept:
+/// unresolved neighbours, errors and too-big answers are looked up every time.
+#[inline(always)]
+pub fn lookup4_cached(
+    ctx: &TcContext,
+    fib: &mut bpf_fib_lookup,
+    slots: &mut [RouteSlot; ROUTE_SLOTS],
+    src: [u8; 4],
+    dst: [u8; 4],
+    tot_len: u16,
+) -> Route {
+    let iif = pkt::ifindex(ctx);
+    let t = super::state::now();
+    let slot = &mut slots[route_slot(dst)];
+    let same = slot.dst == dst
+        && slot.src == src
+        && slot.iif == iif
+        && slot.stamp != 0
+        && t.wrapping_sub(slot.stamp) < ROUTE_TTL_NS;
+    if same && tot_len <= slot.ok_len {
+        fib.ifindex = slot.oif;
+        fib.dmac = slot.dmac;
+        fib.smac = slot.smac;
+        return Route::Direct;
+    }
+    let r = lookup4(ctx, fib, src, dst, tot_len);
+    if r == Route::Direct {
+        // A larger packet that fits the same route widens the slot; anything else starts it.
+        let ok_len = if same && slot.oif == fib.ifindex && slot.dmac == fib.dmac {
+            tot_len.max(slot.ok_len)
+        } else {
+            tot_len
+        };
+        slot.dst = dst;
+        slot.src = src;
+        slot.iif = iif;
+        slot.oif = fib.ifindex;
+        slot.dmac = fib.dmac;
+        slot.smac = fib.smac;
+        slot.ok_len = ok_len;
+        slot.stamp = t;
+    }
+    r
 }
 
 /// Route for an IPv6 packet `src` → `dst` of `tot_len` bytes (0 = skip the MTU check).

@@ -6,6 +6,7 @@ use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
 use sixlane_common::nat64::header::{IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
 
 use super::{
+    fwd::{ROUTE_SLOTS, RouteSlot},
     icmperr::Plan,
     state::{Flow, InFlow, Keys, Mapping},
 };
@@ -69,6 +70,8 @@ pub struct Scratch {
     /// The IPv4-side flow being translated (here, not on the stack: the uplink program's call
     /// chain is close to the verifier's 512-byte limit).
     pub inflow: InFlow,
+    /// Recently looked-up routes of translated packets (`fwd::lookup4_cached`).
+    pub routes: [RouteSlot; ROUTE_SLOTS],
 }
 
 // Not pinned: transient, rebuilt with every load.
