@@ -137,10 +137,11 @@ fn route_slot(dst: [u8; 4]) -> usize {
     (u32::from_ne_bytes(dst).wrapping_mul(0x9e37_79b1) >> 26) as usize & (ROUTE_SLOTS - 1)
 }
 
-/// [`lookup4`] for a translated packet of `tot_len` bytes (not 0), answered from this CPU's
-/// route slots while a lookup for the same source, destination and ingress device that fitted
-/// a packet at least as large is younger than [`ROUTE_TTL_NS`]. Only resolved routes are kept:
-/// unresolved neighbours, errors and too-big answers are looked up every time.
+/// [`lookup4`] for a translated packet of `tot_len` bytes (not 0) at time `t` (`state::now()`),
+/// answered from this CPU's route slots while a lookup for the same source, destination and
+/// ingress device that fitted a packet at least as large is younger than [`ROUTE_TTL_NS`].
+/// Only resolved routes are kept: unresolved neighbours, errors and too-big answers are looked
+/// up every time.
 #[inline(always)]
 pub fn lookup4_cached(
     ctx: &TcContext,
@@ -149,9 +150,9 @@ pub fn lookup4_cached(
     src: [u8; 4],
     dst: [u8; 4],
     tot_len: u16,
+    t: u64,
 ) -> Route {
     let iif = pkt::ifindex(ctx);
-    let t = super::state::now();
     let slot = &mut slots[route_slot(dst)];
     let same = slot.dst == dst
         && slot.src == src

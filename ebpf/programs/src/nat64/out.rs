@@ -192,7 +192,7 @@ fn route(
     y: [u8; 4],
     len: u16,
 ) -> Result<Route, Done> {
-    match fwd::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len) {
+    match fwd::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
         Route::TooBig(mtu) => {
             let ptb = mtu.saturating_add(icmp::HDR_DIFF).max(icmp::IPV6_MIN_MTU);
             let e = error(icmp::v6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);

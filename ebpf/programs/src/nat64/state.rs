@@ -114,6 +114,8 @@ pub struct Mapping {
     /// The session was created or refreshed by this packet (at most once a second): a moment
     /// to (re)learn its pod's link (`fwd::learn_pod_link`), which heals an evicted one.
     pub learn: bool,
+    /// `now()` when the packet's session was looked up (one clock read per packet).
+    pub now: u64,
 }
 
 /// An IPv6-side packet's flow: (X', x) → (Y, y), and its TCP flags (0 for UDP and ICMP).
@@ -146,6 +148,7 @@ pub struct Keys {
 #[inline(never)]
 pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason {
     let t = now();
+    m.now = t;
     out_key(&mut s.skey, f.proto, &f.x_addr, f.x_port, f.y, f.y_port);
     if let Some(e) = SESSIONS.get_ptr_mut(&s.skey) {
         // SAFETY: pointer into the map value; concurrent writers only race on these plain
@@ -393,6 +396,7 @@ pub fn peek_out(
         t_addr: first4(&e.addr),
         t_port: e.port,
         learn: false,
+        now: 0,
     })
 }
 
