@@ -39,7 +39,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
     let Some(s) = scratch::get() else {
         return Done::NOT_OURS;
     };
-    if pkt::load_into(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
+    if pkt::load_into_fast(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
         return Done::NOT_OURS;
     }
     s.ip4.parse_into(&s.hdr4);
@@ -60,7 +60,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
         return Done::NOT_OURS;
     }
     let l4 = l3.l4_off;
-    let Ok(p) = pkt::load::<[u8; 4]>(ctx, l4) else {
+    let Ok(p) = pkt::load_fast::<[u8; 4]>(ctx, l4) else {
         return Done::NOT_OURS;
     };
     let (z_port, t_port) = (
@@ -71,8 +71,8 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
         return Done::NOT_OURS;
     }
     let tcp_flags = if l3.proto == PROTO_TCP {
-        pkt::load::<[u8; 1]>(ctx, l4 + 13)
-            .map(|b| b[0])
+        pkt::load_fast::<[u8; 2]>(ctx, l4 + 12)
+            .map(|b| b[1])
             .unwrap_or(0)
     } else {
         0
@@ -229,9 +229,9 @@ fn translate_inner(
             0
         };
         let h: [u8; 14] = if proto == PROTO_TCP {
-            pkt::load(ctx, l4)?
+            pkt::load_fast(ctx, l4)?
         } else {
-            let u: [u8; 8] = pkt::load(ctx, l4)?;
+            let u: [u8; 8] = pkt::load_fast(ctx, l4)?;
             [
                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], 0, 0, 0, 0, 0, 0,
             ]

@@ -48,7 +48,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         return Done::drop(Reason::Nat64Error);
     };
     s.flow.pod_if = pod_if;
-    if pkt::load_into(ctx, ETH_HLEN, &mut s.hdr6).is_err() {
+    if pkt::load_into_fast(ctx, ETH_HLEN, &mut s.hdr6).is_err() {
         return Done::drop(Reason::Nat64Malformed);
     }
     s.ip6.parse_into(&s.hdr6);
@@ -143,7 +143,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
     match proto {
         PROTO_TCP => {
             // Ports, data offset and flags in one load.
-            let b: [u8; 14] = pkt::load(ctx, l4).map_err(Done::drop)?;
+            let b: [u8; 14] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
@@ -151,7 +151,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
             f.l4_hlen = u16::from(b[12] >> 4) * 4;
         }
         PROTO_UDP => {
-            let b: [u8; 8] = pkt::load(ctx, l4).map_err(Done::drop)?;
+            let b: [u8; 8] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
             f.y_port = u16::from_be_bytes([b[2], b[3]]);

@@ -22,6 +22,29 @@ pub fn load<T>(ctx: &TcContext, off: usize) -> Res<T> {
     ctx.load(off).map_err(|_| Reason::Nat64Malformed)
 }
 
+/// [`load`] for the per-packet path: straight from the linear packet data when it is there
+/// (no helper call), else through `bpf_skb_load_bytes` (paged data). Only where the offset's
+/// bounds are plain to the verifier (it loses them for offsets derived after a check).
+#[inline(always)]
+pub fn load_fast<T: Copy>(ctx: &TcContext, off: usize) -> Res<T> {
+    if let Some(p) = crate::parse::ptr_at::<T>(ctx, off) {
+        // SAFETY: `ptr_at` checked that the whole `T` lies inside the packet data.
+        return Ok(unsafe { p.read_unaligned() });
+    }
+    load(ctx, off)
+}
+
+/// [`load_into`] for the per-packet path (see [`load_fast`]).
+#[inline(always)]
+pub fn load_into_fast<const N: usize>(ctx: &TcContext, off: usize, buf: &mut [u8; N]) -> Res<()> {
+    if let Some(p) = crate::parse::ptr_at::<[u8; N]>(ctx, off) {
+        // SAFETY: as in `load_fast`.
+        *buf = unsafe { p.read_unaligned() };
+        return Ok(());
+    }
+    load_into(ctx, off, buf)
+}
+
 /// Loads `N` bytes at `off` into `buf` (a scratch buffer).
 #[inline(always)]
 pub fn load_into<const N: usize>(ctx: &TcContext, off: usize, buf: &mut [u8; N]) -> Res<()> {
