@@ -107,8 +107,8 @@ pub fn lookup4(
     run(ctx, fib)
 }
 
-/// Route results kept per CPU (in the scratch area), indexed by destination.
-pub const ROUTE_SLOTS: usize = 64;
+/// Route results kept per CPU (in the scratch area), indexed by destination and ingress device.
+pub const ROUTE_SLOTS: usize = 256;
 /// How long a looked-up route is reused: route, neighbour and MTU changes reach established
 /// flows within this time (a new lookup runs for any other destination, source, ingress device
 /// or a larger packet).
@@ -132,9 +132,12 @@ pub struct RouteSlot {
 }
 
 #[inline(always)]
-fn route_slot(dst: [u8; 4]) -> usize {
-    // Fibonacci hashing: the high bits of the product mix all of the address.
-    (u32::from_ne_bytes(dst).wrapping_mul(0x9e37_79b1) >> 26) as usize & (ROUTE_SLOTS - 1)
+fn route_slot(dst: [u8; 4], iif: u32) -> usize {
+    // Pods of a node sending to one destination take different slots (the ingress device is
+    // part of the route's key). Fibonacci hashing: the product's high bits mix every input bit.
+    let h = u32::from_ne_bytes(dst) ^ iif.wrapping_mul(0x85eb_ca6b);
+    (h.wrapping_mul(0x9e37_79b1) >> (32 - ROUTE_SLOTS.trailing_zeros())) as usize
+        & (ROUTE_SLOTS - 1)
 }
 
 /// [`lookup4`] for a translated packet of `tot_len` bytes (not 0) at time `t` (`state::now()`),
@@ -153,7 +156,7 @@ pub fn lookup4_cached(
     t: u64,
 ) -> Route {
     let iif = pkt::ifindex(ctx);
-    let slot = &mut slots[route_slot(dst)];
+    let slot = &mut slots[route_slot(dst, iif)];
     let same = slot.dst == dst
         && slot.src == src
         && slot.iif == iif
