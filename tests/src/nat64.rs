@@ -306,20 +306,7 @@ impl XlatNode {
         let gw_mac = mac_of(&uplink.b);
         let pod_host_mac = mac_of(&pod.a);
         let pod_mac = mac_of(&pod.b);
-        uplink
-            .a
-            .ip(&[
-                "neigh",
-                "replace",
-                &GW4.to_string(),
-                "lladdr",
-                &fmt_mac(gw_mac),
-                "dev",
-                "{}",
-                "nud",
-                "permanent",
-            ])
-            .expect("gateway neighbour");
+        set_gateway_mac(&uplink.a, gw_mac);
         ns.ip(&["route", "add", "default", "via", &GW4.to_string()])
             .expect("default route");
         route_pods(&pod.a, pods, pod_mac);
@@ -338,6 +325,22 @@ impl XlatNode {
             pod_mac,
         }
     }
+}
+
+/// Makes `mac` the IPv4 gateway's (`GW4`) permanent neighbour entry on uplink `end`.
+pub fn set_gateway_mac(end: &sixlane_testkit::veth::End, mac: [u8; 6]) {
+    end.ip(&[
+        "neigh",
+        "replace",
+        &GW4.to_string(),
+        "lladdr",
+        &fmt_mac(mac),
+        "dev",
+        "{}",
+        "nud",
+        "permanent",
+    ])
+    .expect("gateway neighbour");
 }
 
 /// A /128 route through `end` and a permanent neighbour entry (MAC `mac`) for each of `pods`, as

@@ -1957,23 +1957,7 @@ fn outbound_routes_are_reused_briefly_and_never_for_larger_packets() {
     let mut e = env(&default_cfg());
     let gw = e.node.gw_mac;
     let moved = [0x02, 0, 0, 0, 0x99, 0x99];
-    let set_gw = |e: &Env, mac: [u8; 6]| {
-        e.node
-            .uplink
-            .a
-            .ip(&[
-                "neigh",
-                "replace",
-                &n::GW4.to_string(),
-                "lladdr",
-                &n::fmt_mac(mac),
-                "dev",
-                "{}",
-                "nud",
-                "permanent",
-            ])
-            .unwrap();
-    };
+    let set_gw = |e: &Env, mac: [u8; 6]| n::set_gateway_mac(&e.node.uplink.a, mac);
     let set_mtu = |e: &Env, mtu: u32| {
         e.node
             .uplink

@@ -219,7 +219,7 @@ pub fn lookup6(
 /// second).
 #[inline(always)]
 pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
-    let Ok(eth) = pkt::load::<[u8; 12]>(ctx, 0) else {
+    let Ok(eth) = pkt::load_fast::<[u8; 12]>(ctx, 0) else {
         return;
     };
     // The pod's packet: destination = the host side, source = the pod. Group addresses are
