@@ -329,18 +329,7 @@ impl XlatNode {
 
 /// Makes `mac` the IPv4 gateway's (`GW4`) permanent neighbour entry on uplink `end`.
 pub fn set_gateway_mac(end: &sixlane_testkit::veth::End, mac: [u8; 6]) {
-    end.ip(&[
-        "neigh",
-        "replace",
-        &GW4.to_string(),
-        "lladdr",
-        &fmt_mac(mac),
-        "dev",
-        "{}",
-        "nud",
-        "permanent",
-    ])
-    .expect("gateway neighbour");
+    permanent_neighbour(end, &GW4.to_string(), mac);
 }
 
 /// A /128 route through `end` and a permanent neighbour entry (MAC `mac`) for each of `pods`, as
@@ -349,19 +338,24 @@ pub fn route_pods(end: &sixlane_testkit::veth::End, pods: &[Ipv6Addr], mac: [u8;
     for p in pods {
         end.ip(&["-6", "route", "add", &format!("{p}/128"), "dev", "{}"])
             .expect("pod route");
-        end.ip(&[
-            "neigh",
-            "replace",
-            &p.to_string(),
-            "lladdr",
-            &fmt_mac(mac),
-            "dev",
-            "{}",
-            "nud",
-            "permanent",
-        ])
-        .expect("pod neighbour");
+        permanent_neighbour(end, &p.to_string(), mac);
     }
+}
+
+/// A static neighbour entry (`addr` at `mac`) on `end`, so FIB lookups resolve without ARP/ND.
+fn permanent_neighbour(end: &sixlane_testkit::veth::End, addr: &str, mac: [u8; 6]) {
+    end.ip(&[
+        "neigh",
+        "replace",
+        addr,
+        "lladdr",
+        &fmt_mac(mac),
+        "dev",
+        "{}",
+        "nud",
+        "permanent",
+    ])
+    .unwrap_or_else(|e| panic!("neighbour {addr}: {e}"));
 }
 
 pub fn fmt_mac(m: [u8; 6]) -> String {
