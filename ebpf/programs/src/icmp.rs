@@ -321,7 +321,8 @@ fn build_unreachable(ctx: &TcContext) -> Result<i32, i64> {
     ctx.store(ETH_HLEN, &ip, 0)?;
     ctx.store(SRC_OFF, &s.key.dst, 0)?;
     ctx.store(DST_OFF, &s.key.src, 0)?;
-    let icmp = [DEST_UNREACH, PORT_UNREACH, 0u8, 0, 0, 0, 0, 0];
+    // Built as one word: six zero bytes in an array literal became a `memset` call.
+    let icmp = ((u64::from(DEST_UNREACH) << 56) | (u64::from(PORT_UNREACH) << 48)).to_be_bytes();
     ctx.store(ETH_HLEN + IPV6_HLEN, &icmp, 0)?;
 
     // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message straight from packet memory.

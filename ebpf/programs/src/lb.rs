@@ -242,7 +242,10 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
         }
     }
     let scope = hook.scope()?;
-    s.svc = *service(&s.key.dst, s.key.dport, s.key.proto, scope)?;
+    crate::mem::copy(
+        &mut s.svc,
+        service(&s.key.dst, s.key.dport, s.key.proto, scope)?,
+    );
     if now == 0 {
         flags = tcp_flags(ctx, l3);
     }
@@ -439,7 +442,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     };
     let fwd = &mut s.fwd;
     fwd.new_src = s.key.src;
-    fwd.new_dst = b.addr;
+    crate::mem::copy(&mut fwd.new_dst, &b.addr);
     fwd.new_sport = s.key.sport;
     fwd.new_dport = b.port;
     fwd.flags = ct_flags::FORWARD | hook.bit();
@@ -487,7 +490,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
             }
         };
         let probe = &mut s.other;
-        probe.src = b.addr;
+        crate::mem::copy(&mut probe.src, &b.addr);
         probe.dst = snat_addr;
         probe.sport = b.port;
         probe.dport = 0;

@@ -1,13 +1,31 @@
-//! Zeroing without `memset`. The BPF backend turns struct-sized zeroing (`zeroed()`,
-//! `[0; N]` into a field) into calls to compiler_builtins' `memset`, a byte-at-a-time loop:
-//! 64 iterations for a FIB lookup's parameters on every packet. These helpers store whole
-//! words instead; the stores are volatile so LLVM cannot fold them back into a `memset` call.
+//! Zeroing without `memset`, copying without `memmove`. The BPF backend turns struct-sized
+//! zeroing (`zeroed()`, `[0; N]` into a field) into calls to compiler_builtins' `memset`, a
+//! byte-at-a-time loop: 64 iterations for a FIB lookup's parameters on every packet. These
+//! helpers store whole words instead; the stores are volatile so LLVM cannot fold them back
+//! into a `memset` call. Likewise an assignment between two places LLVM cannot prove apart
+//! (packet data, map values, the scratch area) becomes a `memmove` call, another byte loop;
+//! [`copy`] says they are apart, and a `memcpy` of known size is expanded inline.
 
 /// Sets every byte of `v` to zero, one 4-byte word at a time.
 #[inline(always)]
 pub fn zero<T: Copy>(v: &mut T) {
     // SAFETY: a reference is valid and aligned for all of T.
     unsafe { zero_raw(v as *mut T) }
+}
+
+/// Zeroes `slot` in place and returns it initialised: `core::mem::zeroed()` is a `memset` call,
+/// and zeroing a temporary and moving it out lets LLVM turn the move back into one.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (a plain-integer struct).
+#[inline(always)]
+pub unsafe fn zero_in<T: Copy>(slot: &mut core::mem::MaybeUninit<T>) -> &mut T {
+    // SAFETY: `slot` is valid for writes of a `T`; every byte is written, and the caller
+    // vouches that zero bytes are a valid `T`.
+    unsafe {
+        zero_raw(slot.as_mut_ptr());
+        slot.assume_init_mut()
+    }
 }
 
 /// # Safety
@@ -32,4 +50,12 @@ pub fn zero_tail<const N: usize>(out: &mut [u8; N], from: usize) {
         // SAFETY: i < N: inside `out`.
         unsafe { p.add(i).write_volatile(0) };
     }
+}
+
+/// `*dst = *src` as a non-overlapping copy, expanded inline (see the module documentation).
+#[inline(always)]
+pub fn copy<T: Copy>(dst: &mut T, src: &T) {
+    // SAFETY: both are valid, aligned references to a `T`; a `&mut` never aliases another
+    // live reference, so the two do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, 1) }
 }

@@ -147,8 +147,9 @@ const AF_INET6: u8 = 10;
 /// already routed towards a frontend.
 #[inline(never)]
 pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
+    let mut slot = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
-    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    let p = unsafe { crate::mem::zero_in(&mut slot) };
     p.family = AF_INET6;
     p.l4_protocol = to.proto;
     p.sport = to.sport;
@@ -162,7 +163,7 @@ pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
     let rc = unsafe {
         fib_lookup(
             skb,
-            &mut p,
+            &mut *p,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
         )

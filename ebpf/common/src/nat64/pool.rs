@@ -22,8 +22,9 @@ const fn mix(h: u32, k: u32) -> u32 {
         .wrapping_add(0xe654_6b64)
 }
 
+/// murmur3's finaliser: a bijection of `u32` with full avalanche.
 #[inline(always)]
-const fn fmix(mut h: u32) -> u32 {
+pub(crate) const fn fmix(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;

@@ -316,8 +316,9 @@ pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
             }
         }
         Route::Neigh => {
+            let mut slot = core::mem::MaybeUninit::<bpf_redir_neigh>::uninit();
             // SAFETY: zeroed POD, then the next hop the lookup left in the dst field.
-            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            let nh = unsafe { crate::mem::zero_in(&mut slot) };
             // SAFETY: reading the union member of the family looked up.
             unsafe {
                 if fib.family == AF_INET6 {
@@ -332,7 +333,7 @@ pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
             unsafe {
                 bpf_redirect_neigh(
                     fib.ifindex,
-                    &mut nh,
+                    &mut *nh,
                     core::mem::size_of::<bpf_redir_neigh>() as i32,
                     0,
                 )

@@ -8,10 +8,7 @@
 //! outer header's room, `bpf_skb_adjust_room` the inner one's, and the headers are then written
 //! over the result. The ICMP checksum is recomputed over the whole message.
 
-use aya_ebpf::{
-    bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_NET, helpers::bpf_get_prandom_u32,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_NET, programs::TcContext};
 use sixlane_common::{
     metrics::Reason,
     nat64::{
@@ -216,8 +213,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     let off = ETH_HLEN + IPV4_HLEN;
     pkt::store(ctx, off + ICMP_HLEN, &s.hdr4)?;
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
-    // SAFETY: plain helper call.
-    let id = unsafe { bpf_get_prandom_u32() } as u16;
+    let id = s.ipv4_id();
     let mut outer = header::v4_for_v6(&s.ip6, icmp_len, t_addr, z, id);
     outer.ttl = s.ip6.hop_limit.saturating_sub(1);
     outer.write_into(&mut s.hdr4);

@@ -92,8 +92,7 @@ fn finish(done: Done, len: u32) -> i32 {
 #[inline(always)]
 fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<i32> {
     let cfg = config()?;
-    let dst: [u8; 16] = ctx.load(ETH_HLEN + DST6_OFF).ok()?;
-    if !cfg.prefix().matches(&dst) {
+    if !to_prefix(ctx, cfg) {
         return None;
     }
     let len = ctx.len();
@@ -115,10 +114,13 @@ pub fn claims_from_uplink(ctx: &TcContext, l3: &L3) -> bool {
     config().is_some_and(|cfg| !l3.v6 || to_prefix(ctx, cfg))
 }
 
+/// Whether the IPv6 destination is in the prefix. Read straight from the packet (the parser
+/// has checked the IPv6 header is in the linear data): the entry point and the NAT64 program
+/// both ask, for every packet a pod sends to the prefix.
 #[inline(always)]
 fn to_prefix(ctx: &TcContext, cfg: &Config) -> bool {
-    ctx.load::<[u8; 16]>(ETH_HLEN + DST6_OFF)
-        .is_ok_and(|dst| cfg.prefix().matches(&dst))
+    crate::parse::read::<[u8; 16]>(ctx, ETH_HLEN + DST6_OFF)
+        .is_some_and(|dst| cfg.prefix().matches(&dst))
 }
 
 /// NAT64 stage for packets a pod sends: IPv6 to the prefix is translated to IPv4.

@@ -3,7 +3,6 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    helpers::bpf_get_prandom_u32,
     programs::TcContext,
 };
 use sixlane_common::{
@@ -226,8 +225,7 @@ fn finish(
 ) -> Res<i32> {
     ctx.change_proto(ETH_P_IP.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
-    // SAFETY: plain helper call.
-    let id = unsafe { bpf_get_prandom_u32() } as u16;
+    let id = s.ipv4_id();
     let mut v4 = header::v4_for_v6(&s.ip6, s.ip6.payload_len, m.t_addr, y, id);
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
     v4.write_into(&mut s.f4.ip);

@@ -38,8 +38,8 @@ pub fn load_fast<T: Copy>(ctx: &TcContext, off: usize) -> Res<T> {
 #[inline(always)]
 pub fn load_into_fast<const N: usize>(ctx: &TcContext, off: usize, buf: &mut [u8; N]) -> Res<()> {
     if let Some(p) = crate::parse::ptr_at::<[u8; N]>(ctx, off) {
-        // SAFETY: as in `load_fast`.
-        *buf = unsafe { p.read_unaligned() };
+        // SAFETY: as in `load_fast` (a byte array has no alignment to respect).
+        crate::mem::copy(buf, unsafe { &*p });
         return Ok(());
     }
     load_into(ctx, off, buf)
@@ -186,21 +186,21 @@ fn sum_chunks<const CHUNKS: usize>(
                 bpf_skb_load_bytes(
                     skb(ctx).cast(),
                     pos,
-                    s.chunk.as_mut_ptr().cast(),
+                    s.chunk.0.as_mut_ptr().cast(),
                     CHUNK as u32,
                 )
             }
         } else {
-            s.chunk = [0u8; CHUNK];
+            crate::mem::zero(&mut s.chunk);
             // 1..=63 bytes, masked so the verifier sees a bounded, non-zero length.
             let n = (left.wrapping_sub(1) & (CHUNK as u32 - 1)) + 1;
             // SAFETY: the chunk buffer holds CHUNK ≥ n bytes.
-            unsafe { bpf_skb_load_bytes(skb(ctx).cast(), pos, s.chunk.as_mut_ptr().cast(), n) }
+            unsafe { bpf_skb_load_bytes(skb(ctx).cast(), pos, s.chunk.0.as_mut_ptr().cast(), n) }
         };
         if r != 0 {
             return -1;
         }
-        match csum_diff(&[], &s.chunk, acc) {
+        match csum_diff(&[], &s.chunk.0, acc) {
             Ok(v) => acc = v,
             Err(_) => return -1,
         }

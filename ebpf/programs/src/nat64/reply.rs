@@ -6,10 +6,7 @@
 //! inserted after the Ethernet header, checksum computed over the whole message, then routed
 //! back to the sender. Errors are never sent about errors (the callers check).
 
-use aya_ebpf::{
-    bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, helpers::bpf_get_prandom_u32,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, programs::TcContext};
 use sixlane_common::{
     metrics::Reason,
     nat64::{
@@ -112,8 +109,7 @@ fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
     pkt::truncate(ctx, (ETH_HLEN + quote) as u32)?;
     ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, 0)
         .map_err(|_| Reason::Nat64Error)?;
-    // SAFETY: plain helper call.
-    let id = unsafe { bpf_get_prandom_u32() } as u16;
+    let id = s.ipv4_id();
     Ip4 {
         ihl: IPV4_HLEN as u8,
         tos: 0,

@@ -2,8 +2,10 @@
 //! and values, FIB parameters and checksum chunks live here instead. A tc program runs to
 //! completion on its CPU, so one entry per CPU is never shared by two packets.
 
-use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
-use sixlane_common::nat64::header::{IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
+use aya_ebpf::{
+    bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map, maps::PerCpuArray,
+};
+use sixlane_common::nat64::header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
 
 use super::{
     fwd::{ROUTE_SLOTS, RouteSlot},
@@ -37,11 +39,16 @@ impl AsMut<[u8; 14]> for Frame6 {
     }
 }
 
+/// A checksum chunk; word-aligned so it can be zeroed a word at a time (`crate::mem::zero`).
+#[repr(C, align(4))]
+#[derive(Clone, Copy)]
+pub struct Chunk(pub [u8; 64]);
+
 pub struct Scratch {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
     pub fib: bpf_fib_lookup,
     /// Checksum chunks.
-    pub chunk: [u8; 64],
+    pub chunk: Chunk,
     /// An IPv6 header being loaded or written.
     pub hdr6: [u8; IPV6_HLEN],
     /// An IPv4 header being loaded or written.
@@ -72,6 +79,25 @@ pub struct Scratch {
     pub inflow: InFlow,
     /// Recently looked-up routes of translated packets (`fwd::lookup4_cached`).
     pub routes: [RouteSlot; ROUTE_SLOTS],
+    /// This CPU's IPv4 Identification generator ([`Scratch::ipv4_id`]): key (0 until the first
+    /// packet) and sequence number.
+    pub id_key: u32,
+    pub id_seq: u32,
+}
+
+impl Scratch {
+    /// The Identification of the next IPv4 packet this CPU sends
+    /// (`sixlane_common::nat64::header::ipv4_id`). The key comes from the kernel's PRNG once per
+    /// CPU and load; a PRNG call per packet cost a helper call on every translated packet.
+    #[inline(always)]
+    pub fn ipv4_id(&mut self) -> u16 {
+        if self.id_key == 0 {
+            // SAFETY: plain helper call.
+            self.id_key = unsafe { bpf_get_prandom_u32() } | 1;
+        }
+        self.id_seq = self.id_seq.wrapping_add(1);
+        header::ipv4_id(self.id_key, self.id_seq)
+    }
 }
 
 // Not pinned: transient, rebuilt with every load.

@@ -87,7 +87,7 @@ fn in_key(k: &mut SessionKey, proto: u8, t_addr: [u8; 4], t_port: u16, z: [u8; 4
 /// A session value pointing at the pod (X', x) behind veth `ifindex` (0: unknown).
 #[inline(always)]
 fn value6(v: &mut Session, addr: &[u8; 16], port: u16, ifindex: u32, t: u64) {
-    v.addr.copy_from_slice(addr);
+    crate::mem::copy(&mut v.addr, addr);
     v.port = port;
     v.state = 0;
     v.flags = 0;
@@ -308,7 +308,12 @@ impl Reverse {
         // SAFETY: `r` is valid for writes of a Reverse; each field is written once, through
         // raw places (nothing is read or dropped), so the value is initialised afterwards.
         unsafe {
-            core::ptr::addr_of_mut!((*r).x_addr).write(*x_addr);
+            // Not `write(*x_addr)`: that became a `memmove` call (see `crate::mem`).
+            core::ptr::copy_nonoverlapping(
+                x_addr.as_ptr(),
+                core::ptr::addr_of_mut!((*r).x_addr).cast::<u8>(),
+                16,
+            );
             core::ptr::addr_of_mut!((*r).x_port).write(x_port);
             core::ptr::addr_of_mut!((*r).pod_if).write(pod_if);
             &*r
@@ -369,7 +374,7 @@ pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Rever
     let b = unsafe { &*b };
     // Opened from the IPv4 side: no pod veth known.
     let r = Reverse::write_in(slot, &b.addr, b.port, 0);
-    value6(&mut s.sval, &r.x_addr, r.x_port, 0, t);
+    value6(&mut s.sval, &b.addr, b.port, 0, t);
     let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
     out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
     value4(&mut s.sval, f.t_addr, f.t_port, 0, t);
