@@ -159,8 +159,10 @@ impl Scenario for Nat64 {
             }
             other => bail!("unknown mode {other}"),
         };
-        // The path works (and neighbours are resolved) before anything is measured.
-        t.cli.exec("ping", &["-c", "1", "-W", "5", dst])?;
+        // The path works (and neighbours are resolved) before anything is measured. Tayga can
+        // lose the first echo while it starts reading its TUN device: retry until one answers.
+        t.cli
+            .exec("ping", &["-c", "1", "-i", "0.2", "-w", "10", dst])?;
         let listen = if mode.name == "direct6" {
             SRV6
         } else {
