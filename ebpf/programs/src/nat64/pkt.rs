@@ -22,16 +22,13 @@ pub fn load<T>(ctx: &TcContext, off: usize) -> Res<T> {
     ctx.load(off).map_err(|_| Reason::Nat64Malformed)
 }
 
-/// [`load`] for the per-packet path: straight from the linear packet data when it is there
-/// (no helper call), else through `bpf_skb_load_bytes` (paged data). Only where the offset's
-/// bounds are plain to the verifier (it loses them for offsets derived after a check).
+/// [`load`] for the per-packet path: [`crate::parse::read`], straight from the linear packet
+/// data when it is there (no helper call), else through `bpf_skb_load_bytes` (paged data).
+/// Only where the offset's bounds are plain to the verifier (it loses them for offsets derived
+/// after a check).
 #[inline(always)]
 pub fn load_fast<T: Copy>(ctx: &TcContext, off: usize) -> Res<T> {
-    if let Some(p) = crate::parse::ptr_at::<T>(ctx, off) {
-        // SAFETY: `ptr_at` checked that the whole `T` lies inside the packet data.
-        return Ok(unsafe { p.read_unaligned() });
-    }
-    load(ctx, off)
+    crate::parse::read(ctx, off).ok_or(Reason::Nat64Malformed)
 }
 
 /// [`load_into`] for the per-packet path (see [`load_fast`]).
@@ -139,7 +136,8 @@ pub fn native(be_sum: u32) -> u32 {
     u32::from(csum::fold(be_sum).to_be())
 }
 
-const CHUNK: usize = 64;
+/// Bytes summed per `bpf_csum_diff` call in [`sum_range`] (the scratch chunk's size).
+pub const CHUNK: usize = 64;
 
 /// One's complement sum (native order) of packet bytes `[off, end)` plus `seed`, read in
 /// 64-byte chunks (the last one zero-padded, which RFC 1071 allows because every chunk starts

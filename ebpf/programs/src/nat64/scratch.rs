@@ -10,6 +10,7 @@ use sixlane_common::nat64::header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
 use super::{
     fwd::{ROUTE_SLOTS, RouteSlot},
     icmperr::Plan,
+    pkt,
     state::{Flow, InFlow, Keys, Mapping},
 };
 
@@ -42,7 +43,7 @@ impl AsMut<[u8; 14]> for Frame6 {
 /// A checksum chunk; word-aligned so it can be zeroed a word at a time (`crate::mem::zero`).
 #[repr(C, align(4))]
 #[derive(Clone, Copy)]
-pub struct Chunk(pub [u8; 64]);
+pub struct Chunk(pub [u8; pkt::CHUNK]);
 
 pub struct Scratch {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
