@@ -59,3 +59,19 @@ pub fn copy<T: Copy>(dst: &mut T, src: &T) {
     // live reference, so the two do not overlap.
     unsafe { core::ptr::copy_nonoverlapping(src, dst, 1) }
 }
+
+/// The scratch area behind `p`, an array map value. The kernel aligns array values to 8 bytes;
+/// saying so lets LLVM copy its fields a word at a time rather than a byte at a time (it
+/// knows nothing of a pointer a helper returned).
+///
+/// # Safety
+/// `p` points to a live array map value that nothing else references while the result lives.
+#[inline(always)]
+pub unsafe fn scratch_mut<'a, T>(p: *mut T) -> &'a mut T {
+    const { assert!(core::mem::align_of::<T>() <= 8) };
+    // SAFETY: the caller's promise, and the kernel's alignment of array values.
+    unsafe {
+        core::hint::assert_unchecked(p.is_aligned());
+        &mut *p
+    }
+}

@@ -32,5 +32,5 @@ static SL_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn get() -> Option<&'static mut Scratch> {
     let p = SL_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, used by one program run at a time (see the module docs).
-    Some(unsafe { &mut *p })
+    Some(unsafe { crate::mem::scratch_mut(p) })
 }

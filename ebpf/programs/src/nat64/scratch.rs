@@ -110,5 +110,7 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn get() -> Option<&'static mut Scratch> {
     // SAFETY: the entry is this CPU's and a tc program is not re-entered on a CPU while it
     // runs, so this is the only reference.
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+    SCRATCH
+        .get_ptr_mut(0)
+        .map(|p| unsafe { crate::mem::scratch_mut(p) })
 }
