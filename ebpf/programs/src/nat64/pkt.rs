@@ -35,7 +35,8 @@ pub fn load_fast<T: Copy>(ctx: &TcContext, off: usize) -> Res<T> {
 #[inline(always)]
 pub fn load_into_fast<const N: usize>(ctx: &TcContext, off: usize, buf: &mut [u8; N]) -> Res<()> {
     if let Some(p) = crate::parse::ptr_at::<[u8; N]>(ctx, off) {
-        // SAFETY: as in `load_fast` (a byte array has no alignment to respect).
+        // SAFETY: `ptr_at` checked the N bytes are in the linear data; a byte array has no
+        // alignment to respect.
         crate::mem::copy(buf, unsafe { &*p });
         return Ok(());
     }

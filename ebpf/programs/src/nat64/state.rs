@@ -309,11 +309,7 @@ impl Reverse {
         // raw places (nothing is read or dropped), so the value is initialised afterwards.
         unsafe {
             // Not `write(*x_addr)`: that became a `memmove` call (see `crate::mem`).
-            core::ptr::copy_nonoverlapping(
-                x_addr.as_ptr(),
-                core::ptr::addr_of_mut!((*r).x_addr).cast::<u8>(),
-                16,
-            );
+            core::ptr::copy_nonoverlapping(x_addr, core::ptr::addr_of_mut!((*r).x_addr), 1);
             core::ptr::addr_of_mut!((*r).x_port).write(x_port);
             core::ptr::addr_of_mut!((*r).pod_if).write(pod_if);
             &*r
