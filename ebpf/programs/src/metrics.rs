@@ -1,7 +1,7 @@
 //! Per-CPU counters by (direction, reason); see `sixlane_common::metrics`.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::PerCpuArray, programs::TcContext};
-use sixlane_common::metrics::{Counter, Direction, METRICS_ENTRIES, Reason, slot};
+use sixlane_common::metrics::{Counter, Direction, METRICS_ENTRIES, REASON_SLOTS, Reason};
 
 use crate::parse;
 
@@ -13,7 +13,16 @@ static SL_METRICS: PerCpuArray<Counter> = PerCpuArray::pinned(METRICS_ENTRIES, 0
 /// Adds one packet of `len` bytes to the (direction, reason) counter of this CPU.
 #[inline(always)]
 pub fn count(dir: Direction, reason: Reason, len: u32) {
-    if let Some(c) = SL_METRICS.get_ptr_mut(slot(dir, reason)) {
+    count_code(dir, reason as u32, len);
+}
+
+/// [`count`] for a reason's number (`Reason as u32`); out-of-range numbers are not counted.
+#[inline(always)]
+pub fn count_code(dir: Direction, code: u32, len: u32) {
+    if code >= REASON_SLOTS {
+        return;
+    }
+    if let Some(c) = SL_METRICS.get_ptr_mut(dir as u32 * REASON_SLOTS + code) {
         // SAFETY: the pointer is this CPU's slot of a per-CPU array; nothing else writes it
         // concurrently (tc programs do not preempt each other on one CPU).
         unsafe {

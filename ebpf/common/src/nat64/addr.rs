@@ -151,7 +151,9 @@ impl Prefix {
         self.len == WKP_LEN && self.addr == WKP
     }
 
-    /// Whether `a` is in the prefix ([`matches`]).
+    /// Whether `a` is in the prefix ([`matches`]). Always inlined: the datapath asks for every
+    /// packet a pod sends to the prefix, and an eBPF function call costs more than the compare.
+    #[inline(always)]
     pub fn matches(&self, a: &[u8; 16]) -> bool {
         matches(&self.addr, self.len, a)
     }

@@ -25,7 +25,7 @@ use sixlane_common::{metrics::Reason, nat64::maps::PodLink};
 use super::{
     maps::POD_LINKS,
     pkt::{self, Res},
-    scratch::Scratch,
+    scratch::{PORTS_LEN, Scratch},
 };
 
 const AF_INET: u8 = 2;
@@ -268,19 +268,27 @@ pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16
     Some(Route::Peer)
 }
 
-/// Writes `frame` (Ethernet header with its EtherType set, then the IP header) over the start
-/// of the packet, MACs from the route included, and sends the packet along the route: one
-/// store instead of three on the common path.
+/// Writes `frame` (Ethernet header with its EtherType set, the IP header, and with `ports` the
+/// TCP/UDP ports that follow it) over the start of the packet, MACs from the route included,
+/// and sends the packet along the route: one store instead of four on the common path.
 #[inline(always)]
-pub fn send_frame<F>(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route, frame: &mut F) -> Res<i32>
+pub fn send_frame<F>(
+    ctx: &TcContext,
+    fib: &bpf_fib_lookup,
+    route: Route,
+    frame: &mut F,
+    ports: bool,
+) -> Res<i32>
 where
     F: AsMut<[u8; 14]>,
 {
+    // Every frame ends with the ports (`scratch::PORTS_LEN`).
+    let len = core::mem::size_of::<F>() - if ports { 0 } else { PORTS_LEN };
     if route == Route::Direct || route == Route::Peer {
         let eth = frame.as_mut();
         eth[..6].copy_from_slice(&fib.dmac);
         eth[6..12].copy_from_slice(&fib.smac);
-        pkt::store(ctx, 0, &*frame)?;
+        pkt::store_first(ctx, 0, &*frame, len)?;
         // SAFETY: plain helper calls.
         let r = unsafe {
             if route == Route::Peer {
@@ -295,7 +303,7 @@ where
             Err(Reason::Nat64Error)
         };
     }
-    pkt::store(ctx, 0, &*frame)?;
+    pkt::store_first(ctx, 0, &*frame, len)?;
     send(ctx, fib, route)
 }
 

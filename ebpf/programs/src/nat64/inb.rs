@@ -193,16 +193,18 @@ fn translate_inner(
     };
 
     let mut zero_udp = false;
+    let mut ports = false;
     if l3.proto == PROTO_ICMP {
         // ICMP Echo Reply → ICMPv6 Echo Reply: the pseudo-header joins the checksum.
         let h: [u8; 6] = pkt::load(ctx, l4)?;
         let csum_off = l4 + 2;
-        s.pseudo[..16].copy_from_slice(&s.a6);
-        s.pseudo[16..32].copy_from_slice(&r.x_addr);
-        s.pseudo[32..36].copy_from_slice(&u32::from(l4_len).to_be_bytes());
-        s.pseudo[36..40].copy_from_slice(&[0, 0, 0, PROTO_ICMPV6]);
-        let d = pkt::csum_diff(&[], &s.pseudo, 0)?;
-        ctx.l4_csum_replace(csum_off, 0, u64::from(d), 0)
+        let d = pkt::Delta::new()
+            .add(&s.a6)
+            .add(&r.x_addr)
+            .add(&u32::from(l4_len).to_be_bytes())
+            .add(&[0, 0, 0, PROTO_ICMPV6])
+            .get();
+        ctx.l4_csum_replace(csum_off, 0, d, 0)
             .map_err(|_| Reason::Nat64Error)?;
         let old = u16::from_ne_bytes([h[0], h[1]]);
         let new = u16::from_ne_bytes([icmp::v6::ECHO_REPLY, h[1]]);
@@ -245,18 +247,14 @@ fn translate_inner(
             mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
         }
         if !zero_udp {
-            s.pseudo[..4].copy_from_slice(&s.ip4.dst);
-            s.pseudo[4..8].copy_from_slice(&s.ip4.src);
-            s.pseudo[8..24].copy_from_slice(&s.a6);
-            s.pseudo[24..40].copy_from_slice(&r.x_addr);
-            let d = pkt::csum_diff(&s.pseudo[..8], &s.pseudo[8..40], 0)?;
-            ctx.l4_csum_replace(
-                csum_off,
-                0,
-                u64::from(d),
-                u64::from(BPF_F_PSEUDO_HDR) | mangled,
-            )
-            .map_err(|_| Reason::Nat64Error)?;
+            let d = pkt::Delta::new()
+                .sub(&s.ip4.dst)
+                .sub(&s.ip4.src)
+                .add(&s.a6)
+                .add(&r.x_addr)
+                .get();
+            ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
+                .map_err(|_| Reason::Nat64Error)?;
         }
         let (t_port, new) = ([h[2], h[3]], r.x_port.to_be_bytes());
         if t_port != new {
@@ -268,9 +266,14 @@ fn translate_inner(
                     2 | mangled,
                 )
                 .map_err(|_| Reason::Nat64Error)?;
+            } else {
+                // The checksum computed below reads the datagram: the port must be in it.
+                pkt::store(ctx, l4 + 2, &new)?;
             }
-            pkt::store(ctx, l4 + 2, &new)?;
         }
+        // Written with the new headers.
+        s.f6.ports = [h[0], h[1], new[0], new[1]];
+        ports = true;
     }
 
     ctx.change_proto(ETH_P_IPV6.to_be(), 0)
@@ -317,7 +320,7 @@ fn translate_inner(
     } else {
         route
     };
-    let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6)?;
+    let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6, ports)?;
     let reason = if route == Route::Peer {
         Reason::Nat64InPeer
     } else {

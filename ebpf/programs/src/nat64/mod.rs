@@ -60,9 +60,11 @@ impl Done {
         self.0 != u64::MAX
     }
 
+    /// The reason's number (`Reason as u32`, put there by [`Done::new`]): counted as is, since
+    /// converting it back to a `Reason` is a function call per packet in eBPF.
     #[inline(always)]
-    pub fn reason(self) -> Reason {
-        Reason::from_u32((self.0 >> 32) as u32).unwrap_or(Reason::Nat64Error)
+    pub fn reason_code(self) -> u32 {
+        (self.0 >> 32) as u32
     }
 
     #[inline(always)]
@@ -83,7 +85,7 @@ fn config() -> Option<&'static Config> {
 /// Counts the original packet's length (the frame as it arrived) under the outcome's reason.
 #[inline(always)]
 fn finish(done: Done, len: u32) -> i32 {
-    metrics::count(Direction::Ingress, done.reason(), len);
+    metrics::count_code(Direction::Ingress, done.reason_code(), len);
     done.action()
 }
 

@@ -214,7 +214,8 @@ fn check_len(ctx: &TcContext, l4_len: u16, l4_hlen: u16) -> u16 {
     (IPV4_HLEN as u16).saturating_add(l4_len)
 }
 
-/// Replaces the IPv6 header by the IPv4 one (RFC 7915 §5.1) and sends the packet.
+/// Replaces the IPv6 header by the IPv4 one (RFC 7915 §5.1) and sends the packet; with
+/// `ports`, the TCP/UDP ports in `s.f4.ports` are written along with it.
 #[inline(always)]
 fn finish(
     ctx: &TcContext,
@@ -222,6 +223,7 @@ fn finish(
     m: &state::Mapping,
     y: [u8; 4],
     route: Route,
+    ports: bool,
 ) -> Res<i32> {
     ctx.change_proto(ETH_P_IP.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
@@ -230,7 +232,7 @@ fn finish(
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
     v4.write_into(&mut s.f4.ip);
     s.f4.eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-    fwd::send_frame(ctx, &s.fib, route, &mut s.f4)
+    fwd::send_frame(ctx, &s.fib, route, &mut s.f4, ports)
 }
 
 /// TCP or UDP.
@@ -245,6 +247,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
 #[inline(always)]
 fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Done> {
     let (proto, tcp_flags, sport, y) = (s.flow.proto, s.flow.tcp_flags, s.flow.x_port, s.flow.y);
+    let dport = s.flow.y_port;
     let l4_hlen = s.flow.l4_hlen;
     let m = s.map;
     let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
@@ -265,25 +268,23 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) ->
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so
     // they cancel).
-    s.pseudo[..16].copy_from_slice(&s.ip6.src);
-    s.pseudo[16..32].copy_from_slice(&s.ip6.dst);
-    s.pseudo[32..36].copy_from_slice(&m.t_addr);
-    s.pseudo[36..40].copy_from_slice(&y);
-    let d = pkt::csum_diff(&s.pseudo[..32], &s.pseudo[32..40], 0)?;
-    ctx.l4_csum_replace(
-        csum_off,
-        0,
-        u64::from(d),
-        u64::from(BPF_F_PSEUDO_HDR) | mangled,
-    )
-    .map_err(|_| Reason::Nat64Error)?;
+    let d = pkt::Delta::new()
+        .sub(&s.ip6.src)
+        .sub(&s.ip6.dst)
+        .add(&m.t_addr)
+        .add(&y)
+        .get();
+    ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
+        .map_err(|_| Reason::Nat64Error)?;
     if sport != m.t_port {
         let (o, n) = (sport.to_be(), m.t_port.to_be());
         ctx.l4_csum_replace(csum_off, u64::from(o), u64::from(n), 2 | mangled)
             .map_err(|_| Reason::Nat64Error)?;
-        pkt::store(ctx, l4, &n)?;
     }
-    let a = finish(ctx, s, &m, y, route)?;
+    // The source port is written with the new headers.
+    let (t, d) = (m.t_port.to_be_bytes(), dport.to_be_bytes());
+    s.f4.ports = [t[0], t[1], d[0], d[1]];
+    let a = finish(ctx, s, &m, y, route, true)?;
     Ok(Done::new(Reason::Nat64Out, a))
 }
 
@@ -309,12 +310,13 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     };
     let csum_off = l4 + 2;
     // ICMPv4 has no pseudo-header: take the IPv6 one out of the checksum.
-    s.pseudo[..16].copy_from_slice(&s.ip6.src);
-    s.pseudo[16..32].copy_from_slice(&s.ip6.dst);
-    s.pseudo[32..36].copy_from_slice(&u32::from(s.ip6.payload_len).to_be_bytes());
-    s.pseudo[36..40].copy_from_slice(&[0, 0, 0, PROTO_ICMPV6]);
-    let d = pkt::csum_diff(&s.pseudo, &[], 0)?;
-    ctx.l4_csum_replace(csum_off, 0, u64::from(d), 0)
+    let d = pkt::Delta::new()
+        .sub(&s.ip6.src)
+        .sub(&s.ip6.dst)
+        .sub(&u32::from(s.ip6.payload_len).to_be_bytes())
+        .sub(&[0, 0, 0, PROTO_ICMPV6])
+        .get();
+    ctx.l4_csum_replace(csum_off, 0, d, 0)
         .map_err(|_| Reason::Nat64Error)?;
     let old = u16::from_ne_bytes([ty, code]);
     let new = u16::from_ne_bytes([icmp::v4::ECHO_REQUEST, code]);
@@ -327,6 +329,6 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
             .map_err(|_| Reason::Nat64Error)?;
         pkt::store(ctx, l4 + 4, &n)?;
     }
-    let a = finish(ctx, s, &m, y, route)?;
+    let a = finish(ctx, s, &m, y, route, false)?;
     Ok(Done::new(Reason::Nat64Out, a))
 }

@@ -3,7 +3,9 @@
 
 use aya_ebpf::{
     bindings::__sk_buff,
-    helpers::{bpf_check_mtu, bpf_csum_diff, bpf_skb_change_tail, bpf_skb_load_bytes},
+    helpers::{
+        bpf_check_mtu, bpf_csum_diff, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
+    },
     programs::TcContext,
 };
 use sixlane_common::{metrics::Reason, nat64::csum};
@@ -67,6 +69,27 @@ pub fn store<T>(ctx: &TcContext, off: usize, v: &T) -> Res<()> {
     ctx.store(off, v, 0).map_err(|_| Reason::Nat64Error)
 }
 
+/// Stores the first `len` bytes of `v` (at most all of it) at `off`.
+#[inline(always)]
+pub fn store_first<T>(ctx: &TcContext, off: usize, v: &T, len: usize) -> Res<()> {
+    let len = len.min(core::mem::size_of::<T>());
+    // SAFETY: `v` is valid for reads of `len` ≤ size_of::<T>() bytes; the helper copies them.
+    let r = unsafe {
+        bpf_skb_store_bytes(
+            skb(ctx).cast(),
+            off as u32,
+            (v as *const T).cast(),
+            len as u32,
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Reason::Nat64Error)
+    }
+}
+
 #[inline(always)]
 pub fn skb(ctx: &TcContext) -> *mut __sk_buff {
     ctx.skb.skb
@@ -128,6 +151,53 @@ pub fn csum_diff(from: &[u8], to: &[u8], seed: u32) -> Res<u32> {
     } else {
         Ok(r as u32)
     }
+}
+
+/// A one's complement sum difference computed in the program: the same class as
+/// `bpf_csum_diff(from, to, 0)` (both fold to the same checksum), without the helper call that
+/// every translated packet would otherwise make for its pseudo-header change.
+#[derive(Clone, Copy)]
+pub struct Delta(u64);
+
+impl Delta {
+    #[inline(always)]
+    pub fn new() -> Self {
+        Self(0)
+    }
+
+    /// Adds the words of `to` (new contents). `N` is a multiple of 4.
+    #[inline(always)]
+    pub fn add<const N: usize>(mut self, to: &[u8; N]) -> Self {
+        const { assert!(N.is_multiple_of(4)) };
+        for i in 0..N / 4 {
+            self.0 += u64::from(word(to, i));
+        }
+        self
+    }
+
+    /// Takes out the words of `from` (old contents): adds their complements.
+    #[inline(always)]
+    pub fn sub<const N: usize>(mut self, from: &[u8; N]) -> Self {
+        const { assert!(N.is_multiple_of(4)) };
+        for i in 0..N / 4 {
+            self.0 += u64::from(!word(from, i));
+        }
+        self
+    }
+
+    /// The difference as a 32-bit one's complement sum (end-around carries folded in), the
+    /// form `l4_csum_replace` takes.
+    #[inline(always)]
+    pub fn get(self) -> u64 {
+        let s = (self.0 & 0xffff_ffff) + (self.0 >> 32);
+        (s & 0xffff_ffff) + (s >> 32)
+    }
+}
+
+/// Word `i` of `b`, in memory order (as `bpf_csum_diff` reads it).
+#[inline(always)]
+fn word<const N: usize>(b: &[u8; N], i: usize) -> u32 {
+    u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
 }
 
 /// A sum of big-endian words (the library's representation) in the native-order form

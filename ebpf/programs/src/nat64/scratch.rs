@@ -14,19 +14,29 @@ use super::{
     state::{Flow, InFlow, Keys, Mapping},
 };
 
-/// Ethernet + IPv4 header of a translated packet, written to the packet in one store.
+/// Ethernet + IPv4 header of a translated packet, and the ports of a TCP or UDP one: written
+/// to the packet in one store (`fwd::send_frame`).
 #[repr(C)]
 pub struct Frame4 {
     pub eth: [u8; 14],
     pub ip: [u8; IPV4_HLEN],
+    pub ports: [u8; PORTS_LEN],
 }
 
-/// Ethernet + IPv6 header of a translated packet, written to the packet in one store.
+/// Ethernet + IPv6 header of a translated packet, and the ports of a TCP or UDP one: written
+/// to the packet in one store (`fwd::send_frame`).
 #[repr(C)]
 pub struct Frame6 {
     pub eth: [u8; 14],
     pub ip: [u8; IPV6_HLEN],
+    pub ports: [u8; PORTS_LEN],
 }
+
+/// Source and destination port: the first bytes of TCP and UDP headers, right after the IP
+/// header, so a translated port goes out with the headers instead of in a store of its own.
+pub const PORTS_LEN: usize = 4;
+const _: () = assert!(core::mem::size_of::<Frame4>() == 14 + IPV4_HLEN + PORTS_LEN);
+const _: () = assert!(core::mem::size_of::<Frame6>() == 14 + IPV6_HLEN + PORTS_LEN);
 
 impl AsMut<[u8; 14]> for Frame4 {
     fn as_mut(&mut self) -> &mut [u8; 14] {
@@ -57,8 +67,6 @@ pub struct Scratch {
     /// Headers of translated packets.
     pub f4: Frame4,
     pub f6: Frame6,
-    /// Pseudo-headers and address pairs for checksum differences.
-    pub pseudo: [u8; 40],
     /// Map keys and values being built.
     pub keys: Keys,
     /// IPv6 addresses being built (embedded addresses, error sources).
