@@ -309,7 +309,13 @@ pub const METRICS_ENTRIES: u32 = REASON_SLOTS * Direction::ALL.len() as u32;
 /// Index of the (direction, reason) counter in the metrics map.
 #[inline(always)]
 pub const fn slot(dir: Direction, reason: Reason) -> u32 {
-    dir as u32 * REASON_SLOTS + reason as u32
+    slot_code(dir, reason as u32)
+}
+
+/// [`slot`] for a reason's number (`Reason as u32`), as the datapath carries it in verdicts.
+#[inline(always)]
+pub const fn slot_code(dir: Direction, code: u32) -> u32 {
+    dir as u32 * REASON_SLOTS + code
 }
 
 /// One counter slot, per CPU.

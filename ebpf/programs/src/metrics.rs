@@ -1,7 +1,9 @@
 //! Per-CPU counters by (direction, reason); see `sixlane_common::metrics`.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::PerCpuArray, programs::TcContext};
-use sixlane_common::metrics::{Counter, Direction, METRICS_ENTRIES, REASON_SLOTS, Reason};
+use sixlane_common::metrics::{
+    Counter, Direction, METRICS_ENTRIES, REASON_SLOTS, Reason, slot_code,
+};
 
 use crate::parse;
 
@@ -22,7 +24,7 @@ pub fn count_code(dir: Direction, code: u32, len: u32) {
     if code >= REASON_SLOTS {
         return;
     }
-    if let Some(c) = SL_METRICS.get_ptr_mut(dir as u32 * REASON_SLOTS + code) {
+    if let Some(c) = SL_METRICS.get_ptr_mut(slot_code(dir, code)) {
         // SAFETY: the pointer is this CPU's slot of a per-CPU array; nothing else writes it
         // concurrently (tc programs do not preempt each other on one CPU).
         unsafe {

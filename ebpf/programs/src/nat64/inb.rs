@@ -198,12 +198,10 @@ fn translate_inner(
         // ICMP Echo Reply → ICMPv6 Echo Reply: the pseudo-header joins the checksum.
         let h: [u8; 6] = pkt::load(ctx, l4)?;
         let csum_off = l4 + 2;
-        let d = pkt::Delta::new()
-            .add(&s.a6)
-            .add(&r.x_addr)
-            .add(&u32::from(l4_len).to_be_bytes())
-            .add(&[0, 0, 0, PROTO_ICMPV6])
-            .get();
+        let d = pkt::delta(
+            0,
+            csum::pseudo6(&s.a6, &r.x_addr, u32::from(l4_len), PROTO_ICMPV6),
+        );
         ctx.l4_csum_replace(csum_off, 0, d, 0)
             .map_err(|_| Reason::Nat64Error)?;
         let old = u16::from_ne_bytes([h[0], h[1]]);
@@ -247,12 +245,10 @@ fn translate_inner(
             mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
         }
         if !zero_udp {
-            let d = pkt::Delta::new()
-                .sub(&s.ip4.dst)
-                .sub(&s.ip4.src)
-                .add(&s.a6)
-                .add(&r.x_addr)
-                .get();
+            let d = pkt::delta(
+                csum::sum(&s.ip4.dst, csum::sum(&s.ip4.src, 0)),
+                csum::sum(&s.a6, csum::sum(&r.x_addr, 0)),
+            );
             ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
                 .map_err(|_| Reason::Nat64Error)?;
         }

@@ -89,14 +89,13 @@ fn finish(done: Done, len: u32) -> i32 {
     done.action()
 }
 
-/// IPv6 whose destination is in the prefix → translated; anything else → `None`. `pod_if`:
-/// the pod's veth the packet arrives on (0: not from a local pod).
+/// IPv6 to the prefix → translated; `None` with NAT64 off. `pod_if`: the pod's veth the packet
+/// arrives on (0: not from a local pod). The prefix is not checked again here: the entry point
+/// tail-called this program because [`claims_from_pod`] or [`claims_from_uplink`] found the
+/// destination in it, and `out::run` extracts the IPv4 address under the prefix anyway.
 #[inline(always)]
 fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<i32> {
     let cfg = config()?;
-    if !to_prefix(ctx, cfg) {
-        return None;
-    }
     let len = ctx.len();
     Some(finish(out::run(ctx, cfg, l3, pod_if), len))
 }
@@ -117,8 +116,8 @@ pub fn claims_from_uplink(ctx: &TcContext, l3: &L3) -> bool {
 }
 
 /// Whether the IPv6 destination is in the prefix. Read straight from the packet (the parser
-/// has checked the IPv6 header is in the linear data): the entry point and the NAT64 program
-/// both ask, for every packet a pod sends to the prefix.
+/// has checked the IPv6 header is in the linear data): the entry point asks for every IPv6
+/// packet a pod sends.
 #[inline(always)]
 fn to_prefix(ctx: &TcContext, cfg: &Config) -> bool {
     crate::parse::read::<[u8; 16]>(ctx, ETH_HLEN + DST6_OFF)

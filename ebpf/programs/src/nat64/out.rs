@@ -9,6 +9,7 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr::{self, is_global_v4},
+        csum,
         header::{self, IPV4_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
         icmp,
         maps::{CFG_CLAMP_MSS, CFG_WKP_STRICT, Config},
@@ -268,12 +269,10 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) ->
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so
     // they cancel).
-    let d = pkt::Delta::new()
-        .sub(&s.ip6.src)
-        .sub(&s.ip6.dst)
-        .add(&m.t_addr)
-        .add(&y)
-        .get();
+    let d = pkt::delta(
+        csum::sum(&s.ip6.src, csum::sum(&s.ip6.dst, 0)),
+        csum::sum(&m.t_addr, csum::sum(&y, 0)),
+    );
     ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
         .map_err(|_| Reason::Nat64Error)?;
     if sport != m.t_port {
@@ -310,12 +309,15 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     };
     let csum_off = l4 + 2;
     // ICMPv4 has no pseudo-header: take the IPv6 one out of the checksum.
-    let d = pkt::Delta::new()
-        .sub(&s.ip6.src)
-        .sub(&s.ip6.dst)
-        .sub(&u32::from(s.ip6.payload_len).to_be_bytes())
-        .sub(&[0, 0, 0, PROTO_ICMPV6])
-        .get();
+    let d = pkt::delta(
+        csum::pseudo6(
+            &s.ip6.src,
+            &s.ip6.dst,
+            u32::from(s.ip6.payload_len),
+            PROTO_ICMPV6,
+        ),
+        0,
+    );
     ctx.l4_csum_replace(csum_off, 0, d, 0)
         .map_err(|_| Reason::Nat64Error)?;
     let old = u16::from_ne_bytes([ty, code]);

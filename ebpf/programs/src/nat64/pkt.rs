@@ -153,51 +153,13 @@ pub fn csum_diff(from: &[u8], to: &[u8], seed: u32) -> Res<u32> {
     }
 }
 
-/// A one's complement sum difference computed in the program: the same class as
-/// `bpf_csum_diff(from, to, 0)` (both fold to the same checksum), without the helper call that
-/// every translated packet would otherwise make for its pseudo-header change.
-#[derive(Clone, Copy)]
-pub struct Delta(u64);
-
-impl Delta {
-    #[inline(always)]
-    pub fn new() -> Self {
-        Self(0)
-    }
-
-    /// Adds the words of `to` (new contents). `N` is a multiple of 4.
-    #[inline(always)]
-    pub fn add<const N: usize>(mut self, to: &[u8; N]) -> Self {
-        const { assert!(N.is_multiple_of(4)) };
-        for i in 0..N / 4 {
-            self.0 += u64::from(word(to, i));
-        }
-        self
-    }
-
-    /// Takes out the words of `from` (old contents): adds their complements.
-    #[inline(always)]
-    pub fn sub<const N: usize>(mut self, from: &[u8; N]) -> Self {
-        const { assert!(N.is_multiple_of(4)) };
-        for i in 0..N / 4 {
-            self.0 += u64::from(!word(from, i));
-        }
-        self
-    }
-
-    /// The difference as a 32-bit one's complement sum (end-around carries folded in), the
-    /// form `l4_csum_replace` takes.
-    #[inline(always)]
-    pub fn get(self) -> u64 {
-        let s = (self.0 & 0xffff_ffff) + (self.0 >> 32);
-        (s & 0xffff_ffff) + (s >> 32)
-    }
-}
-
-/// Word `i` of `b`, in memory order (as `bpf_csum_diff` reads it).
+/// The checksum difference from data summing to `old` to data summing to `new` (both
+/// `csum::sum`-style accumulators), in the form `l4_csum_replace` takes: what `bpf_csum_diff`
+/// would return for the same bytes, without the helper call every translated packet would
+/// otherwise make for its pseudo-header change.
 #[inline(always)]
-fn word<const N: usize>(b: &[u8; N], i: usize) -> u32 {
-    u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+pub fn delta(old: u32, new: u32) -> u64 {
+    u64::from(native(csum::sub16(new, csum::fold(old))))
 }
 
 /// A sum of big-endian words (the library's representation) in the native-order form
