@@ -1,14 +1,24 @@
-//! A tiny TCP request/response load generator (netperf's TCP_RR and TCP_CRR shapes), run inside
-//! namespaces by the benchmarks. It reports rates and latency percentiles directly and works on
-//! IPv6, which the Debian alternatives do not all do.
+//! A tiny TCP request/response load generator (netperf's TCP_RR and TCP_CRR shapes, and wrk's
+//! `-t1 -cN` connection-per-request shape), run inside namespaces by the benchmarks. It reports
+//! rates and latency percentiles directly and works on IPv6, which the Debian alternatives do
+//! not all do.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::OwnedFd,
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use nix::sys::{
+    epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags},
+    socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage},
+};
+
+/// Server threads: each serves one connection at a time, so up to this many connections are
+/// served at once (the concurrent CRR opens fewer).
+const SERVER_WORKERS: usize = 16;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -18,7 +28,7 @@ pub struct Args {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 enum Mode {
-    /// Echo one byte per request, one connection at a time.
+    /// Echo one byte per request; up to 16 connections at a time.
     Server {
         #[arg(long)]
         listen: SocketAddr,
@@ -39,6 +49,10 @@ enum Mode {
         /// Stop after this many connections (avoids reusing ports still in TIME_WAIT).
         #[arg(long, default_value_t = 25_000)]
         max: usize,
+        /// Connections open at once (one thread, epoll: wrk's `-t1 -cN`); 1 = one after
+        /// the other, blocking (netperf's TCP_CRR).
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
     },
 }
 
@@ -50,8 +64,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
-        Mode::Crr { to, secs, max } => {
-            let r = crr(*to, Duration::from_secs_f64(*secs), *max)?;
+        Mode::Crr {
+            to,
+            secs,
+            max,
+            conns,
+        } => {
+            let dur = Duration::from_secs_f64(*secs);
+            let r = if *conns > 1 {
+                crr_many(*to, dur, *max, *conns)?
+            } else {
+                crr(*to, dur, *max)?
+            };
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
@@ -69,8 +93,28 @@ pub struct Result {
 
 fn server(listen: SocketAddr) -> anyhow::Result<()> {
     let l = TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;
-    // One connection at a time, served inline: no thread spawn per connection in the measured
-    // path.
+    serve_workers(&l)
+}
+
+/// Serves `l` with [`SERVER_WORKERS`] threads; returns only if they all end.
+fn serve_workers(l: &TcpListener) -> anyhow::Result<()> {
+    // Workers started up front, each blocking in accept and serving its connection inline: no
+    // thread spawn per connection in the measured path, and a lone connection is served with
+    // the same system calls as by a single-threaded server (the kernel wakes one acceptor).
+    let workers: Vec<_> = (0..SERVER_WORKERS)
+        .map(|_| {
+            let l = l.try_clone()?;
+            Ok(std::thread::spawn(move || serve(&l)))
+        })
+        .collect::<std::io::Result<_>>()
+        .context("server threads")?;
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+fn serve(l: &TcpListener) {
     for conn in l.incoming() {
         let Ok(mut s) = conn else { continue };
         let _ = s.set_nodelay(true);
@@ -86,7 +130,6 @@ fn server(listen: SocketAddr) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 fn summarize(mut lat_ns: Vec<u64>, elapsed: Duration) -> Result {
@@ -136,4 +179,152 @@ fn crr(to: SocketAddr, dur: Duration, max: usize) -> anyhow::Result<Result> {
         lat.push(t.elapsed().as_nanos() as u64);
     }
     Ok(summarize(lat, start.elapsed()))
+}
+
+/// One connection of [`crr_many`]: opened at `t`, request sent or not yet.
+struct Pending {
+    s: TcpStream,
+    t: Instant,
+    sent: bool,
+}
+
+/// A non-blocking connect to `to`, registered with `ep` under `token` (edge-triggered for both
+/// directions: one registration per connection, no re-arming).
+fn open(ep: &Epoll, to: SocketAddr, token: usize) -> anyhow::Result<Pending> {
+    let family = if to.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd: OwnedFd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket")?;
+    let t = Instant::now();
+    let addr = SockaddrStorage::from(to);
+    use std::os::fd::AsRawFd as _;
+    match socket::connect(fd.as_raw_fd(), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => bail!("connect {to}: {e}"),
+    }
+    let s = TcpStream::from(fd);
+    s.set_nodelay(true)?;
+    let ev = EpollEvent::new(
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET,
+        token as u64,
+    );
+    ep.add(&s, ev).context("epoll add")?;
+    Ok(Pending { s, t, sent: false })
+}
+
+/// CRR with `conns` connections in flight from one thread: each connects, sends one byte, reads
+/// the echo and closes, and a new one takes its place until `dur` or `max` connections. The
+/// rate is what the path sustains under load (wrk `-t1 -cN` against a server, as the peer
+/// figures in `benchmarks.md` were measured); latencies include waiting behind the others.
+fn crr_many(to: SocketAddr, dur: Duration, max: usize, conns: usize) -> anyhow::Result<Result> {
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll")?;
+    let mut slots: Vec<Option<Pending>> = (0..conns).map(|_| None).collect();
+    let mut lat = Vec::with_capacity(max);
+    let start = Instant::now();
+    let mut opened = 0;
+    let mut live = 0;
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if opened < max {
+            *slot = Some(open(&ep, to, i)?);
+            opened += 1;
+            live += 1;
+        }
+    }
+    let mut events = vec![EpollEvent::empty(); conns];
+    let mut b = [1u8; 1];
+    while live > 0 {
+        // A connection that makes no progress for this long is lost (a dropped SYN is
+        // retransmitted after 1 s, so this is several retries).
+        let n = ep.wait(&mut events, 10_000u16).context("epoll wait")?;
+        if n == 0 {
+            bail!("{live} connections to {to} made no progress for 10 s");
+        }
+        for ev in &events[..n] {
+            let i = ev.data() as usize;
+            let Some(p) = slots.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !p.sent {
+                // Connected (or failed): the first edge after connect.
+                if let Some(e) = p.s.take_error()? {
+                    bail!("connect {to}: {e}");
+                }
+                if !ev.events().contains(EpollFlags::EPOLLOUT) {
+                    continue;
+                }
+                p.s.write_all(&b).context("request")?;
+                p.sent = true;
+                continue;
+            }
+            match p.s.read(&mut b) {
+                Ok(1) => {}
+                Ok(_) => bail!("{to} closed a connection before answering"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e).context("response"),
+            }
+            lat.push(p.t.elapsed().as_nanos() as u64);
+            // Closing the socket also takes it out of the epoll set.
+            slots[i] = None;
+            live -= 1;
+            if opened < max && start.elapsed() < dur {
+                slots[i] = Some(open(&ep, to, i)?);
+                opened += 1;
+                live += 1;
+            }
+        }
+    }
+    Ok(summarize(lat, start.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener() -> (TcpListener, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = l.local_addr().expect("address");
+        (l, a)
+    }
+
+    #[test]
+    fn many_connections_in_flight_all_complete() {
+        let (l, to) = listener();
+        std::thread::spawn(move || serve_workers(&l));
+        let r = crr_many(to, Duration::from_secs(30), 300, 4).expect("crr");
+        assert_eq!(r.ops, 300);
+        assert!(r.rate > 0.0 && r.p50_us > 0.0 && r.p99_us >= r.p50_us);
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_error() {
+        // A port nobody listens on: bound, then closed.
+        let (l, to) = listener();
+        drop(l);
+        let e = crr_many(to, Duration::from_secs(5), 10, 2).expect_err("refused");
+        assert!(format!("{e:#}").contains("connect"), "{e:#}");
+    }
+
+    #[test]
+    fn a_connection_closed_unanswered_is_an_error() {
+        let (l, to) = listener();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                drop(c);
+            }
+        });
+        let e = crr_many(to, Duration::from_secs(5), 10, 2).expect_err("unanswered");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("before answering") || msg.contains("response"),
+            "{msg}"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! scenarios compare like with like:
 //!
 //! - iperf3 throughput (client on CPU 0, server on CPU 1);
-//! - kbench CRR, connect rate and latency (client CPU 0, server CPU 1);
+//! - kbench CRR, connect rate and latency (client CPU 0, server CPU 1), one connection at a time
+//!   and, where a scenario asks, several at once (the path's sustained connection rate);
 //! - kbench RR, request/response rate and latency (both ends on CPU 1: cross-CPU wake-ups would
 //!   swamp a microsecond-sized effect).
 
@@ -93,6 +94,23 @@ pub fn crr(cli: &NetNs, ctx: &Ctx, to: SocketAddr) -> anyhow::Result<kbench::Res
         ctx,
         "0",
         &["crr", "--to", &to.to_string(), "--secs", &s],
+    )
+}
+
+/// [`crr`] with `conns` connections open at once from one thread (wrk `-t1 -cN`).
+pub fn crr_many(
+    cli: &NetNs,
+    ctx: &Ctx,
+    to: SocketAddr,
+    conns: usize,
+) -> anyhow::Result<kbench::Result> {
+    let s = ctx.secs.to_string();
+    let c = conns.to_string();
+    kbench(
+        cli,
+        ctx,
+        "0",
+        &["crr", "--to", &to.to_string(), "--secs", &s, "--conns", &c],
     )
 }
 
