@@ -5,7 +5,7 @@
 
 use std::{
     io::{ErrorKind, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     os::fd::OwnedFd,
     time::{Duration, Instant},
 };
@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use nix::sys::{
     epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags},
-    socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage},
+    socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt},
 };
 
 /// Server threads: each serves one connection at a time, so up to this many connections are
@@ -53,6 +53,9 @@ enum Mode {
         /// the other, blocking (netperf's TCP_CRR).
         #[arg(long, default_value_t = 1)]
         conns: usize,
+        /// Source address (the port is still picked at connect time, per 4-tuple).
+        #[arg(long)]
+        bind: Option<IpAddr>,
     },
 }
 
@@ -69,10 +72,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             secs,
             max,
             conns,
+            bind,
         } => {
             let dur = Duration::from_secs_f64(*secs);
-            let r = if *conns > 1 {
-                crr_many(*to, dur, *max, *conns)?
+            let r = if *conns > 1 || bind.is_some() {
+                crr_many(*to, dur, *max, *conns, *bind)?
             } else {
                 crr(*to, dur, *max)?
             };
@@ -188,9 +192,9 @@ struct Pending {
     sent: bool,
 }
 
-/// A non-blocking connect to `to`, registered with `ep` under `token` (edge-triggered for both
-/// directions: one registration per connection, no re-arming).
-fn open(ep: &Epoll, to: SocketAddr, token: usize) -> anyhow::Result<Pending> {
+/// A non-blocking connect to `to` (from `bind`), registered with `ep` under `token`
+/// (edge-triggered for both directions: one registration per connection, no re-arming).
+fn open(ep: &Epoll, to: SocketAddr, bind: Option<IpAddr>, token: usize) -> anyhow::Result<Pending> {
     let family = if to.is_ipv6() {
         AddressFamily::Inet6
     } else {
@@ -204,8 +208,19 @@ fn open(ep: &Epoll, to: SocketAddr, token: usize) -> anyhow::Result<Pending> {
     )
     .context("socket")?;
     let t = Instant::now();
-    let addr = SockaddrStorage::from(to);
     use std::os::fd::AsRawFd as _;
+    if let Some(ip) = bind {
+        // The port is left to connect, which only needs the 4-tuple to be unique: a bind-time
+        // port would have to be free of every earlier connection still in TIME_WAIT.
+        socket::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)
+            .context("IP_BIND_ADDRESS_NO_PORT")?;
+        socket::bind(
+            fd.as_raw_fd(),
+            &SockaddrStorage::from(SocketAddr::new(ip, 0)),
+        )
+        .with_context(|| format!("bind {ip}"))?;
+    }
+    let addr = SockaddrStorage::from(to);
     match socket::connect(fd.as_raw_fd(), &addr) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
         Err(e) => bail!("connect {to}: {e}"),
@@ -224,7 +239,14 @@ fn open(ep: &Epoll, to: SocketAddr, token: usize) -> anyhow::Result<Pending> {
 /// the echo and closes, and a new one takes its place until `dur` or `max` connections. The
 /// rate is what the path sustains under load (wrk `-t1 -cN` against a server, as the peer
 /// figures in `benchmarks.md` were measured); latencies include waiting behind the others.
-fn crr_many(to: SocketAddr, dur: Duration, max: usize, conns: usize) -> anyhow::Result<Result> {
+fn crr_many(
+    to: SocketAddr,
+    dur: Duration,
+    max: usize,
+    conns: usize,
+    bind: Option<IpAddr>,
+) -> anyhow::Result<Result> {
+    let conns = conns.max(1);
     let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll")?;
     let mut slots: Vec<Option<Pending>> = (0..conns).map(|_| None).collect();
     let mut lat = Vec::with_capacity(max);
@@ -233,7 +255,7 @@ fn crr_many(to: SocketAddr, dur: Duration, max: usize, conns: usize) -> anyhow::
     let mut live = 0;
     for (i, slot) in slots.iter_mut().enumerate() {
         if opened < max {
-            *slot = Some(open(&ep, to, i)?);
+            *slot = Some(open(&ep, to, bind, i)?);
             opened += 1;
             live += 1;
         }
@@ -275,7 +297,7 @@ fn crr_many(to: SocketAddr, dur: Duration, max: usize, conns: usize) -> anyhow::
             slots[i] = None;
             live -= 1;
             if opened < max && start.elapsed() < dur {
-                slots[i] = Some(open(&ep, to, i)?);
+                slots[i] = Some(open(&ep, to, bind, i)?);
                 opened += 1;
                 live += 1;
             }
@@ -298,7 +320,7 @@ mod tests {
     fn many_connections_in_flight_all_complete() {
         let (l, to) = listener();
         std::thread::spawn(move || serve_workers(&l));
-        let r = crr_many(to, Duration::from_secs(30), 300, 4).expect("crr");
+        let r = crr_many(to, Duration::from_secs(30), 300, 4, None).expect("crr");
         assert_eq!(r.ops, 300);
         assert!(r.rate > 0.0 && r.p50_us > 0.0 && r.p99_us >= r.p50_us);
     }
@@ -308,7 +330,7 @@ mod tests {
         // A port nobody listens on: bound, then closed.
         let (l, to) = listener();
         drop(l);
-        let e = crr_many(to, Duration::from_secs(5), 10, 2).expect_err("refused");
+        let e = crr_many(to, Duration::from_secs(5), 10, 2, None).expect_err("refused");
         assert!(format!("{e:#}").contains("connect"), "{e:#}");
     }
 
@@ -320,11 +342,32 @@ mod tests {
                 drop(c);
             }
         });
-        let e = crr_many(to, Duration::from_secs(5), 10, 2).expect_err("unanswered");
+        let e = crr_many(to, Duration::from_secs(5), 10, 2, None).expect_err("unanswered");
         let msg = format!("{e:#}");
         assert!(
             msg.contains("before answering") || msg.contains("response"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn connections_leave_from_the_bound_address() {
+        let (l, to) = listener();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let _ = tx.send(c.peer_addr().map(|a| a.ip()));
+                let mut b = [0u8; 1];
+                if c.read_exact(&mut b).is_ok() {
+                    let _ = c.write_all(&b);
+                }
+            }
+        });
+        let from: IpAddr = "127.0.0.2".parse().expect("address");
+        let r = crr_many(to, Duration::from_secs(30), 20, 1, Some(from)).expect("crr");
+        assert_eq!(r.ops, 20);
+        let peers: Vec<IpAddr> = rx.try_iter().map(|p| p.expect("peer")).collect();
+        assert_eq!(peers, vec![from; 20]);
     }
 }

@@ -7,7 +7,10 @@
 //! - kbench RR, request/response rate and latency (both ends on CPU 1: cross-CPU wake-ups would
 //!   swamp a microsecond-sized effect).
 
-use std::{net::SocketAddr, process::Stdio};
+use std::{
+    net::{IpAddr, SocketAddr},
+    process::Stdio,
+};
 
 use anyhow::Context as _;
 use sixlane_testkit::{ChildGuard, NetNs};
@@ -97,20 +100,34 @@ pub fn crr(cli: &NetNs, ctx: &Ctx, to: SocketAddr) -> anyhow::Result<kbench::Res
     )
 }
 
-/// [`crr`] with `conns` connections open at once from one thread (wrk `-t1 -cN`).
+/// [`crr`] with `conns` connections open at once from one thread (wrk `-t1 -cN`), from source
+/// address `from`. A source of its own keeps an earlier run's connections out of the way: their
+/// thousands of TIME_WAIT entries would otherwise make the client's every port search long.
 pub fn crr_many(
     cli: &NetNs,
     ctx: &Ctx,
     to: SocketAddr,
     conns: usize,
+    from: IpAddr,
 ) -> anyhow::Result<kbench::Result> {
     let s = ctx.secs.to_string();
     let c = conns.to_string();
+    let f = from.to_string();
     kbench(
         cli,
         ctx,
         "0",
-        &["crr", "--to", &to.to_string(), "--secs", &s, "--conns", &c],
+        &[
+            "crr",
+            "--to",
+            &to.to_string(),
+            "--secs",
+            &s,
+            "--conns",
+            &c,
+            "--bind",
+            &f,
+        ],
     )
 }
 
