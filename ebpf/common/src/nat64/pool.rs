@@ -223,8 +223,8 @@ mod tests {
     }
 
     /// Fills one address's 64,512 ports the way the datapath does (first free candidate of up
-    /// to `MAX_PROBES`, pods' ports in the order a client's kernel hands them out) and counts
-    /// refused bindings per occupancy band: none below 85%.
+    /// to `MAX_PROBES`, pods' ports in the order a client's kernel hands them out): no binding
+    /// is refused before 85% of the ports are taken (consecutive probing refused 212).
     #[test]
     fn a_pool_fills_to_85_percent_without_refusals() {
         let r = PortRange {
