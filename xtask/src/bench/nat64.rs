@@ -328,9 +328,14 @@ fn measure(t: &Topo, ctx: &Ctx, dst: &str, listen: &str) -> anyhow::Result<Value
     // benchmarks.md were taken with (wrk -t1 -c8); from a second client address, so every
     // connection opens a new binding, with the sequential run's still in the pool, as on a
     // busy node.
-    let from: std::net::IpAddr = if ip.is_ipv6() { CLI2_6 } else { CLI2_4 }
-        .parse()
-        .context("client address")?;
+    let from_s = if ip.is_ipv6() { CLI2_6 } else { CLI2_4 };
+    let from: std::net::IpAddr = from_s.parse().context("client address")?;
+    // The node resolves the second address on first use; without this, the first connections'
+    // SYN-ACKs were lost to it (8 SYN retransmissions and a 1 s stall in native IPv6).
+    t.cli.exec(
+        "ping",
+        &["-c", "1", "-i", "0.2", "-w", "10", "-I", from_s, dst],
+    )?;
     let crr8 = measure::crr_many(&t.cli, ctx, to, CRR_CONNS, from)?;
     v.insert("crr8_rate", crr8.rate);
     let rr = measure::rr(&t.cli, ctx, to)?;
