@@ -6,7 +6,7 @@
 use std::{
     io::{ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    os::fd::OwnedFd,
+    os::fd::{AsRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
@@ -208,7 +208,6 @@ fn open(ep: &Epoll, to: SocketAddr, bind: Option<IpAddr>, token: usize) -> anyho
     )
     .context("socket")?;
     let t = Instant::now();
-    use std::os::fd::AsRawFd as _;
     if let Some(ip) = bind {
         // The port is left to connect, which only needs the 4-tuple to be unique: a bind-time
         // port would have to be free of every earlier connection still in TIME_WAIT.
