@@ -137,6 +137,11 @@ mod tests {
     use std::{collections::HashSet, vec, vec::Vec};
 
     const KEY: [u32; 4] = [1, 2, 3, 4];
+    /// The default NAT64 range: 64,512 ports.
+    const WIDE: PortRange = PortRange {
+        lo: 1024,
+        hi: 65535,
+    };
 
     #[test]
     fn candidates_cover_a_small_pool_exactly_once() {
@@ -156,10 +161,7 @@ mod tests {
 
     #[test]
     fn one_pod_stays_on_one_address_and_ports_spread() {
-        let r = PortRange {
-            lo: 1024,
-            hi: 65535,
-        };
+        let r = WIDE;
         let pod = [0xfd, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
         let mut addrs = HashSet::new();
         let mut ports = HashSet::new();
@@ -194,10 +196,7 @@ mod tests {
 
     #[test]
     fn large_pools_probe_spread_ports_on_the_pods_address_first() {
-        let r = PortRange {
-            lo: 1024,
-            hi: 65535,
-        };
+        let r = WIDE;
         let s = start(&KEY, 3, &r, &[0xfd; 16], 40000, 6);
         let (a0, _) = candidate(s, 0, 3, &r).unwrap();
         let c: Vec<_> = (0..MAX_PROBES)
@@ -227,10 +226,7 @@ mod tests {
     /// is refused before 85% of the ports are taken (consecutive probing refused 212).
     #[test]
     fn a_pool_fills_to_85_percent_without_refusals() {
-        let r = PortRange {
-            lo: 1024,
-            hi: 65535,
-        };
+        let r = WIDE;
         let len = r.len() as usize;
         let mut used = vec![false; len];
         let (mut taken, mut refused_below_85) = (0usize, 0);

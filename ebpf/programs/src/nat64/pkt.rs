@@ -66,7 +66,7 @@ pub fn load_into<const N: usize>(ctx: &TcContext, off: usize, buf: &mut [u8; N])
 
 #[inline(always)]
 pub fn store<T>(ctx: &TcContext, off: usize, v: &T) -> Res<()> {
-    ctx.store(off, v, 0).map_err(|_| Reason::Nat64Error)
+    store_first(ctx, off, v, core::mem::size_of::<T>())
 }
 
 /// Stores the first `len` bytes of `v` (at most all of it) at `off`.
