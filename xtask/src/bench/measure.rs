@@ -91,13 +91,7 @@ fn kbench(cli: &NetNs, ctx: &Ctx, cpu: &str, args: &[&str]) -> anyhow::Result<kb
 
 /// Connect, one request/response, close, repeated from `cli` to `to`.
 pub fn crr(cli: &NetNs, ctx: &Ctx, to: SocketAddr) -> anyhow::Result<kbench::Result> {
-    let s = ctx.secs.to_string();
-    kbench(
-        cli,
-        ctx,
-        "0",
-        &["crr", "--to", &to.to_string(), "--secs", &s],
-    )
+    crr_with(cli, ctx, to, &[])
 }
 
 /// [`crr`] with `conns` connections open at once from one thread (wrk `-t1 -cN`), from source
@@ -110,25 +104,23 @@ pub fn crr_many(
     conns: usize,
     from: IpAddr,
 ) -> anyhow::Result<kbench::Result> {
-    let s = ctx.secs.to_string();
     let c = conns.to_string();
     let f = from.to_string();
-    kbench(
-        cli,
-        ctx,
-        "0",
-        &[
-            "crr",
-            "--to",
-            &to.to_string(),
-            "--secs",
-            &s,
-            "--conns",
-            &c,
-            "--bind",
-            &f,
-        ],
-    )
+    crr_with(cli, ctx, to, &["--conns", &c, "--bind", &f])
+}
+
+/// `kbench crr` on CPU 0 towards `to` for the run's seconds, with `extra` arguments.
+fn crr_with(
+    cli: &NetNs,
+    ctx: &Ctx,
+    to: SocketAddr,
+    extra: &[&str],
+) -> anyhow::Result<kbench::Result> {
+    let s = ctx.secs.to_string();
+    let t = to.to_string();
+    let mut args = vec!["crr", "--to", &t, "--secs", &s];
+    args.extend_from_slice(extra);
+    kbench(cli, ctx, "0", &args)
 }
 
 /// One-byte ping-pong on one connection from `cli` to `to`.
