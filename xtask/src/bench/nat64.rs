@@ -4,7 +4,10 @@
 //! the stateful part (Lencse's "tayga + iptables" setup); ours is sixlane's stateful NAT64 in the
 //! node's tc programs. A second reference, `direct6`, is native IPv6 through the same node to
 //! the server's IPv6 address (given back for that mode only): what the client's IPv6 stack
-//! costs by itself, so the translation's own share of any gap is visible.
+//! costs by itself, so the translation's own share of any gap is visible. A third, `nat44`, is
+//! the kernel's own stateful NAT in the same family (conntrack + nft masquerade of the client's
+//! IPv4 address on the node): what "state + rewrite" costs without a protocol change
+//! (benchmarks.md §4.4's reference R; its pass bar is NAT64 at least as cheap).
 //!
 //! ```text
 //!  cli ns: c6 fd00:a::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:a::1/64 + 198.18.0.1/24
@@ -138,6 +141,11 @@ impl Scenario for Nat64 {
                 about: "no translation: native IPv6 to the server's IPv6 address, same node",
             },
             Mode {
+                name: "nat44",
+                role: Role::Peer,
+                about: "no translation: IPv4 through the same node, nft masquerade (conntrack)",
+            },
+            Mode {
                 name: "tayga",
                 role: Role::Peer,
                 about: "Tayga TUN (stateless NAT64, dynamic pool) + nft masquerade",
@@ -168,6 +176,10 @@ impl Scenario for Nat64 {
         let pins = PinDir::new()?;
         let (dst, _tayga) = match mode.name {
             "direct4" => (SERVER4, None),
+            "nat44" => {
+                nft(&t, &masquerade(CLIENT4_NET, t.hs4()))?;
+                (SERVER4, None)
+            }
             "direct6" => {
                 t.restore_ipv6()?;
                 (SRV6, None)
@@ -189,6 +201,9 @@ impl Scenario for Nat64 {
             SERVER4
         };
         let values = measure(&t, ctx, dst, listen)?;
+        if mode.name == "nat44" && masqueraded(&t)? == 0 {
+            bail!("nat44 masqueraded nothing: the nft rule was not on the path");
+        }
         if mode.name == "sixlane" {
             let out = sixlane_counters(&pins, ctx)?;
             if out == 0 {
@@ -252,6 +267,42 @@ fn sixlane_counters(pins: &PinDir, ctx: &Ctx) -> anyhow::Result<u64> {
         .sum())
 }
 
+/// Tayga's dynamic pool: the IPv4 sources it gives IPv6 clients, masqueraded on the uplink.
+const TAYGA_POOL: &str = "198.18.128.0/17";
+/// The client's IPv4 network (`nat44`'s masqueraded sources).
+const CLIENT4_NET: &str = "198.18.0.0/24";
+
+/// An nft table (in the node namespace, gone with it) that masquerades `from` leaving `oif`.
+fn masquerade(from: &str, oif: &str) -> String {
+    format!(
+        "table ip slbench64 {{\n chain post {{ type nat hook postrouting priority srcnat;\n  ip saddr {from} oifname \"{oif}\" counter masquerade\n }}\n}}\n"
+    )
+}
+
+/// Loads `rules` with `nft -f -` in the node namespace.
+fn nft(t: &Topo, rules: &str) -> anyhow::Result<()> {
+    let mut nft = t.node.command("nft");
+    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = nft.spawn().context("starting nft")?;
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("nft -f failed for:\n{rules}");
+    }
+    Ok(())
+}
+
+/// Packets the masquerade rule matched (for NAT, the first packet of each connection).
+fn masqueraded(t: &Topo) -> anyhow::Result<u64> {
+    let out = t.node.exec("nft", &["list", "table", "ip", "slbench64"])?;
+    let n = out
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .with_context(|| format!("no counter in:\n{out}"))?;
+    n.parse().with_context(|| format!("counter {n:?}"))
+}
+
 /// Tayga on a TUN device in the node namespace, plus nft masquerade of its dynamic pool.
 struct Tayga {
     _child: ChildGuard,
@@ -267,32 +318,20 @@ impl Tayga {
             &conf,
             format!(
                 "tun-device nat64\nipv4-addr 198.18.255.1\nprefix {PREFIX}\nipv6-addr fd00:64::1\n\
-                 dynamic-pool 198.18.128.0/17\ndata-dir {}\n",
+                 dynamic-pool {TAYGA_POOL}\ndata-dir {}\n",
                 dir.display()
             ),
         )?;
         let conf_s = conf.to_string_lossy().into_owned();
         t.node.exec("tayga", &["-c", &conf_s, "--mktun"])?;
         t.node.ip(&["link", "set", "nat64", "up"])?;
-        t.node
-            .ip(&["route", "add", "198.18.128.0/17", "dev", "nat64"])?;
+        t.node.ip(&["route", "add", TAYGA_POOL, "dev", "nat64"])?;
         t.node
             .ip(&["route", "add", "198.18.255.1/32", "dev", "nat64"])?;
         t.node.ip(&["-6", "route", "add", PREFIX, "dev", "nat64"])?;
         t.node
             .ip(&["-6", "route", "add", "fd00:64::1/128", "dev", "nat64"])?;
-        let rules = format!(
-            "table ip slbench64 {{\n chain post {{ type nat hook postrouting priority srcnat;\n  ip saddr 198.18.128.0/17 oifname \"{}\" masquerade\n }}\n}}\n",
-            t.hs4()
-        );
-        let mut nft = t.node.command("nft");
-        nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
-        let mut child = nft.spawn().context("starting nft")?;
-        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
-        drop(child.stdin.take());
-        if !child.wait()?.success() {
-            bail!("nft -f failed for:\n{rules}");
-        }
+        nft(t, &masquerade(TAYGA_POOL, t.hs4()))?;
         let child = ChildGuard::spawn(
             t.node
                 .command("tayga")
