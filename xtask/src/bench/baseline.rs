@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, process::Command};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use sixlane_testkit::PinDir;
 
 use super::{
@@ -93,18 +93,7 @@ fn nft_counters(t: &Path3) -> anyhow::Result<()> {
            chain out {{ type filter hook egress device \"{dev}\" priority 0; counter; }}\n\
          }}\n"
     );
-    let mut c = t.node.command("nft");
-    c.args(["-f", "-"]);
-    let mut child = c
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("starting nft")?;
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
-    drop(child.stdin.take());
-    if !child.wait()?.success() {
-        bail!("nft -f failed for:\n{rules}");
-    }
-    Ok(())
+    super::topo::nft(&t.node, &rules)
 }
 
 fn sixlane_counters(t: &Path3, pins: &PinDir, ctx: &Ctx) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use sixlane_testkit::{ChildGuard, PinDir, names};
 use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
     measure::{self, KB_PORT, KbServer},
-    topo::Path3,
+    topo::{self, Path3},
 };
 use crate::sh;
 
@@ -177,7 +177,7 @@ impl Scenario for Nat64 {
         let (dst, _tayga) = match mode.name {
             "direct4" => (SERVER4, None),
             "nat44" => {
-                nft(&t, &masquerade(CLIENT4_NET, t.hs4()))?;
+                topo::nft(&t.node, &masquerade(CLIENT4_NET, t.hs4()))?;
                 (SERVER4, None)
             }
             "direct6" => {
@@ -279,19 +279,6 @@ fn masquerade(from: &str, oif: &str) -> String {
     )
 }
 
-/// Loads `rules` with `nft -f -` in the node namespace.
-fn nft(t: &Topo, rules: &str) -> anyhow::Result<()> {
-    let mut nft = t.node.command("nft");
-    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
-    let mut child = nft.spawn().context("starting nft")?;
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
-    drop(child.stdin.take());
-    if !child.wait()?.success() {
-        bail!("nft -f failed for:\n{rules}");
-    }
-    Ok(())
-}
-
 /// Packets the masquerade rule matched (for NAT, the first packet of each connection).
 fn masqueraded(t: &Topo) -> anyhow::Result<u64> {
     let out = t.node.exec("nft", &["list", "table", "ip", "slbench64"])?;
@@ -331,7 +318,7 @@ impl Tayga {
         t.node.ip(&["-6", "route", "add", PREFIX, "dev", "nat64"])?;
         t.node
             .ip(&["-6", "route", "add", "fd00:64::1/128", "dev", "nat64"])?;
-        nft(t, &masquerade(TAYGA_POOL, t.hs4()))?;
+        topo::nft(&t.node, &masquerade(TAYGA_POOL, t.hs4()))?;
         let child = ChildGuard::spawn(
             t.node
                 .command("tayga")
