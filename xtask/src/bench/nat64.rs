@@ -281,13 +281,34 @@ fn masquerade(from: &str, oif: &str) -> String {
 
 /// Packets the masquerade rule matched (for NAT, the first packet of each connection).
 fn masqueraded(t: &Topo) -> anyhow::Result<u64> {
-    let out = t.node.exec("nft", &["list", "table", "ip", "slbench64"])?;
-    let n = out
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .with_context(|| format!("no counter in:\n{out}"))?;
-    n.parse().with_context(|| format!("counter {n:?}"))
+    let out = t
+        .node
+        .exec("nft", &["-j", "list", "table", "ip", "slbench64"])?;
+    masquerade_packets(&out)
+}
+
+/// The packet count of the masquerading rule in `nft -j` output: its `counter` expression
+/// must exist, the rule must masquerade, and there must be exactly one such rule (a count
+/// that could belong to some other rule proves nothing).
+fn masquerade_packets(json: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).context("nft JSON")?;
+    let items = v["nftables"]
+        .as_array()
+        .context("nft JSON without an nftables array")?;
+    let mut found = None;
+    for expr in items.iter().filter_map(|i| i["rule"]["expr"].as_array()) {
+        if !expr.iter().any(|e| e.get("masquerade").is_some()) {
+            continue;
+        }
+        let packets = expr
+            .iter()
+            .find_map(|e| e["counter"]["packets"].as_u64())
+            .context("masquerade rule without a counter")?;
+        if found.replace(packets).is_some() {
+            bail!("more than one masquerade rule");
+        }
+    }
+    found.context("no masquerade rule")
 }
 
 /// Tayga on a TUN device in the node namespace, plus nft masquerade of its dynamic pool.
@@ -368,4 +389,48 @@ fn measure(t: &Topo, ctx: &Ctx, dst: &str, listen: &str) -> anyhow::Result<Value
     v.insert("rr_rate", rr.rate);
     v.insert("rr_p50", rr.p50_us);
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masquerade_packets;
+
+    /// `nft -j list table ip slbench64` (nft 1.0.6) after `masquerade(CLIENT4_NET, "hs4")`,
+    /// with `packets` filled in.
+    fn listing(packets: &str) -> String {
+        format!(
+            r#"{{"nftables": [{{"metainfo": {{"version": "1.0.6", "json_schema_version": 1}}}},
+ {{"table": {{"family": "ip", "name": "slbench64", "handle": 1}}}},
+ {{"chain": {{"family": "ip", "table": "slbench64", "name": "post", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}},
+ {{"rule": {{"family": "ip", "table": "slbench64", "chain": "post", "handle": 2, "expr": [
+   {{"match": {{"op": "==", "left": {{"payload": {{"protocol": "ip", "field": "saddr"}}}}, "right": {{"prefix": {{"addr": "198.18.0.0", "len": 24}}}}}}}},
+   {{"match": {{"op": "==", "left": {{"meta": {{"key": "oifname"}}}}, "right": "hs4"}}}},
+   {{"counter": {{"packets": {packets}, "bytes": 4242}}}},
+   {{"masquerade": null}}]}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn reads_the_masquerade_rules_packets() {
+        assert_eq!(masquerade_packets(&listing("17")).unwrap(), 17);
+        assert_eq!(masquerade_packets(&listing("0")).unwrap(), 0);
+    }
+
+    /// The error `masquerade_packets` gives for `json`.
+    fn refusal(json: &str) -> String {
+        format!("{:#}", masquerade_packets(json).unwrap_err())
+    }
+
+    #[test]
+    fn refuses_listings_that_prove_nothing() {
+        let no_counter = listing("1").replace(r#"{"counter": {"packets": 1, "bytes": 4242}},"#, "");
+        assert!(refusal(&no_counter).contains("without a counter"));
+        let no_masq = listing("1").replace(r#"{"masquerade": null}"#, r#"{"accept": null}"#);
+        assert!(refusal(&no_masq).contains("no masquerade rule"));
+        let mut two: serde_json::Value = serde_json::from_str(&listing("1")).unwrap();
+        let items = two["nftables"].as_array_mut().unwrap();
+        items.push(items.last().unwrap().clone());
+        assert!(refusal(&two.to_string()).contains("more than one"));
+        assert!(refusal("table ip slbench64 { }").contains("nft JSON"));
+    }
 }
