@@ -37,6 +37,30 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `cmd` quietly with `input` on its stdin; fails (with stderr) on non-zero exit.
+pub fn input(cmd: &mut Command, input: &str) -> anyhow::Result<()> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}`", show(cmd)))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    std::io::Write::write_all(&mut stdin, input.as_bytes())
+        .with_context(|| format!("writing to `{}`", show(cmd)))?;
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}: {}",
+            show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Whether `program` runs (`program args` exits 0).
 pub fn succeeds(program: impl AsRef<OsStr>, args: &[&str]) -> bool {
     Command::new(program)

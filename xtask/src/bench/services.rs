@@ -17,10 +17,9 @@
 
 use std::{
     fs,
-    io::Write as _,
     net::{Ipv6Addr, SocketAddr},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     time::Instant,
 };
 
@@ -131,28 +130,9 @@ fn state_json(n: usize, server: Ipv6Addr, extra: usize, moved: bool) -> String {
 
 /// Runs `cmd` with `input` on stdin; wall time in ms.
 fn timed_stdin(mut cmd: Command, input: &str) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", sh::show(&cmd)))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let ms = start.elapsed().as_secs_f64() * 1e3;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            sh::show(&cmd),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(ms)
+    let (r, secs) = sh::timed(|| sh::input(&mut cmd, input));
+    r?;
+    Ok(secs * 1e3)
 }
 
 fn agent(ctx: &Ctx, ns: Option<&NetNs>, pins: &PinDir) -> Command {

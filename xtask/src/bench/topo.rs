@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use sixlane_testkit::{NetNs, Veth};
 
 pub const CLI: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 2);
@@ -103,16 +103,5 @@ pub fn wait_listen(ns: &NetNs, port: u16) -> anyhow::Result<()> {
 
 /// Loads nft `rules` (`nft -f -`) in `ns`; the tables go with the namespace.
 pub fn nft(ns: &NetNs, rules: &str) -> anyhow::Result<()> {
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("starting nft")?;
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
-    drop(child.stdin.take());
-    if !child.wait()?.success() {
-        bail!("nft -f failed for:\n{rules}");
-    }
-    Ok(())
+    crate::sh::input(ns.command("nft").args(["-f", "-"]), rules)
 }
