@@ -2,7 +2,7 @@
 
 use std::{
     ffi::OsStr,
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
     time::Instant,
 };
 
@@ -26,14 +26,7 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("starting `{}`", show(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}: {}",
-            show(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    check(cmd, &out)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -50,6 +43,11 @@ pub fn input(cmd: &mut Command, input: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing to `{}`", show(cmd)))?;
     drop(stdin);
     let out = child.wait_with_output()?;
+    check(cmd, &out)
+}
+
+/// Fails with `cmd`'s stderr if `out` says it exited non-zero.
+fn check(cmd: &Command, out: &Output) -> anyhow::Result<()> {
     if !out.status.success() {
         bail!(
             "`{}` failed: {}: {}",
