@@ -66,7 +66,11 @@ fn run_inner(
     let (log_file, level) = conf::log_settings(&obj);
     let prefix = match cmd {
         Command::Add | Command::Del | Command::Check => {
-            format!("{} {}/{}", cmd.as_str(), env.container_id, env.ifname)
+            let mut p = format!("{} {}/{}", cmd.as_str(), env.container_id, env.ifname);
+            if let Some(pod) = env.pod() {
+                p.push_str(&format!(" pod={pod}"));
+            }
+            p
         }
         _ => cmd.as_str().to_owned(),
     };

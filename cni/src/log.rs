@@ -47,7 +47,7 @@ struct Logger {
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Sets up logging once per process; later calls are ignored. `prefix` identifies the operation
-/// (`ADD <container>/<ifname>`).
+/// (`ADD <container>/<ifname>`, and ` pod=<namespace>/<name>` when the runtime names the pod).
 pub fn init(level: Level, file: Option<&Path>, prefix: String) {
     let file = file.and_then(
         |p| match OpenOptions::new().create(true).append(true).open(p) {

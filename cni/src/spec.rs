@@ -110,6 +110,24 @@ pub struct Env {
     pub args: Vec<(String, String)>,
 }
 
+impl Env {
+    /// `namespace/name` of the Kubernetes pod, from the `K8S_POD_NAMESPACE` and `K8S_POD_NAME`
+    /// CNI_ARGS the CRI runtimes send: what operators search logs by.
+    pub fn pod(&self) -> Option<String> {
+        let get = |key: &str| {
+            self.args
+                .iter()
+                .find(|(k, v)| k == key && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        };
+        Some(format!(
+            "{}/{}",
+            get("K8S_POD_NAMESPACE")?,
+            get("K8S_POD_NAME")?
+        ))
+    }
+}
+
 /// Longest container ID accepted. Runtimes use 64 hex digits; the cap keeps log lines and
 /// reservation files bounded.
 pub const MAX_CONTAINER_ID: usize = 255;
@@ -594,6 +612,33 @@ mod tests {
         let long = "a".repeat(MAX_CONTAINER_ID + 1);
         let e = env_of(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", &long)]).unwrap_err();
         assert!(e.to_string().contains("CNI_CONTAINERID"));
+    }
+
+    #[test]
+    fn the_pod_comes_from_the_runtimes_k8s_args() {
+        let base = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "a"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/x"),
+        ];
+        let pod = |args: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("CNI_ARGS", args));
+            env_of(&pairs).unwrap().1.pod()
+        };
+        // What containerd's CRI sends.
+        assert_eq!(
+            pod(
+                "K8S_POD_INFRA_CONTAINER_ID=a;K8S_POD_UID=u;IgnoreUnknown=1;\
+                 K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns-x"
+            )
+            .as_deref(),
+            Some("kube-system/coredns-x")
+        );
+        assert_eq!(pod("K8S_POD_NAME=p"), None);
+        assert_eq!(pod("K8S_POD_NAMESPACE=;K8S_POD_NAME=p"), None);
+        assert_eq!(env_of(&base).unwrap().1.pod(), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod bins;
 pub mod cni;
 pub use sixlane_testkit::dns64;
 pub mod cluster;
+pub mod cri;
 pub mod echo;
 pub mod nat64;
 pub mod podattach;

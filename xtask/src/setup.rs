@@ -49,6 +49,8 @@ const TEST: &[&str] = &[
     "containerd",
     "runc",
     "busybox-static",
+    // The CRI test's gRPC client (k8s-cri) generates its code with protoc at build time.
+    "protobuf-compiler",
     // NAT64 tests: a real DNS64 resolver (unbound's dns64 module) and dig to query it.
     "unbound",
     "dnsutils",

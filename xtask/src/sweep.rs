@@ -8,7 +8,10 @@
 
 use std::{collections::BTreeSet, fs, process::Command};
 
-use sixlane_testkit::names::{PREFIX, owner_pid};
+use sixlane_testkit::{
+    containerd,
+    names::{PREFIX, owner_pid},
+};
 
 use crate::sh;
 
@@ -19,7 +22,7 @@ fn orphan(name: &str) -> bool {
             .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// What exists now: netns, link and pin names (`kind name`).
+/// What exists now: netns, link, pin and top-level cgroup names (`kind name`).
 fn inventory() -> BTreeSet<(&'static str, String)> {
     let mut all = BTreeSet::new();
     if let Ok(list) = sh::output(Command::new("ip").args(["netns", "list"])) {
@@ -39,6 +42,14 @@ fn inventory() -> BTreeSet<(&'static str, String)> {
     if let Ok(entries) = fs::read_dir("/sys/fs/bpf") {
         for e in entries.flatten() {
             all.insert(("pin", e.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    // CRI pods' cgroups (the private containerd's cgroup parent).
+    if let Ok(entries) = fs::read_dir(containerd::CGROUP_ROOT) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                all.insert(("cgroup", e.file_name().to_string_lossy().into_owned()));
+            }
         }
     }
     all
@@ -73,6 +84,9 @@ fn remove(kind: &str, name: &str, report: &mut Vec<String>) {
         }
         "link" => {
             let _ = Command::new("ip").args(["link", "del", name]).status();
+        }
+        "cgroup" => {
+            containerd::remove_cgroup(&std::path::Path::new(containerd::CGROUP_ROOT).join(name));
         }
         _ => {
             let p = std::path::Path::new("/sys/fs/bpf").join(name);

@@ -3,9 +3,12 @@
 //! namespace where `/etc/cni/net.d` and `/opt/cni/bin` are mounted over, so the host's CNI setup
 //! is neither read nor touched. Images are OCI tarballs built here (no registry).
 //!
+//! Two ways in: `ctr` ([`Containerd::start`]; the CRI plugin is off) and the CRI, kubelet's
+//! gRPC API ([`Containerd::start_cri`]), which creates and pins each pod's network namespace
+//! itself and calls the CNI plugins for it.
+//!
 //! Notes: containerd 1.6 speaks CNI ≤ 1.0.0; a detached `ctr run -d` never calls DEL, so
-//! containers run `ctr run --rm` in the foreground of a background process; the CRI plugin is
-//! disabled (ctr does not need it).
+//! containers run `ctr run --rm` in the foreground of a background process.
 
 use std::{
     fs,
@@ -48,9 +51,20 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Builds an OCI image layout tarball with Debian's static busybox (package `busybox-static`),
-/// links for `applets` and extra `files` (path inside the image, contents), in `dir`. Returns
-/// the tarball's path.
+/// links for `applets` and extra `files` (path inside the image, contents), in `dir`, named
+/// [`BUSYBOX_IMAGE`] with `/bin/sh` as its command. Returns the tarball's path.
 pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Result<PathBuf> {
+    busybox_image_as(dir, BUSYBOX_IMAGE, &["/bin/sh"], applets, files)
+}
+
+/// [`busybox_image`] under the image name `name` with the default command `cmd`.
+pub fn busybox_image_as(
+    dir: &Path,
+    name: &str,
+    cmd: &[&str],
+    applets: &[&str],
+    files: &[(&str, &str)],
+) -> Result<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
         return Err(Error::Io {
@@ -98,8 +112,13 @@ pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Re
         "aarch64" => "arm64",
         other => other,
     };
+    let cmd = cmd
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let config = format!(
-        r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+        r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":[{cmd}]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
     );
     let cfg_path = dir.join("config.json");
     write(&cfg_path, config.as_bytes())?;
@@ -111,7 +130,7 @@ pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Re
     write(&m_path, manifest.as_bytes())?;
     let (m_digest, m_size) = blob(&layout, &m_path)?;
     let index = format!(
-        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m_digest}","size":{m_size},"annotations":{{"io.containerd.image.name":"{BUSYBOX_IMAGE}","org.opencontainers.image.ref.name":"latest"}}}}]}}"#
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m_digest}","size":{m_size},"annotations":{{"io.containerd.image.name":"{name}","org.opencontainers.image.ref.name":"latest"}}}}]}}"#
     );
     write(&layout.join("index.json"), index.as_bytes())?;
     write(
@@ -133,34 +152,95 @@ pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Re
 }
 
 /// A containerd in `node`'s network namespace and its own mount namespace. Dropping it kills
-/// its shims and the daemon (by PID).
+/// its shims and the daemon (by PID), and removes the cgroup its CRI pods were put under.
 #[derive(Debug)]
 pub struct Containerd {
     daemon: ChildGuard,
     sock: PathBuf,
     node: PathBuf,
     dir: PathBuf,
+    /// With the CRI plugin: the cgroup (a top-level `slt…` directory) pods are created under.
+    cgroup: Option<String>,
 }
+
+/// The cgroup v2 hierarchy: CRI pods' cgroups are made there by runc (cgroupfs driver).
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 impl Containerd {
     /// Starts containerd with state under `dir`, the CNI configuration files `conf` (name,
     /// contents) in its `/etc/cni/net.d` and the plugin binaries `bins` (name, path) in its
-    /// `/opt/cni/bin`.
+    /// `/opt/cni/bin`. The CRI plugin is off: containers are run with `ctr`.
     pub fn start(
         node: &NetNs,
         dir: &Path,
         conf: &[(&str, String)],
         bins: &[(&str, &Path)],
     ) -> Result<Self> {
+        Self::launch(node, dir, conf, bins, None)
+    }
+
+    /// Like [`Containerd::start`], with the CRI plugin on: what kubelet drives. Its gRPC API is
+    /// served on [`Containerd::socket`]; pod sandboxes run `sandbox_image` (import it into the
+    /// `k8s.io` namespace with [`Containerd::import_to`] before the first pod), on the `native`
+    /// snapshotter, under the cgroup [`Containerd::cgroup_parent`], and their network
+    /// namespaces are pinned in a `/run/netns` private to this containerd's mount namespace.
+    pub fn start_cri(
+        node: &NetNs,
+        dir: &Path,
+        conf: &[(&str, String)],
+        bins: &[(&str, &Path)],
+        sandbox_image: &str,
+    ) -> Result<Self> {
+        Self::launch(node, dir, conf, bins, Some(sandbox_image))
+    }
+
+    fn launch(
+        node: &NetNs,
+        dir: &Path,
+        conf: &[(&str, String)],
+        bins: &[(&str, &Path)],
+        sandbox_image: Option<&str>,
+    ) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let sock = dir.join("containerd.sock");
-        let cfg = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+        // Top-level keys first: in TOML, a key after a table header belongs to that table.
+        let mut cfg = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{disabled}\
              [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
             root = dir.join("root").display(),
             state = dir.join("state").display(),
             sock = sock.display(),
+            disabled = if sandbox_image.is_none() {
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+            } else {
+                ""
+            },
         );
+        // AppArmor off: a test must not depend on the host's profiles (the CRI's default one
+        // needs apparmor_parser). Without restrict_oom_score_adj, runc fails to start the sandbox here ("can't get
+        // final child's PID from pipe"). The CNI directories are the defaults, which this
+        // mount namespace maps to ours.
+        if let Some(image) = sandbox_image {
+            cfg.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+                 \x20 sandbox_image = \"{image}\"\n\
+                 \x20 restrict_oom_score_adj = true\n\
+                 \x20 disable_apparmor = true\n\
+                 \x20 stream_server_address = \"127.0.0.1\"\n\
+                 \x20 stream_server_port = \"0\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
+                 \x20 snapshotter = \"native\"\n\
+                 \x20 default_runtime_name = \"runc\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                 \x20 runtime_type = \"io.containerd.runc.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n\
+                 \x20 Root = \"{runc}\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+                 \x20 bin_dir = \"/opt/cni/bin\"\n\
+                 \x20 conf_dir = \"/etc/cni/net.d\"\n",
+                runc = dir.join("runc").display(),
+            ));
+        }
         write(&dir.join("config.toml"), cfg.as_bytes())?;
         let netd = dir.join("net.d");
         fs::create_dir_all(&netd).map_err(io("creating", &netd))?;
@@ -176,6 +256,13 @@ impl Containerd {
             let p = dir.join(d);
             fs::create_dir_all(&p).map_err(io("creating", &p))?;
         }
+        // The CRI pins pod network namespaces in /run/netns: a private tmpfs there keeps them
+        // out of the host's `ip netns` and goes away with this mount namespace.
+        let netns = if sandbox_image.is_some() {
+            "mkdir -p /run/netns\nmount -t tmpfs sltnetns /run/netns\n"
+        } else {
+            ""
+        };
         // /etc and /opt get private, writable views; the host's stay untouched.
         let script = format!(
             "set -e\n\
@@ -185,6 +272,7 @@ impl Containerd {
              mount -t overlay sltetc -o lowerdir=/etc,upperdir={up},workdir={work} /etc\n\
              mkdir -p /etc/cni/net.d\n\
              mount --bind {netd} /etc/cni/net.d\n\
+             {netns}\
              exec containerd --config {cfg} --log-level warn\n",
             cnibin = cnibin.display(),
             up = dir.join("etc-up").display(),
@@ -205,6 +293,7 @@ impl Containerd {
             sock,
             node: node.path(),
             dir: dir.to_owned(),
+            cgroup: sandbox_image.map(|_| crate::names::unique('g')),
         };
         let start = Instant::now();
         while !me.sock.exists() || !me.ctr(&["version"])?.status.success() {
@@ -220,6 +309,17 @@ impl Containerd {
             thread::sleep(Duration::from_millis(100));
         }
         Ok(me)
+    }
+
+    /// containerd's gRPC socket (the CRI's too, with [`Containerd::start_cri`]).
+    pub fn socket(&self) -> &Path {
+        &self.sock
+    }
+
+    /// The cgroup parent to give CRI pods (`LinuxPodSandboxConfig.cgroup_parent`): removed with
+    /// this containerd. `None` without the CRI plugin.
+    pub fn cgroup_parent(&self) -> Option<String> {
+        self.cgroup.as_ref().map(|c| format!("/{c}"))
     }
 
     /// The directory holding this containerd's state and logs.
@@ -265,7 +365,14 @@ impl Containerd {
 
     /// Imports an OCI tarball with the native snapshotter (no overlay-in-overlay trouble).
     pub fn import(&self, tarball: &Path) -> Result<()> {
+        self.import_to("default", tarball)
+    }
+
+    /// [`Containerd::import`] into containerd namespace `namespace` (`k8s.io` is the CRI's).
+    pub fn import_to(&self, namespace: &str, tarball: &Path) -> Result<()> {
         let out = self.ctr(&[
+            "--namespace",
+            namespace,
             "images",
             "import",
             "--snapshotter",
@@ -326,5 +433,30 @@ impl Drop for Containerd {
             );
         }
         self.daemon.terminate();
+        if let Some(cg) = &self.cgroup {
+            remove_cgroup(&Path::new(CGROUP_ROOT).join(cg));
+        }
     }
+}
+
+/// Removes a cgroup tree, children first, killing what is left in it (a pod's processes that
+/// outlived their shim). Best effort: this runs in drop.
+pub fn remove_cgroup(path: &Path) {
+    if let Ok(rd) = fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    for _ in 0..50 {
+        let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            break;
+        }
+        // cgroup.kill (cgroup v2, 5.14+) kills every process inside at once.
+        let _ = fs::write(path.join("cgroup.kill"), "1");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = fs::remove_dir(path);
 }

@@ -4,7 +4,8 @@
 //! - [`netns`], [`veth`], [`pins`], [`process`]: RAII guards. Dropping one removes what it made,
 //!   also when the test panics; `cargo xtask test` sweeps anything named with [`names::PREFIX`]
 //!   afterwards and fails the run if it finds leftovers.
-//! - [`containerd`]: a private containerd and a locally built busybox OCI image.
+//! - [`containerd`]: a private containerd (driven with `ctr` or through its CRI) and locally
+//!   built busybox OCI images.
 //! - [`dns64`]: real resolvers (unbound, with its dns64 module) in namespaces.
 //! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.

@@ -1,0 +1,266 @@
+//! A CRI client: the calls kubelet makes to a container runtime for a pod (Kubernetes CRI v1
+//! over gRPC on containerd's socket), blocking, for tests. Requests carry what kubelet sends
+//! that matters to networking: the pod's name, namespace and UID (which the runtime hands the
+//! CNI plugin in `CNI_ARGS`), its DNS configuration (the pod's resolv.conf) and its cgroup.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, DnsConfig, ExecSyncRequest,
+    ImageSpec, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+    runtime_service_client::RuntimeServiceClient,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A failed CRI call: which, and the runtime's status.
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("connecting to the CRI at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: tonic::transport::Error,
+    },
+    #[error("CRI {call}: {status}")]
+    Call {
+        call: &'static str,
+        status: tonic::Status,
+    },
+    #[error("CRI {0}: the response lacks its payload")]
+    Empty(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, CriError>;
+
+fn call(name: &'static str) -> impl FnOnce(tonic::Status) -> CriError {
+    move |status| CriError::Call { call: name, status }
+}
+
+/// A pod as kubelet describes it to the runtime.
+#[derive(Clone, Debug)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// resolv.conf of the pod: name servers and search domains (kubelet's `dnsConfig`).
+    pub dns_servers: Vec<String>,
+    pub dns_searches: Vec<String>,
+    pub cgroup_parent: String,
+    pub log_directory: PathBuf,
+}
+
+impl Pod {
+    fn config(&self) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: self.name.clone(),
+                uid: self.uid.clone(),
+                namespace: self.namespace.clone(),
+                attempt: 0,
+            }),
+            hostname: self.name.clone(),
+            log_directory: self.log_directory.to_string_lossy().into_owned(),
+            dns_config: Some(DnsConfig {
+                servers: self.dns_servers.clone(),
+                searches: self.dns_searches.clone(),
+                options: vec!["ndots:1".into()],
+            }),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the runtime reports about a pod sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxStatus {
+    pub ready: bool,
+    /// The pod IP (what kubelet publishes in the Pod's status), from the CNI result.
+    pub ip: String,
+    pub additional_ips: Vec<String>,
+}
+
+/// Output of a command run in a container ([`Cri::exec_sync`]).
+#[derive(Clone, Debug)]
+pub struct Exec {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A CRI runtime-service client on a Unix socket, with its own single-threaded runtime.
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Cri {
+    /// Connects to the CRI served on `socket`.
+    pub fn connect(socket: &Path) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let path = socket.to_owned();
+        // The URI is a placeholder: the connector ignores it and dials the socket.
+        let endpoint = Endpoint::from_static("http://[::]:50051");
+        let p = path.clone();
+        let channel = rt
+            .block_on(
+                endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let p = p.clone();
+                    async move {
+                        let s = tokio::net::UnixStream::connect(p).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(s))
+                    }
+                })),
+            )
+            .map_err(|source| CriError::Connect { path, source })?;
+        Ok(Self {
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        })
+    }
+
+    /// The runtime's name and version (`Version`).
+    pub fn version(&mut self) -> Result<String> {
+        let v = self
+            .rt
+            .block_on(self.client.version(VersionRequest {
+                version: "v1".into(),
+            }))
+            .map_err(call("Version"))?
+            .into_inner();
+        Ok(format!("{} {}", v.runtime_name, v.runtime_version))
+    }
+
+    /// `RunPodSandbox`: creates the pod's network namespace, calls the CNI ADD, starts the
+    /// sandbox container. Returns the sandbox ID.
+    pub fn run_pod(&mut self, pod: &Pod) -> Result<String> {
+        let r = self
+            .rt
+            .block_on(self.client.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod.config()),
+                runtime_handler: String::new(),
+            }))
+            .map_err(call("RunPodSandbox"))?;
+        Ok(r.into_inner().pod_sandbox_id)
+    }
+
+    /// `PodSandboxStatus`.
+    pub fn pod_status(&mut self, id: &str) -> Result<SandboxStatus> {
+        let r = self
+            .rt
+            .block_on(self.client.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            }))
+            .map_err(call("PodSandboxStatus"))?
+            .into_inner();
+        let s = r.status.ok_or(CriError::Empty("PodSandboxStatus"))?;
+        let net = s.network.unwrap_or_default();
+        Ok(SandboxStatus {
+            ready: s.state == PodSandboxState::SandboxReady as i32,
+            ip: net.ip,
+            additional_ips: net.additional_ips.into_iter().map(|i| i.ip).collect(),
+        })
+    }
+
+    /// IDs of the pod sandboxes the runtime knows.
+    pub fn list_pods(&mut self) -> Result<Vec<String>> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+            )
+            .map_err(call("ListPodSandbox"))?
+            .into_inner();
+        Ok(r.items.into_iter().map(|p| p.id).collect())
+    }
+
+    /// `CreateContainer` + `StartContainer`: container `name` of `image` running `command` in
+    /// sandbox `pod_id`. Returns the container ID.
+    pub fn start_container(
+        &mut self,
+        pod_id: &str,
+        pod: &Pod,
+        name: &str,
+        image: &str,
+        command: &[&str],
+    ) -> Result<String> {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            log_path: format!("{name}.log"),
+            ..Default::default()
+        };
+        let id = self
+            .rt
+            .block_on(self.client.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.into(),
+                config: Some(config),
+                sandbox_config: Some(pod.config()),
+            }))
+            .map_err(call("CreateContainer"))?
+            .into_inner()
+            .container_id;
+        self.rt
+            .block_on(self.client.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            }))
+            .map_err(call("StartContainer"))?;
+        Ok(id)
+    }
+
+    /// `ExecSync`: runs `cmd` in container `id` (what `kubectl exec` and exec probes do), at
+    /// most `timeout_secs`.
+    pub fn exec_sync(&mut self, id: &str, cmd: &[&str], timeout_secs: i64) -> Result<Exec> {
+        let r = self
+            .rt
+            .block_on(self.client.exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+                timeout: timeout_secs,
+            }))
+            .map_err(call("ExecSync"))?
+            .into_inner();
+        Ok(Exec {
+            exit_code: r.exit_code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        })
+    }
+
+    /// `StopPodSandbox`: stops the pod's containers and calls the CNI DEL.
+    pub fn stop_pod(&mut self, id: &str) -> Result<()> {
+        self.rt
+            .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }))
+            .map_err(call("StopPodSandbox"))?;
+        Ok(())
+    }
+
+    /// `RemovePodSandbox`: forgets the pod (and removes its network namespace).
+    pub fn remove_pod(&mut self, id: &str) -> Result<()> {
+        self.rt
+            .block_on(self.client.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }))
+            .map_err(call("RemovePodSandbox"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! kubelet's path, end to end: containerd's CRI plugin, driven over gRPC with the calls kubelet
+//! makes (RunPodSandbox, CreateContainer, StartContainer, ExecSync, StopPodSandbox,
+//! RemovePodSandbox), creates a pod whose network namespace it pins itself and hands to the
+//! sixlane CNI plugin (with the `K8S_POD_*` CNI_ARGS runtimes send). The pod, IPv6-only, fetches
+//! from an IPv4-only server by name: its resolv.conf is the DNS config the CRI request carried,
+//! the resolver is a real DNS64 (unbound), and the node's tc programs translate (NAT64).
+//!
+//! ```text
+//!  CRI pod (fd00:10::/64) ─veth─ node ─up─ rtr ─wan─ inet (198.18.1.10 web, .53 DNS, IPv4 only)
+//!            containerd + DNS64 fd00:53::53 on the node; pool 198.18.0.1, prefix fd00:6464::/96
+//! ```
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+};
+
+use serde_json::json;
+use sixlane_agent::nat64::Span;
+use sixlane_testkit::containerd::{self, Containerd};
+use sixlane_tests::{
+    bins,
+    cni::{TempDir, links, reservations},
+    cri::{Cri, Pod},
+    dns64, load_datapath,
+    nat64::{self as n, HttpServer, Internet, SERVER4},
+    sim,
+};
+
+const PREFIX: &str = "fd00:6464::/96";
+const NETWORK: &str = "slcri";
+/// The image of both the sandbox (its default command sleeps) and the pod's container.
+const IMAGE: &str = "docker.io/library/slpod:latest";
+
+/// Host sides of pod veths on `node`: the plugin names them `sl` + 13 hex digits.
+fn pod_veths(node: &sixlane_testkit::NetNs) -> Vec<String> {
+    links(node)
+        .into_iter()
+        .filter(|l| {
+            l.len() == 15
+                && l.starts_with("sl")
+                && l[2..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .collect()
+}
+
+#[test]
+fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
+    sixlane_testkit::require_root();
+    let tmp = TempDir::new('r');
+    let (_pins, layout, _dp) = load_datapath();
+    n::apply(
+        &layout,
+        &n::config(
+            PREFIX,
+            &[n::NODE4],
+            &["fd00:10::/64"],
+            Span::new(61001, 65535),
+        ),
+    );
+    let node = sim::node().unwrap();
+    let net = Internet::new(&node).unwrap();
+    n::attach_uplink(&node, &layout, net.uplink());
+
+    // The IPv4 internet: a web server and its A-only DNS.
+    let _web = HttpServer::start(
+        &net.inet,
+        SocketAddr::from((SERVER4, 8080)),
+        b"hello, CRI pod".to_vec(),
+    );
+    let auth_addr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 53));
+    net.wan
+        .b
+        .ip(&["addr", "add", "198.18.1.53/24", "dev", "{}"])
+        .unwrap();
+    let _auth = dns64::Unbound::authority(
+        &net.inet,
+        auth_addr,
+        "example.test.",
+        &[("web.example.test.", IpAddr::V4(SERVER4))],
+    )
+    .unwrap();
+    // The cluster DNS (DNS64) on the node.
+    let dns_addr: Ipv6Addr = "fd00:53::53".parse().unwrap();
+    node.ip(&["addr", "add", &format!("{dns_addr}/128"), "dev", "lo"])
+        .unwrap();
+    let _dns = dns64::Unbound::dns64(
+        &node,
+        IpAddr::V6(dns_addr),
+        PREFIX,
+        &[("example.test.", auth_addr)],
+    )
+    .unwrap();
+
+    // containerd 1.6's CRI speaks CNI ≤ 1.0.0.
+    let data = tmp.path().join("ipam");
+    let log = tmp.path().join("sixlane-cni.log");
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "plugins": [{
+            "type": "sixlane",
+            "ipam": {
+                "type": "sixlane-ipam",
+                "ranges": [[{"subnet": "fd00:10::/64", "rangeStart": "fd00:10::100"}]],
+                "routes": [{"dst": "::/0"}],
+                "dataDir": data,
+            },
+            "mtu": 1500,
+            "dataplane": "required",
+            "pinRoot": layout.root(),
+            "logFile": log,
+            "logLevel": "debug",
+        }],
+    });
+    let image = containerd::busybox_image_as(
+        &tmp.path().join("image"),
+        IMAGE,
+        &["/bin/sleep", "2147483647"],
+        &["sh", "sleep", "wget", "cat", "ip"],
+        &[],
+    )
+    .unwrap();
+    let cd = Containerd::start_cri(
+        &node,
+        &tmp.path().join("containerd"),
+        &[(
+            "10-sixlane.conflist",
+            serde_json::to_string_pretty(&conflist).unwrap(),
+        )],
+        &[
+            ("sixlane", &bins::path("sixlane")),
+            ("loopback", Path::new("/usr/lib/cni/loopback")),
+        ],
+        IMAGE,
+    )
+    .unwrap();
+    cd.import_to("k8s.io", &image).unwrap();
+    let cd_log = || std::fs::read_to_string(cd.dir().join("containerd.log")).unwrap_or_default();
+    let cni_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let mut cri = Cri::connect(cd.socket()).unwrap();
+    let version = cri.version().unwrap();
+    assert!(version.starts_with("containerd"), "{version}");
+    let pod = Pod {
+        name: "web-client".into(),
+        namespace: "default".into(),
+        uid: "6e3c5d0a-0000-4000-8000-000000000001".into(),
+        dns_servers: vec![dns_addr.to_string()],
+        dns_searches: vec!["example.test".into()],
+        cgroup_parent: cd.cgroup_parent().unwrap(),
+        log_directory: tmp.path().join("pod-logs"),
+    };
+    let pod_id = cri
+        .run_pod(&pod)
+        .unwrap_or_else(|e| panic!("{e}\ncontainerd:\n{}\nCNI:\n{}", cd_log(), cni_log()));
+
+    // The pod IP kubelet would publish comes from sixlane's CNI result, and is the address
+    // sixlane's IPAM reserved for this sandbox.
+    let status = cri.pod_status(&pod_id).unwrap();
+    assert!(status.ready, "{status:?}");
+    let reserved = reservations(&data, NETWORK);
+    assert_eq!(reserved.len(), 1, "{reserved:?}");
+    let (pod_ip, owner) = &reserved[0];
+    assert_eq!(status.ip, pod_ip.to_string(), "{status:?}");
+    assert!(status.additional_ips.is_empty(), "{status:?}");
+    assert_eq!(owner, &format!("{pod_id}\r\neth0"), "reservation owner");
+    let host_veths = pod_veths(&node);
+    assert_eq!(host_veths.len(), 1, "{host_veths:?}");
+
+    let ctr = cri
+        .start_container(&pod_id, &pod, "client", IMAGE, &["/bin/sleep", "3600"])
+        .unwrap_or_else(|e| panic!("{e}\ncontainerd:\n{}", cd_log()));
+    let run = |cri: &mut Cri, cmd: &[&str]| {
+        let out = cri
+            .exec_sync(&ctr, cmd, 30)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert_eq!(
+            out.exit_code,
+            0,
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The container shares the sandbox's network: sixlane's address on eth0, no IPv4.
+    let addrs = run(&mut cri, &["ip", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains(&format!("{pod_ip}/")), "{addrs}");
+    assert!(!addrs.contains("inet "), "IPv6-only pod: {addrs}");
+    let resolv = run(&mut cri, &["cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains(&format!("nameserver {dns_addr}")),
+        "{resolv}"
+    );
+    // By name, through DNS64 and NAT64: `web` + the search domain, A-only upstream.
+    let body = run(&mut cri, &["wget", "-q", "-O", "-", "http://web:8080/"]);
+    assert_eq!(body, "hello, CRI pod");
+
+    // The translator's session belongs to the pod's address.
+    let out = std::process::Command::new(bins::path("sixlane-agent"))
+        .args([
+            "--pin-root",
+            &layout.root().to_string_lossy(),
+            "--json",
+            "nat64",
+            "sessions",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        rows.iter().any(|r| r["proto"] == "tcp"
+            && r["pod"] == pod_ip.to_string()
+            && r["peer"] == SERVER4.to_string()),
+        "{rows:?}"
+    );
+
+    // Pod deletion: StopPodSandbox runs the CNI DEL (reservation and veth gone), and the pod
+    // is forgotten after RemovePodSandbox.
+    cri.stop_pod(&pod_id).unwrap();
+    assert!(!cri.pod_status(&pod_id).unwrap().ready);
+    assert!(
+        reservations(&data, NETWORK).is_empty(),
+        "{:?}\nCNI:\n{}",
+        reservations(&data, NETWORK),
+        cni_log()
+    );
+    assert!(pod_veths(&node).is_empty(), "{:?}", links(&node));
+    cri.remove_pod(&pod_id).unwrap();
+    assert!(cri.list_pods().unwrap().is_empty());
+    let log = cni_log();
+    // The runtime's K8S_POD_* arguments name the pod in the plugin's log.
+    assert!(
+        log.contains(&format!("ADD {pod_id}/eth0 pod=default/web-client:"))
+            && log.contains(&format!("DEL {pod_id}/eth0 pod=default/web-client:")),
+        "{log}"
+    );
+}
