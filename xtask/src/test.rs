@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             if !leaked.is_empty() {
                 bail!("tests left behind (now removed): {}", leaked.join(", "));
             }
-            Ok("no namespace, link, pin or process left".into())
+            Ok("no namespace, link, pin, cgroup or process left".into())
         });
     }
     summary(&steps)

@@ -217,9 +217,9 @@ impl Containerd {
             },
         );
         // AppArmor off: a test must not depend on the host's profiles (the CRI's default one
-        // needs apparmor_parser). Without restrict_oom_score_adj, runc fails to start the sandbox here ("can't get
-        // final child's PID from pipe"). The CNI directories are the defaults, which this
-        // mount namespace maps to ours.
+        // needs apparmor_parser). Without restrict_oom_score_adj, runc fails to start the
+        // sandbox here ("can't get final child's PID from pipe"). The CNI directories are the
+        // defaults, which this mount namespace maps to ours.
         if let Some(image) = sandbox_image {
             cfg.push_str(&format!(
                 "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
