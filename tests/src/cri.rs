@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, DnsConfig, ExecSyncRequest,
-    ImageSpec, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata,
-    PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, DnsConfig,
+    ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest, VersionRequest,
     runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -30,6 +30,8 @@ pub enum CriError {
     },
     #[error("CRI {0}: the response lacks its payload")]
     Empty(&'static str),
+    #[error("CRI ContainerStatus: no pid in the verbose info ({0})")]
+    NoPid(String),
 }
 
 pub type Result<T> = std::result::Result<T, CriError>;
@@ -223,6 +225,26 @@ impl Cri {
             }))
             .map_err(call("StartContainer"))?;
         Ok(id)
+    }
+
+    /// Host PID of container `id`'s process, from `ContainerStatus`'s verbose info (containerd
+    /// reports it there): to inspect the pod from the host (`nsenter --net=/proc/PID/ns/net`).
+    pub fn container_pid(&mut self, id: &str) -> Result<u32> {
+        let r = self
+            .rt
+            .block_on(self.client.container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            }))
+            .map_err(call("ContainerStatus"))?
+            .into_inner();
+        let info = r.info.get("info").cloned().unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&info)
+            .ok()
+            .and_then(|v| v["pid"].as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p != 0)
+            .ok_or(CriError::NoPid(info))
     }
 
     /// `ExecSync`: runs `cmd` in container `id` (what `kubectl exec` and exec probes do), at

@@ -1,9 +1,10 @@
 //! kubelet's path, end to end: containerd's CRI plugin, driven over gRPC with the calls kubelet
 //! makes (RunPodSandbox, CreateContainer, StartContainer, ExecSync, StopPodSandbox,
 //! RemovePodSandbox), creates a pod whose network namespace it pins itself and hands to the
-//! sixlane CNI plugin (with the `K8S_POD_*` CNI_ARGS runtimes send). The pod, IPv6-only, fetches
-//! from an IPv4-only server by name: its resolv.conf is the DNS config the CRI request carried,
-//! the resolver is a real DNS64 (unbound), and the node's tc programs translate (NAT64).
+//! sixlane CNI plugin (with the conflist the agent writes, and the `K8S_POD_*` CNI_ARGS runtimes
+//! send). The pod, IPv6-only, fetches from an IPv4-only server by name: its resolv.conf is the
+//! DNS config the CRI request carried, the resolver is a real DNS64 (unbound), and the node's tc
+//! programs translate (NAT64).
 //!
 //! ```text
 //!  CRI pod (fd00:10::/64) ─veth─ node ─up─ rtr ─wan─ inet (198.18.1.10 web, .53 DNS, IPv4 only)
@@ -15,8 +16,7 @@ use std::{
     path::Path,
 };
 
-use serde_json::json;
-use sixlane_agent::nat64::Span;
+use sixlane_agent::{config::CniConfig, nat64::Span, node::cni};
 use sixlane_testkit::containerd::{self, Containerd};
 use sixlane_tests::{
     bins,
@@ -28,7 +28,8 @@ use sixlane_tests::{
 };
 
 const PREFIX: &str = "fd00:6464::/96";
-const NETWORK: &str = "slcri";
+/// The network name in the agent's conflist.
+const NETWORK: &str = "sixlane";
 /// The image of both the sandbox (its default command sleeps) and the pod's container.
 const IMAGE: &str = "docker.io/library/slpod:latest";
 
@@ -51,15 +52,14 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
     sixlane_testkit::require_root();
     let tmp = TempDir::new('r');
     let (_pins, layout, _dp) = load_datapath();
-    n::apply(
-        &layout,
-        &n::config(
-            PREFIX,
-            &[n::NODE4],
-            &["fd00:10::/64"],
-            Span::new(61001, 65535),
-        ),
+    let mut nat64 = n::config(
+        PREFIX,
+        &[n::NODE4],
+        &["fd00:10::/64"],
+        Span::new(61001, 65535),
     );
+    nat64.ipv4_mtu = 1400;
+    n::apply(&layout, &nat64);
     let node = sim::node().unwrap();
     let net = Internet::new(&node).unwrap();
     n::attach_uplink(&node, &layout, net.uplink());
@@ -94,27 +94,29 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
     )
     .unwrap();
 
-    // containerd 1.6's CRI speaks CNI ≤ 1.0.0.
+    // The conflist the agent writes for the runtime (CNI 1.0.0: containerd 1.6's CRI speaks no
+    // later version), with the pod route to the NAT64 prefix sized for a 1400-byte IPv4 path.
     let data = tmp.path().join("ipam");
     let log = tmp.path().join("sixlane-cni.log");
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "name": NETWORK,
-        "plugins": [{
-            "type": "sixlane",
-            "ipam": {
-                "type": "sixlane-ipam",
-                "ranges": [[{"subnet": "fd00:10::/64", "rangeStart": "fd00:10::100"}]],
-                "routes": [{"dst": "::/0"}],
-                "dataDir": data,
-            },
-            "mtu": 1500,
-            "dataplane": "required",
-            "pinRoot": layout.root(),
-            "logFile": log,
-            "logLevel": "debug",
-        }],
+    let route = nat64.pod_route(1500).expect("translating");
+    assert_eq!((route.mtu, route.advmss), (1420, 1360));
+    let conflist = cni::conflist(&cni::Inputs {
+        cni: &CniConfig {
+            data_dir: data.clone(),
+            log_file: log.clone(),
+            log_level: "debug".into(),
+            ..Default::default()
+        },
+        pod_cidr: "fd00:10::/64".parse().unwrap(),
+        mtu: 1500,
+        pin_root: layout.root(),
+        nat64: Some(cni::Nat64Route {
+            prefix: route.prefix,
+            mtu: route.mtu,
+            advmss: route.advmss,
+        }),
     });
+    assert_eq!(conflist["cniVersion"], "1.0.0");
     let image = containerd::busybox_image_as(
         &tmp.path().join("image"),
         IMAGE,
@@ -190,6 +192,19 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
     let addrs = run(&mut cri, &["ip", "addr", "show", "dev", "eth0"]);
     assert!(addrs.contains(&format!("{pod_ip}/")), "{addrs}");
     assert!(!addrs.contains("inet "), "IPv6-only pod: {addrs}");
+    // The NAT64 prefix's route carries the CNI 1.1 route fields (MTU, advertised MSS) even
+    // through a 1.0.0 conflist: checked with iproute2 from the host (busybox's `ip` omits them).
+    let pid = cri.container_pid(&ctr).unwrap();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-6", "route", "show", &route.prefix.to_string()])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        routes.contains("mtu 1420") && routes.contains("advmss 1360"),
+        "{routes}"
+    );
     let resolv = run(&mut cri, &["cat", "/etc/resolv.conf"]);
     assert!(
         resolv.contains(&format!("nameserver {dns_addr}")),
