@@ -4,7 +4,7 @@
 //! test` builds them (`cargo build --bins`) right before the privileged tests, into the same
 //! target directory as the test executables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Path of binary `name` next to the running test's profile directory. Panics with the command
 /// to run when it has not been built.
@@ -22,4 +22,27 @@ pub fn path(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Runs the operator CLI, `sixlane-agent --pin-root <pin_root> --json <args>`, and returns its
+/// JSON output. Panics with the CLI's stderr when it fails.
+pub fn agent_json(pin_root: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(path("sixlane-agent"))
+        .arg("--pin-root")
+        .arg(pin_root)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("running sixlane-agent");
+    assert!(
+        out.status.success(),
+        "sixlane-agent --json {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sixlane-agent --json {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

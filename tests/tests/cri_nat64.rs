@@ -215,24 +215,9 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
     assert_eq!(body, "hello, CRI pod");
 
     // The translator's session belongs to the pod's address.
-    let out = std::process::Command::new(bins::path("sixlane-agent"))
-        .args([
-            "--pin-root",
-            &layout.root().to_string_lossy(),
-            "--json",
-            "nat64",
-            "sessions",
-        ])
-        .output()
-        .unwrap();
+    let rows = bins::agent_json(layout.root(), &["nat64", "sessions"]);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        rows.iter().any(|r| r["proto"] == "tcp"
+        rows.as_array().unwrap().iter().any(|r| r["proto"] == "tcp"
             && r["pod"] == pod_ip.to_string()
             && r["peer"] == SERVER4.to_string()),
         "{rows:?}"

@@ -133,16 +133,8 @@ fn pod_fetches_over_http_and_pings_an_ipv4_only_server() {
     // The CLI shows the bindings and sessions from the pins.
     let agent = bins::path("sixlane-agent");
     let root = w.layout.root().to_string_lossy().into_owned();
-    let out = std::process::Command::new(&agent)
-        .args(["--pin-root", &root, "--json", "nat64", "sessions"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = bins::agent_json(w.layout.root(), &["nat64", "sessions"]);
+    let rows = rows.as_array().unwrap();
     assert!(
         rows.iter().any(|r| r["proto"] == "tcp"
             && r["peer"] == SERVER4.to_string()

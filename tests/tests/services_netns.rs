@@ -140,16 +140,7 @@ fn http_through_a_clusterip_to_local_and_remote_backends() {
     // The CLI reads the pinned maps (no daemon involved).
     let agent = bins::path("sixlane-agent");
     let root = n1.layout.root().to_string_lossy().into_owned();
-    let out = std::process::Command::new(&agent)
-        .args(["--pin-root", &root, "--json", "services"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = bins::agent_json(n1.layout.root(), &["services"]);
     let cip = rows
         .as_array()
         .unwrap()
@@ -158,12 +149,7 @@ fn http_through_a_clusterip_to_local_and_remote_backends() {
         .expect("ClusterIP row");
     assert_eq!(cip["service"], "test/web/tcp");
     assert_eq!(cip["backends"].as_array().unwrap().len(), 2);
-    let out = std::process::Command::new(&agent)
-        .args(["--pin-root", &root, "--json", "conntrack"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = bins::agent_json(n1.layout.root(), &["conntrack"]);
     assert!(
         flows
             .as_array()
