@@ -66,11 +66,8 @@ fn run_inner(
     let (log_file, level) = conf::log_settings(&obj);
     let prefix = match cmd {
         Command::Add | Command::Del | Command::Check => {
-            let mut p = format!("{} {}/{}", cmd.as_str(), env.container_id, env.ifname);
-            if let Some(pod) = env.pod() {
-                p.push_str(&format!(" pod={pod}"));
-            }
-            p
+            let pod = env.pod().map(|p| format!(" pod={p}")).unwrap_or_default();
+            format!("{} {}/{}{pod}", cmd.as_str(), env.container_id, env.ifname)
         }
         _ => cmd.as_str().to_owned(),
     };

@@ -36,8 +36,15 @@ pub enum CriError {
 
 pub type Result<T> = std::result::Result<T, CriError>;
 
-fn call(name: &'static str) -> impl FnOnce(tonic::Status) -> CriError {
-    move |status| CriError::Call { call: name, status }
+/// Runs one CRI call to completion on `rt`: its payload, or the call's name with the status.
+fn block<T>(
+    rt: &tokio::runtime::Runtime,
+    name: &'static str,
+    call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    rt.block_on(call)
+        .map(tonic::Response::into_inner)
+        .map_err(|status| CriError::Call { call: name, status })
 }
 
 /// A pod as kubelet describes it to the runtime.
@@ -131,39 +138,35 @@ impl Cri {
 
     /// The runtime's name and version (`Version`).
     pub fn version(&mut self) -> Result<String> {
-        let v = self
-            .rt
-            .block_on(self.client.version(VersionRequest {
-                version: "v1".into(),
-            }))
-            .map_err(call("Version"))?
-            .into_inner();
+        let req = VersionRequest {
+            version: "v1".into(),
+        };
+        let v = block(&self.rt, "Version", self.client.version(req))?;
         Ok(format!("{} {}", v.runtime_name, v.runtime_version))
     }
 
     /// `RunPodSandbox`: creates the pod's network namespace, calls the CNI ADD, starts the
     /// sandbox container. Returns the sandbox ID.
     pub fn run_pod(&mut self, pod: &Pod) -> Result<String> {
-        let r = self
-            .rt
-            .block_on(self.client.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod.config()),
-                runtime_handler: String::new(),
-            }))
-            .map_err(call("RunPodSandbox"))?;
-        Ok(r.into_inner().pod_sandbox_id)
+        let req = RunPodSandboxRequest {
+            config: Some(pod.config()),
+            runtime_handler: String::new(),
+        };
+        let r = block(&self.rt, "RunPodSandbox", self.client.run_pod_sandbox(req))?;
+        Ok(r.pod_sandbox_id)
     }
 
     /// `PodSandboxStatus`.
     pub fn pod_status(&mut self, id: &str) -> Result<SandboxStatus> {
-        let r = self
-            .rt
-            .block_on(self.client.pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: id.into(),
-                verbose: false,
-            }))
-            .map_err(call("PodSandboxStatus"))?
-            .into_inner();
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        let r = block(
+            &self.rt,
+            "PodSandboxStatus",
+            self.client.pod_sandbox_status(req),
+        )?;
         let s = r.status.ok_or(CriError::Empty("PodSandboxStatus"))?;
         let net = s.network.unwrap_or_default();
         Ok(SandboxStatus {
@@ -175,14 +178,12 @@ impl Cri {
 
     /// IDs of the pod sandboxes the runtime knows.
     pub fn list_pods(&mut self) -> Result<Vec<String>> {
-        let r = self
-            .rt
-            .block_on(
-                self.client
-                    .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
-            )
-            .map_err(call("ListPodSandbox"))?
-            .into_inner();
+        let req = ListPodSandboxRequest { filter: None };
+        let r = block(
+            &self.rt,
+            "ListPodSandbox",
+            self.client.list_pod_sandbox(req),
+        )?;
         Ok(r.items.into_iter().map(|p| p.id).collect())
     }
 
@@ -209,35 +210,36 @@ impl Cri {
             log_path: format!("{name}.log"),
             ..Default::default()
         };
-        let id = self
-            .rt
-            .block_on(self.client.create_container(CreateContainerRequest {
-                pod_sandbox_id: pod_id.into(),
-                config: Some(config),
-                sandbox_config: Some(pod.config()),
-            }))
-            .map_err(call("CreateContainer"))?
-            .into_inner()
-            .container_id;
-        self.rt
-            .block_on(self.client.start_container(StartContainerRequest {
-                container_id: id.clone(),
-            }))
-            .map_err(call("StartContainer"))?;
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(config),
+            sandbox_config: Some(pod.config()),
+        };
+        let id = block(
+            &self.rt,
+            "CreateContainer",
+            self.client.create_container(req),
+        )?
+        .container_id;
+        let req = StartContainerRequest {
+            container_id: id.clone(),
+        };
+        block(&self.rt, "StartContainer", self.client.start_container(req))?;
         Ok(id)
     }
 
     /// Host PID of container `id`'s process, from `ContainerStatus`'s verbose info (containerd
     /// reports it there): to inspect the pod from the host (`nsenter --net=/proc/PID/ns/net`).
     pub fn container_pid(&mut self, id: &str) -> Result<u32> {
-        let r = self
-            .rt
-            .block_on(self.client.container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            }))
-            .map_err(call("ContainerStatus"))?
-            .into_inner();
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
+        let r = block(
+            &self.rt,
+            "ContainerStatus",
+            self.client.container_status(req),
+        )?;
         let info = r.info.get("info").cloned().unwrap_or_default();
         serde_json::from_str::<serde_json::Value>(&info)
             .ok()
@@ -250,15 +252,12 @@ impl Cri {
     /// `ExecSync`: runs `cmd` in container `id` (what `kubectl exec` and exec probes do), at
     /// most `timeout_secs`.
     pub fn exec_sync(&mut self, id: &str, cmd: &[&str], timeout_secs: i64) -> Result<Exec> {
-        let r = self
-            .rt
-            .block_on(self.client.exec_sync(ExecSyncRequest {
-                container_id: id.into(),
-                cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
-                timeout: timeout_secs,
-            }))
-            .map_err(call("ExecSync"))?
-            .into_inner();
+        let req = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: timeout_secs,
+        };
+        let r = block(&self.rt, "ExecSync", self.client.exec_sync(req))?;
         Ok(Exec {
             exit_code: r.exit_code,
             stdout: r.stdout,
@@ -268,21 +267,27 @@ impl Cri {
 
     /// `StopPodSandbox`: stops the pod's containers and calls the CNI DEL.
     pub fn stop_pod(&mut self, id: &str) -> Result<()> {
-        self.rt
-            .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: id.into(),
-            }))
-            .map_err(call("StopPodSandbox"))?;
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        block(
+            &self.rt,
+            "StopPodSandbox",
+            self.client.stop_pod_sandbox(req),
+        )?;
         Ok(())
     }
 
     /// `RemovePodSandbox`: forgets the pod (and removes its network namespace).
     pub fn remove_pod(&mut self, id: &str) -> Result<()> {
-        self.rt
-            .block_on(self.client.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: id.into(),
-            }))
-            .map_err(call("RemovePodSandbox"))?;
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        block(
+            &self.rt,
+            "RemovePodSandbox",
+            self.client.remove_pod_sandbox(req),
+        )?;
         Ok(())
     }
 }

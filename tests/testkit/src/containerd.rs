@@ -57,7 +57,8 @@ pub fn busybox_image(dir: &Path, applets: &[&str], files: &[(&str, &str)]) -> Re
     busybox_image_as(dir, BUSYBOX_IMAGE, &["/bin/sh"], applets, files)
 }
 
-/// [`busybox_image`] under the image name `name` with the default command `cmd`.
+/// [`busybox_image`] under the image name `name` with the default command `cmd` (plain ASCII
+/// words: they are quoted into the image's JSON config as Rust string literals).
 pub fn busybox_image_as(
     dir: &Path,
     name: &str,
