@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use sixlane_testkit::rng::Rng;
 
-use super::{Metric, Mode, Results, Role};
+use super::{MAX_STEAL, Metric, Mode, Results, Role, STEAL_RETRIES, Stolen};
 
 pub fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
@@ -110,13 +110,15 @@ fn fmt(v: f64) -> String {
 
 /// The table: one row per metric with each mode's median, then sixlane/limit (with interval)
 /// and sixlane/peer for each peer. For lower-is-better metrics the ratio is still
-/// sixlane÷other, so below 1 is better there; the header says which way is better.
+/// sixlane÷other, so below 1 is better there; the header says which way is better. Trials
+/// kept although stolen are counted per mode, with a warning under the table.
 pub fn table(
     name: &str,
     about: &str,
     modes: &[Mode],
     metrics: &[Metric],
     results: &Results,
+    stolen: &Stolen,
     rounds: usize,
 ) -> String {
     let mut out = String::new();
@@ -124,11 +126,15 @@ pub fn table(
     let trials: Vec<String> = modes
         .iter()
         .map(|m| {
-            format!(
+            let mut t = format!(
                 "{} {}/{rounds}",
                 m.name,
                 results.get(m.name).map_or(0, Vec::len)
-            )
+            );
+            if let Some(n) = stolen.get(m.name).filter(|n| **n > 0) {
+                t.push_str(&format!(" ({n} stolen)"));
+            }
+            t
         })
         .collect();
     let _ = writeln!(out, "trials: {}", trials.join(", "));
@@ -196,12 +202,23 @@ pub fn table(
             .collect();
         let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
     }
+    let n: usize = stolen.values().sum();
+    if n > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {n} trial(s) kept with more than {:.0}% of the CPU stolen by the \
+             hypervisor ({STEAL_RETRIES} repeats ran out): the ratios of those modes measure \
+             the VM as much as the datapath; rerun when it is quieter",
+            MAX_STEAL * 100.0
+        );
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::Values;
 
     #[test]
     fn steal_share_from_proc_stat() {
@@ -217,6 +234,42 @@ mod tests {
         assert_eq!(b.since(a), (50, 0.05));
         assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None);
         assert_eq!(parse_cpu_line("cpu  1 2 3"), None);
+    }
+
+    #[test]
+    fn the_table_counts_trials_kept_stolen() {
+        let modes = [
+            Mode {
+                name: "direct4",
+                role: Role::Limit,
+                about: "",
+            },
+            Mode {
+                name: "sixlane",
+                role: Role::Ours,
+                about: "",
+            },
+        ];
+        let metrics = [Metric::new("rate", "conn/s", true)];
+        let trial = |v: f64| Values::from([("rate", v)]);
+        let results = Results::from([
+            ("direct4", vec![trial(10.0), trial(12.0)]),
+            ("sixlane", vec![trial(9.0), trial(9.0)]),
+        ]);
+        let clean = table("x", "y", &modes, &metrics, &results, &Stolen::new(), 2);
+        assert!(
+            clean.contains("trials: direct4 2/2, sixlane 2/2\n"),
+            "{clean}"
+        );
+        assert!(clean.contains("0.818"), "{clean}");
+        assert!(!clean.contains("warning"), "{clean}");
+        let stolen = Stolen::from([("sixlane", 1), ("direct4", 0)]);
+        let noisy = table("x", "y", &modes, &metrics, &results, &stolen, 2);
+        assert!(
+            noisy.contains("trials: direct4 2/2, sixlane 2/2 (1 stolen)\n"),
+            "{noisy}"
+        );
+        assert!(noisy.contains("warning: 1 trial(s) kept with more than 2% of the CPU stolen"));
     }
 
     #[test]
