@@ -17,6 +17,7 @@ use std::{
 };
 
 use sixlane_agent::{config::CniConfig, nat64::Span, node::cni};
+use sixlane_cni::plumb;
 use sixlane_testkit::containerd::{self, Containerd};
 use sixlane_tests::{
     bins,
@@ -33,17 +34,11 @@ const NETWORK: &str = "sixlane";
 /// The image of both the sandbox (its default command sleeps) and the pod's container.
 const IMAGE: &str = "docker.io/library/slpod:latest";
 
-/// Host sides of pod veths on `node`: the plugin names them `sl` + 13 hex digits.
+/// Host sides of pod veths on `node` (named by the plugin's own rule).
 fn pod_veths(node: &sixlane_testkit::NetNs) -> Vec<String> {
     links(node)
         .into_iter()
-        .filter(|l| {
-            l.len() == 15
-                && l.starts_with("sl")
-                && l[2..]
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
+        .filter(|l| plumb::is_host_ifname(l))
         .collect()
 }
 
@@ -169,8 +164,8 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
     assert_eq!(status.ip, pod_ip.to_string(), "{status:?}");
     assert!(status.additional_ips.is_empty(), "{status:?}");
     assert_eq!(owner, &format!("{pod_id}\r\neth0"), "reservation owner");
-    let host_veths = pod_veths(&node);
-    assert_eq!(host_veths.len(), 1, "{host_veths:?}");
+    // The sandbox's own veth: named from the sandbox ID, as DEL will find it.
+    assert_eq!(pod_veths(&node), [plumb::host_ifname(&pod_id, "eth0")]);
 
     let ctr = cri
         .start_container(&pod_id, &pod, "client", IMAGE, &["/bin/sleep", "3600"])
