@@ -18,9 +18,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::programs::TcAttachType;
 use ipnet::Ipv6Net;
-use sixlane_common::layout::{self, Hook};
+use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -75,13 +74,6 @@ pub fn node_name(cfg: &Config) -> anyhow::Result<String> {
     }
     let h = nix::unistd::gethostname().context("reading the host name")?;
     Ok(h.to_string_lossy().to_lowercase())
-}
-
-fn hook(h: Hook) -> TcAttachType {
-    match h {
-        Hook::Ingress => TcAttachType::Ingress,
-        Hook::Egress => TcAttachType::Egress,
-    }
 }
 
 /// Forwards aya-log records from the eBPF programs to tracing at debug level.
@@ -497,7 +489,7 @@ impl Agent {
         if let Some(up) = uplink {
             let mut ok = true;
             for (prog, h) in layout::UPLINK_PROGRAMS {
-                match self.dp.attach(prog, &up, hook(h)) {
+                match self.dp.attach(prog, &up, h) {
                     Ok(what) => {
                         if self.uplink.as_deref() != Some(up.as_str()) {
                             info!(uplink = %up, program = prog, ?what, "uplink program attached");

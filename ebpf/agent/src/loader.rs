@@ -6,13 +6,13 @@ use std::{collections::BTreeMap, fs, path::Path};
 use aya::{
     Ebpf, EbpfLoader, PinningType,
     maps::MapInfo,
-    programs::{Program, SchedClassifier, TcAttachType},
+    programs::{Program, SchedClassifier},
 };
+use sixlane_attach::{Attached, pins::remove_pin, tc, tcx};
+use sixlane_common::layout::{self, Hook};
 use tracing::{debug, info, warn};
 
-use sixlane_common::layout;
-
-use crate::{Error, PinLayout, Result, tc, tcx};
+use crate::{Error, PinLayout, Result};
 
 /// Knobs for [`Datapath::load`].
 #[derive(Clone, Debug, Default)]
@@ -174,10 +174,10 @@ impl Datapath {
 
     /// Attaches program `prog` to `iface` through a pinned TCX link (atomically replacing the
     /// program of an existing pin for the same interface and program).
-    pub fn attach(&mut self, prog: &str, iface: &str, hook: TcAttachType) -> Result<tcx::Attached> {
+    pub fn attach(&mut self, prog: &str, iface: &str, hook: Hook) -> Result<Attached> {
         let layout = self.layout.clone();
         let p = self.classifier(prog)?;
-        tcx::attach(p, prog, iface, hook, &layout)
+        Ok(tcx::attach(p, prog, iface, hook, &layout)?)
     }
 
     /// Points everything attached at this load's programs: every pinned link (the uplink, pods
@@ -214,7 +214,7 @@ impl Datapath {
     /// the pod veths are. Filters whose program uses none of this pin root's maps belong to
     /// another datapath and are left alone; interfaces without a sixlane filter are skipped.
     pub fn upgrade_filters(&mut self) -> Result<tc::FilterReport> {
-        let maps = tc::pinned_map_ids(&self.layout)?;
+        let maps = self.layout.map_ids()?;
         let mut report = tc::FilterReport::default();
         for f in tc::list()? {
             if !tc::owned_by(&f, &maps) {
@@ -233,9 +233,11 @@ impl Datapath {
             }
             match tc::replace(p, &name, &f.ifname, f.hook) {
                 Ok(()) => report.replaced += 1,
-                Err(Error::NoSuchInterface(_)) => report.gone += 1,
-                Err(Error::Program { source, .. }) if is_gone(&source) => report.gone += 1,
-                Err(e) => return Err(e),
+                Err(sixlane_attach::Error::NoSuchInterface(_)) => report.gone += 1,
+                Err(sixlane_attach::Error::Program { source, .. }) if is_gone(&source) => {
+                    report.gone += 1;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(report)
@@ -279,14 +281,6 @@ fn pin_program(program: &mut Program, name: &str, path: &Path) -> Result<()> {
         source,
     })?;
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming pin to", path, e))
-}
-
-pub(crate) fn remove_pin(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("removing pin", path, e)),
-    }
 }
 
 /// aya reuses a map pinned by name without comparing it to the object's definition; a mismatch

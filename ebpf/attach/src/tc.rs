@@ -8,16 +8,16 @@
 //!
 //! What that costs: a filter is not a bpf_link, so there is nothing to pin. sixlane finds its
 //! filters by their fixed priority and handle ([`PRIORITY`], [`HANDLE`]) and tells its own from
-//! another datapath's by the maps their programs use ([`pinned_map_ids`]). Filters live in a
+//! another datapath's by the maps their programs use ([`PinLayout::map_ids`]). Filters live in a
 //! network namespace, not on bpffs, so an upgrade walks the interfaces of the namespace it runs in
 //! ([`list`], `Datapath::upgrade_filters`). Re-pointing a filter (`RTM_NEWTFILTER` on the same
 //! priority and handle without `NLM_F_EXCL`) swaps its program in place (`cls_bpf_change` →
 //! `list_replace_rcu`): there is never a moment without a program.
 
-use std::{collections::HashSet, ffi::CStr, fmt, fs, io};
+use std::{collections::HashSet, io};
 
 use aya::programs::{
-    ProgramError, SchedClassifier, TcAttachType,
+    ProgramError, SchedClassifier,
     tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
 };
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP};
@@ -25,11 +25,10 @@ use netlink_packet_route::{
     RouteNetlinkMessage,
     tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlHandle, TcMessage, TcOption},
 };
+use sixlane_common::layout::Hook;
 use tracing::debug;
 
-use sixlane_common::layout::Hook;
-
-use crate::{Error, PinLayout, Result, tcx::Attached};
+use crate::{Attached, Error, HookExt as _, PinLayout, Result, iface, rtnl::Rtnl, sys};
 
 /// The priority (`tc ... pref`) of sixlane's filters. Low, so sixlane's programs see a pod's
 /// packets before filters added without an explicit priority (the kernel starts those at 49152),
@@ -44,90 +43,12 @@ const CLSACT_MAJOR: u16 = 0xffff;
 const MIN_INGRESS: u16 = 0xfff2;
 const MIN_EGRESS: u16 = 0xfff3;
 
-/// How the pod programs are attached to a pod's host veth (the CNI plugin's `attach` key, the
-/// agent's `cni.attach`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    /// clsact + direct-action cls_bpf filters (this module): no grace period per attach.
-    #[default]
-    Tc,
-    /// Pinned TCX links ([`crate::tcx`]): link-based ownership, one RCU grace period per attach.
-    Tcx,
-}
-
-impl AttachMode {
-    pub const ALL: [Self; 2] = [Self::Tc, Self::Tcx];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Tc => "tc",
-            Self::Tcx => "tcx",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-}
-
-impl AttachMode {
-    /// Attaches the programs `progs` pinned under `layout` (by a running agent) to `iface`, in
-    /// order, reporting each to `each`: what the CNI plugin does for a new pod. In tc mode every
-    /// pin is opened first ([`Error::NotPinned`] before anything changes on the interface) and
-    /// the clsact qdisc is ensured once for all of them. Stops at the first failure and returns
-    /// the index of the program that failed with the error; what was attached before stays (the
-    /// caller decides whether to roll back).
-    pub fn attach_pinned_all(
-        self,
-        layout: &PinLayout,
-        iface: &str,
-        progs: &[(&str, Hook)],
-        mut each: impl FnMut(&str, Attached),
-    ) -> std::result::Result<(), (usize, Error)> {
-        let hook = |h: Hook| match h {
-            Hook::Ingress => TcAttachType::Ingress,
-            Hook::Egress => TcAttachType::Egress,
-        };
-        match self {
-            Self::Tc => {
-                let mut loaded = Vec::with_capacity(progs.len());
-                for (i, (prog, _)) in progs.iter().enumerate() {
-                    loaded.push(crate::tcx::pinned_classifier(layout, prog).map_err(|e| (i, e))?);
-                }
-                ensure_clsact(iface).map_err(|e| (0, e))?;
-                for (i, ((prog, h), p)) in progs.iter().zip(&mut loaded).enumerate() {
-                    each(
-                        prog,
-                        attach_filter(p, prog, iface, hook(*h)).map_err(|e| (i, e))?,
-                    );
-                }
-            }
-            Self::Tcx => {
-                for (i, (prog, h)) in progs.iter().enumerate() {
-                    let a = crate::tcx::attach_pinned(layout, prog, iface, hook(*h));
-                    each(prog, a.map_err(|e| (i, e))?);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A sixlane filter (at [`PRIORITY`] and [`HANDLE`]) found on an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     pub ifindex: u32,
     pub ifname: String,
-    pub hook: TcAttachType,
+    pub hook: Hook,
     /// The id of the program the filter runs.
     pub prog_id: u32,
     /// That program's name as the kernel has it (at most 15 bytes; empty if it could not be
@@ -153,24 +74,16 @@ pub struct FilterReport {
     pub foreign: usize,
 }
 
-pub(crate) fn hook_name(hook: TcAttachType) -> &'static str {
-    match hook {
-        TcAttachType::Ingress => "ingress",
-        TcAttachType::Egress => "egress",
-        TcAttachType::Custom(_) => "custom",
-    }
-}
-
-fn parent(hook: TcAttachType) -> Option<NlHandle> {
+/// The clsact qdisc's class that `hook`'s filters hang off.
+fn parent(hook: Hook) -> NlHandle {
     let minor = match hook {
-        TcAttachType::Ingress => MIN_INGRESS,
-        TcAttachType::Egress => MIN_EGRESS,
-        TcAttachType::Custom(_) => return None,
+        Hook::Ingress => MIN_INGRESS,
+        Hook::Egress => MIN_EGRESS,
     };
-    Some(NlHandle {
+    NlHandle {
         major: CLSACT_MAJOR,
         minor,
-    })
+    }
 }
 
 fn tc_err(what: &'static str, iface: &str, source: io::Error) -> Error {
@@ -192,8 +105,8 @@ fn errno_of(e: &ProgramError) -> Option<i32> {
 }
 
 /// Adds the `clsact` qdisc to `iface` unless it has one.
-pub fn ensure_clsact(iface: &str) -> Result<()> {
-    if ifindex(iface).is_none() {
+fn ensure_clsact(iface: &str) -> Result<()> {
+    if iface::index(iface).is_none() {
         return Err(Error::NoSuchInterface(iface.to_owned()));
     }
     match aya_tc::qdisc_add_clsact(iface) {
@@ -210,33 +123,21 @@ pub fn ensure_clsact(iface: &str) -> Result<()> {
 /// aya keeps the links it creates and detaches them when the program value drops: hand ours to
 /// the kernel for good (a netlink link holds no file descriptor, forgetting it leaks nothing).
 fn keep(prog: &mut SchedClassifier, id: aya_tc::SchedClassifierLinkId, name: &str) -> Result<()> {
-    let link = prog.take_link(id).map_err(|source| Error::Program {
-        name: name.to_owned(),
-        source,
-    })?;
+    let link = prog
+        .take_link(id)
+        .map_err(|source| Error::program(name, source))?;
     std::mem::forget(link);
     Ok(())
 }
 
-/// Attaches `prog` (named `prog_name`) to `iface` at `hook` as sixlane's filter, adding the
-/// `clsact` qdisc if needed. Idempotent: an existing filter at sixlane's priority and handle has
-/// its program replaced in place (never a second filter).
-pub fn attach(
-    prog: &mut SchedClassifier,
-    prog_name: &str,
-    iface: &str,
-    hook: TcAttachType,
-) -> Result<Attached> {
-    ensure_clsact(iface)?;
-    attach_filter(prog, prog_name, iface, hook)
-}
-
-/// [`attach`] on an interface whose clsact qdisc is known to be there.
+/// Attaches `prog` (named `prog_name`) to `iface` at `hook` as sixlane's filter, on an interface
+/// whose clsact qdisc is known to be there. Idempotent: an existing filter at sixlane's priority
+/// and handle has its program replaced in place (never a second filter).
 fn attach_filter(
     prog: &mut SchedClassifier,
     prog_name: &str,
     iface: &str,
-    hook: TcAttachType,
+    hook: Hook,
 ) -> Result<Attached> {
     let opts = TcAttachOptions::Netlink(NlOptions {
         priority: PRIORITY,
@@ -244,15 +145,10 @@ fn attach_filter(
         classid: None,
     });
     // aya creates with NLM_F_CREATE | NLM_F_EXCL: EEXIST means our filter is there already.
-    match prog.attach_with_options(iface, hook, opts) {
+    match prog.attach_with_options(iface, hook.attach_type(), opts) {
         Ok(id) => {
             keep(prog, id, prog_name)?;
-            debug!(
-                iface,
-                prog_name,
-                hook = hook_name(hook),
-                "tc filter attached"
-            );
+            debug!(iface, prog_name, hook = hook.name(), "tc filter attached");
             Ok(Attached::Created)
         }
         Err(e) if errno_of(&e) == Some(libc::EEXIST) => {
@@ -262,63 +158,78 @@ fn attach_filter(
         Err(e) if errno_of(&e) == Some(libc::ENODEV) => {
             Err(Error::NoSuchInterface(iface.to_owned()))
         }
-        Err(source) => Err(Error::Program {
-            name: prog_name.to_owned(),
-            source,
-        }),
+        Err(source) => Err(Error::program(prog_name, source)),
     }
 }
 
 /// Replaces the program of sixlane's existing filter on `iface` at `hook` with `prog`, in place
 /// (`RTM_NEWTFILTER` without `NLM_F_CREATE`: fails with ENOENT rather than create a filter).
-pub fn replace(
-    prog: &mut SchedClassifier,
-    prog_name: &str,
-    iface: &str,
-    hook: TcAttachType,
-) -> Result<()> {
-    let link = SchedClassifierLink::attached(iface, hook, PRIORITY, TcHandle::from(HANDLE), None)
-        .map_err(|_| Error::NoSuchInterface(iface.to_owned()))?;
-    let id = prog.attach_to_link(link).map_err(|source| Error::Program {
-        name: prog_name.to_owned(),
-        source,
-    })?;
-    keep(prog, id, prog_name)?;
-    debug!(
+pub fn replace(prog: &mut SchedClassifier, prog_name: &str, iface: &str, hook: Hook) -> Result<()> {
+    let link = SchedClassifierLink::attached(
         iface,
-        prog_name,
-        hook = hook_name(hook),
-        "tc filter replaced"
-    );
+        hook.attach_type(),
+        PRIORITY,
+        TcHandle::from(HANDLE),
+        None,
+    )
+    .map_err(|_| Error::NoSuchInterface(iface.to_owned()))?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|source| Error::program(prog_name, source))?;
+    keep(prog, id, prog_name)?;
+    debug!(iface, prog_name, hook = hook.name(), "tc filter replaced");
     Ok(())
 }
 
-/// Attaches the program pinned at `progs/<prog_name>` (by a running agent) to `iface`: what the
-/// CNI plugin does for a new pod in tc mode. [`Error::NotPinned`] when the datapath is not loaded.
+/// Attaches the program pinned at `progs/<prog_name>` (by a running agent) to `iface` as
+/// sixlane's filter, adding the `clsact` qdisc if needed: what the CNI plugin does for a new pod
+/// in tc mode. [`Error::NotPinned`] when the datapath is not loaded. Idempotent: an existing
+/// filter at sixlane's priority and handle has its program replaced in place.
 pub fn attach_pinned(
     layout: &PinLayout,
     prog_name: &str,
     iface: &str,
-    hook: TcAttachType,
+    hook: Hook,
 ) -> Result<Attached> {
-    let mut prog = crate::tcx::pinned_classifier(layout, prog_name)?;
-    attach(&mut prog, prog_name, iface, hook)
+    let mut prog = layout.open_classifier(prog_name)?;
+    ensure_clsact(iface)?;
+    attach_filter(&mut prog, prog_name, iface, hook)
+}
+
+/// [`attach_pinned`] for each of `progs` in order, reporting each to `each`: every pin is opened
+/// first ([`Error::NotPinned`] before anything changes on the interface) and the clsact qdisc is
+/// ensured once for all of them. On failure, the index of the program that failed.
+pub fn attach_pinned_all(
+    layout: &PinLayout,
+    iface: &str,
+    progs: &[(&str, Hook)],
+    mut each: impl FnMut(&str, Attached),
+) -> std::result::Result<(), (usize, Error)> {
+    let mut loaded = Vec::with_capacity(progs.len());
+    for (i, (prog, _)) in progs.iter().enumerate() {
+        loaded.push(layout.open_classifier(prog).map_err(|e| (i, e))?);
+    }
+    ensure_clsact(iface).map_err(|e| (0, e))?;
+    for (i, ((prog, hook), p)) in progs.iter().zip(&mut loaded).enumerate() {
+        each(
+            prog,
+            attach_filter(p, prog, iface, *hook).map_err(|e| (i, e))?,
+        );
+    }
+    Ok(())
 }
 
 /// Deletes sixlane's filter on `iface` at `hook` (other filters and the qdisc stay). Returns
 /// whether there was one; a missing interface counts as none.
-pub fn detach(iface: &str, hook: TcAttachType) -> Result<bool> {
-    let Some(ifindex) = ifindex(iface) else {
-        return Ok(false);
-    };
-    let Some(parent) = parent(hook) else {
+pub fn detach(iface: &str, hook: Hook) -> Result<bool> {
+    let Some(ifindex) = iface::index(iface) else {
         return Ok(false);
     };
     let mut m = TcMessage::with_index(ifindex as i32);
-    m.header.parent = parent;
+    m.header.parent = parent(hook);
     m.header.handle = HANDLE.into();
     m.header.info = filter_info();
-    match nl::request(RouteNetlinkMessage::DelTrafficFilter(m), NLM_F_ACK) {
+    match request(RouteNetlinkMessage::DelTrafficFilter(m), NLM_F_ACK) {
         Ok(_) => Ok(true),
         Err(e)
             if matches!(
@@ -337,35 +248,14 @@ fn filter_info() -> u32 {
     (u32::from(PRIORITY) << 16) | u32::from(ETH_P_ALL.to_be())
 }
 
-fn ifindex(iface: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(iface).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
-}
-
-fn ifname(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
-    let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    s.to_str().ok().map(str::to_owned)
-}
-
 /// sixlane's filter on the interface with index `ifindex` at `hook`, if any.
-fn find_by_index(ifindex: u32, ifname: &str, hook: TcAttachType) -> io::Result<Option<Filter>> {
-    let Some(parent) = parent(hook) else {
-        return Ok(None);
-    };
+fn find_by_index(ifindex: u32, ifname: &str, hook: Hook) -> io::Result<Option<Filter>> {
+    let parent = parent(hook);
     let mut m = TcMessage::with_index(ifindex as i32);
     m.header.parent = parent;
     // The kernel dumps only the filters of this priority (tcf_chain_dump).
     m.header.info = u32::from(PRIORITY) << 16;
-    let replies = match nl::request(RouteNetlinkMessage::GetTrafficFilter(m), NLM_F_DUMP) {
+    let replies = match request(RouteNetlinkMessage::GetTrafficFilter(m), NLM_F_DUMP) {
         Ok(r) => r,
         // No clsact (EINVAL), or the interface went away.
         Err(e)
@@ -406,8 +296,7 @@ fn find_by_index(ifindex: u32, ifname: &str, hook: TcAttachType) -> io::Result<O
         if kind_bpf && prog_id != 0 {
             // The filter's own name (TCA_BPF_NAME) is whatever its creator chose (`tc` writes
             // `<file>:[section]`): the program's kernel name is what identifies it.
-            let (program, map_ids) =
-                crate::tcx::sys::prog_name_and_maps(prog_id).unwrap_or_default();
+            let (program, map_ids) = sys::prog_name_and_maps(prog_id).unwrap_or_default();
             return Ok(Some(Filter {
                 ifindex,
                 ifname: ifname.to_owned(),
@@ -422,8 +311,8 @@ fn find_by_index(ifindex: u32, ifname: &str, hook: TcAttachType) -> io::Result<O
 }
 
 /// sixlane's filter on `iface` at `hook`, if any (whatever datapath it belongs to).
-pub fn find(iface: &str, hook: TcAttachType) -> Result<Option<Filter>> {
-    let Some(idx) = ifindex(iface) else {
+pub fn find(iface: &str, hook: Hook) -> Result<Option<Filter>> {
+    let Some(idx) = iface::index(iface) else {
         return Ok(None);
     };
     find_by_index(idx, iface, hook).map_err(|e| tc_err("listing filters", iface, e))
@@ -433,7 +322,7 @@ pub fn find(iface: &str, hook: TcAttachType) -> Result<Option<Filter>> {
 /// network namespace: one qdisc dump to find the interfaces with a `clsact` qdisc, then one filter
 /// dump per hook of each.
 pub fn list() -> Result<Vec<Filter>> {
-    let replies = nl::request(
+    let replies = request(
         RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
         NLM_F_DUMP,
     )
@@ -455,8 +344,10 @@ pub fn list() -> Result<Vec<Filter>> {
     ifindexes.dedup();
     let mut out = Vec::new();
     for idx in ifindexes {
-        let Some(name) = ifname(idx) else { continue };
-        for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let Some(name) = iface::name(idx) else {
+            continue;
+        };
+        for hook in [Hook::Ingress, Hook::Egress] {
             if let Some(f) =
                 find_by_index(idx, &name, hook).map_err(|e| tc_err("listing filters", &name, e))?
             {
@@ -467,73 +358,28 @@ pub fn list() -> Result<Vec<Filter>> {
     Ok(out)
 }
 
-/// Ids of the maps pinned under `layout`. A program that uses one of them belongs to this
-/// datapath: maps are reused across loads, so this holds for programs of earlier loads too.
-pub fn pinned_map_ids(layout: &PinLayout) -> Result<HashSet<u32>> {
-    let dir = layout.maps_dir();
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(Error::io("listing", &dir, e)),
-    };
-    let mut ids = HashSet::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
-        let path = entry.path();
-        let info = aya::maps::MapInfo::from_pin(&path).map_err(|source| Error::Map {
-            name: path.display().to_string(),
-            source,
-        })?;
-        ids.insert(info.id());
-    }
-    Ok(ids)
-}
-
-/// Whether `f`'s program uses one of `maps` (see [`pinned_map_ids`]).
+/// Whether `f`'s program uses one of `maps` (see [`PinLayout::map_ids`]).
 pub fn owned_by(f: &Filter, maps: &HashSet<u32>) -> bool {
     f.map_ids.iter().any(|id| maps.contains(id))
 }
 
 /// sixlane's filters in this network namespace that belong to the datapath pinned at `layout`.
 pub fn list_owned(layout: &PinLayout) -> Result<Vec<Filter>> {
-    let maps = pinned_map_ids(layout)?;
+    let maps = layout.map_ids()?;
     Ok(list()?.into_iter().filter(|f| owned_by(f, &maps)).collect())
 }
 
-/// The id of the program pinned at `progs/<name>`.
-pub fn pinned_program_id(layout: &PinLayout, name: &str) -> Result<u32> {
-    let path = layout.prog(name);
-    if !path.exists() {
-        return Err(Error::NotPinned {
-            name: name.to_owned(),
-            path,
-        });
-    }
-    let info = aya::programs::ProgramInfo::from_pin(&path).map_err(|source| Error::Program {
-        name: name.to_owned(),
-        source,
-    })?;
-    Ok(info.id())
-}
-
 /// The id of a loaded program.
-pub(crate) fn program_id(prog: &SchedClassifier, name: &str) -> Result<u32> {
+pub fn program_id(prog: &SchedClassifier, name: &str) -> Result<u32> {
     prog.info()
         .map(|i| i.id())
-        .map_err(|source| Error::Program {
-            name: name.to_owned(),
-            source,
-        })
+        .map_err(|source| Error::program(name, source))
 }
 
 /// One rtnetlink request on a fresh socket: it must be opened in the caller's (current)
 /// namespace, and these run a handful of times per pod.
-mod nl {
-    use super::*;
-
-    pub fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        crate::rtnl::Rtnl::open()?.request(msg, flags)
-    }
+fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    Rtnl::open()?.request(msg, flags)
 }
 
 #[cfg(test)]
@@ -541,26 +387,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attach_modes_round_trip_and_default_to_tc() {
-        assert_eq!(AttachMode::default(), AttachMode::Tc);
-        for m in AttachMode::ALL {
-            assert_eq!(AttachMode::parse(m.as_str()), Some(m));
-            let json = serde_json::to_string(&m).unwrap();
-            assert_eq!(json, format!("\"{m}\""));
-        }
-        assert_eq!(AttachMode::parse("netlink"), None);
-    }
-
-    #[test]
     fn filter_info_is_priority_and_eth_p_all_in_network_order() {
         assert_eq!(filter_info(), 0x0006_0300);
-        assert_eq!(
-            parent(TcAttachType::Ingress).map(u32::from),
-            Some(0xffff_fff2)
-        );
-        assert_eq!(
-            parent(TcAttachType::Egress).map(u32::from),
-            Some(0xffff_fff3)
-        );
+        assert_eq!(u32::from(parent(Hook::Ingress)), 0xffff_fff2);
+        assert_eq!(u32::from(parent(Hook::Egress)), 0xffff_fff3);
     }
 }
