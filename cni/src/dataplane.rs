@@ -31,10 +31,7 @@ pub fn attach(pin_root: &Path, host_if: &str, mode: AttachMode) -> Result<()> {
         return Ok(());
     };
     for (done, done_hook) in &POD_PROGRAMS[..i] {
-        let _ = match mode {
-            AttachMode::Tc => tc::detach(host_if, *done_hook),
-            AttachMode::Tcx => tcx::detach(&layout, host_if, done),
-        };
+        let _ = mode.detach(&layout, host_if, done, *done_hook);
     }
     let prog = POD_PROGRAMS[i].0;
     Err(match e {
@@ -72,11 +69,11 @@ pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
 /// and it is the program pinned now. Returns what is wrong, as CHECK reports it.
 pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
     let layout = PinLayout::new(pin_root);
-    let Some(ifindex) = iface::index(host_if) else {
+    if iface::index(host_if).is_none() {
         return Err(Error::Check(format!(
             "host interface {host_if} does not exist"
         )));
-    };
+    }
     let dp = |e: sixlane_attach::Error| match e {
         sixlane_attach::Error::NotPinned { .. } => {
             Error::Check(format!("the sixlane datapath is not loaded: {e}"))
@@ -85,13 +82,15 @@ pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
     };
     for (prog, hook) in POD_PROGRAMS {
         let want = layout.program_id(prog).map_err(dp)?;
-        let filter = tc::find(host_if, hook).map_err(dp)?;
-        let link = tcx::link_state(&layout, host_if, prog)
-            .map_err(dp)?
-            .filter(|l| l.ifindex == ifindex && l.hook == Some(hook));
+        let mut found = Vec::new();
+        for mode in AttachMode::ALL {
+            if let Some(id) = mode.find(&layout, host_if, prog, hook).map_err(dp)? {
+                found.push((mode, id));
+            }
+        }
         let at = format!("{prog} on {host_if} {}", hook.name());
-        match (filter, link) {
-            (None, None) => {
+        match found[..] {
+            [] => {
                 return Err(Error::Check(format!(
                     "dataplane is required but {at} is not attached (no tc filter at pref {} \
                      handle {:#x}, no TCX link)",
@@ -99,24 +98,18 @@ pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
                     tc::HANDLE
                 )));
             }
-            (Some(_), Some(_)) => {
+            [(mode, id)] if id != want => {
+                return Err(Error::Check(format!(
+                    "{at}: the {} runs program id {id}, the pinned program is {want}",
+                    mode.attachment()
+                )));
+            }
+            [_] => {}
+            _ => {
                 return Err(Error::Check(format!(
                     "{at} is attached twice (a tc filter and a TCX link)"
                 )));
             }
-            (Some(f), None) if f.prog_id != want => {
-                return Err(Error::Check(format!(
-                    "{at}: the tc filter runs program id {}, the pinned program is {want}",
-                    f.prog_id
-                )));
-            }
-            (None, Some(l)) if l.prog_id != want => {
-                return Err(Error::Check(format!(
-                    "{at}: the TCX link runs program id {}, the pinned program is {want}",
-                    l.prog_id
-                )));
-            }
-            _ => {}
         }
     }
     Ok(())

@@ -401,8 +401,8 @@ fn reload_keeps_state_and_swaps_programs_atomically() {
 
     // A second load (agent restart or upgrade) reuses the pinned map and re-points the links.
     let mut dp2 = Datapath::load(&layout, &LoadOptions::default()).unwrap();
-    let report = dp2.upgrade_links().unwrap();
-    assert_eq!(report.replaced, 2, "{report:?}");
+    let report = dp2.repoint_attachments().unwrap();
+    assert_eq!(report.tcx.replaced, 2, "{report:?}");
     let new_ingress = tcx_program_ids(&p, TcAttachType::Ingress);
     assert_eq!(new_ingress.len(), 1, "one program per hook, never two");
     assert_ne!(new_ingress, old_ingress, "the link runs the new program");
@@ -425,7 +425,7 @@ fn reload_keeps_state_and_swaps_programs_atomically() {
         80
     );
     // Running the upgrade again is a no-op.
-    assert_eq!(dp2.upgrade_links().unwrap().current, 2);
+    assert_eq!(dp2.repoint_attachments().unwrap().tcx.current, 2);
 
     // Re-attaching the same program to the same interface replaces, it does not stack.
     p.ns1.enter(|| {

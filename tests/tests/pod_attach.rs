@@ -163,19 +163,12 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     drop(dp);
     thread::sleep(Duration::from_millis(100));
     let mut dp = Datapath::load(&layout, &LoadOptions::default()).unwrap();
-    let report = node.enter(|| dp.upgrade_links()).unwrap();
-    assert_eq!(report.replaced, 2, "c's two TCX links: {report:?}");
+    let report = node.enter(|| dp.repoint_attachments()).unwrap();
+    assert_eq!(report.tcx.replaced, 2, "c's two TCX links: {report:?}");
+    assert_eq!(report.tc.replaced, 4, "a's and b's filters: {report:?}");
+    assert_eq!(report.tc.foreign, 2, "d's filters: {report:?}");
     assert_eq!(
-        report.filters.replaced, 4,
-        "a's and b's filters: {report:?}"
-    );
-    assert_eq!(report.filters.foreign, 2, "d's filters: {report:?}");
-    assert_eq!(
-        (
-            report.filters.current,
-            report.filters.gone,
-            report.filters.unknown
-        ),
+        (report.tc.current, report.tc.gone, report.tc.unknown),
         (0, 0, 0)
     );
     for (i, &(prog, hook)) in POD_PROGRAMS.iter().enumerate() {
@@ -211,9 +204,9 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     exchange(&mut s, b"still there");
 
     // Upgrading again changes nothing.
-    let again = node.enter(|| dp.upgrade_links()).unwrap();
+    let again = node.enter(|| dp.repoint_attachments()).unwrap();
     assert_eq!(
-        (again.current, again.filters.current, again.filters.replaced),
+        (again.tcx.current, again.tc.current, again.tc.replaced),
         (2, 4, 0),
         "{again:?}"
     );

@@ -271,10 +271,10 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
     drop(n1.dp.take());
     thread::sleep(Duration::from_millis(200));
     let mut dp = Datapath::load(&n1.layout, &LoadOptions::default()).unwrap();
-    let report = n1.ns.enter(|| dp.upgrade_links()).unwrap();
+    let report = n1.ns.enter(|| dp.repoint_attachments()).unwrap();
     // Node 1: the 2 uplink programs through pinned links, the client pod's 2 programs as filters.
-    assert_eq!(report.replaced, 2, "{report:?}");
-    assert_eq!(report.filters.replaced, 2, "{report:?}");
+    assert_eq!(report.tcx.replaced, 2, "{report:?}");
+    assert_eq!(report.tc.replaced, 2, "{report:?}");
     let want = dp
         .classifier(sixlane_common::layout::PROG_FROM_POD)
         .unwrap()

@@ -7,7 +7,7 @@
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
 //! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
-//! (`upgrade_links`).
+//! (`repoint_attachments`).
 
 use std::{
     collections::BTreeMap,
@@ -220,15 +220,15 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     // The agent runs in the node's network namespace, where the pod veths are: this also
     // re-points the tc filters of pods attached in tc mode.
     let report = dp
-        .upgrade_links()
+        .repoint_attachments()
         .context("upgrading pinned links and tc filters")?;
     info!(
-        replaced = report.replaced,
-        current = report.current,
-        removed = report.removed,
-        filters_replaced = report.filters.replaced,
-        filters_current = report.filters.current,
-        filters_foreign = report.filters.foreign,
+        replaced = report.tcx.replaced,
+        current = report.tcx.current,
+        removed = report.tcx.gone,
+        filters_replaced = report.tc.replaced,
+        filters_current = report.tc.current,
+        filters_foreign = report.tc.foreign,
         "pinned links and tc filters now run this build's programs"
     );
     // NAT64 before anything else can create pods: its configuration entry also says "off".

@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let mut dp = Datapath::load(&pins, &opts)?;
-            let report = dp.upgrade_links()?;
+            let report = dp.repoint_attachments()?;
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -124,11 +124,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "loaded into {}: {} link(s) switched to the new programs, {} already current, {} stale removed; \
                      {} tc filter(s) in this network namespace switched, {} already current",
                     pins.root().display(),
-                    report.replaced,
-                    report.current,
-                    report.removed,
-                    report.filters.replaced,
-                    report.filters.current
+                    report.tcx.replaced,
+                    report.tcx.current,
+                    report.tcx.gone,
+                    report.tc.replaced,
+                    report.tc.current
                 );
             }
         }

@@ -5,7 +5,7 @@
 //! ([`rfc3339`]).
 //!
 //! The CNI plugin attaches a pod's programs with it; the agent loads the object, pins the
-//! programs and re-points what is attached after an upgrade.
+//! programs and re-points what is attached at a new load's programs ([`repoint_all`]).
 
 mod error;
 mod hook;
@@ -13,6 +13,7 @@ pub mod iface;
 mod mode;
 mod outcome;
 pub mod pins;
+mod program;
 pub mod rfc3339;
 pub mod rtnl;
 mod sys;
@@ -21,6 +22,6 @@ pub mod tcx;
 
 pub use error::{Error, Result};
 pub use hook::HookExt;
-pub use mode::AttachMode;
-pub use outcome::Attached;
+pub use mode::{AttachMode, RepointReport, repoint_all};
+pub use outcome::{Attached, Repointed};
 pub use pins::PinLayout;

@@ -205,7 +205,7 @@ fn unescape_ifname(s: &str) -> Option<String> {
 }
 
 /// Whether `path` is on a bpffs mount.
-pub fn is_bpffs(path: &Path) -> Result<bool> {
+fn is_bpffs(path: &Path) -> Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| Error::io("checking", path, std::io::Error::other(e)))?;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();

@@ -10,15 +10,18 @@
 //! filters by their fixed priority and handle ([`PRIORITY`], [`HANDLE`]) and tells its own from
 //! another datapath's by the maps their programs use ([`PinLayout::map_ids`]). Filters live in a
 //! network namespace, not on bpffs, so an upgrade walks the interfaces of the namespace it runs in
-//! ([`list`], `Datapath::upgrade_filters`). Re-pointing a filter (`RTM_NEWTFILTER` on the same
-//! priority and handle without `NLM_F_EXCL`) swaps its program in place (`cls_bpf_change` →
-//! `list_replace_rcu`): there is never a moment without a program.
+//! ([`repoint`]). Re-pointing a filter (`RTM_NEWTFILTER` on the same priority and handle without
+//! `NLM_F_EXCL`) swaps its program in place (`cls_bpf_change` → `list_replace_rcu`): there is
+//! never a moment without a program.
 
 use std::{collections::HashSet, io};
 
-use aya::programs::{
-    ProgramError, SchedClassifier,
-    tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
+use aya::{
+    Ebpf,
+    programs::{
+        ProgramError, SchedClassifier,
+        tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
+    },
 };
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP};
 use netlink_packet_route::{
@@ -26,9 +29,11 @@ use netlink_packet_route::{
     tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlHandle, TcMessage, TcOption},
 };
 use sixlane_common::layout::Hook;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::{Attached, Error, HookExt as _, PinLayout, Result, iface, rtnl::Rtnl, sys};
+use crate::{
+    Attached, Error, HookExt as _, PinLayout, Repointed, Result, iface, program, rtnl::Rtnl, sys,
+};
 
 /// The priority (`tc ... pref`) of sixlane's filters. Low, so sixlane's programs see a pod's
 /// packets before filters added without an explicit priority (the kernel starts those at 49152),
@@ -54,24 +59,8 @@ pub struct Filter {
     /// That program's name as the kernel has it (at most 15 bytes; empty if it could not be
     /// read).
     pub program: String,
-    /// The maps that program uses (which datapath it belongs to, see [`owned_by`]).
+    /// The maps that program uses: which datapath it belongs to ([`PinLayout::map_ids`]).
     pub map_ids: Vec<u32>,
-}
-
-/// What re-pointing sixlane's filters in one network namespace did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct FilterReport {
-    /// Filters switched to this load's program.
-    pub replaced: usize,
-    /// Filters that already ran it.
-    pub current: usize,
-    /// Filters that vanished (with their interface) while we worked.
-    pub gone: usize,
-    /// Filters of this datapath for a program this build does not have (left alone).
-    pub unknown: usize,
-    /// Filters at sixlane's priority and handle whose program belongs to another datapath (another
-    /// pin root); left alone.
-    pub foreign: usize,
 }
 
 /// The clsact qdisc's class that `hook`'s filters hang off.
@@ -164,7 +153,7 @@ fn attach_filter(
 
 /// Replaces the program of sixlane's existing filter on `iface` at `hook` with `prog`, in place
 /// (`RTM_NEWTFILTER` without `NLM_F_CREATE`: fails with ENOENT rather than create a filter).
-pub fn replace(prog: &mut SchedClassifier, prog_name: &str, iface: &str, hook: Hook) -> Result<()> {
+fn replace(prog: &mut SchedClassifier, prog_name: &str, iface: &str, hook: Hook) -> Result<()> {
     let link = SchedClassifierLink::attached(
         iface,
         hook.attach_type(),
@@ -321,7 +310,7 @@ pub fn find(iface: &str, hook: Hook) -> Result<Option<Filter>> {
 /// Every sixlane filter (at [`PRIORITY`]/[`HANDLE`]) on every interface of the calling thread's
 /// network namespace: one qdisc dump to find the interfaces with a `clsact` qdisc, then one filter
 /// dump per hook of each.
-pub fn list() -> Result<Vec<Filter>> {
+fn list() -> Result<Vec<Filter>> {
     let replies = request(
         RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
         NLM_F_DUMP,
@@ -359,7 +348,7 @@ pub fn list() -> Result<Vec<Filter>> {
 }
 
 /// Whether `f`'s program uses one of `maps` (see [`PinLayout::map_ids`]).
-pub fn owned_by(f: &Filter, maps: &HashSet<u32>) -> bool {
+fn owned_by(f: &Filter, maps: &HashSet<u32>) -> bool {
     f.map_ids.iter().any(|id| maps.contains(id))
 }
 
@@ -369,11 +358,41 @@ pub fn list_owned(layout: &PinLayout) -> Result<Vec<Filter>> {
     Ok(list()?.into_iter().filter(|f| owned_by(f, &maps)).collect())
 }
 
-/// The id of a loaded program.
-pub fn program_id(prog: &SchedClassifier, name: &str) -> Result<u32> {
-    prog.info()
-        .map(|i| i.id())
-        .map_err(|source| Error::program(name, source))
+/// Re-points sixlane's filters ([`PRIORITY`]/[`HANDLE`]) on every interface of the calling
+/// thread's network namespace at the program of the same name in `ebpf` (a new load), replacing
+/// each in place. Filters have no pins: only the namespace knows them, so this must run where the
+/// pod veths are. Filters whose program uses none of `layout`'s maps belong to another datapath
+/// and are left alone; interfaces without a sixlane filter are skipped.
+pub fn repoint(layout: &PinLayout, ebpf: &mut Ebpf) -> Result<Repointed> {
+    let maps = layout.map_ids()?;
+    let mut report = Repointed::default();
+    for f in list()? {
+        if !owned_by(&f, &maps) {
+            report.foreign += 1;
+            continue;
+        }
+        let Some((name, p)) = program::classifier_by_kernel_name(ebpf, &f.program) else {
+            warn!(iface = %f.ifname, program = %f.program, "tc filter for a program this build does not have; left alone");
+            report.unknown += 1;
+            continue;
+        };
+        if program::id(p, &name)? == f.prog_id {
+            report.current += 1;
+            continue;
+        }
+        match replace(p, &name, &f.ifname, f.hook) {
+            Ok(()) => report.replaced += 1,
+            Err(Error::NoSuchInterface(_)) => report.gone += 1,
+            Err(Error::Program { source, .. }) if is_gone(&source) => report.gone += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// A replace that found no filter (ENOENT) or no interface (ENODEV): it went away meanwhile.
+fn is_gone(e: &ProgramError) -> bool {
+    matches!(errno_of(e), Some(libc::ENOENT | libc::ENODEV))
 }
 
 /// One rtnetlink request on a fresh socket: it must be opened in the caller's (current)

@@ -7,63 +7,43 @@
 
 use std::path::Path;
 
-use aya::programs::{
-    LinkOrder, SchedClassifier,
-    links::{FdLink, PinnedLink},
-    tc::{SchedClassifierLink, TcAttachOptions},
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder, SchedClassifier,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+    },
 };
 use sixlane_common::layout::Hook;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::{Attached, Error, HookExt as _, PinLayout, Result, iface, pins::remove_pin, sys};
+use crate::{
+    Attached, Error, HookExt as _, PinLayout, Repointed, Result, iface, pins::remove_pin, program,
+    sys,
+};
 
 /// What [`replace_program`] did with one pinned link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Replace {
+enum Replace {
     Replaced,
     AlreadyCurrent,
     /// The link's interface is gone.
     Defunct,
 }
 
-/// Outcome of re-pointing everything attached after a load: the pinned TCX links (uplink, and
-/// pods attached in TCX mode) and sixlane's tc filters in the caller's network namespace (pods
-/// attached in tc mode).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UpgradeReport {
-    /// Pinned links switched to this load's program.
-    pub replaced: usize,
-    pub current: usize,
-    /// Link pins of deleted interfaces, unpinned.
-    pub removed: usize,
-    pub unknown: usize,
-    /// tc filters (see [`crate::tc`]).
-    pub filters: crate::tc::FilterReport,
-}
-
-/// A pinned link as the kernel sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkState {
-    pub prog_id: u32,
-    /// 0 when the interface is gone.
-    pub ifindex: u32,
-    pub hook: Option<Hook>,
-}
-
-/// The state of the link pinned for `prog_name` on `iface`, if there is a pin.
-pub fn link_state(layout: &PinLayout, iface: &str, prog_name: &str) -> Result<Option<LinkState>> {
+/// The id of the program that the live link pinned for `prog_name` on `iface` runs at `hook`:
+/// none without a pin, or when the pinned link's interface is gone, is another one of the same
+/// name, or the link is on the other hook.
+pub fn find(layout: &PinLayout, iface: &str, prog_name: &str, hook: Hook) -> Result<Option<u32>> {
     let path = layout.link(iface, prog_name);
     if !path.exists() {
         return Ok(None);
     }
     let info = sys::link_info_at(&path).map_err(|e| Error::io("reading link", &path, e))?;
-    Ok(Some(LinkState {
-        prog_id: info.prog_id,
-        ifindex: info.ifindex,
-        hook: [Hook::Ingress, Hook::Egress]
-            .into_iter()
-            .find(|h| tcx_attach_type(*h) == info.attach_type),
-    }))
+    let live =
+        Some(info.ifindex) == iface::index(iface) && info.attach_type == tcx_attach_type(hook);
+    Ok(live.then_some(info.prog_id))
 }
 
 /// Attaches `prog` (named `prog_name` in the object) to `iface` at `hook` via a pinned TCX link.
@@ -148,16 +128,37 @@ pub fn detach(layout: &PinLayout, iface: &str, prog_name: &str) -> Result<bool> 
     Ok(true)
 }
 
+/// Re-points every link pinned under `layout` (the uplink, pods attached in TCX mode) at the
+/// program of the same name in `ebpf` (a new load): `bpf_link_update` switches traffic atomically.
+/// Links of deleted interfaces are unpinned; links for programs `ebpf` lacks are left alone.
+pub fn repoint(layout: &PinLayout, ebpf: &mut Ebpf) -> Result<Repointed> {
+    let mut report = Repointed::default();
+    for (ifname, prog, path) in layout.links()? {
+        let Some(p) = program::classifier(ebpf, &prog) else {
+            warn!(link = %path.display(), "link for a program this build does not have; left alone");
+            report.unknown += 1;
+            continue;
+        };
+        match replace_program(p, &path)? {
+            Replace::Replaced => report.replaced += 1,
+            Replace::AlreadyCurrent => report.current += 1,
+            Replace::Defunct => {
+                debug!(%ifname, %prog, "interface gone; unpinning its link");
+                remove_pin(&path)?;
+                report.gone += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// Swaps the program behind the link pinned at `path` for `prog`, unless it already runs it.
-pub fn replace_program(prog: &mut SchedClassifier, path: &Path) -> Result<Replace> {
+fn replace_program(prog: &mut SchedClassifier, path: &Path) -> Result<Replace> {
     let info = sys::link_info_at(path).map_err(|e| Error::io("reading link", path, e))?;
     if info.ifindex == 0 {
         return Ok(Replace::Defunct);
     }
-    let current = prog
-        .info()
-        .map_err(|source| Error::program(path.display().to_string(), source))?
-        .id();
+    let current = program::id(prog, &path.display().to_string())?;
     if info.prog_id == current {
         return Ok(Replace::AlreadyCurrent);
     }
