@@ -38,7 +38,7 @@ pub fn attach(pin_root: &Path, host_if: &str, mode: AttachMode) -> Result<()> {
         sixlane_attach::Error::NotPinned { .. } => Error::TryAgain(format!(
             "the sixlane datapath is not loaded: {e} (start the agent)"
         )),
-        e => Error::Dataplane(format!("attaching {prog} to {host_if} ({mode}): {e}")),
+        e => Error::dataplane(format!("attaching {prog} to {host_if} ({mode})"), e),
     })
 }
 
@@ -52,9 +52,10 @@ pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
             continue;
         }
         if let Err(e) = tcx::detach(&layout, host_if, prog) {
-            errors.push(Error::Dataplane(format!(
-                "detaching {prog} from {host_if}: {e}"
-            )));
+            errors.push(Error::dataplane(
+                format!("detaching {prog} from {host_if}"),
+                e,
+            ));
         }
     }
     match errors.len() {
@@ -78,7 +79,7 @@ pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
         sixlane_attach::Error::NotPinned { .. } => {
             Error::Check(format!("the sixlane datapath is not loaded: {e}"))
         }
-        e => Error::Dataplane(format!("inspecting {host_if}: {e}")),
+        e => Error::dataplane(format!("inspecting {host_if}"), e),
     };
     for (prog, hook) in POD_PROGRAMS {
         let want = layout.program_id(prog).map_err(dp)?;
@@ -120,7 +121,7 @@ pub fn prune_defunct(pin_root: &Path, exists: &mut dyn FnMut(&str) -> bool) -> R
     let layout = PinLayout::new(pin_root);
     let links = layout
         .links()
-        .map_err(|e| Error::Dataplane(format!("listing link pins: {e}")))?;
+        .map_err(|e| Error::dataplane("listing link pins", e))?;
     let mut removed = Vec::new();
     for (ifname, prog, path) in links {
         let ours = POD_PROGRAMS.iter().any(|(p, _)| *p == prog);
