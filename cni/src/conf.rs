@@ -14,7 +14,7 @@ use std::{
 
 use ipnet::{IpNet, Ipv6Net};
 use serde_json::{Map, Value};
-pub use sixlane_agent::tc::AttachMode;
+pub use sixlane_attach::AttachMode;
 
 use crate::{
     error::{Error, Result},

@@ -2,35 +2,16 @@
 //! verifying and cleaning up after them. Two modes (`attach` in the conflist):
 //!
 //! - `tc` (default): a clsact qdisc and one direct-action cls_bpf filter per hook at sixlane's
-//!   priority and handle (`sixlane_agent::tc`). No pins; the filters go with the veth.
-//! - `tcx`: pinned TCX links at `<pinRoot>/links/<prog>@<host veth>` (`sixlane_agent::tcx`).
+//!   priority and handle (`sixlane_attach::tc`). No pins; the filters go with the veth.
+//! - `tcx`: pinned TCX links at `<pinRoot>/links/<prog>@<host veth>` (`sixlane_attach::tcx`).
 //!   Each attach waits for an RCU grace period in the kernel.
 
 use std::path::Path;
 
-use aya::programs::TcAttachType;
-use sixlane_agent::{
-    PinLayout,
-    tc::{self, AttachMode},
-    tcx,
-};
-use sixlane_common::layout::{Hook, POD_PROGRAMS};
+use sixlane_attach::{AttachMode, HookExt as _, PinLayout, iface, tc, tcx};
+use sixlane_common::layout::POD_PROGRAMS;
 
 use crate::error::{Error, Result};
-
-fn attach_type(h: Hook) -> TcAttachType {
-    match h {
-        Hook::Ingress => TcAttachType::Ingress,
-        Hook::Egress => TcAttachType::Egress,
-    }
-}
-
-fn hook_name(h: Hook) -> &'static str {
-    match h {
-        Hook::Ingress => "ingress",
-        Hook::Egress => "egress",
-    }
-}
 
 /// Program pins that are missing under `pin_root` (empty = the datapath is loaded).
 pub fn missing_pins(pin_root: &Path) -> Vec<String> {
@@ -50,17 +31,14 @@ pub fn attach(pin_root: &Path, host_if: &str, mode: AttachMode) -> Result<()> {
         return Ok(());
     };
     for (done, done_hook) in &POD_PROGRAMS[..i] {
-        let _ = match mode {
-            AttachMode::Tc => tc::detach(host_if, attach_type(*done_hook)),
-            AttachMode::Tcx => tcx::detach(&layout, host_if, done),
-        };
+        let _ = mode.detach(&layout, host_if, done, *done_hook);
     }
     let prog = POD_PROGRAMS[i].0;
     Err(match e {
-        sixlane_agent::Error::NotPinned { .. } => Error::TryAgain(format!(
+        sixlane_attach::Error::NotPinned { .. } => Error::TryAgain(format!(
             "the sixlane datapath is not loaded: {e} (start the agent)"
         )),
-        e => Error::Dataplane(format!("attaching {prog} to {host_if} ({mode}): {e}")),
+        e => Error::dataplane(format!("attaching {prog} to {host_if} ({mode})"), e),
     })
 }
 
@@ -74,9 +52,10 @@ pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
             continue;
         }
         if let Err(e) = tcx::detach(&layout, host_if, prog) {
-            errors.push(Error::Dataplane(format!(
-                "detaching {prog} from {host_if}: {e}"
-            )));
+            errors.push(Error::dataplane(
+                format!("detaching {prog} from {host_if}"),
+                e,
+            ));
         }
     }
     match errors.len() {
@@ -91,26 +70,28 @@ pub fn detach(pin_root: &Path, host_if: &str) -> Result<()> {
 /// and it is the program pinned now. Returns what is wrong, as CHECK reports it.
 pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
     let layout = PinLayout::new(pin_root);
-    let Some(ifindex) = ifindex(host_if) else {
+    if iface::index(host_if).is_none() {
         return Err(Error::Check(format!(
             "host interface {host_if} does not exist"
         )));
-    };
-    let dp = |e: sixlane_agent::Error| match e {
-        sixlane_agent::Error::NotPinned { .. } => {
+    }
+    let dp = |e: sixlane_attach::Error| match e {
+        sixlane_attach::Error::NotPinned { .. } => {
             Error::Check(format!("the sixlane datapath is not loaded: {e}"))
         }
-        e => Error::Dataplane(format!("inspecting {host_if}: {e}")),
+        e => Error::dataplane(format!("inspecting {host_if}"), e),
     };
     for (prog, hook) in POD_PROGRAMS {
-        let want = tc::pinned_program_id(&layout, prog).map_err(dp)?;
-        let filter = tc::find(host_if, attach_type(hook)).map_err(dp)?;
-        let link = tcx::link_state(&layout, host_if, prog)
-            .map_err(dp)?
-            .filter(|l| l.ifindex == ifindex && l.hook == Some(attach_type(hook)));
-        let at = format!("{prog} on {host_if} {}", hook_name(hook));
-        match (filter, link) {
-            (None, None) => {
+        let want = layout.program_id(prog).map_err(dp)?;
+        let mut found = Vec::new();
+        for mode in AttachMode::ALL {
+            if let Some(id) = mode.find(&layout, host_if, prog, hook).map_err(dp)? {
+                found.push((mode, id));
+            }
+        }
+        let at = format!("{prog} on {host_if} {}", hook.name());
+        match found[..] {
+            [] => {
                 return Err(Error::Check(format!(
                     "dataplane is required but {at} is not attached (no tc filter at pref {} \
                      handle {:#x}, no TCX link)",
@@ -118,34 +99,21 @@ pub fn verify(pin_root: &Path, host_if: &str) -> Result<()> {
                     tc::HANDLE
                 )));
             }
-            (Some(_), Some(_)) => {
+            [(mode, id)] if id != want => {
+                return Err(Error::Check(format!(
+                    "{at}: the {} runs program id {id}, the pinned program is {want}",
+                    mode.attachment()
+                )));
+            }
+            [_] => {}
+            _ => {
                 return Err(Error::Check(format!(
                     "{at} is attached twice (a tc filter and a TCX link)"
                 )));
             }
-            (Some(f), None) if f.prog_id != want => {
-                return Err(Error::Check(format!(
-                    "{at}: the tc filter runs program id {}, the pinned program is {want}",
-                    f.prog_id
-                )));
-            }
-            (None, Some(l)) if l.prog_id != want => {
-                return Err(Error::Check(format!(
-                    "{at}: the TCX link runs program id {}, the pinned program is {want}",
-                    l.prog_id
-                )));
-            }
-            _ => {}
         }
     }
     Ok(())
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
 }
 
 /// GC: removes link pins of pod programs whose interface is gone (the link is defunct).
@@ -153,7 +121,7 @@ pub fn prune_defunct(pin_root: &Path, exists: &mut dyn FnMut(&str) -> bool) -> R
     let layout = PinLayout::new(pin_root);
     let links = layout
         .links()
-        .map_err(|e| Error::Dataplane(format!("listing link pins: {e}")))?;
+        .map_err(|e| Error::dataplane("listing link pins", e))?;
     let mut removed = Vec::new();
     for (ifname, prog, path) in links {
         let ours = POD_PROGRAMS.iter().any(|(p, _)| *p == prog);

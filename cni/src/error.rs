@@ -55,8 +55,13 @@ pub enum Error {
     NotAvailable(String),
     #[error("CHECK: {0}")]
     Check(String),
-    #[error("dataplane: {0}")]
-    Dataplane(String),
+    /// Boxed: aya's errors inside are large, and every `Result` of the plugin carries this type.
+    #[error("dataplane: {what}: {source}")]
+    Dataplane {
+        what: String,
+        #[source]
+        source: Box<sixlane_attach::Error>,
+    },
     /// Several independent failures (DEL and GC go on after an error and report them all).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),
@@ -85,6 +90,13 @@ impl Error {
         }
     }
 
+    pub fn dataplane(what: impl Into<String>, source: sixlane_attach::Error) -> Self {
+        Self::Dataplane {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// The spec code this error is reported with.
     pub fn code(&self) -> u32 {
         match self {
@@ -92,7 +104,7 @@ impl Error {
             Self::Unsupported { .. } => code::UNSUPPORTED_FIELD,
             Self::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
             Self::Env { .. } => code::INVALID_ENV,
-            Self::Io { .. } | Self::Netlink { .. } | Self::Dataplane(_) => code::IO,
+            Self::Io { .. } | Self::Netlink { .. } | Self::Dataplane { .. } => code::IO,
             Self::Decode(_) => code::DECODE,
             Self::Config { .. } => code::INVALID_CONFIG,
             Self::TryAgain(_) => code::TRY_AGAIN,

@@ -104,7 +104,7 @@ pub fn debug(msg: &str) {
 }
 
 fn timestamp() -> String {
-    sixlane_agent::rfc3339::millis(SystemTime::now())
+    sixlane_attach::rfc3339::millis(SystemTime::now())
 }
 
 #[cfg(test)]

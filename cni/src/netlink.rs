@@ -17,7 +17,7 @@ use netlink_packet_route::{
         RouteScope, RouteType,
     },
 };
-use sixlane_agent::rtnl::Rtnl;
+use sixlane_attach::rtnl::Rtnl;
 
 use crate::error::{Error, Result};
 

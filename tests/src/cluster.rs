@@ -17,13 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::TcAttachType;
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
-    tcx,
 };
-use sixlane_common::layout::{Hook, UPLINK_PROGRAMS};
+use sixlane_attach::tcx;
+use sixlane_common::layout::UPLINK_PROGRAMS;
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
 
 use crate::sim;
@@ -63,10 +62,6 @@ impl SimNode {
         let layout = self.layout.clone();
         self.ns.enter(move || {
             for (prog, hook) in UPLINK_PROGRAMS {
-                let hook = match hook {
-                    Hook::Ingress => TcAttachType::Ingress,
-                    Hook::Egress => TcAttachType::Egress,
-                };
                 tcx::attach_pinned(&layout, prog, &ifname, hook)
                     .unwrap_or_else(|e| panic!("attaching {prog} to {ifname}: {e}"));
             }

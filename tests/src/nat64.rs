@@ -514,15 +514,10 @@ impl Internet {
 
 /// Attaches the uplink programs (`layout::UPLINK_PROGRAMS`) to `iface` in `ns`.
 pub fn attach_uplink(ns: &NetNs, layout: &PinLayout, iface: &str) {
-    use aya::programs::TcAttachType;
-    use sixlane_common::layout::{Hook, UPLINK_PROGRAMS};
+    use sixlane_common::layout::UPLINK_PROGRAMS;
     ns.enter(|| {
         for (prog, hook) in UPLINK_PROGRAMS {
-            let hook = match hook {
-                Hook::Ingress => TcAttachType::Ingress,
-                Hook::Egress => TcAttachType::Egress,
-            };
-            sixlane_agent::tcx::attach_pinned(layout, prog, iface, hook)
+            sixlane_attach::tcx::attach_pinned(layout, prog, iface, hook)
                 .unwrap_or_else(|e| panic!("attaching {prog} to {iface}: {e}"));
         }
     });

@@ -1,9 +1,11 @@
 //! What runs on a pod's host veth, read back independently of sixlane's own netlink code: tc
 //! filters through iproute2's JSON (`tc -j filter show`), TCX programs through `BPF_PROG_QUERY`.
 
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::SchedClassifier;
 use serde_json::Value;
-use sixlane_agent::{PinLayout, tc};
+use sixlane_agent::PinLayout;
+use sixlane_attach::{HookExt as _, tc};
+use sixlane_common::layout::Hook;
 use sixlane_testkit::NetNs;
 
 /// One cls_bpf filter as `tc -j filter show` reports it.
@@ -16,21 +18,10 @@ pub struct TcFilter {
     pub direct_action: bool,
 }
 
-fn hook_arg(hook: TcAttachType) -> &'static str {
-    match hook {
-        TcAttachType::Ingress => "ingress",
-        TcAttachType::Egress => "egress",
-        TcAttachType::Custom(_) => panic!("custom hooks are not used"),
-    }
-}
-
 /// Every bpf filter on `ifname` (in `ns`) at `hook`. An interface without a clsact qdisc has none.
-pub fn tc_filters(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<TcFilter> {
+pub fn tc_filters(ns: &NetNs, ifname: &str, hook: Hook) -> Vec<TcFilter> {
     let out = ns
-        .exec_output(
-            "tc",
-            &["-j", "filter", "show", "dev", ifname, hook_arg(hook)],
-        )
+        .exec_output("tc", &["-j", "filter", "show", "dev", ifname, hook.name()])
         .expect("running tc");
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.trim().is_empty() {
@@ -56,7 +47,7 @@ pub fn tc_filters(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<TcFilter>
 }
 
 /// sixlane's filters (at its priority and handle) among [`tc_filters`].
-pub fn sixlane_filters(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<TcFilter> {
+pub fn sixlane_filters(ns: &NetNs, ifname: &str, hook: Hook) -> Vec<TcFilter> {
     tc_filters(ns, ifname, hook)
         .into_iter()
         .filter(|f| f.pref == u64::from(tc::PRIORITY) && f.handle == tc::HANDLE)
@@ -64,10 +55,10 @@ pub fn sixlane_filters(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<TcFi
 }
 
 /// Ids of the TCX programs on `ifname` at `hook`.
-pub fn tcx_ids(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<u32> {
+pub fn tcx_ids(ns: &NetNs, ifname: &str, hook: Hook) -> Vec<u32> {
     let ifname = ifname.to_owned();
     ns.enter(move || {
-        SchedClassifier::query_tcx(&ifname, hook)
+        SchedClassifier::query_tcx(&ifname, hook.attach_type())
             .unwrap()
             .1
             .iter()
@@ -77,7 +68,7 @@ pub fn tcx_ids(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<u32> {
 }
 
 /// Ids of every program that runs on `ifname` at `hook`: TCX programs, then bpf filters.
-pub fn program_ids(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<u32> {
+pub fn program_ids(ns: &NetNs, ifname: &str, hook: Hook) -> Vec<u32> {
     let mut ids = tcx_ids(ns, ifname, hook);
     ids.extend(tc_filters(ns, ifname, hook).iter().map(|f| f.prog_id));
     ids
@@ -85,5 +76,5 @@ pub fn program_ids(ns: &NetNs, ifname: &str, hook: TcAttachType) -> Vec<u32> {
 
 /// The id of the program pinned at `progs/<name>`.
 pub fn pinned_id(layout: &PinLayout, name: &str) -> u32 {
-    tc::pinned_program_id(layout, name).unwrap()
+    layout.program_id(name).unwrap()
 }

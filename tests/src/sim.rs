@@ -14,7 +14,8 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use sixlane_agent::{PinLayout, tc::AttachMode};
+use sixlane_agent::PinLayout;
+use sixlane_attach::AttachMode;
 use sixlane_testkit::{NetNs, Result, names};
 
 use crate::cni::{Call, Plugin};

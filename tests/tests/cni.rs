@@ -13,15 +13,11 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::TcAttachType;
 use serde_json::{Value, json};
-use sixlane_agent::{
-    PinLayout, metrics,
-    tc::{self, AttachMode},
-    tcx,
-};
+use sixlane_agent::{PinLayout, metrics};
+use sixlane_attach::{AttachMode, tc, tcx};
 use sixlane_common::{
-    layout::{Hook, POD_PROGRAMS, PROG_TO_POD},
+    layout::{POD_PROGRAMS, PROG_TO_POD},
     metrics::{Direction, Reason},
 };
 use sixlane_testkit::{NetNs, require_root, rng::Rng};
@@ -656,19 +652,11 @@ fn host_if(result: &Value) -> String {
     result["interfaces"][0]["name"].as_str().unwrap().to_owned()
 }
 
-fn hook_of(h: Hook) -> TcAttachType {
-    match h {
-        Hook::Ingress => TcAttachType::Ingress,
-        Hook::Egress => TcAttachType::Egress,
-    }
-}
-
 /// Everything a required dataplane promises on `host_if` in `mode`, read back independently:
 /// each pod program runs exactly once on its hook, as the program pinned now; nothing else is
 /// attached; link pins exactly in TCX mode.
 fn verify_attached(net: &Net, layout: &PinLayout, host_if: &str, mode: AttachMode) {
     for (prog, hook) in POD_PROGRAMS {
-        let hook = hook_of(hook);
         let want = podattach::pinned_id(layout, prog);
         let filters = podattach::tc_filters(&net.node, host_if, hook);
         let tcx = podattach::tcx_ids(&net.node, host_if, hook);

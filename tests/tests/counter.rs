@@ -20,10 +20,11 @@ use aya::{
 use sixlane_agent::{
     Error, PinLayout,
     loader::{Datapath, LoadOptions},
-    metrics, tcx,
+    metrics,
 };
+use sixlane_attach::{Attached, tcx};
 use sixlane_common::{
-    layout::{MAP_METRICS, PROG_COUNT_EGRESS, PROG_COUNT_INGRESS},
+    layout::{Hook, MAP_METRICS, PROG_COUNT_EGRESS, PROG_COUNT_INGRESS},
     metrics::{Counter, Direction, METRICS_ENTRIES, Reason, slot},
 };
 use sixlane_testkit::{
@@ -288,11 +289,11 @@ fn attach_counters(p: &Pair, layout: &PinLayout) {
 fn attach_only(p: &Pair, layout: &PinLayout) {
     p.ns1.enter(|| {
         for (prog, hook) in [
-            (PROG_COUNT_INGRESS, TcAttachType::Ingress),
-            (PROG_COUNT_EGRESS, TcAttachType::Egress),
+            (PROG_COUNT_INGRESS, Hook::Ingress),
+            (PROG_COUNT_EGRESS, Hook::Egress),
         ] {
             let got = tcx::attach_pinned(layout, prog, &p.veth.a.name, hook).unwrap();
-            assert_eq!(got, tcx::Attached::Created);
+            assert_eq!(got, Attached::Created);
         }
     });
 }
@@ -400,8 +401,8 @@ fn reload_keeps_state_and_swaps_programs_atomically() {
 
     // A second load (agent restart or upgrade) reuses the pinned map and re-points the links.
     let mut dp2 = Datapath::load(&layout, &LoadOptions::default()).unwrap();
-    let report = dp2.upgrade_links().unwrap();
-    assert_eq!(report.replaced, 2, "{report:?}");
+    let report = dp2.repoint_attachments().unwrap();
+    assert_eq!(report.tcx.replaced, 2, "{report:?}");
     let new_ingress = tcx_program_ids(&p, TcAttachType::Ingress);
     assert_eq!(new_ingress.len(), 1, "one program per hook, never two");
     assert_ne!(new_ingress, old_ingress, "the link runs the new program");
@@ -424,18 +425,13 @@ fn reload_keeps_state_and_swaps_programs_atomically() {
         80
     );
     // Running the upgrade again is a no-op.
-    assert_eq!(dp2.upgrade_links().unwrap().current, 2);
+    assert_eq!(dp2.repoint_attachments().unwrap().tcx.current, 2);
 
     // Re-attaching the same program to the same interface replaces, it does not stack.
     p.ns1.enter(|| {
-        let got = tcx::attach_pinned(
-            &layout,
-            PROG_COUNT_INGRESS,
-            &p.veth.a.name,
-            TcAttachType::Ingress,
-        )
-        .unwrap();
-        assert_eq!(got, tcx::Attached::Replaced);
+        let got =
+            tcx::attach_pinned(&layout, PROG_COUNT_INGRESS, &p.veth.a.name, Hook::Ingress).unwrap();
+        assert_eq!(got, Attached::Replaced);
     });
     assert_eq!(tcx_program_ids(&p, TcAttachType::Ingress).len(), 1);
 }
@@ -472,9 +468,11 @@ fn attach_without_loaded_datapath_names_the_missing_pin() {
     sixlane_testkit::require_root();
     let pins = PinDir::new().unwrap();
     let layout = PinLayout::new(pins.path());
-    let err =
-        tcx::attach_pinned(&layout, PROG_COUNT_INGRESS, "lo", TcAttachType::Ingress).unwrap_err();
-    assert!(matches!(err, Error::NotPinned { .. }), "{err}");
+    let err = tcx::attach_pinned(&layout, PROG_COUNT_INGRESS, "lo", Hook::Ingress).unwrap_err();
+    assert!(
+        matches!(err, sixlane_attach::Error::NotPinned { .. }),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("is sixlane-agent running"),
         "{err}"

@@ -289,11 +289,11 @@ fn long_lived_tcp_survives_an_agent_restart() {
     round_trip(&mut c, b"agent down\n").unwrap();
     let mut dp = Datapath::load(&w.layout, &LoadOptions::default()).unwrap();
     // The upgrade runs in the node's namespace, where the pod's tc filters are.
-    let report = w.node.enter(|| dp.upgrade_links()).unwrap();
+    let report = w.node.enter(|| dp.repoint_attachments()).unwrap();
     // The uplink programs' pinned links and the pod's two filters (the plugin's default mode)
     // switched to the new load.
-    assert_eq!(report.replaced, UPLINK_PROGRAMS.len(), "{report:?}");
-    assert_eq!(report.filters.replaced, 2, "{report:?}");
+    assert_eq!(report.tcx.replaced, UPLINK_PROGRAMS.len(), "{report:?}");
+    assert_eq!(report.tc.replaced, 2, "{report:?}");
     w.dp = Some(dp);
     for i in 0..20 {
         round_trip(&mut c, format!("after restart {i}\n").as_bytes()).unwrap();

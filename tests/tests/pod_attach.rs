@@ -9,13 +9,11 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::TcAttachType;
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
-    tc::{self, AttachMode},
-    tcx::Attached,
 };
+use sixlane_attach::{AttachMode, Attached, tc};
 use sixlane_common::layout::{Hook, POD_PROGRAMS, PROG_COUNT_INGRESS, PROG_FROM_POD};
 use sixlane_testkit::{NetNs, Veth};
 use sixlane_tests::{
@@ -25,13 +23,6 @@ use sixlane_tests::{
     podattach::{self, TcFilter, sixlane_filters, tc_filters, tcx_ids},
     sim::{self, SimPod},
 };
-
-fn hook_of(h: Hook) -> TcAttachType {
-    match h {
-        Hook::Ingress => TcAttachType::Ingress,
-        Hook::Egress => TcAttachType::Egress,
-    }
-}
 
 fn addr(host: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, host)
@@ -51,10 +42,10 @@ fn attaching_again_replaces_in_place() {
     let i = iface.clone();
     let (first, second, third, found) = ns.enter(move || {
         // Something else of ours sits in sixlane's slot first: attach takes the slot over.
-        let first = tc::attach_pinned(&l, PROG_COUNT_INGRESS, &i, TcAttachType::Ingress).unwrap();
-        let second = tc::attach_pinned(&l, PROG_FROM_POD, &i, TcAttachType::Ingress).unwrap();
-        let third = tc::attach_pinned(&l, PROG_FROM_POD, &i, TcAttachType::Ingress).unwrap();
-        let found = tc::find(&i, TcAttachType::Ingress).unwrap();
+        let first = tc::attach_pinned(&l, PROG_COUNT_INGRESS, &i, Hook::Ingress).unwrap();
+        let second = tc::attach_pinned(&l, PROG_FROM_POD, &i, Hook::Ingress).unwrap();
+        let third = tc::attach_pinned(&l, PROG_FROM_POD, &i, Hook::Ingress).unwrap();
+        let found = tc::find(&i, Hook::Ingress).unwrap();
         (first, second, third, found)
     });
     assert_eq!(
@@ -62,7 +53,7 @@ fn attaching_again_replaces_in_place() {
         (Attached::Created, Attached::Replaced, Attached::Replaced)
     );
     let want = podattach::pinned_id(&layout, PROG_FROM_POD);
-    let filters = tc_filters(&ns, &iface, TcAttachType::Ingress);
+    let filters = tc_filters(&ns, &iface, Hook::Ingress);
     assert_eq!(filters.len(), 1, "{filters:?}");
     assert_eq!(
         (filters[0].pref, filters[0].handle, filters[0].prog_id),
@@ -87,21 +78,21 @@ fn attaching_again_replaces_in_place() {
     let i = iface.clone();
     let dets = ns.enter(move || {
         [
-            tc::detach(&i, TcAttachType::Ingress).unwrap(),
-            tc::detach(&i, TcAttachType::Ingress).unwrap(),
-            tc::detach(&i, TcAttachType::Egress).unwrap(),
+            tc::detach(&i, Hook::Ingress).unwrap(),
+            tc::detach(&i, Hook::Ingress).unwrap(),
+            tc::detach(&i, Hook::Egress).unwrap(),
         ]
     });
     assert_eq!(dets, [true, false, false]);
-    assert!(tc_filters(&ns, &iface, TcAttachType::Ingress).is_empty());
+    assert!(tc_filters(&ns, &iface, Hook::Ingress).is_empty());
     // A missing interface is an error for attach, nothing for detach.
     let l = layout.clone();
     ns.enter(move || {
         assert!(matches!(
-            tc::attach_pinned(&l, PROG_FROM_POD, "sltnope", TcAttachType::Ingress),
-            Err(sixlane_agent::Error::NoSuchInterface(_))
+            tc::attach_pinned(&l, PROG_FROM_POD, "sltnope", Hook::Ingress),
+            Err(sixlane_attach::Error::NoSuchInterface(_))
         ));
-        assert!(!tc::detach("sltnope", TcAttachType::Ingress).unwrap());
+        assert!(!tc::detach("sltnope", Hook::Ingress).unwrap());
     });
 }
 
@@ -145,7 +136,7 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     )
     .unwrap();
     let foreign = |pod: &SimPod| -> Vec<TcFilter> {
-        tc_filters(&node, pod.host_if(), TcAttachType::Ingress)
+        tc_filters(&node, pod.host_if(), Hook::Ingress)
             .into_iter()
             .filter(|f| f.pref == 100)
             .collect()
@@ -154,7 +145,7 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     assert_eq!(foreign_before.len(), 1);
     let d_before: Vec<Vec<TcFilter>> = POD_PROGRAMS
         .iter()
-        .map(|(_, h)| sixlane_filters(&node, d.host_if(), hook_of(*h)))
+        .map(|(_, h)| sixlane_filters(&node, d.host_if(), *h))
         .collect();
 
     // A long-lived connection a → b, and a second one carrying round trips throughout.
@@ -172,23 +163,15 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     drop(dp);
     thread::sleep(Duration::from_millis(100));
     let mut dp = Datapath::load(&layout, &LoadOptions::default()).unwrap();
-    let report = node.enter(|| dp.upgrade_links()).unwrap();
-    assert_eq!(report.replaced, 2, "c's two TCX links: {report:?}");
+    let report = node.enter(|| dp.repoint_attachments()).unwrap();
+    assert_eq!(report.tcx.replaced, 2, "c's two TCX links: {report:?}");
+    assert_eq!(report.tc.replaced, 4, "a's and b's filters: {report:?}");
+    assert_eq!(report.tc.foreign, 2, "d's filters: {report:?}");
     assert_eq!(
-        report.filters.replaced, 4,
-        "a's and b's filters: {report:?}"
-    );
-    assert_eq!(report.filters.foreign, 2, "d's filters: {report:?}");
-    assert_eq!(
-        (
-            report.filters.current,
-            report.filters.gone,
-            report.filters.unknown
-        ),
+        (report.tc.current, report.tc.gone, report.tc.unknown),
         (0, 0, 0)
     );
-    for (i, (prog, hook)) in POD_PROGRAMS.iter().enumerate() {
-        let hook = hook_of(*hook);
+    for (i, &(prog, hook)) in POD_PROGRAMS.iter().enumerate() {
         let new = id_of(&mut dp, prog);
         assert_ne!(new, old[i]);
         for pod in [&a, &b] {
@@ -210,10 +193,7 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
         );
     }
     assert_eq!(foreign(&a), foreign_before, "foreign filter untouched");
-    assert_eq!(
-        tc_filters(&node, a.host_if(), TcAttachType::Ingress).len(),
-        2
-    );
+    assert_eq!(tc_filters(&node, a.host_if(), Hook::Ingress).len(), 2);
 
     exchange(&mut s, b"after the upgrade");
     thread::sleep(Duration::from_millis(200));
@@ -224,9 +204,9 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     exchange(&mut s, b"still there");
 
     // Upgrading again changes nothing.
-    let again = node.enter(|| dp.upgrade_links()).unwrap();
+    let again = node.enter(|| dp.repoint_attachments()).unwrap();
     assert_eq!(
-        (again.current, again.filters.current, again.filters.replaced),
+        (again.tcx.current, again.tc.current, again.tc.replaced),
         (2, 4, 0),
         "{again:?}"
     );
@@ -269,15 +249,12 @@ fn upgrade_repoints_every_tc_filter_and_a_connection_survives() {
     assert!(out.contains("removed 4 tc filter(s)"), "{out}");
     for pod in [&a, &b] {
         for (_, h) in POD_PROGRAMS {
-            assert!(sixlane_filters(&node, pod.host_if(), hook_of(h)).is_empty());
+            assert!(sixlane_filters(&node, pod.host_if(), h).is_empty());
         }
     }
     assert_eq!(foreign(&a), foreign_before);
     for (i, (_, h)) in POD_PROGRAMS.iter().enumerate() {
-        assert_eq!(
-            sixlane_filters(&node, d.host_if(), hook_of(*h)),
-            d_before[i]
-        );
+        assert_eq!(sixlane_filters(&node, d.host_if(), *h), d_before[i]);
     }
     exchange(&mut s, b"after unload");
     drop(s);

@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::TcAttachType;
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
@@ -21,7 +20,10 @@ use sixlane_agent::{
     model::{Backend, DesiredState, NodeState, Service, TrafficPolicy},
     services::Programmer,
 };
-use sixlane_common::metrics::{Direction, Reason};
+use sixlane_common::{
+    layout::Hook,
+    metrics::{Direction, Reason},
+};
 use sixlane_tests::{
     bins,
     cluster::{self, EXT, Nginx, SimCluster, curl, node_addr, pod_addr},
@@ -261,21 +263,18 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
     let n1 = &mut c.nodes[0];
     let host_if = client.host_if().to_owned();
     // The client pod is attached in the plugin's default mode (tc filters).
-    let old = program_ids(&n1.ns, &host_if, TcAttachType::Ingress);
-    assert_eq!(
-        sixlane_filters(&n1.ns, &host_if, TcAttachType::Ingress).len(),
-        1
-    );
+    let old = program_ids(&n1.ns, &host_if, Hook::Ingress);
+    assert_eq!(sixlane_filters(&n1.ns, &host_if, Hook::Ingress).len(), 1);
     // The loader goes away and comes back on the same pins (a restart), then switches every
     // link and, in the node's namespace where the pod veths are, every tc filter to its programs
     // (an upgrade): maps, conntrack included, are reused.
     drop(n1.dp.take());
     thread::sleep(Duration::from_millis(200));
     let mut dp = Datapath::load(&n1.layout, &LoadOptions::default()).unwrap();
-    let report = n1.ns.enter(|| dp.upgrade_links()).unwrap();
+    let report = n1.ns.enter(|| dp.repoint_attachments()).unwrap();
     // Node 1: the 2 uplink programs through pinned links, the client pod's 2 programs as filters.
-    assert_eq!(report.replaced, 2, "{report:?}");
-    assert_eq!(report.filters.replaced, 2, "{report:?}");
+    assert_eq!(report.tcx.replaced, 2, "{report:?}");
+    assert_eq!(report.tc.replaced, 2, "{report:?}");
     let want = dp
         .classifier(sixlane_common::layout::PROG_FROM_POD)
         .unwrap()
@@ -283,7 +282,7 @@ fn long_lived_connection_survives_loader_restart_and_upgrade() {
         .unwrap()
         .id();
     n1.dp = Some(dp);
-    let new = program_ids(&n1.ns, &host_if, TcAttachType::Ingress);
+    let new = program_ids(&n1.ns, &host_if, Hook::Ingress);
     assert_eq!(new.len(), 1, "one program per hook");
     assert_ne!(new, old, "the filter runs the new program");
     assert_eq!(new, [want]);

@@ -230,7 +230,7 @@ pub fn status_view(args: &StatusArgs, pin_root: &Path) -> StatusView {
             .into_iter()
             .map(|(ifname, prog, _)| format!("{prog}@{ifname}"))
             .collect(),
-        tc_filters: crate::tc::list_owned(&pins)
+        tc_filters: sixlane_attach::tc::list_owned(&pins)
             .unwrap_or_default()
             .into_iter()
             .map(|f| format!("{}@{}", f.program, f.ifname))

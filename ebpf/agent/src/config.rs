@@ -193,7 +193,7 @@ pub struct CniConfig {
     pub dataplane: Dataplane,
     /// How the plugin attaches the pod programs: `tc` (clsact + cls_bpf filters, no RCU grace
     /// period per pod) or `tcx` (pinned TCX links).
-    pub attach: crate::tc::AttachMode,
+    pub attach: sixlane_attach::AttachMode,
     pub log_file: PathBuf,
     pub log_level: String,
 }
@@ -208,7 +208,7 @@ impl Default for CniConfig {
             data_dir: "/var/lib/cni/networks".into(),
             mtu: None,
             dataplane: Dataplane::Required,
-            attach: crate::tc::AttachMode::Tc,
+            attach: sixlane_attach::AttachMode::Tc,
             log_file: "/var/log/sixlane-cni.log".into(),
             log_level: "info".into(),
         }

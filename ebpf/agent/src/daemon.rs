@@ -7,7 +7,7 @@
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
 //! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
-//! (`upgrade_links`).
+//! (`repoint_attachments`).
 
 use std::{
     collections::BTreeMap,
@@ -18,9 +18,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::programs::TcAttachType;
 use ipnet::Ipv6Net;
-use sixlane_common::layout::{self, Hook};
+use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -75,13 +74,6 @@ pub fn node_name(cfg: &Config) -> anyhow::Result<String> {
     }
     let h = nix::unistd::gethostname().context("reading the host name")?;
     Ok(h.to_string_lossy().to_lowercase())
-}
-
-fn hook(h: Hook) -> TcAttachType {
-    match h {
-        Hook::Ingress => TcAttachType::Ingress,
-        Hook::Egress => TcAttachType::Egress,
-    }
 }
 
 /// Forwards aya-log records from the eBPF programs to tracing at debug level.
@@ -228,15 +220,15 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     // The agent runs in the node's network namespace, where the pod veths are: this also
     // re-points the tc filters of pods attached in tc mode.
     let report = dp
-        .upgrade_links()
+        .repoint_attachments()
         .context("upgrading pinned links and tc filters")?;
     info!(
-        replaced = report.replaced,
-        current = report.current,
-        removed = report.removed,
-        filters_replaced = report.filters.replaced,
-        filters_current = report.filters.current,
-        filters_foreign = report.filters.foreign,
+        replaced = report.tcx.replaced,
+        current = report.tcx.current,
+        removed = report.tcx.gone,
+        filters_replaced = report.tc.replaced,
+        filters_current = report.tc.current,
+        filters_foreign = report.tc.foreign,
         "pinned links and tc filters now run this build's programs"
     );
     // NAT64 before anything else can create pods: its configuration entry also says "off".
@@ -497,7 +489,7 @@ impl Agent {
         if let Some(up) = uplink {
             let mut ok = true;
             for (prog, h) in layout::UPLINK_PROGRAMS {
-                match self.dp.attach(prog, &up, hook(h)) {
+                match self.dp.attach(prog, &up, h) {
                     Ok(what) => {
                         if self.uplink.as_deref() != Some(up.as_str()) {
                             info!(uplink = %up, program = prog, ?what, "uplink program attached");

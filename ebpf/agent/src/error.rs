@@ -4,12 +4,13 @@ use std::{io, path::PathBuf};
 /// operator can act on the message alone.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Pins and attachment (the layout, tc filters, TCX links).
+    #[error(transparent)]
+    Attach(#[from] sixlane_attach::Error),
     #[error(
         "the embedded eBPF object is empty: it was built with AYA_BUILD_SKIP or by a stub build"
     )]
     EmptyObject,
-    #[error("{path} is not on a bpffs mount (mount one with `mount -t bpf bpf /sys/fs/bpf`)")]
-    NotBpffs { path: PathBuf },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -52,25 +53,8 @@ pub enum Error {
         #[source]
         source: aya::pin::PinError,
     },
-    #[error("link {path}: {source}")]
-    Link {
-        path: PathBuf,
-        #[source]
-        source: aya::programs::links::LinkError,
-    },
-    #[error("tc: {what} on {iface}: {source}")]
-    Tc {
-        what: &'static str,
-        iface: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("interface {0} does not exist")]
-    NoSuchInterface(String),
     #[error("invalid NAT64 configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Nat64Config(Vec<String>),
-    #[error("program {name} is not pinned at {path}: is sixlane-agent running?")]
-    NotPinned { name: String, path: PathBuf },
     #[error("map {name} is not pinned at {path}: load the datapath first (sixlane-agent load)")]
     MapNotPinned { name: String, path: PathBuf },
     #[error("map {map}: {source}")]

@@ -1,8 +1,9 @@
-//! sixlane's userspace half of the datapath: loading and pinning the eBPF object, attaching its
-//! programs with TCX links that outlive the process, and reading its maps.
+//! sixlane's userspace half of the datapath: loading and pinning the eBPF object, re-pointing
+//! what is attached at a new load's programs, programming and reading its maps (services,
+//! NAT64, counters), and the node agent.
 //!
-//! The CNI plugin uses [`tcx`] to attach the pinned programs to a pod's host veth; the agent
-//! binary and the tests use [`loader`] to load (or upgrade) the object.
+//! Attaching the pinned programs (tc filters, TCX links) is `sixlane_attach`'s, shared with the
+//! CNI plugin; the agent binary and the tests use [`loader`] to load (or upgrade) the object.
 
 #[cfg(feature = "daemon")]
 pub mod cli;
@@ -19,21 +20,17 @@ pub mod nat64;
 pub mod node;
 #[cfg(feature = "daemon")]
 pub mod ops;
-pub mod pins;
 #[cfg(feature = "daemon")]
 pub mod reconcile;
-pub mod rfc3339;
-pub mod rtnl;
 pub mod services;
 #[cfg(feature = "daemon")]
 pub mod sink;
 #[cfg(feature = "daemon")]
 pub mod source;
-pub mod tc;
-pub mod tcx;
 
 pub use error::{Error, Result};
-pub use pins::PinLayout;
+/// The pin layout the agent's API takes.
+pub use sixlane_attach::PinLayout;
 
 /// The eBPF object built by `build.rs` (all of sixlane's programs and maps).
 pub fn object() -> &'static [u8] {

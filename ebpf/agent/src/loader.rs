@@ -6,13 +6,13 @@ use std::{collections::BTreeMap, fs, path::Path};
 use aya::{
     Ebpf, EbpfLoader, PinningType,
     maps::MapInfo,
-    programs::{Program, SchedClassifier, TcAttachType},
+    programs::{Program, SchedClassifier},
 };
+use sixlane_attach::{Attached, RepointReport, pins::remove_pin, tcx};
+use sixlane_common::layout::{self, Hook};
 use tracing::{debug, info, warn};
 
-use sixlane_common::layout;
-
-use crate::{Error, PinLayout, Result, tc, tcx};
+use crate::{Error, PinLayout, Result};
 
 /// Knobs for [`Datapath::load`].
 #[derive(Clone, Debug, Default)]
@@ -174,98 +174,20 @@ impl Datapath {
 
     /// Attaches program `prog` to `iface` through a pinned TCX link (atomically replacing the
     /// program of an existing pin for the same interface and program).
-    pub fn attach(&mut self, prog: &str, iface: &str, hook: TcAttachType) -> Result<tcx::Attached> {
+    pub fn attach(&mut self, prog: &str, iface: &str, hook: Hook) -> Result<Attached> {
         let layout = self.layout.clone();
         let p = self.classifier(prog)?;
-        tcx::attach(p, prog, iface, hook, &layout)
+        Ok(tcx::attach(p, prog, iface, hook, &layout)?)
     }
 
     /// Points everything attached at this load's programs: every pinned link (the uplink, pods
     /// attached in TCX mode), then sixlane's tc filters on the interfaces of the calling thread's
-    /// network namespace (pods attached in tc mode; see [`Self::upgrade_filters`]). Run after
-    /// loading a new build, in the namespace holding the pod veths (the node's): traffic switches
-    /// program atomically (bpf_link_update, or an in-place filter replace), without a moment
-    /// where an interface has none. Links of defunct interfaces are unpinned.
-    pub fn upgrade_links(&mut self) -> Result<tcx::UpgradeReport> {
-        let mut report = tcx::UpgradeReport::default();
-        for (ifname, prog, path) in self.layout.links()? {
-            let Ok(p) = self.classifier(&prog) else {
-                warn!(link = %path.display(), "link for a program this build does not have; left alone");
-                report.unknown += 1;
-                continue;
-            };
-            match tcx::replace_program(p, &path)? {
-                tcx::Replace::Replaced => report.replaced += 1,
-                tcx::Replace::AlreadyCurrent => report.current += 1,
-                tcx::Replace::Defunct => {
-                    debug!(%ifname, %prog, "interface gone; unpinning its link");
-                    remove_pin(&path)?;
-                    report.removed += 1;
-                }
-            }
-        }
-        report.filters = self.upgrade_filters()?;
-        Ok(report)
+    /// network namespace (pods attached in tc mode). Run after loading a new build, in the
+    /// namespace holding the pod veths (the node's); see [`sixlane_attach::repoint_all`]. Links
+    /// of defunct interfaces are unpinned.
+    pub fn repoint_attachments(&mut self) -> Result<RepointReport> {
+        Ok(sixlane_attach::repoint_all(&self.layout, &mut self.ebpf)?)
     }
-
-    /// Re-points sixlane's tc filters ([`tc::PRIORITY`]/[`tc::HANDLE`]) on every interface of
-    /// the calling thread's network namespace at this load's program of the same name, replacing
-    /// each in place. Filters have no pins: only the namespace knows them, so this must run where
-    /// the pod veths are. Filters whose program uses none of this pin root's maps belong to
-    /// another datapath and are left alone; interfaces without a sixlane filter are skipped.
-    pub fn upgrade_filters(&mut self) -> Result<tc::FilterReport> {
-        let maps = tc::pinned_map_ids(&self.layout)?;
-        let mut report = tc::FilterReport::default();
-        for f in tc::list()? {
-            if !tc::owned_by(&f, &maps) {
-                report.foreign += 1;
-                continue;
-            }
-            let Some(name) = self.program_named(&f.program) else {
-                warn!(iface = %f.ifname, program = %f.program, "tc filter for a program this build does not have; left alone");
-                report.unknown += 1;
-                continue;
-            };
-            let p = self.classifier(&name)?;
-            if tc::program_id(p, &name)? == f.prog_id {
-                report.current += 1;
-                continue;
-            }
-            match tc::replace(p, &name, &f.ifname, f.hook) {
-                Ok(()) => report.replaced += 1,
-                Err(Error::NoSuchInterface(_)) => report.gone += 1,
-                Err(Error::Program { source, .. }) if is_gone(&source) => report.gone += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
-    }
-
-    /// The object's program called `name`, or whose name the kernel truncated to `name` (program
-    /// names are at most 15 bytes in the kernel).
-    fn program_named(&self, name: &str) -> Option<String> {
-        if name.is_empty() {
-            return None;
-        }
-        self.ebpf
-            .programs()
-            .map(|(n, _)| n)
-            .find(|n| *n == name || (name.len() == 15 && n.starts_with(name)))
-            .map(str::to_owned)
-    }
-}
-
-/// A replace that found no filter (ENOENT) or no interface (ENODEV): it went away meanwhile.
-fn is_gone(e: &aya::programs::ProgramError) -> bool {
-    use aya::programs::{ProgramError, tc::TcError};
-    let errno = match e {
-        ProgramError::TcError(TcError::NetlinkError(n)) | ProgramError::NetlinkError(n) => {
-            n.raw_os_error()
-        }
-        ProgramError::TcError(TcError::IoError(e)) => e.raw_os_error(),
-        _ => None,
-    };
-    matches!(errno, Some(libc::ENOENT | libc::ENODEV))
 }
 
 /// Pins a program under `path` via a temporary name and a rename, so a concurrent reader of the
@@ -279,14 +201,6 @@ fn pin_program(program: &mut Program, name: &str, path: &Path) -> Result<()> {
         source,
     })?;
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming pin to", path, e))
-}
-
-pub(crate) fn remove_pin(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("removing pin", path, e)),
-    }
 }
 
 /// aya reuses a map pinned by name without comparing it to the object's definition; a mismatch

@@ -3,14 +3,14 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use aya::programs::TcAttachType;
 use clap::{Parser, Subcommand};
 use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
-    metrics, services, tcx,
+    metrics, services,
 };
-use sixlane_common::layout;
+use sixlane_attach::{tc, tcx};
+use sixlane_common::layout::{self, Hook};
 
 #[derive(Debug, Parser)]
 #[command(name = "sixlane-agent", version, about)]
@@ -100,9 +100,9 @@ fn main() -> ExitCode {
     }
 }
 
-const COUNTERS: [(&str, TcAttachType); 2] = [
-    (layout::PROG_COUNT_INGRESS, TcAttachType::Ingress),
-    (layout::PROG_COUNT_EGRESS, TcAttachType::Egress),
+const COUNTERS: [(&str, Hook); 2] = [
+    (layout::PROG_COUNT_INGRESS, Hook::Ingress),
+    (layout::PROG_COUNT_EGRESS, Hook::Egress),
 ];
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let mut dp = Datapath::load(&pins, &opts)?;
-            let report = dp.upgrade_links()?;
+            let report = dp.repoint_attachments()?;
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -124,11 +124,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "loaded into {}: {} link(s) switched to the new programs, {} already current, {} stale removed; \
                      {} tc filter(s) in this network namespace switched, {} already current",
                     pins.root().display(),
-                    report.replaced,
-                    report.current,
-                    report.removed,
-                    report.filters.replaced,
-                    report.filters.current
+                    report.tcx.replaced,
+                    report.tcx.current,
+                    report.tcx.gone,
+                    report.tc.replaced,
+                    report.tc.current
                 );
             }
         }
@@ -174,8 +174,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Unload => {
             // Filters hold their programs; they have no pin to remove, so detach them here.
             let mut filters = 0;
-            for f in sixlane_agent::tc::list_owned(&pins)? {
-                if sixlane_agent::tc::detach(&f.ifname, f.hook)? {
+            for f in tc::list_owned(&pins)? {
+                if tc::detach(&f.ifname, f.hook)? {
                     filters += 1;
                 }
             }

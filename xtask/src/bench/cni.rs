@@ -222,7 +222,7 @@ struct Op {
     host_if: Option<String>,
 }
 
-/// sixlane's filter (pref 6, handle 0x516c: `sixlane_agent::tc::{PRIORITY, HANDLE}`, direct
+/// sixlane's filter (pref 6, handle 0x516c: `sixlane_attach::tc::{PRIORITY, HANDLE}`, direct
 /// action) is on `host_if`'s ingress hook. Runs `tc` from the calling thread's namespace.
 fn gate_tc_filter(host_if: &str) -> anyhow::Result<()> {
     let out = Command::new("tc")

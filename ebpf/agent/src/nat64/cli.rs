@@ -5,14 +5,14 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use aya::programs::TcAttachType;
+use sixlane_attach::tcx;
 use sixlane_common::{
-    layout::{Hook, POD_PROGRAMS, UPLINK_PROGRAMS},
+    layout::{POD_PROGRAMS, UPLINK_PROGRAMS},
     nat64::addr::Prefix,
 };
 
 use super::{Nat64Config, gc, state};
-use crate::{PinLayout, metrics, tcx};
+use crate::{PinLayout, metrics};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -222,20 +222,16 @@ pub fn run(layout: &PinLayout, json: bool, args: Args) -> anyhow::Result<()> {
             }
         }
         Cmd::Attach { pod, uplink } => {
-            let hook = |h: Hook| match h {
-                Hook::Ingress => TcAttachType::Ingress,
-                Hook::Egress => TcAttachType::Egress,
-            };
             for iface in &pod {
                 for (prog, h) in POD_PROGRAMS {
-                    let what = tcx::attach_pinned(layout, prog, iface, hook(h))
+                    let what = tcx::attach_pinned(layout, prog, iface, h)
                         .with_context(|| format!("attaching {prog} to {iface}"))?;
                     println!("{iface}: {prog} {what:?}");
                 }
             }
             if let Some(iface) = uplink {
                 for (prog, h) in UPLINK_PROGRAMS {
-                    let what = tcx::attach_pinned(layout, prog, &iface, hook(h))
+                    let what = tcx::attach_pinned(layout, prog, &iface, h)
                         .with_context(|| format!("attaching {prog} to {iface}"))?;
                     println!("{iface}: {prog} {what:?}");
                 }

@@ -179,7 +179,7 @@ pub fn read_file(dir: &Path) -> std::io::Result<Status> {
 }
 
 /// RFC 3339 (UTC, seconds); what kube-proxy's healthz prints.
-pub use crate::rfc3339::seconds as rfc3339;
+pub use sixlane_attach::rfc3339::seconds as rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 use serde::Serialize;
+use sixlane_attach::AttachMode;
 use sixlane_common::{
     layout,
     services::{
@@ -27,7 +28,6 @@ use super::{
 use crate::{
     PinLayout,
     model::{DesiredState, NodeState, Service, ServiceId},
-    tc::AttachMode,
 };
 
 /// The service datapath's subcommands (flattened into the agent's CLI).

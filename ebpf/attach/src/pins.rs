@@ -1,12 +1,18 @@
-//! The bpffs pin directory layout (see `sixlane_common::layout`).
+//! The bpffs pin directory layout (see `sixlane_common::layout`), and the programs and maps
+//! pinned there.
 
 use std::{
+    collections::HashSet,
     ffi::CString,
     fs,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
 };
 
+use aya::{
+    maps::MapInfo,
+    programs::{ProgramInfo, SchedClassifier},
+};
 use sixlane_common::layout;
 
 use crate::{Error, Result};
@@ -109,6 +115,63 @@ impl PinLayout {
         out.sort();
         Ok(out)
     }
+
+    /// The classifier pinned at `progs/<name>` (by a running agent); [`Error::NotPinned`] when
+    /// the datapath is not loaded.
+    pub fn open_classifier(&self, name: &str) -> Result<SchedClassifier> {
+        let path = self.pinned_prog(name)?;
+        SchedClassifier::from_pin(&path).map_err(|source| Error::program(name, source))
+    }
+
+    /// The id of the program pinned at `progs/<name>`.
+    pub fn program_id(&self, name: &str) -> Result<u32> {
+        let path = self.pinned_prog(name)?;
+        let info = ProgramInfo::from_pin(&path).map_err(|source| Error::program(name, source))?;
+        Ok(info.id())
+    }
+
+    /// The path of the pinned program `name`; [`Error::NotPinned`] when there is none.
+    fn pinned_prog(&self, name: &str) -> Result<PathBuf> {
+        let path = self.prog(name);
+        if !path.exists() {
+            return Err(Error::NotPinned {
+                name: name.to_owned(),
+                path,
+            });
+        }
+        Ok(path)
+    }
+
+    /// Ids of the maps pinned here. A program that uses one of them belongs to this datapath:
+    /// maps are reused across loads, so this holds for programs of earlier loads too.
+    pub fn map_ids(&self) -> Result<HashSet<u32>> {
+        let dir = self.maps_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            Err(e) => return Err(Error::io("listing", &dir, e)),
+        };
+        let mut ids = HashSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+            let path = entry.path();
+            let info = MapInfo::from_pin(&path).map_err(|source| Error::Map {
+                name: path.display().to_string(),
+                source,
+            })?;
+            ids.insert(info.id());
+        }
+        Ok(ids)
+    }
+}
+
+/// Removes the pin at `path`; a missing pin is fine.
+pub fn remove_pin(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing pin", path, e)),
+    }
 }
 
 /// bpffs refuses names containing '.', which interface names may have (`eth0.100`): escape '.'
@@ -142,7 +205,7 @@ fn unescape_ifname(s: &str) -> Option<String> {
 }
 
 /// Whether `path` is on a bpffs mount.
-pub fn is_bpffs(path: &Path) -> Result<bool> {
+fn is_bpffs(path: &Path) -> Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| Error::io("checking", path, std::io::Error::other(e)))?;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
