@@ -79,8 +79,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("services: {0}")]
-    Services(String),
+    #[error("services: map {} not opened", .0.name())]
+    MapNotOpened(crate::services::MapId),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
