@@ -492,6 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_file_is_reported_once() {
+        // What `main` prints: the error and its sources, `{:#}`.
+        let dir = std::env::temp_dir().join(format!("sixlane-cli-once-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, "nat64:\n  prefx: 64:ff9b::/96\n").unwrap();
+        let resolve = |path: &Path| {
+            let t = T::try_parse_from(["x", "--config", path.to_str().unwrap()]).unwrap();
+            format!("{:#}", t.run.resolve().unwrap_err())
+        };
+        let e = resolve(&file);
+        assert!(e.starts_with(&format!("{}: ", file.display())), "{e}");
+        assert_eq!(e.matches("unknown field `prefx`").count(), 1, "{e}");
+        let e = resolve(&dir.join("missing.yaml"));
+        assert!(e.starts_with("reading "), "{e}");
+        assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn ipam_reads_the_host_local_layout() {
         let dir = std::env::temp_dir().join(format!("sixlane-ipam-{}", std::process::id()));
         let net = dir.join("sixlane");
