@@ -172,14 +172,14 @@ pub fn run(args: &RunArgs, pin_root: &Path, sink: daemon::SinkFactory) -> anyhow
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(daemon::run(
+    Ok(rt.block_on(daemon::run(
         cfg,
         daemon::Runtime {
             pins: PinLayout::new(pin_root),
             sink,
             stop: None,
         },
-    ))
+    ))?)
 }
 
 /// `sixlane-agent status`.

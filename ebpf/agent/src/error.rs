@@ -100,6 +100,38 @@ pub enum Error {
     },
     #[error("invalid configuration:\n{}", list(.0))]
     ConfigInvalid(Vec<Problem>),
+    // The node agent (`daemon::run`) could not start, or had to stop. Context only, as above.
+    #[cfg(feature = "daemon")]
+    #[error("reading the host name")]
+    HostName(#[source] nix::errno::Errno),
+    /// A start-up step (loading the datapath, programming NAT64, the service sink) failed.
+    #[error("{step}")]
+    Startup {
+        step: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("binding {key} {addr}")]
+    Listen {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[cfg(feature = "daemon")]
+    #[error("connecting to the API server (in-cluster config or $KUBECONFIG)")]
+    KubeClient(#[source] kube::Error),
+    #[cfg(feature = "daemon")]
+    #[error("opening rtnetlink")]
+    Rtnetlink(#[source] crate::node::netlink::NetlinkError),
+    #[error("{signal} handler")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the source stopped")]
+    SourceStopped,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
