@@ -44,48 +44,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Before anything runs: leftovers of an earlier (killed) run are not this run's leaks.
     let before = sweep::Before::take();
     let mut steps: Vec<Step> = Vec::new();
-    let mut step = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<String>| {
-        eprintln!("\n==> {name}");
-        let (res, secs) = sh::timed(f);
-        let (ok, note) = match res {
-            Ok(note) => (true, note),
-            Err(e) => {
-                eprintln!("xtask: {name} failed: {e:#}");
-                (false, format!("{e:#}"))
-            }
-        };
-        steps.push(Step {
-            name,
-            ok,
-            secs,
-            note,
-        });
-        ok
-    };
-
-    if !args.no_setup {
-        let ready = step("setup", &mut || {
-            let r = setup::run(&setup::Args {
-                bench: false,
-                check: false,
-            })?;
-            Ok(if r.installed.is_empty() {
-                String::new()
-            } else {
-                format!("installed {}", r.installed.join(", "))
-            })
-        });
-        if !ready {
-            return summary(&steps);
-        }
+    if !args.no_setup && !step(&mut steps, "setup", setup_machine) {
+        return summary(&steps);
     }
-
-    step("fmt", &mut || {
-        sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
-        Ok(String::new())
-    });
-    step("clippy (host crates)", &mut || {
-        sh::run(sh::cargo().args([
+    step(&mut steps, "fmt", || cargo(&["fmt", "--all", "--check"]));
+    step(&mut steps, "clippy (host crates)", || {
+        cargo(&[
             "clippy",
             "--workspace",
             "--exclude",
@@ -94,99 +58,154 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "--",
             "-D",
             "warnings",
-        ]))?;
-        Ok(String::new())
+        ])
     });
-    // As aya-template does: the eBPF crate is checked for the host with panic=abort (its
-    // binaries are #![no_std]); nightly because of -Z.
-    step("clippy (eBPF crate)", &mut || {
-        sh::run(nightly_cargo().args([
-            "clippy",
-            "--package",
-            "sixlane-ebpf",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-            "-C",
-            "panic=abort",
-            "-Zpanic_abort_tests",
-        ]))?;
-        Ok(String::new())
-    });
-    step("unit tests", &mut || {
-        sh::run(sh::cargo().args([
+    step(&mut steps, "clippy (eBPF crate)", clippy_ebpf);
+    step(&mut steps, "unit tests", || {
+        cargo(&[
             "test",
             "--workspace",
             "--exclude",
             "sixlane-ebpf",
             "--exclude",
             "sixlane-tests",
-        ]))?;
-        Ok(String::new())
+        ])
     });
-    // kind cannot run here: CI checks the e2e script (shellcheck), the manifests (Kubernetes
-    // schemas, strict) and the shipped agent configuration, and prints the real run's plan.
-    step("kind e2e (dry run)", &mut || {
-        sh::run(sh::cargo().args(["build", "--bins", "--package", "sixlane-agent"]))?;
-        let root = crate::workspace_root();
-        sh::run(
-            Command::new("bash")
-                .arg(root.join("tests/kind/e2e.sh"))
-                .arg("--dry-run")
-                .current_dir(&root),
-        )?;
-        Ok("manifests validated; the cluster run itself is not executed here".into())
-    });
+    step(&mut steps, "kind e2e (dry run)", kind_dry_run);
     if !args.unit_only {
-        step("privileged integration tests", &mut || {
-            if !nix::unistd::geteuid().is_root() {
-                bail!("needs root (network namespaces, BPF)");
-            }
-            // The tests exec the real binaries (see tests/src/bins.rs): build them first.
-            sh::run(sh::cargo().args([
-                "build",
-                "--bins",
-                "--package",
-                "sixlane-cni",
-                "--package",
-                "sixlane-agent",
-            ]))?;
-            let mut c = sh::cargo();
-            c.args(["test", "--package", "sixlane-tests", "--"]);
-            c.args(&args.filter);
-            sh::run(&mut c)?;
-            Ok(String::new())
+        step(&mut steps, "privileged integration tests", || {
+            privileged(&args.filter)
         });
-        // The main job, end to end (debug binaries: the tests just built them).
-        step("demo (end to end)", &mut || {
-            crate::demo::run(&crate::demo::Args {
-                keep: false,
-                down: false,
-                no_setup: true,
-                debug: true,
-            })?;
-            let left = crate::demo::teardown::all(&crate::workspace_root().join("target/demo"));
-            if !left.is_empty() {
-                bail!("the demo left behind: {}", left.join(", "));
-            }
-            Ok("two-node cluster: ClusterIP, NodePort, DNS64 + NAT64, CLI, metrics".into())
-        });
-        step("leak check", &mut || {
-            let (leaked, earlier) = sweep::sweep(&before);
-            if !earlier.is_empty() {
-                eprintln!(
-                    "xtask: removed leftovers of an earlier run (not counted): {}",
-                    earlier.join(", ")
-                );
-            }
-            if !leaked.is_empty() {
-                bail!("tests left behind (now removed): {}", leaked.join(", "));
-            }
-            Ok("no namespace, link, pin, cgroup or process left".into())
-        });
+        step(&mut steps, "demo (end to end)", demo);
+        step(&mut steps, "leak check", || leak_check(&before));
     }
     summary(&steps)
+}
+
+/// Runs one step, reports a failure at once and records the outcome; whether it passed.
+fn step(
+    steps: &mut Vec<Step>,
+    name: &'static str,
+    f: impl FnOnce() -> anyhow::Result<String>,
+) -> bool {
+    eprintln!("\n==> {name}");
+    let (res, secs) = sh::timed(f);
+    let (ok, note) = match res {
+        Ok(note) => (true, note),
+        Err(e) => {
+            eprintln!("xtask: {name} failed: {e:#}");
+            (false, format!("{e:#}"))
+        }
+    };
+    steps.push(Step {
+        name,
+        ok,
+        secs,
+        note,
+    });
+    ok
+}
+
+/// A cargo command that must succeed; no note.
+fn cargo(args: &[&str]) -> anyhow::Result<String> {
+    sh::run(sh::cargo().args(args))?;
+    Ok(String::new())
+}
+
+/// `cargo xtask setup`: what it installed, if anything.
+fn setup_machine() -> anyhow::Result<String> {
+    let r = setup::run(&setup::Args {
+        bench: false,
+        check: false,
+    })?;
+    Ok(if r.installed.is_empty() {
+        String::new()
+    } else {
+        format!("installed {}", r.installed.join(", "))
+    })
+}
+
+/// As aya-template does: the eBPF crate is checked for the host with panic=abort (its
+/// binaries are #![no_std]); nightly because of -Z.
+fn clippy_ebpf() -> anyhow::Result<String> {
+    sh::run(nightly_cargo().args([
+        "clippy",
+        "--package",
+        "sixlane-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+        "-C",
+        "panic=abort",
+        "-Zpanic_abort_tests",
+    ]))?;
+    Ok(String::new())
+}
+
+/// kind cannot run here: CI checks the e2e script (shellcheck), the manifests (Kubernetes
+/// schemas, strict) and the shipped agent configuration, and prints the real run's plan.
+fn kind_dry_run() -> anyhow::Result<String> {
+    sh::run(sh::cargo().args(["build", "--bins", "--package", "sixlane-agent"]))?;
+    let root = crate::workspace_root();
+    sh::run(
+        Command::new("bash")
+            .arg(root.join("tests/kind/e2e.sh"))
+            .arg("--dry-run")
+            .current_dir(&root),
+    )?;
+    Ok("manifests validated; the cluster run itself is not executed here".into())
+}
+
+/// The privileged tests, `filter` passed on to the test harness.
+fn privileged(filter: &[String]) -> anyhow::Result<String> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("needs root (network namespaces, BPF)");
+    }
+    // The tests exec the real binaries (see tests/src/bins.rs): build them first.
+    sh::run(sh::cargo().args([
+        "build",
+        "--bins",
+        "--package",
+        "sixlane-cni",
+        "--package",
+        "sixlane-agent",
+    ]))?;
+    let mut c = sh::cargo();
+    c.args(["test", "--package", "sixlane-tests", "--"]);
+    c.args(filter);
+    sh::run(&mut c)?;
+    Ok(String::new())
+}
+
+/// The main job, end to end (debug binaries: the tests just built them).
+fn demo() -> anyhow::Result<String> {
+    crate::demo::run(&crate::demo::Args {
+        keep: false,
+        down: false,
+        no_setup: true,
+        debug: true,
+    })?;
+    let left = crate::demo::teardown::all(&crate::workspace_root().join("target/demo"));
+    if !left.is_empty() {
+        bail!("the demo left behind: {}", left.join(", "));
+    }
+    Ok("two-node cluster: ClusterIP, NodePort, DNS64 + NAT64, CLI, metrics".into())
+}
+
+/// Whatever the run left behind (namespaces, links, pins, cgroups, processes) is a failure.
+fn leak_check(before: &sweep::Before) -> anyhow::Result<String> {
+    let (leaked, earlier) = sweep::sweep(before);
+    if !earlier.is_empty() {
+        eprintln!(
+            "xtask: removed leftovers of an earlier run (not counted): {}",
+            earlier.join(", ")
+        );
+    }
+    if !leaked.is_empty() {
+        bail!("tests left behind (now removed): {}", leaked.join(", "));
+    }
+    Ok("no namespace, link, pin, cgroup or process left".into())
 }
 
 fn summary(steps: &[Step]) -> anyhow::Result<()> {

@@ -172,14 +172,14 @@ pub fn run(args: &RunArgs, pin_root: &Path, sink: daemon::SinkFactory) -> anyhow
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(daemon::run(
+    Ok(rt.block_on(daemon::run(
         cfg,
         daemon::Runtime {
             pins: PinLayout::new(pin_root),
             sink,
             stop: None,
         },
-    ))
+    ))?)
 }
 
 /// `sixlane-agent status`.
@@ -253,7 +253,31 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(v)?);
         return Ok(());
     }
-    let row = |k: &str, v: String| println!("{k:<16} {v}");
+    print_pins(v);
+    let Some(s) = &v.agent else {
+        row("agent", "never ran here (no status file)");
+        return Ok(());
+    };
+    row(
+        "agent",
+        if v.agent_running {
+            format!("running (pid {}, started {})", s.pid, ago(s.started_at))
+        } else {
+            format!("NOT running (last seen as pid {})", s.pid)
+        },
+    );
+    print_node(s);
+    print_services(s);
+    Ok(())
+}
+
+/// One `status` line: a label column, then the value.
+fn row(k: &str, v: impl std::fmt::Display) {
+    println!("{k:<16} {v}");
+}
+
+/// What the pins say now: datapath, TCX links and tc filters.
+fn print_pins(v: &StatusView) {
     row(
         "datapath",
         format!(
@@ -287,31 +311,23 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
             pods(&v.tc_filters)
         ),
     );
-    let Some(s) = &v.agent else {
-        row("agent", "never ran here (no status file)".into());
-        return Ok(());
-    };
-    row(
-        "agent",
-        if v.agent_running {
-            format!("running (pid {}, started {})", s.pid, ago(s.started_at))
-        } else {
-            format!("NOT running (last seen as pid {})", s.pid)
-        },
-    );
-    row("node", s.node.clone());
-    row("source", s.source.clone());
-    row(
-        "node address",
-        match &s.node_address {
-            Some(c) => format!("{} on {} ({})", c.addr, c.interface, c.reason),
-            None => "none chosen".into(),
-        },
-    );
-    if let Some(c) = &s.node_address {
-        for r in &c.rejected {
-            row("  not used", format!("{} {}", r.addr, r.why));
+}
+
+/// The agent's node setup: which node, its address and why, pod CIDR, uplink, conflist.
+fn print_node(s: &Status) {
+    row("node", &s.node);
+    row("source", &s.source);
+    match &s.node_address {
+        Some(c) => {
+            row(
+                "node address",
+                format!("{} on {} ({})", c.addr, c.interface, c.reason),
+            );
+            for r in &c.rejected {
+                row("  not used", format!("{} {}", r.addr, r.why));
+            }
         }
+        None => row("node address", "none chosen"),
     }
     row(
         "pod CIDR",
@@ -340,6 +356,10 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
             .as_ref()
             .map_or("not written".into(), |p| p.display().to_string()),
     );
+}
+
+/// Routing, the service sink, the last reconcile and readiness.
+fn print_services(s: &Status) {
     row(
         "routing",
         format!("{}, {} route(s)", s.routing, s.routes.len()),
@@ -347,7 +367,7 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
     for r in &s.routes {
         row("  route", format!("{} via {} ({})", r.dst, r.via, r.node));
     }
-    row("service sink", s.sink.clone());
+    row("service sink", &s.sink);
     row(
         "last reconcile",
         match &s.last_reconcile {
@@ -373,7 +393,6 @@ pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
             format!("no: {}", s.not_ready.join("; "))
         },
     );
-    Ok(())
 }
 
 /// `sixlane-agent ipam`.
@@ -488,6 +507,26 @@ mod tests {
         let bad = T::try_parse_from(["x", "--mtu", "10"]).unwrap();
         let e = bad.run.resolve().unwrap_err().to_string();
         assert!(e.contains("cni.mtu"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_file_is_reported_once() {
+        // What `main` prints: the error and its sources, `{:#}`.
+        let dir = std::env::temp_dir().join(format!("sixlane-cli-once-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, "nat64:\n  prefx: 64:ff9b::/96\n").unwrap();
+        let resolve = |path: &Path| {
+            let t = T::try_parse_from(["x", "--config", path.to_str().unwrap()]).unwrap();
+            format!("{:#}", t.run.resolve().unwrap_err())
+        };
+        let e = resolve(&file);
+        assert!(e.starts_with(&format!("{}: ", file.display())), "{e}");
+        assert_eq!(e.matches("unknown field `prefx`").count(), 1, "{e}");
+        let e = resolve(&dir.join("missing.yaml"));
+        assert!(e.starts_with("reading "), "{e}");
+        assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

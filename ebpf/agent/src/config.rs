@@ -5,7 +5,6 @@
 //! fall back to a default). Every problem is reported at once, each with its key path.
 
 use std::{
-    fmt,
     net::{Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -13,6 +12,11 @@ use std::{
 
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error, Result,
+    error::{Problem, Problems},
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -318,46 +322,14 @@ impl Default for LoggingConfig {
     }
 }
 
-/// One validation problem: the key and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml_ng::Error,
-    },
-    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Problem>),
-}
-
 impl Config {
     /// Reads and parses (not yet validates) a configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(&text).map_err(|source| Error::ConfigParse {
             path: path.to_owned(),
             source,
         })
@@ -371,197 +343,152 @@ impl Config {
     }
 
     /// Checks everything that can be checked without touching the system; all problems at once.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut p = Vec::new();
-        let mut bad = |key: &'static str, message: String| {
-            p.push(Problem {
-                key: key.to_owned(),
-                message,
-            });
-        };
+    pub fn validate(&self) -> Result<()> {
+        let mut p = self.node.problems();
+        p.extend(self.source.problems());
+        p.extend(self.services.problems());
+        p.extend(self.cni.problems());
+        p.extend(self.routing.problems());
+        p.extend(self.healthz.problems());
+        p.extend(self.logging.problems());
+        p.extend(self.datapath.problems());
+        p.extend(self.nat64.problems());
+        p.extend(self.cross_section_problems());
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ConfigInvalid(p))
+        }
+    }
 
-        if let Some(name) = &self.node.name
-            && !is_dns_subdomain(name)
-        {
-            bad(
-                "node.name",
-                format!("{name:?} is not a valid Kubernetes node name (a DNS subdomain)"),
-            );
-        }
-        if let Some(a) = self.node.address
-            && let Some(why) = unusable_node_address(a)
-        {
-            bad("node.address", format!("{a} is {why}"));
-        }
-        if let Some(u) = &self.node.uplink
-            && !is_ifname(u)
-        {
-            bad(
-                "node.uplink",
-                format!("{u:?} is not an interface name (1-15 bytes, no '/', ':' or spaces)"),
-            );
-        }
-        if let Some(net) = self.node.pod_cidr {
-            if net != net.trunc() {
-                bad(
-                    "node.podCIDR",
-                    format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-                );
-            }
-            if net.prefix_len() > 120 {
-                bad(
-                    "node.podCIDR",
-                    format!("{net} is too small for pods (use /120 or larger, /64 is usual)"),
-                );
-            }
-            if unusable_node_address(net.network()).is_some() && !is_ula(net.network()) {
-                bad(
-                    "node.podCIDR",
-                    format!("{net} is not a global or ULA unicast range"),
-                );
-            }
-        }
-        if !self.node.state_dir.is_absolute() {
-            bad(
-                "node.stateDir",
-                format!("{} must be absolute", self.node.state_dir.display()),
-            );
-        }
-
-        match (self.source.mode, &self.source.manifest_dir) {
-            (SourceMode::Static, None) => bad(
-                "source.manifestDir",
-                "required when source.mode is static".into(),
-            ),
-            (SourceMode::Kubernetes, Some(_)) => bad(
-                "source.manifestDir",
-                "only used when source.mode is static".into(),
-            ),
-            _ => {}
-        }
-        if !(10..=60_000).contains(&self.source.poll_interval_ms) {
-            bad(
-                "source.pollIntervalMs",
-                format!("{} is outside 10..=60000", self.source.poll_interval_ms),
-            );
-        }
-        if self.source.debounce_ms > 10_000 {
-            bad(
-                "source.debounceMs",
-                format!(
-                    "{} delays every change by more than 10 s",
-                    self.source.debounce_ms
-                ),
-            );
-        }
-        if self.source.slice_gap_hold_ms > 60_000 {
-            bad(
-                "source.sliceGapHoldMs",
-                format!("{} is above 60000", self.source.slice_gap_hold_ms),
-            );
-        }
-        if let Some(name) = &self.services.proxy_name
-            && (name.is_empty() || name.len() > 63 || !is_label_value(name))
-        {
-            bad(
-                "services.proxyName",
-                format!("{name:?} is not a valid label value"),
-            );
-        }
-
-        for (key, dir) in [
-            ("cni.confDir", &self.cni.conf_dir),
-            ("cni.binDir", &self.cni.bin_dir),
-            ("cni.dataDir", &self.cni.data_dir),
-            ("cni.logFile", &self.cni.log_file),
-        ] {
-            if !dir.is_absolute() {
-                bad(key, format!("{} must be absolute", dir.display()));
-            }
-        }
-        let name = &self.cni.conf_name;
-        if name.contains('/') || !name.ends_with(".conflist") || name.starts_with('.') {
-            bad(
-                "cni.confName",
-                format!("{name:?} must be a plain file name ending in .conflist"),
-            );
-        }
-        if let Some(mtu) = self.cni.mtu
-            && !(1280..=65535).contains(&mtu)
-        {
-            bad(
-                "cni.mtu",
-                format!("{mtu} is outside 1280 (IPv6's minimum link MTU)..=65535"),
-            );
-        }
-        if !["debug", "info", "warn", "error"].contains(&self.cni.log_level.as_str()) {
-            bad(
-                "cni.logLevel",
-                format!(
-                    "{:?} is not one of debug, info, warn, error",
-                    self.cni.log_level
-                ),
-            );
-        }
-
-        if matches!(self.routing.protocol, 0..=4) {
-            bad(
-                "routing.protocol",
-                format!(
-                    "{} is reserved for the kernel (use a value above 4, e.g. the default {DEFAULT_RT_PROTOCOL})",
-                    self.routing.protocol
-                ),
-            );
-        }
-        if self.routing.table == 0 || self.routing.table == 255 {
-            bad(
-                "routing.table",
-                format!(
-                    "{} is not a usable table (255 is local, 0 unspecified)",
-                    self.routing.table
-                ),
-            );
-        }
-
+    /// Settings that are fine alone but not together.
+    fn cross_section_problems(&self) -> Vec<Problem> {
+        let mut healthz = Problems::new("healthz");
         if let (Some(m), Some(h)) = (self.metrics.listen, self.healthz.kube_proxy_listen)
             && m.port() == h.port()
             && m.port() != 0
         {
-            bad(
-                "healthz.kubeProxyListen",
+            healthz.add(
+                "kubeProxyListen",
                 format!("port {} is also metrics.listen's", h.port()),
             );
         }
-        if self.healthz.stale_after_ms < 1000 {
-            bad(
-                "healthz.staleAfterMs",
-                format!(
-                    "{} is shorter than a second; healthz would flap",
-                    self.healthz.stale_after_ms
-                ),
-            );
-        }
-
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.logging.level) {
-            bad(
-                "logging.level",
-                format!("{:?} is not a tracing filter: {e}", self.logging.level),
-            );
-        }
+        let mut nat64 = Problems::new("nat64");
         if self.nat64.mode == crate::nat64::config::Mode::Route
             && self.routing.mode == RoutingMode::Bgp
         {
-            bad(
-                "nat64.mode",
+            nat64.add(
+                "mode",
                 "route mode installs a static route to nat64.gateway, but routing.mode is bgp: \
-                 advertise the prefix through BGP and set nat64.mode: off on this node"
-                    .into(),
+                 advertise the prefix through BGP and set nat64.mode: off on this node",
             );
         }
-        for (name, size) in &self.datapath.map_sizes {
+        let mut p = healthz.into_vec();
+        p.extend(nat64.into_vec());
+        p
+    }
+}
+
+impl NodeConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("node");
+        if let Some(name) = &self.name
+            && !is_dns_subdomain(name)
+        {
+            p.add(
+                "name",
+                format!("{name:?} is not a valid Kubernetes node name (a DNS subdomain)"),
+            );
+        }
+        if let Some(a) = self.address
+            && let Some(why) = unusable_node_address(a)
+        {
+            p.add("address", format!("{a} is {why}"));
+        }
+        if let Some(u) = &self.uplink
+            && !is_ifname(u)
+        {
+            p.add(
+                "uplink",
+                format!("{u:?} is not an interface name (1-15 bytes, no '/', ':' or spaces)"),
+            );
+        }
+        if let Some(net) = self.pod_cidr {
+            pod_cidr_problems(net, &mut p);
+        }
+        if !self.state_dir.is_absolute() {
+            p.add(
+                "stateDir",
+                format!("{} must be absolute", self.state_dir.display()),
+            );
+        }
+        p.into_vec()
+    }
+}
+
+/// `node.podCIDR`: a network address, room for pods, routable.
+fn pod_cidr_problems(net: Ipv6Net, p: &mut Problems) {
+    if net != net.trunc() {
+        p.add(
+            "podCIDR",
+            format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+        );
+    }
+    if net.prefix_len() > 120 {
+        p.add(
+            "podCIDR",
+            format!("{net} is too small for pods (use /120 or larger, /64 is usual)"),
+        );
+    }
+    if unusable_node_address(net.network()).is_some() && !is_ula(net.network()) {
+        p.add(
+            "podCIDR",
+            format!("{net} is not a global or ULA unicast range"),
+        );
+    }
+}
+
+impl SourceConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("source");
+        match (self.mode, &self.manifest_dir) {
+            (SourceMode::Static, None) => {
+                p.add("manifestDir", "required when source.mode is static");
+            }
+            (SourceMode::Kubernetes, Some(_)) => {
+                p.add("manifestDir", "only used when source.mode is static");
+            }
+            _ => {}
+        }
+        if !(10..=60_000).contains(&self.poll_interval_ms) {
+            p.add(
+                "pollIntervalMs",
+                format!("{} is outside 10..=60000", self.poll_interval_ms),
+            );
+        }
+        if self.debounce_ms > 10_000 {
+            p.add(
+                "debounceMs",
+                format!("{} delays every change by more than 10 s", self.debounce_ms),
+            );
+        }
+        if self.slice_gap_hold_ms > 60_000 {
+            p.add(
+                "sliceGapHoldMs",
+                format!("{} is above 60000", self.slice_gap_hold_ms),
+            );
+        }
+        p.into_vec()
+    }
+}
+
+impl DatapathConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("datapath");
+        for (name, size) in &self.map_sizes {
             if !sixlane_common::layout::RESIZABLE_MAPS.contains(&name.as_str()) {
-                bad(
-                    "datapath.mapSizes",
+                p.add(
+                    "mapSizes",
                     format!(
                         "{name:?} is not a resizable map (one of {})",
                         sixlane_common::layout::RESIZABLE_MAPS.join(", ")
@@ -569,24 +496,120 @@ impl Config {
                 );
             }
             if *size == 0 || *size > 1 << 24 {
-                bad(
-                    "datapath.mapSizes",
+                p.add(
+                    "mapSizes",
                     format!("{name}: {size} entries is outside 1..=16777216"),
                 );
             }
         }
-        for np in self.nat64.problems() {
-            p.push(Problem {
-                key: format!("nat64.{}", np.key),
-                message: np.message,
-            });
-        }
+        p.into_vec()
+    }
+}
 
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(p))
+impl ServicesConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("services");
+        if let Some(name) = &self.proxy_name
+            && (name.is_empty() || name.len() > 63 || !is_label_value(name))
+        {
+            p.add("proxyName", format!("{name:?} is not a valid label value"));
         }
+        p.into_vec()
+    }
+}
+
+impl CniConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("cni");
+        for (key, dir) in [
+            ("confDir", &self.conf_dir),
+            ("binDir", &self.bin_dir),
+            ("dataDir", &self.data_dir),
+            ("logFile", &self.log_file),
+        ] {
+            if !dir.is_absolute() {
+                p.add(key, format!("{} must be absolute", dir.display()));
+            }
+        }
+        let name = &self.conf_name;
+        if name.contains('/') || !name.ends_with(".conflist") || name.starts_with('.') {
+            p.add(
+                "confName",
+                format!("{name:?} must be a plain file name ending in .conflist"),
+            );
+        }
+        if let Some(mtu) = self.mtu
+            && !(1280..=65535).contains(&mtu)
+        {
+            p.add(
+                "mtu",
+                format!("{mtu} is outside 1280 (IPv6's minimum link MTU)..=65535"),
+            );
+        }
+        if !["debug", "info", "warn", "error"].contains(&self.log_level.as_str()) {
+            p.add(
+                "logLevel",
+                format!(
+                    "{:?} is not one of debug, info, warn, error",
+                    self.log_level
+                ),
+            );
+        }
+        p.into_vec()
+    }
+}
+
+impl RoutingConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("routing");
+        if matches!(self.protocol, 0..=4) {
+            p.add(
+                "protocol",
+                format!(
+                    "{} is reserved for the kernel (use a value above 4, e.g. the default {DEFAULT_RT_PROTOCOL})",
+                    self.protocol
+                ),
+            );
+        }
+        if self.table == 0 || self.table == 255 {
+            p.add(
+                "table",
+                format!(
+                    "{} is not a usable table (255 is local, 0 unspecified)",
+                    self.table
+                ),
+            );
+        }
+        p.into_vec()
+    }
+}
+
+impl HealthzConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("healthz");
+        if self.stale_after_ms < 1000 {
+            p.add(
+                "staleAfterMs",
+                format!(
+                    "{} is shorter than a second; healthz would flap",
+                    self.stale_after_ms
+                ),
+            );
+        }
+        p.into_vec()
+    }
+}
+
+impl LoggingConfig {
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new("logging");
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.level) {
+            p.add(
+                "level",
+                format!("{:?} is not a tracing filter: {e}", self.level),
+            );
+        }
+        p.into_vec()
     }
 }
 
@@ -658,7 +681,7 @@ mod tests {
     fn problems(yaml: &str) -> Vec<String> {
         match Config::parse(yaml).unwrap().validate() {
             Ok(()) => Vec::new(),
-            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(Error::ConfigInvalid(p)) => p.iter().map(ToString::to_string).collect(),
             Err(e) => panic!("{e}"),
         }
     }

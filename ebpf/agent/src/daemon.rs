@@ -11,13 +11,12 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv6Addr,
+    net::{Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
 use ipnet::Ipv6Net;
 use sixlane_common::layout;
 use tokio::{
@@ -28,7 +27,7 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    PinLayout,
+    Error, PinLayout, Result,
     config::{Config, RoutingMode, ServicesConfig, SourceMode},
     loader::{Datapath, LoadOptions},
     model::DesiredState,
@@ -63,7 +62,7 @@ const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(1);
 const PREVIOUS_ADDRESS_FILE: &str = "node-address";
 
 /// The node name: config, `$NODE_NAME`, or the host name.
-pub fn node_name(cfg: &Config) -> anyhow::Result<String> {
+pub fn node_name(cfg: &Config) -> Result<String> {
     if let Some(n) = &cfg.node.name {
         return Ok(n.clone());
     }
@@ -72,7 +71,7 @@ pub fn node_name(cfg: &Config) -> anyhow::Result<String> {
     {
         return Ok(n);
     }
-    let h = nix::unistd::gethostname().context("reading the host name")?;
+    let h = nix::unistd::gethostname().map_err(Error::HostName)?;
     Ok(h.to_string_lossy().to_lowercase())
 }
 
@@ -121,8 +120,7 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
 /// map entry gauges) and the services configuration. This is where the service map programmer
 /// and NAT64 are wired in.
 pub type SinkFactory = Box<
-    dyn FnOnce(&mut Datapath, &Metrics, &ServicesConfig) -> anyhow::Result<Box<dyn ServiceSink>>
-        + Send,
+    dyn FnOnce(&mut Datapath, &Metrics, &ServicesConfig) -> Result<Box<dyn ServiceSink>> + Send,
 >;
 
 /// A factory for a sink that exists already.
@@ -174,37 +172,92 @@ fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
     r
 }
 
-struct Agent {
-    cfg: Config,
-    pins: PinLayout,
-    node: String,
-    sink: Box<dyn ServiceSink>,
-    metrics: Arc<Metrics>,
-    shared: Arc<Shared>,
-    netlink: rtnetlink::Handle,
-    routes: Option<RouteTable>,
-    store: Store,
-    reconciler: Reconciler,
-    dp: Datapath,
-    choice: Option<Choice>,
-    uplink: Option<String>,
-    pod_cidr: Option<(Ipv6Net, String)>,
-    hc: NodePortServers,
-    last_applied: Option<DesiredState>,
-    last_apply_at: Option<Instant>,
-    apply_failed: bool,
-    last_nodes: Option<Vec<NodeInfo>>,
+/// Wraps a failed start-up step's error with the step's name.
+fn step(step: &'static str) -> impl FnOnce(Error) -> Error {
+    move |e| Error::Startup {
+        step,
+        source: Box::new(e),
+    }
 }
 
-pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     let started = Instant::now();
     let node = node_name(&cfg)?;
     let pins = rt.pins;
     info!(node = %node, pin_root = %pins.root().display(), source = ?cfg.source.mode, "sixlane-agent starting");
 
     // Datapath first: pods created from here on find programs to attach.
+    let mut dp = load_datapath(&cfg, &pins)?;
+    configure_nat64(&cfg, &pins)?;
+    if cfg.logging.ebpf {
+        forward_ebpf_logs(&mut dp);
+    }
+
+    let metrics = Arc::new(Metrics::new(&node, Some(pins.clone())));
+    let sink =
+        (rt.sink)(&mut dp, &metrics, &cfg.services).map_err(step("setting up the service sink"))?;
+    info!(sink = sink.name(), "service sink ready");
+    let shared = Arc::new(Shared::new(initial_status(&cfg, &node, &pins, sink.name())));
+    let servers = serve_http(
+        &cfg,
+        Ctx {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            started,
+            stale_after: Duration::from_millis(cfg.healthz.stale_after_ms),
+        },
+    )
+    .await?;
+
+    let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
+    let source_task = start_source(&cfg, tx, &metrics).await?;
+    let netlink = netlink::connect().map_err(Error::Rtnetlink)?;
+    let mut agent = Agent {
+        routes: (cfg.routing.mode == RoutingMode::Static)
+            .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table)),
+        reconciler: Reconciler::new(
+            Params {
+                node_name: node.clone(),
+                proxy_name: cfg.services.proxy_name.clone(),
+                local_addresses: vec![],
+            },
+            cfg.source.slice_gap_hold(),
+        ),
+        cfg,
+        pins,
+        node,
+        sink,
+        metrics,
+        shared,
+        netlink,
+        dp,
+        store: Store::default(),
+        hc: NodePortServers::default(),
+        setup: NodeSetup::default(),
+        published: Published::default(),
+    };
+    agent.event_loop(rx, rt.stop).await?;
+
+    source_task.abort();
+    for s in servers {
+        s.abort();
+    }
+    agent.shared.update(|s| {
+        s.not_ready = vec!["agent stopped".into()];
+    });
+    agent.write_status();
+    info!(
+        "stopped; the datapath stays loaded (pins under {}), pods keep working",
+        agent.pins.root().display()
+    );
+    Ok(())
+}
+
+/// Loads the object (reusing compatible pinned maps) and points every pinned link and tc
+/// filter at its programs.
+fn load_datapath(cfg: &Config, pins: &PinLayout) -> Result<Datapath> {
     let mut dp = Datapath::load(
-        &pins,
+        pins,
         &LoadOptions {
             replace_incompatible_maps: cfg.datapath.replace_incompatible_maps,
             // NAT64's tables are sized from its pool so a binding never has to evict another;
@@ -216,12 +269,12 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
             },
         },
     )
-    .context("loading the datapath")?;
+    .map_err(step("loading the datapath"))?;
     // The agent runs in the node's network namespace, where the pod veths are: this also
     // re-points the tc filters of pods attached in tc mode.
     let report = dp
         .repoint_attachments()
-        .context("upgrading pinned links and tc filters")?;
+        .map_err(step("upgrading pinned links and tc filters"))?;
     info!(
         replaced = report.tcx.replaced,
         current = report.tcx.current,
@@ -231,8 +284,12 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         filters_foreign = report.tc.foreign,
         "pinned links and tc filters now run this build's programs"
     );
-    // NAT64 before anything else can create pods: its configuration entry also says "off".
-    let n64 = nat64::state::apply(&pins, &cfg.nat64).context("programming NAT64")?;
+    Ok(dp)
+}
+
+/// NAT64 before anything else can create pods: its configuration entry also says "off".
+fn configure_nat64(cfg: &Config, pins: &PinLayout) -> Result<()> {
+    let n64 = nat64::state::apply(pins, &cfg.nat64).map_err(step("programming NAT64"))?;
     if cfg.nat64.mode == Nat64Mode::Translate {
         // bpf_fib_lookup refuses IPv4 forwarding lookups where forwarding is off.
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
@@ -247,19 +304,16 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         sources_removed = n64.sources_removed,
         "NAT64 configured"
     );
-    if cfg.logging.ebpf {
-        forward_ebpf_logs(&mut dp);
-    }
+    Ok(())
+}
 
-    let metrics = Arc::new(Metrics::new(&node, Some(pins.clone())));
-    let sink =
-        (rt.sink)(&mut dp, &metrics, &cfg.services).context("setting up the service sink")?;
-    info!(sink = sink.name(), "service sink ready");
-    let shared = Arc::new(Shared::new(Status {
+/// The status before the first listing: what the configuration and the loaded datapath say.
+fn initial_status(cfg: &Config, node: &str, pins: &PinLayout, sink: &str) -> Status {
+    Status {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
         started_at: status::unix_now(),
-        node: node.clone(),
+        node: node.to_owned(),
         source: match cfg.source.mode {
             SourceMode::Kubernetes => "kubernetes".into(),
             SourceMode::Static => format!(
@@ -277,41 +331,45 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
             RoutingMode::Static => "static".into(),
             RoutingMode::Bgp => "bgp (routes left to the BGP daemon)".into(),
         },
-        sink: sink.name().into(),
+        sink: sink.into(),
         node_eligible: true,
         not_ready: vec!["starting".into()],
         ..Default::default()
-    }));
+    }
+}
 
-    let ctx = Ctx {
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        started,
-        stale_after: Duration::from_millis(cfg.healthz.stale_after_ms),
+/// Starts the metrics and kube-proxy healthz servers that are configured.
+async fn serve_http(cfg: &Config, ctx: Ctx) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let bind = |key: &'static str, addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen { key, addr, source })
     };
     let mut servers = Vec::new();
     if let Some(addr) = cfg.metrics.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding metrics.listen {addr}"))?;
+        let l = bind("metrics.listen", addr).await?;
         info!(%addr, "serving /metrics /healthz /readyz /status");
         servers.push(http::serve(l, http::metrics_handler(ctx.clone())));
     }
     if let Some(addr) = cfg.healthz.kube_proxy_listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding healthz.kubeProxyListen {addr}"))?;
+        let l = bind("healthz.kubeProxyListen", addr).await?;
         info!(%addr, "serving kube-proxy-compatible /healthz");
-        servers.push(http::serve(l, http::kube_proxy_handler(ctx.clone())));
+        servers.push(http::serve(l, http::kube_proxy_handler(ctx)));
     }
+    Ok(servers)
+}
 
-    // Sources.
-    let (tx, mut rx) = mpsc::channel::<Vec<Change>>(256);
-    let source_task = match cfg.source.mode {
+/// Starts the configured source; its changes arrive on `tx`.
+async fn start_source(
+    cfg: &Config,
+    tx: mpsc::Sender<Vec<Change>>,
+    metrics: &Arc<Metrics>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(match cfg.source.mode {
         SourceMode::Kubernetes => {
             let client = kube::Client::try_default()
                 .await
-                .context("connecting to the API server (in-cluster config or $KUBECONFIG)")?;
+                .map_err(Error::KubeClient)?;
             tokio::spawn(crate::source::kube::watch_all(client, tx, metrics.clone()))
         }
         SourceMode::Static => {
@@ -327,256 +385,180 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                 },
             ))
         }
-    };
+    })
+}
 
-    let netlink = netlink::connect().context("opening rtnetlink")?;
-    let routes = (cfg.routing.mode == RoutingMode::Static)
-        .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table));
-    let reconciler = Reconciler::new(
-        Params {
-            node_name: node.clone(),
-            proxy_name: cfg.services.proxy_name.clone(),
-            local_addresses: vec![],
-        },
-        cfg.source.slice_gap_hold(),
-    );
-    let mut agent = Agent {
-        cfg,
-        pins,
-        node,
-        sink,
-        metrics,
-        shared,
-        netlink,
-        routes,
-        store: Store::default(),
-        reconciler,
-        dp,
-        choice: None,
-        uplink: None,
-        pod_cidr: None,
-        hc: NodePortServers::default(),
-        last_applied: None,
-        last_apply_at: None,
-        apply_failed: false,
-        last_nodes: None,
-    };
+/// When to reconcile: once the sources have been quiet for the debounce, but no later than
+/// [`MAX_DEBOUNCE_DELAY`] after the first change of a burst.
+struct Debounce {
+    quiet: Duration,
+    first_change: Option<Instant>,
+    deadline: Option<Instant>,
+}
 
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut deadline: Option<Instant> = None;
-    let mut first_change: Option<Instant> = None;
-    let mut node_tick = tokio::time::interval(NODE_TICK);
-    node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut gc_tick = tokio::time::interval(GC_TICK);
-    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let debounce = agent.cfg.source.debounce();
-    let mut stop = rt.stop;
+impl Debounce {
+    fn changed(&mut self, now: Instant) {
+        let first = *self.first_change.get_or_insert(now);
+        self.deadline = Some((now + self.quiet).min(first + MAX_DEBOUNCE_DELAY));
+    }
 
-    loop {
-        let sleep_until = deadline.map(tokio::time::Instant::from_std);
-        tokio::select! {
-            _ = term.recv() => { info!("SIGTERM"); break; }
-            _ = int.recv() => { info!("SIGINT"); break; }
-            _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => {
-                info!("stop requested");
-                break;
-            }
-            batch = rx.recv() => {
-                let Some(batch) = batch else {
-                    bail!("the source stopped");
-                };
-                let mut changed = false;
-                for c in batch {
-                    changed |= agent.store.apply(c);
+    /// The reconcile ran; `next` is when it asked to run again.
+    fn reconciled(&mut self, next: Option<Instant>) {
+        self.first_change = None;
+        self.deadline = next;
+    }
+
+    /// Run soon, unless a run is already due.
+    fn soon(&mut self) {
+        self.deadline = self.deadline.or(Some(Instant::now()));
+    }
+}
+
+struct Agent {
+    cfg: Config,
+    pins: PinLayout,
+    node: String,
+    sink: Box<dyn ServiceSink>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    netlink: rtnetlink::Handle,
+    routes: Option<RouteTable>,
+    store: Store,
+    reconciler: Reconciler,
+    dp: Datapath,
+    hc: NodePortServers,
+    setup: NodeSetup,
+    published: Published,
+}
+
+/// What node setup chose and did so far.
+#[derive(Default)]
+struct NodeSetup {
+    choice: Option<Choice>,
+    uplink: Option<String>,
+    /// The pod CIDR and where it came from.
+    pod_cidr: Option<(Ipv6Net, String)>,
+}
+
+/// What the last reconciles handed on: to compare the next one with, and to retry after.
+#[derive(Default)]
+struct Published {
+    state: Option<DesiredState>,
+    at: Option<Instant>,
+    failed: bool,
+    nodes: Option<Vec<NodeInfo>>,
+}
+
+impl Published {
+    /// The sink is due again: level-based healing, or a failed apply to retry.
+    fn resync_due(&self) -> bool {
+        self.at.is_none_or(|t| t.elapsed() >= RESYNC) || self.failed
+    }
+}
+
+// Async methods take `&mut self` even where they only read: the sink is `Send` but not `Sync`,
+// and `run`'s future must be `Send` (tests spawn it).
+impl Agent {
+    /// Reconciles changes (debounced), collects garbage and re-checks the node until a signal
+    /// or a stop request. An error when the source ends.
+    async fn event_loop(
+        &mut self,
+        mut rx: mpsc::Receiver<Vec<Change>>,
+        mut stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<()> {
+        let handler = |name: &'static str, kind| {
+            signal(kind).map_err(|source| Error::Signal {
+                signal: name,
+                source,
+            })
+        };
+        let mut term = handler("SIGTERM", SignalKind::terminate())?;
+        let mut int = handler("SIGINT", SignalKind::interrupt())?;
+        let mut node_tick = tokio::time::interval(NODE_TICK);
+        node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gc_tick = tokio::time::interval(GC_TICK);
+        gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut debounce = Debounce {
+            quiet: self.cfg.source.debounce(),
+            first_change: None,
+            deadline: None,
+        };
+        loop {
+            let sleep_until = debounce.deadline.map(tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM"); break; }
+                _ = int.recv() => { info!("SIGINT"); break; }
+                _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => {
+                    info!("stop requested");
+                    break;
                 }
-                for k in Kind::ALL {
-                    agent.metrics.objects.get_or_create(&KindLabel { kind: k.name().into() })
-                        .set(agent.store.len(k) as i64);
+                batch = rx.recv() => {
+                    let batch = batch.ok_or(Error::SourceStopped)?;
+                    if self.take(batch) {
+                        let now = Instant::now();
+                        self.shared.mark_pending(now);
+                        debounce.changed(now);
+                    }
                 }
-                if changed {
-                    let now = Instant::now();
-                    agent.shared.mark_pending(now);
-                    let first = *first_change.get_or_insert(now);
-                    deadline = Some((now + debounce).min(first + MAX_DEBOUNCE_DELAY));
+                _ = async { tokio::time::sleep_until(sleep_until.expect("guarded")).await }, if sleep_until.is_some() => {
+                    debounce.reconciled(self.reconcile().await);
                 }
-            }
-            _ = async { tokio::time::sleep_until(sleep_until.expect("guarded")).await }, if sleep_until.is_some() => {
-                first_change = None;
-                deadline = agent.reconcile().await;
-            }
-            _ = gc_tick.tick() => {
-                agent.gc();
-            }
-            _ = node_tick.tick() => {
-                if agent.store.all_synced() {
-                    agent.node_setup().await;
-                    if agent.last_apply_at.is_none_or(|t| t.elapsed() >= RESYNC) || agent.apply_failed {
-                        deadline = deadline.or(Some(Instant::now()));
+                _ = gc_tick.tick() => {
+                    self.gc();
+                }
+                _ = node_tick.tick() => {
+                    if self.store.all_synced() {
+                        self.node_setup().await;
+                        if self.published.resync_due() {
+                            debounce.soon();
+                        }
                     }
                 }
             }
         }
+        Ok(())
     }
 
-    source_task.abort();
-    for s in servers {
-        s.abort();
+    /// Applies a batch of source changes to the store; whether anything changed.
+    fn take(&mut self, batch: Vec<Change>) -> bool {
+        let mut changed = false;
+        for c in batch {
+            changed |= self.store.apply(c);
+        }
+        for k in Kind::ALL {
+            self.metrics
+                .objects
+                .get_or_create(&KindLabel {
+                    kind: k.name().into(),
+                })
+                .set(self.store.len(k) as i64);
+        }
+        changed
     }
-    agent.shared.update(|s| {
-        s.not_ready = vec!["agent stopped".into()];
-    });
-    agent.write_status();
-    info!(
-        "stopped; the datapath stays loaded (pins under {}), pods keep working",
-        agent.pins.root().display()
-    );
-    Ok(())
-}
 
-impl Agent {
     /// Chooses the node address, attaches the uplink programs, writes the conflist. Idempotent;
     /// runs after the first complete listing and then periodically.
     async fn node_setup(&mut self) {
         let me = NodeInfo::from_node_list(&self.store, &self.node);
-        // Address.
-        match netlink::local_addrs(&self.netlink).await {
-            Ok(locals) => {
-                let inputs = address::Inputs {
-                    configured: self.cfg.node.address,
-                    reported: me
-                        .as_ref()
-                        .map(|n| n.internal_ips.clone())
-                        .unwrap_or_default(),
-                    previous: self
-                        .choice
-                        .as_ref()
-                        .map(|c| c.addr)
-                        .or_else(|| load_previous_address(&self.cfg.node.state_dir)),
-                    uplink: self.cfg.node.uplink.clone(),
-                };
-                match address::choose(&locals, &inputs) {
-                    Ok(c) => {
-                        if self.choice.as_ref().map(|o| o.addr) != Some(c.addr) {
-                            info!(address = %c.addr, interface = %c.interface, reason = %c.reason, "node address chosen");
-                            for r in &c.rejected {
-                                debug!(address = %r.addr, why = %r.why, "not used as node address");
-                            }
-                            let _ = std::fs::create_dir_all(&self.cfg.node.state_dir);
-                            if let Err(e) = cni::write_atomic(
-                                &self.cfg.node.state_dir.join(PREVIOUS_ADDRESS_FILE),
-                                format!("{}\n", c.addr).as_bytes(),
-                            ) {
-                                warn!(error = %e, "cannot remember the node address");
-                            }
-                        }
-                        self.reconciler.set_local_addresses(vec![c.addr]);
-                        self.choice = Some(c);
-                    }
-                    Err(e) => error!(error = %e, "no node address"),
-                }
-            }
-            Err(e) => error!(error = %e, "reading local addresses"),
-        }
-
-        // Uplink programs.
-        let uplink = self
-            .cfg
-            .node
-            .uplink
-            .clone()
-            .or_else(|| self.choice.as_ref().map(|c| c.interface.clone()));
-        if let Some(up) = uplink {
-            let mut ok = true;
-            for (prog, h) in layout::UPLINK_PROGRAMS {
-                match self.dp.attach(prog, &up, h) {
-                    Ok(what) => {
-                        if self.uplink.as_deref() != Some(up.as_str()) {
-                            info!(uplink = %up, program = prog, ?what, "uplink program attached");
-                        }
-                    }
-                    Err(e) => {
-                        ok = false;
-                        error!(uplink = %up, program = prog, error = %e, "cannot attach uplink program");
-                    }
-                }
-            }
-            if ok {
-                self.uplink = Some(up);
-            }
-        }
-
-        // Pod CIDR and conflist.
-        self.pod_cidr = match (
-            self.cfg.node.pod_cidr,
-            me.as_ref().and_then(|n| n.pod_cidrs.first()),
-        ) {
-            (Some(c), _) => Some((c, "config node.podCIDR".into())),
-            (None, Some(c)) => Some((*c, "Node spec.podCIDRs".into())),
-            (None, None) => {
-                warn!(node = %self.node, "no IPv6 pod CIDR yet (Node spec.podCIDRs, or set node.podCIDR)");
-                None
-            }
+        self.choose_address(me.as_ref()).await;
+        self.attach_uplink();
+        self.setup.pod_cidr = self.pod_cidr(me.as_ref());
+        let conflist = match self.setup.pod_cidr {
+            Some((cidr, _)) => self.write_conflist(cidr).await,
+            None => None,
         };
-        let mut conflist = None;
-        if let Some((cidr, _)) = self.pod_cidr {
-            let bins = if self.cfg.cni.check_binaries {
-                cni::check_binaries(&self.cfg.cni.bin_dir)
-            } else {
-                Ok(())
-            };
-            match bins {
-                Err(e) => error!(error = %e, "CNI plugin missing; conflist not written"),
-                Ok(()) => {
-                    let mtu = match (self.cfg.cni.mtu, &self.uplink) {
-                        (Some(m), _) => Some(m),
-                        (None, Some(up)) => netlink::link_mtu(&self.netlink, up).await.ok(),
-                        (None, None) => None,
-                    };
-                    match mtu {
-                        None => warn!(
-                            "pod MTU unknown (no uplink yet and cni.mtu unset); conflist not written"
-                        ),
-                        Some(mtu) => {
-                            let inputs = cni::Inputs {
-                                cni: &self.cfg.cni,
-                                pod_cidr: cidr,
-                                mtu,
-                                pin_root: self.pins.root(),
-                                // Pods reach the prefix with an MTU and MSS sized for the
-                                // IPv4 path, so TCP through NAT64 never needs PMTUD.
-                                nat64: self.cfg.nat64.pod_route(mtu).map(|r| cni::Nat64Route {
-                                    prefix: r.prefix,
-                                    mtu: r.mtu,
-                                    advmss: r.advmss,
-                                }),
-                            };
-                            match cni::install(&inputs) {
-                                Ok((path, wrote)) => {
-                                    if wrote {
-                                        info!(path = %path.display(), pod_cidr = %cidr, mtu, "CNI configuration written");
-                                    }
-                                    conflist = Some(path);
-                                }
-                                Err(e) => error!(error = %e, "writing the CNI configuration"),
-                            }
-                        }
-                    }
-                }
-            }
-        }
 
         let links: Vec<LinkRow> = self
             .pins
             .links()
             .unwrap_or_default()
             .into_iter()
-            .filter(|(ifname, _, _)| Some(ifname) == self.uplink.as_ref())
+            .filter(|(ifname, _, _)| Some(ifname) == self.setup.uplink.as_ref())
             .map(|(interface, program, _)| LinkRow { interface, program })
             .collect();
-        let choice = self.choice.clone();
-        let uplink = self.uplink.clone();
-        let pod = self.pod_cidr.clone();
+        let choice = self.setup.choice.clone();
+        let uplink = self.setup.uplink.clone();
+        let pod = self.setup.pod_cidr.clone();
         let eligible = me.as_ref().is_none_or(|n| !n.leaving);
         self.shared.update(|s| {
             s.node_address = choice;
@@ -588,6 +570,139 @@ impl Agent {
             s.node_eligible = eligible;
         });
         self.refresh_ready();
+    }
+
+    /// The node address (`node::address::choose`), kept across restarts in the state directory
+    /// so a node with several candidates keeps its choice.
+    async fn choose_address(&mut self, me: Option<&NodeInfo>) {
+        let locals = match netlink::local_addrs(&self.netlink).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(error = %e, "reading local addresses");
+                return;
+            }
+        };
+        let inputs = address::Inputs {
+            configured: self.cfg.node.address,
+            reported: me.map(|n| n.internal_ips.clone()).unwrap_or_default(),
+            previous: self
+                .setup
+                .choice
+                .as_ref()
+                .map(|c| c.addr)
+                .or_else(|| load_previous_address(&self.cfg.node.state_dir)),
+            uplink: self.cfg.node.uplink.clone(),
+        };
+        let c = match address::choose(&locals, &inputs) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "no node address");
+                return;
+            }
+        };
+        if self.setup.choice.as_ref().map(|o| o.addr) != Some(c.addr) {
+            info!(address = %c.addr, interface = %c.interface, reason = %c.reason, "node address chosen");
+            for r in &c.rejected {
+                debug!(address = %r.addr, why = %r.why, "not used as node address");
+            }
+            let _ = std::fs::create_dir_all(&self.cfg.node.state_dir);
+            if let Err(e) = cni::write_atomic(
+                &self.cfg.node.state_dir.join(PREVIOUS_ADDRESS_FILE),
+                format!("{}\n", c.addr).as_bytes(),
+            ) {
+                warn!(error = %e, "cannot remember the node address");
+            }
+        }
+        self.reconciler.set_local_addresses(vec![c.addr]);
+        self.setup.choice = Some(c);
+    }
+
+    /// Attaches the uplink programs to the configured uplink, else the node address's
+    /// interface; the uplink counts as attached once every program is.
+    fn attach_uplink(&mut self) {
+        let Some(up) = self
+            .cfg
+            .node
+            .uplink
+            .clone()
+            .or_else(|| self.setup.choice.as_ref().map(|c| c.interface.clone()))
+        else {
+            return;
+        };
+        let mut ok = true;
+        for (prog, h) in layout::UPLINK_PROGRAMS {
+            match self.dp.attach(prog, &up, h) {
+                Ok(what) => {
+                    if self.setup.uplink.as_deref() != Some(up.as_str()) {
+                        info!(uplink = %up, program = prog, ?what, "uplink program attached");
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    error!(uplink = %up, program = prog, error = %e, "cannot attach uplink program");
+                }
+            }
+        }
+        if ok {
+            self.setup.uplink = Some(up);
+        }
+    }
+
+    /// The pod CIDR and where it came from: the configuration wins over the Node object.
+    fn pod_cidr(&self, me: Option<&NodeInfo>) -> Option<(Ipv6Net, String)> {
+        match (self.cfg.node.pod_cidr, me.and_then(|n| n.pod_cidrs.first())) {
+            (Some(c), _) => Some((c, "config node.podCIDR".into())),
+            (None, Some(c)) => Some((*c, "Node spec.podCIDRs".into())),
+            (None, None) => {
+                warn!(node = %self.node, "no IPv6 pod CIDR yet (Node spec.podCIDRs, or set node.podCIDR)");
+                None
+            }
+        }
+    }
+
+    /// Writes the CNI conflist for `cidr` once the plugin is installed and the pod MTU is known;
+    /// its path, if it is in place.
+    async fn write_conflist(&mut self, cidr: Ipv6Net) -> Option<PathBuf> {
+        if self.cfg.cni.check_binaries
+            && let Err(e) = cni::check_binaries(&self.cfg.cni.bin_dir)
+        {
+            error!(error = %e, "CNI plugin missing; conflist not written");
+            return None;
+        }
+        let mtu = match (self.cfg.cni.mtu, &self.setup.uplink) {
+            (Some(m), _) => Some(m),
+            (None, Some(up)) => netlink::link_mtu(&self.netlink, up).await.ok(),
+            (None, None) => None,
+        };
+        let Some(mtu) = mtu else {
+            warn!("pod MTU unknown (no uplink yet and cni.mtu unset); conflist not written");
+            return None;
+        };
+        let inputs = cni::Inputs {
+            cni: &self.cfg.cni,
+            pod_cidr: cidr,
+            mtu,
+            pin_root: self.pins.root(),
+            // Pods reach the prefix with an MTU and MSS sized for the IPv4 path, so TCP
+            // through NAT64 never needs PMTUD.
+            nat64: self.cfg.nat64.pod_route(mtu).map(|r| cni::Nat64Route {
+                prefix: r.prefix,
+                mtu: r.mtu,
+                advmss: r.advmss,
+            }),
+        };
+        match cni::install(&inputs) {
+            Ok((path, wrote)) => {
+                if wrote {
+                    info!(path = %path.display(), pod_cidr = %cidr, mtu, "CNI configuration written");
+                }
+                Some(path)
+            }
+            Err(e) => {
+                error!(error = %e, "writing the CNI configuration");
+                None
+            }
+        }
     }
 
     /// One garbage-collection pass over the datapath's state: conntrack and affinity entries
@@ -622,88 +737,116 @@ impl Agent {
     /// One reconcile. Returns when to run again (a held Service's grace ends, or a retry).
     async fn reconcile(&mut self) -> Option<Instant> {
         let t0 = Instant::now();
-        if self.choice.is_none() && self.store.all_synced() {
+        if self.setup.choice.is_none() && self.store.all_synced() {
             // First complete listing: set the node up before publishing anything.
             self.node_setup().await;
         }
         let out = self.reconciler.run(&self.store, t0)?;
         let Snapshot { desired, nodes, .. } = &out.snapshot;
 
-        let changed = self.last_applied.as_ref() != Some(desired);
-        let resync = self.last_apply_at.is_none_or(|t| t.elapsed() >= RESYNC);
+        let changed = self.published.state.as_ref() != Some(desired);
         let mut error = None;
-        if changed || resync || self.apply_failed {
-            match self.sink.apply(desired) {
-                Ok(()) => {
-                    if changed {
-                        info!(
-                            services = desired.services.len(),
-                            held = out.held.len(),
-                            "desired state applied"
-                        );
-                    }
-                    self.last_applied = Some(desired.clone());
-                    self.last_apply_at = Some(Instant::now());
-                    self.apply_failed = false;
-                }
-                Err(e) => {
-                    self.metrics.reconcile_errors.inc();
-                    error!(sink = self.sink.name(), error = %e, "applying the desired state failed; retrying");
-                    error = Some(e.to_string());
-                    self.apply_failed = true;
-                }
-            }
+        if changed || self.published.resync_due() {
+            error = self.apply(desired, changed, out.held.len());
         }
-
-        // Routes, when the node set changed.
         let mut route_rows = None;
-        if self.last_nodes.as_ref() != Some(nodes) || changed {
-            self.last_nodes = Some(nodes.clone());
-            if NodeInfo::from_node_list(&self.store, &self.node).is_some_and(|me| {
-                me.pod_cidrs.first().copied() != self.pod_cidr.as_ref().map(|p| p.0)
-            }) {
-                self.node_setup().await;
-            }
-            if let Some(rt) = &self.routes {
-                let (mut want, warnings) =
-                    netlink::desired_routes(nodes, &self.node, self.pod_cidr.as_ref().map(|p| p.0));
-                // A node without IPv4 sends NAT64 traffic to a translating node.
-                if self.cfg.nat64.mode == Nat64Mode::Route
-                    && let Some(gw) = self.cfg.nat64.gateway
-                {
-                    want.push(netlink::PodRoute {
-                        dst: self.cfg.nat64.prefix,
-                        via: gw,
-                        node: "nat64 gateway".into(),
-                    });
-                }
-                for w in warnings {
-                    debug!("{w}");
-                }
-                let (_, errors) = rt.sync(&want).await;
-                for e in &errors {
-                    self.metrics.route_errors.inc();
-                    warn!(error = %e, "route update");
-                }
-                self.metrics.routes.set(want.len() as i64);
-                route_rows = Some(
-                    want.iter()
-                        .map(|r| RouteRow {
-                            node: r.node.clone(),
-                            dst: r.dst.to_string(),
-                            via: r.via.to_string(),
-                        })
-                        .collect::<Vec<_>>(),
-                );
-            }
-            let eligible = nodes
-                .iter()
-                .find(|n| n.name == self.node)
-                .is_none_or(|n| !n.leaving);
-            self.shared.update(|s| s.node_eligible = eligible);
+        if self.published.nodes.as_ref() != Some(nodes) || changed {
+            route_rows = self.nodes_changed(nodes).await;
         }
+        self.serve_health_checks(desired).await;
+        self.record(desired, out.held.len(), t0.elapsed(), error, route_rows);
 
-        // healthCheckNodePort servers.
+        let retry = self
+            .published
+            .failed
+            .then(|| Instant::now() + Duration::from_secs(1));
+        match (out.recheck_at, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Hands `desired` to the sink; the error, if it failed (retried by the next reconcile).
+    fn apply(&mut self, desired: &DesiredState, changed: bool, held: usize) -> Option<String> {
+        match self.sink.apply(desired) {
+            Ok(()) => {
+                if changed {
+                    info!(
+                        services = desired.services.len(),
+                        held, "desired state applied"
+                    );
+                }
+                self.published.state = Some(desired.clone());
+                self.published.at = Some(Instant::now());
+                self.published.failed = false;
+                None
+            }
+            Err(e) => {
+                self.metrics.reconcile_errors.inc();
+                error!(sink = self.sink.name(), error = %e, "applying the desired state failed; retrying");
+                self.published.failed = true;
+                Some(e.to_string())
+            }
+        }
+    }
+
+    /// The node set changed: our own pod CIDR may have (node setup again), routes to the others
+    /// follow, and so does our eligibility. The routes now installed, when routing is static.
+    async fn nodes_changed(&mut self, nodes: &[NodeInfo]) -> Option<Vec<RouteRow>> {
+        self.published.nodes = Some(nodes.to_vec());
+        if NodeInfo::from_node_list(&self.store, &self.node).is_some_and(|me| {
+            me.pod_cidrs.first().copied() != self.setup.pod_cidr.as_ref().map(|p| p.0)
+        }) {
+            self.node_setup().await;
+        }
+        let rows = self.sync_routes(nodes).await;
+        let eligible = nodes
+            .iter()
+            .find(|n| n.name == self.node)
+            .is_none_or(|n| !n.leaving);
+        self.shared.update(|s| s.node_eligible = eligible);
+        rows
+    }
+
+    /// Installs a route per remote node's pod CIDR (and to the NAT64 gateway in route mode);
+    /// the routes as status rows. `None` when routing is left to BGP.
+    async fn sync_routes(&mut self, nodes: &[NodeInfo]) -> Option<Vec<RouteRow>> {
+        let rt = self.routes.as_ref()?;
+        let (mut want, warnings) =
+            netlink::desired_routes(nodes, &self.node, self.setup.pod_cidr.as_ref().map(|p| p.0));
+        // A node without IPv4 sends NAT64 traffic to a translating node.
+        if self.cfg.nat64.mode == Nat64Mode::Route
+            && let Some(gw) = self.cfg.nat64.gateway
+        {
+            want.push(netlink::PodRoute {
+                dst: self.cfg.nat64.prefix,
+                via: gw,
+                node: "nat64 gateway".into(),
+            });
+        }
+        for w in warnings {
+            debug!("{w}");
+        }
+        let (_, errors) = rt.sync(&want).await;
+        for e in &errors {
+            self.metrics.route_errors.inc();
+            warn!(error = %e, "route update");
+        }
+        self.metrics.routes.set(want.len() as i64);
+        Some(
+            want.iter()
+                .map(|r| RouteRow {
+                    node: r.node.clone(),
+                    dst: r.dst.to_string(),
+                    via: r.via.to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Runs a healthCheckNodePort server per `externalTrafficPolicy: Local` LoadBalancer (if
+    /// enabled) and publishes their local endpoint counts.
+    async fn serve_health_checks(&mut self, desired: &DesiredState) {
         let hc = http::health_check_ports(desired);
         if self.cfg.healthz.health_check_node_ports {
             let ports: Vec<u16> = hc.keys().copied().collect();
@@ -712,7 +855,17 @@ impl Agent {
                 .await;
         }
         self.shared.set_local_endpoints(hc);
+    }
 
+    /// Metrics and status of one reconcile.
+    fn record(
+        &self,
+        desired: &DesiredState,
+        held: usize,
+        took: Duration,
+        error: Option<String>,
+        route_rows: Option<Vec<RouteRow>>,
+    ) {
         let backends: usize = desired
             .services
             .values()
@@ -721,8 +874,7 @@ impl Agent {
             .sum();
         self.metrics.services.set(desired.services.len() as i64);
         self.metrics.backends.set(backends as i64);
-        self.metrics.held_services.set(out.held.len() as i64);
-        let took = t0.elapsed();
+        self.metrics.held_services.set(held as i64);
         self.metrics.observe_reconcile(took);
         if error.is_none() {
             self.shared.mark_applied();
@@ -732,7 +884,6 @@ impl Agent {
             .map(|k| (k.name().to_string(), self.store.synced(*k)))
             .collect();
         let services = desired.services.len();
-        let held = out.held.len();
         self.shared.update(|s| {
             s.last_reconcile = Some(ReconcileStatus {
                 at: status::unix_now(),
@@ -740,7 +891,7 @@ impl Agent {
                 services,
                 backends,
                 held,
-                error: error.clone(),
+                error,
             });
             s.synced = synced;
             if let Some(r) = route_rows {
@@ -748,13 +899,6 @@ impl Agent {
             }
         });
         self.refresh_ready();
-        let retry = self
-            .apply_failed
-            .then(|| Instant::now() + Duration::from_secs(1));
-        match (out.recheck_at, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 }
 

@@ -28,7 +28,10 @@ use std::{
 
 use ipnet::Ipv6Net;
 use k8s_openapi::{
-    api::{core::v1::Node, core::v1::Service as K8sService, discovery::v1::EndpointSlice},
+    api::{
+        core::v1::{Node, Service as K8sService, ServicePort as K8sServicePort, ServiceSpec},
+        discovery::v1::{Endpoint, EndpointSlice},
+    },
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use serde::Serialize;
@@ -203,41 +206,6 @@ pub fn build(store: &Store, params: &Params) -> Snapshot {
     }
 }
 
-fn note(notes: &mut Vec<Note>, warn: bool, key: String, message: String) {
-    notes.push(Note { key, message, warn });
-}
-
-fn v6_addrs<'a>(
-    list: impl IntoIterator<Item = &'a String>,
-    id: &ServiceId,
-    what: &str,
-    notes: &mut Vec<Note>,
-) -> Vec<Ipv6Addr> {
-    let mut out = Vec::new();
-    for a in list {
-        match a.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => {
-                if !out.contains(&v6) {
-                    out.push(v6);
-                }
-            }
-            Ok(IpAddr::V4(_)) => note(
-                notes,
-                true,
-                format!("v4:{id}:{what}"),
-                format!("service {id}: ignoring IPv4 {what} {a} (sixlane is IPv6-only)"),
-            ),
-            Err(_) => note(
-                notes,
-                true,
-                format!("bad:{id}:{what}:{a}"),
-                format!("service {id}: {what} {a:?} is not an IP address"),
-            ),
-        }
-    }
-    out
-}
-
 fn policy(p: Option<&String>) -> TrafficPolicy {
     match p.map(String::as_str) {
         Some("Local") => TrafficPolicy::Local,
@@ -258,6 +226,8 @@ fn port16(p: i32) -> Option<u16> {
     u16::try_from(p).ok().filter(|p| *p != 0)
 }
 
+/// The typed Service of `k` (with its backends from `slices`), or `None` when it is not ours
+/// to program; every reason is noted.
 fn service(
     id: &ServiceId,
     k: &K8sService,
@@ -265,19 +235,8 @@ fn service(
     params: &Params,
     notes: &mut Vec<Note>,
 ) -> Option<Service> {
-    if let Some(name) = k
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(PROXY_NAME_LABEL))
-        && params.proxy_name.as_deref() != Some(name.as_str())
-    {
-        note(
-            notes,
-            false,
-            format!("proxy:{id}"),
-            format!("service {id}: implemented by proxy {name:?}, not us; skipped"),
-        );
+    let mut c = Conversion { id, params, notes };
+    if c.proxied_elsewhere(k) {
         return None;
     }
     let spec = k.spec.as_ref()?;
@@ -285,116 +244,25 @@ fn service(
     if ty == "ExternalName" {
         return None;
     }
-    let mut ips: Vec<&String> = spec.cluster_ips.iter().flatten().collect();
-    if ips.is_empty()
-        && let Some(ip) = &spec.cluster_ip
-    {
-        ips.push(ip);
-    }
-    if ips.iter().any(|ip| ip.as_str() == "None") {
-        note(
-            notes,
-            false,
-            format!("headless:{id}"),
-            format!("service {id}: headless, nothing to program"),
-        );
-        return None;
-    }
-    let cluster_ips = v6_addrs(ips, id, "cluster IP", notes);
-    if cluster_ips.is_empty() {
-        note(
-            notes,
-            true,
-            format!("v4only:{id}"),
-            format!("service {id}: no IPv6 cluster IP (IPv4-only service); skipped"),
-        );
-        return None;
-    }
-    let external_ips = v6_addrs(spec.external_ips.iter().flatten(), id, "external IP", notes);
+    let cluster_ips = c.cluster_ips(spec)?;
+    let external_ips = c.v6_addrs(spec.external_ips.iter().flatten(), "external IP");
     let load_balancer_ips = if ty == "LoadBalancer" {
-        let ingress = k
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref());
-        v6_addrs(
-            ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()),
-            id,
-            "load-balancer IP",
-            notes,
-        )
+        c.load_balancer_ips(k)
     } else {
         Vec::new()
     };
     let external_traffic_policy = policy(spec.external_traffic_policy.as_ref());
-    let session_affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-        spec.session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds)
-            .and_then(|t| u64::try_from(t).ok())
-            .map_or(DEFAULT_AFFINITY_TIMEOUT, Duration::from_secs)
-    });
     let health_check_node_port = (ty == "LoadBalancer"
         && external_traffic_policy == TrafficPolicy::Local)
         .then(|| spec.health_check_node_port.and_then(port16))
         .flatten();
-
-    let usable: Vec<&EndpointSlice> = slices
+    let usable = c.usable_slices(slices);
+    let ports = spec
+        .ports
         .iter()
-        .copied()
-        .filter(|s| match s.address_type.as_str() {
-            "IPv6" => true,
-            other => {
-                let slice = s.metadata.name.as_deref().unwrap_or("?");
-                note(
-                    notes,
-                    other == "IPv4",
-                    format!("slicetype:{id}:{other}"),
-                    format!("service {id}: ignoring {other} EndpointSlice {slice} (sixlane is IPv6-only)"),
-                );
-                false
-            }
-        })
+        .flatten()
+        .filter_map(|p| c.port(p, ty, &usable))
         .collect();
-
-    let mut ports = Vec::new();
-    for p in spec.ports.iter().flatten() {
-        let name = p.name.clone().unwrap_or_default();
-        let Some(proto) = protocol(p.protocol.as_ref()) else {
-            note(
-                notes,
-                true,
-                format!("proto:{id}:{name}"),
-                format!(
-                    "service {id}: port {name:?} has unknown protocol {:?}; skipped",
-                    p.protocol
-                ),
-            );
-            continue;
-        };
-        let Some(port) = port16(p.port) else { continue };
-        let node_port = matches!(ty, "NodePort" | "LoadBalancer")
-            .then(|| p.node_port.and_then(port16))
-            .flatten();
-        let backends = backends(
-            id,
-            &name,
-            proto,
-            p.target_port.as_ref(),
-            port,
-            &usable,
-            params,
-            notes,
-        );
-        ports.push(ServicePort {
-            name,
-            protocol: proto,
-            port,
-            node_port,
-            backends,
-        });
-    }
     Some(Service {
         id: id.clone(),
         cluster_ips,
@@ -403,80 +271,259 @@ fn service(
         ports,
         external_traffic_policy,
         internal_traffic_policy: policy(spec.internal_traffic_policy.as_ref()),
-        session_affinity,
+        session_affinity: session_affinity(spec),
         health_check_node_port,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn backends(
-    id: &ServiceId,
-    port_name: &str,
-    proto: Protocol,
-    target: Option<&IntOrString>,
-    service_port: u16,
-    slices: &[&EndpointSlice],
-    params: &Params,
-    notes: &mut Vec<Note>,
-) -> Vec<Backend> {
-    // addr/port -> best backend seen (duplicates across slices during churn).
-    let mut by_addr: BTreeMap<(Ipv6Addr, u16), Backend> = BTreeMap::new();
-    for s in slices {
-        let Some(sp) = s.ports.iter().flatten().find(|sp| {
-            sp.name.as_deref().unwrap_or("") == port_name
-                && protocol(sp.protocol.as_ref()) == Some(proto)
-        }) else {
-            continue;
-        };
-        let port = match (sp.port.and_then(port16), target) {
-            (Some(p), _) => p,
-            (None, Some(IntOrString::Int(t))) => match port16(*t) {
-                Some(p) => p,
-                None => continue,
-            },
-            (None, None) => service_port,
-            (None, Some(IntOrString::String(named))) => {
-                note(
-                    notes,
+/// `sessionAffinity: ClientIP`'s timeout (kube-proxy's default when unset).
+fn session_affinity(spec: &ServiceSpec) -> Option<Duration> {
+    (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u64::try_from(t).ok())
+            .map_or(DEFAULT_AFFINITY_TIMEOUT, Duration::from_secs)
+    })
+}
+
+/// One Service's conversion: what it is, our parameters, and where its notes go.
+struct Conversion<'a> {
+    id: &'a ServiceId,
+    params: &'a Params,
+    notes: &'a mut Vec<Note>,
+}
+
+impl Conversion<'_> {
+    fn note(&mut self, warn: bool, key: String, message: String) {
+        self.notes.push(Note { key, message, warn });
+    }
+
+    /// The IPv6 addresses in `list`, each once; IPv4 and malformed ones are noted.
+    fn v6_addrs<'s>(
+        &mut self,
+        list: impl IntoIterator<Item = &'s String>,
+        what: &str,
+    ) -> Vec<Ipv6Addr> {
+        let id = self.id;
+        let mut out = Vec::new();
+        for a in list {
+            match a.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => {
+                    if !out.contains(&v6) {
+                        out.push(v6);
+                    }
+                }
+                Ok(IpAddr::V4(_)) => self.note(
                     true,
-                    format!("named:{id}:{port_name}"),
-                    format!(
-                        "service {id}: port {port_name:?} targets named port {named:?} but slice {} gives no number; its endpoints are skipped",
-                        s.metadata.name.as_deref().unwrap_or("?")
-                    ),
-                );
-                continue;
+                    format!("v4:{id}:{what}"),
+                    format!("service {id}: ignoring IPv4 {what} {a} (sixlane is IPv6-only)"),
+                ),
+                Err(_) => self.note(
+                    true,
+                    format!("bad:{id}:{what}:{a}"),
+                    format!("service {id}: {what} {a:?} is not an IP address"),
+                ),
             }
+        }
+        out
+    }
+
+    /// Whether the Service is labelled for another proxy (kube-proxy's `service-proxy-name`).
+    fn proxied_elsewhere(&mut self, k: &K8sService) -> bool {
+        let Some(name) = k
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PROXY_NAME_LABEL))
+        else {
+            return false;
         };
-        for e in &s.endpoints {
-            let Some(addr) = e.addresses.iter().find_map(|a| match a.parse::<IpAddr>() {
-                Ok(IpAddr::V6(v6)) => Some(v6),
-                _ => None,
+        if self.params.proxy_name.as_deref() == Some(name.as_str()) {
+            return false;
+        }
+        let id = self.id;
+        self.note(
+            false,
+            format!("proxy:{id}"),
+            format!("service {id}: implemented by proxy {name:?}, not us; skipped"),
+        );
+        true
+    }
+
+    /// The IPv6 cluster IPs; `None` for a headless Service or one without an IPv6 cluster IP.
+    fn cluster_ips(&mut self, spec: &ServiceSpec) -> Option<Vec<Ipv6Addr>> {
+        let id = self.id;
+        let mut ips: Vec<&String> = spec.cluster_ips.iter().flatten().collect();
+        if ips.is_empty()
+            && let Some(ip) = &spec.cluster_ip
+        {
+            ips.push(ip);
+        }
+        if ips.iter().any(|ip| ip.as_str() == "None") {
+            self.note(
+                false,
+                format!("headless:{id}"),
+                format!("service {id}: headless, nothing to program"),
+            );
+            return None;
+        }
+        let cluster_ips = self.v6_addrs(ips, "cluster IP");
+        if cluster_ips.is_empty() {
+            self.note(
+                true,
+                format!("v4only:{id}"),
+                format!("service {id}: no IPv6 cluster IP (IPv4-only service); skipped"),
+            );
+            return None;
+        }
+        Some(cluster_ips)
+    }
+
+    /// The IPv6 addresses of a LoadBalancer's ingress status.
+    fn load_balancer_ips(&mut self, k: &K8sService) -> Vec<Ipv6Addr> {
+        let ingress = k
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref());
+        self.v6_addrs(
+            ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()),
+            "load-balancer IP",
+        )
+    }
+
+    /// The Service's IPv6 EndpointSlices (others are noted).
+    fn usable_slices<'s>(&mut self, slices: &[&'s EndpointSlice]) -> Vec<&'s EndpointSlice> {
+        let id = self.id;
+        slices
+            .iter()
+            .copied()
+            .filter(|s| match s.address_type.as_str() {
+                "IPv6" => true,
+                other => {
+                    let slice = s.metadata.name.as_deref().unwrap_or("?");
+                    self.note(
+                        other == "IPv4",
+                        format!("slicetype:{id}:{other}"),
+                        format!("service {id}: ignoring {other} EndpointSlice {slice} (sixlane is IPv6-only)"),
+                    );
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// One port of a Service of type `ty`, with its backends; `None` for an unknown protocol
+    /// or a port number out of range.
+    fn port(
+        &mut self,
+        p: &K8sServicePort,
+        ty: &str,
+        slices: &[&EndpointSlice],
+    ) -> Option<ServicePort> {
+        let id = self.id;
+        let name = p.name.clone().unwrap_or_default();
+        let Some(proto) = protocol(p.protocol.as_ref()) else {
+            self.note(
+                true,
+                format!("proto:{id}:{name}"),
+                format!(
+                    "service {id}: port {name:?} has unknown protocol {:?}; skipped",
+                    p.protocol
+                ),
+            );
+            return None;
+        };
+        let port = port16(p.port)?;
+        let node_port = matches!(ty, "NodePort" | "LoadBalancer")
+            .then(|| p.node_port.and_then(port16))
+            .flatten();
+        let backends = self.backends(&name, proto, p.target_port.as_ref(), port, slices);
+        Some(ServicePort {
+            name,
+            protocol: proto,
+            port,
+            node_port,
+            backends,
+        })
+    }
+
+    /// The endpoints of one service port across `slices`, one per address and port (its best
+    /// conditions win).
+    fn backends(
+        &mut self,
+        port_name: &str,
+        proto: Protocol,
+        target: Option<&IntOrString>,
+        service_port: u16,
+        slices: &[&EndpointSlice],
+    ) -> Vec<Backend> {
+        let id = self.id;
+        // addr/port -> best backend seen (duplicates across slices during churn).
+        let mut by_addr: BTreeMap<(Ipv6Addr, u16), Backend> = BTreeMap::new();
+        for s in slices {
+            let Some(sp) = s.ports.iter().flatten().find(|sp| {
+                sp.name.as_deref().unwrap_or("") == port_name
+                    && protocol(sp.protocol.as_ref()) == Some(proto)
             }) else {
                 continue;
             };
-            let c = e.conditions.as_ref();
-            let b = Backend {
-                addr,
-                port,
-                ready: c.and_then(|c| c.ready).unwrap_or(true),
-                serving: c.and_then(|c| c.serving).unwrap_or(true),
-                terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-                local: e.node_name.as_deref() == Some(params.node_name.as_str())
-                    && !params.node_name.is_empty(),
+            let port = match (sp.port.and_then(port16), target) {
+                (Some(p), _) => p,
+                (None, Some(IntOrString::Int(t))) => match port16(*t) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                (None, None) => service_port,
+                (None, Some(IntOrString::String(named))) => {
+                    self.note(
+                        true,
+                        format!("named:{id}:{port_name}"),
+                        format!(
+                            "service {id}: port {port_name:?} targets named port {named:?} but slice {} gives no number; its endpoints are skipped",
+                            s.metadata.name.as_deref().unwrap_or("?")
+                        ),
+                    );
+                    continue;
+                }
             };
-            let rank = |b: &Backend| (b.ready, b.serving, !b.terminating, b.local);
-            by_addr
-                .entry((addr, port))
-                .and_modify(|old| {
-                    if rank(&b) > rank(old) {
-                        *old = b.clone();
-                    }
-                })
-                .or_insert(b);
+            for e in &s.endpoints {
+                if let Some(b) = self.backend(e, port) {
+                    let rank = |b: &Backend| (b.ready, b.serving, !b.terminating, b.local);
+                    by_addr
+                        .entry((b.addr, port))
+                        .and_modify(|old| {
+                            if rank(&b) > rank(old) {
+                                *old = b.clone();
+                            }
+                        })
+                        .or_insert(b);
+                }
+            }
         }
+        by_addr.into_values().collect()
     }
-    by_addr.into_values().collect()
+
+    /// An endpoint as a backend on `port`: its first IPv6 address and its conditions (the API's
+    /// nil semantics), local when on our node.
+    fn backend(&self, e: &Endpoint, port: u16) -> Option<Backend> {
+        let addr = e.addresses.iter().find_map(|a| match a.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => Some(v6),
+            _ => None,
+        })?;
+        let c = e.conditions.as_ref();
+        Some(Backend {
+            addr,
+            port,
+            ready: c.and_then(|c| c.ready).unwrap_or(true),
+            serving: c.and_then(|c| c.serving).unwrap_or(true),
+            terminating: c.and_then(|c| c.terminating).unwrap_or(false),
+            local: e.node_name.as_deref() == Some(self.params.node_name.as_str())
+                && !self.params.node_name.is_empty(),
+        })
+    }
 }
 
 /// Reconcile with memory: logs each [`Note`] once, and holds the backends of a Service whose

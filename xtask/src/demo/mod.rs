@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use sixlane_testkit::containerd;
+use sixlane_testkit::{NetNs, containerd};
 
 use crate::{setup, sh};
 
@@ -204,196 +204,56 @@ struct World {
     network: Option<net::Network>,
 }
 
+/// The demo's steps in order; what they create goes into `world`.
 fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
     let mut steps = Steps {
         n: 0,
         total: if keep { 9 } else { 10 },
         started: Instant::now(),
     };
-    let network_built = steps.run(
+    let network = steps.run(
         "network: fabric, two IPv6-only nodes, an outside client, an IPv4-only internet with DNS and DNS64",
-        || {
-            let n = net::build(dir)?;
-            println!(
-                "  nodes fd00:100::11 (node1) and fd00:100::12 (node2); internet 198.19.0.0/24 (IPv4 only)"
-            );
-            println!(
-                "  DNS64 resolver {} synthesizes AAAA in {} for A-only names",
-                net::DNS64,
-                net::NAT64_PREFIX
-            );
-            Ok(n)
-        },
+        || build_network(dir),
     )?;
-
-    let network = world.network.insert(network_built);
-
+    let network = world.network.insert(network);
     let image = steps.run(
         "pod image: busybox, built locally as an OCI tarball",
-        || {
-            let resolv = format!("nameserver {}\noptions timeout:2 attempts:2\n", net::DNS64);
-            containerd::busybox_image(
-                &dir.join("image"),
-                &[
-                    "sh", "sleep", "httpd", "wget", "nslookup", "ip", "cat", "hostname", "echo",
-                    "mkdir", "ping6", "timeout",
-                ],
-                &[
-                    ("/etc/resolv.conf", resolv.as_str()),
-                    ("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"),
-                ],
-            )
-            .map_err(Into::into)
-        },
+        || pod_image(dir),
     )?;
 
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     cluster::write_manifest(&manifests.join("nodes.yaml"), &cluster::nodes_manifest())?;
-
     world.nodes = steps.run(
         "nodes: containerd and sixlane-agent (static manifests) on each; agents load and pin the datapath, write the CNI config, route to the other node's pods",
-        || {
-            let mut v = Vec::new();
-            for (spec, ns) in net::NODES.iter().zip(&network.nodes) {
-                let node = cluster::start_node(ns, spec, dir, bins, &manifests, &image);
-                // A node that failed to start has already been torn down by its guards.
-                let node = node?;
-                println!("  {}: agent ready, pins under {}", spec.name, node.pins.display());
-                v.push(node);
-            }
-            show(
-                "ip -n sld-node1 -6 route show proto 108   # routes the agent installed",
-                &network.nodes[0].ip(&["-6", "route", "show", "proto", "108"])?,
-            );
-            Ok(v)
-        },
+        || start_nodes(network, dir, bins, &manifests, &image),
     )?;
-
     let nodes = &world.nodes;
-    let pods = steps.run("pods: web (busybox httpd) on node2, client on node1, attached by the sixlane CNI plugin", || {
-        let web = cluster::run_pod(
-            &nodes[1],
-            "web",
-            &[
-                "sh",
-                "-c",
-                "mkdir -p /www && echo \"Hello from pod web on node2\" > /www/index.html && exec httpd -f -p [::]:8080 -h /www",
-            ],
-        )?;
-        let client = cluster::run_pod(&nodes[0], "client", &["sleep", "3600"])?;
-        println!("  POD      NODE   IPV6 ADDRESS");
-        for p in [&web, &client] {
-            println!("  {:<8} {:<6} {}", p.name, p.node, p.addr);
-        }
-        show(
-            "kubectl exec client -- ip -6 route   # default via the host side, NAT64 prefix with mtu/advmss",
-            &cluster::pod_ip(&client, &["-6", "route"])?,
-        );
-        Ok((web, client))
-    })?;
-    world.pods = vec![pods.0, pods.1];
-    let nodes = &world.nodes;
+    let (web, client) = steps.run(
+        "pods: web (busybox httpd) on node2, client on node1, attached by the sixlane CNI plugin",
+        || start_pods(nodes),
+    )?;
+    world.pods = vec![web, client];
     let (web, client) = (&world.pods[0], &world.pods[1]);
 
     steps.run(
         "service web: ClusterIP fd00:96::80 and NodePort 30080, backend on node2",
-        || {
-            cluster::write_manifest(
-                &manifests.join("web.yaml"),
-                &cluster::web_manifest(&[(web.addr, "node2")]),
-            )?;
-            let url = format!("http://[{}]/", cluster::CLUSTER_IP);
-            let body = retry("a response through the ClusterIP", 30, || {
-                cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
-            })?;
-            show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
-            if !body.contains("node2") {
-                bail!("unexpected response through the ClusterIP: {body}");
-            }
-            Ok(())
-        },
+        || cluster_ip(&manifests, web, client),
     )?;
-
     steps.run(
         "NodePort from outside the cluster, to node1 (the backend is on node2)",
-        || {
-            let url = format!("http://[{}]:{}/", net::NODES[0].v6, cluster::NODE_PORT);
-            let body = retry("a response through the NodePort", 20, || {
-                cluster::http_get(&network.outside, &url)
-            })?;
-            show(&format!("curl {url}   # from sld-outside"), &body);
-            Ok(())
-        },
+        || node_port(network),
     )?;
-
     steps.run(
         "NAT64 + DNS64: the IPv6-only pod fetches from the IPv4-only server by name",
-        || {
-            let lookup = cluster::pod_exec(client, &["nslookup", net::IPV4_ONLY_NAME])?;
-            show(
-                &format!("kubectl exec client -- nslookup {}", net::IPV4_ONLY_NAME),
-                &lookup,
-            );
-            let url = format!("http://{}/", net::IPV4_ONLY_NAME);
-            let body = retry("a response through NAT64", 20, || {
-                cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
-            })?;
-            show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
-            if !body.contains("IPv4-only internet") {
-                bail!("unexpected response through NAT64: {body}");
-            }
-            Ok(())
-        },
+        || nat64(client),
     )?;
-
     steps.run(
         "the agent's view (node1): sixlane-agent status, services, conntrack, nat64, ipam",
-        || {
-            let n1 = &nodes[0];
-            let ns = &network.nodes[0];
-            let ipam = n1.ipam_dir();
-            let ipam = ipam.to_string_lossy();
-            let state = n1.dir.join("state");
-            let state = state.to_string_lossy();
-            for args in [
-                vec!["status", "--state-dir", &state],
-                vec!["services"],
-                vec!["conntrack"],
-                vec!["nat64", "sessions"],
-                vec!["ipam", "--data-dir", &ipam],
-            ] {
-                let out = sh::output(&mut n1.agent_cmd(ns, &bins.agent, &args))?;
-                show(&format!("sixlane-agent {}", args.join(" ")), &out);
-            }
-            Ok(())
-        },
+        || agent_view(&nodes[0], &network.nodes[0], bins),
     )?;
-
     steps.run("metrics excerpt (node1, Prometheus text format)", || {
-        let text = cluster::http_get(
-            &network.nodes[0],
-            &format!("http://{}/metrics", cluster::METRICS),
-        )?;
-        // Datapath counters by reason, table fill levels, what was reconciled.
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                (l.starts_with("sixlane_datapath_packets_total")
-                    || l.starts_with("sixlane_map_entries")
-                    || l.starts_with("sixlane_services")
-                    || l.starts_with("sixlane_backends"))
-                    && !l.ends_with(" 0")
-            })
-            .collect();
-        if !lines.iter().any(|l| l.starts_with("sixlane_datapath_packets_total")) {
-            bail!("no datapath counters in the metrics:\n{text}");
-        }
-        show(
-            "curl http://[::1]:9660/metrics | grep -E 'datapath_packets|map_entries|services|backends'  # non-zero",
-            &lines.join("\n"),
-        );
-        Ok(())
+        metrics(&network.nodes[0])
     })?;
 
     if keep {
@@ -403,20 +263,198 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
     let network = world.network.as_ref().expect("built above");
     steps.run(
         "pods stop: containerd runs CNI DEL, reservations and veths go away",
-        || {
-            let nodes = &world.nodes;
-            let (web, client) = world.pods.split_at_mut(1);
-            cluster::stop_pod(&nodes[0], &mut client[0])?;
-            cluster::stop_pod(&nodes[1], &mut web[0])?;
-            for (n, ns) in nodes.iter().zip(&network.nodes) {
-                let ipam = n.ipam_dir();
-                let ipam = ipam.to_string_lossy();
-                let out =
-                    sh::output(&mut n.agent_cmd(ns, &bins.agent, &["ipam", "--data-dir", &ipam]))?;
-                show(&format!("sixlane-agent ipam   # {}", n.spec.name), &out);
-            }
-            Ok(())
-        },
+        || stop_pods(&world.nodes, &mut world.pods, network, bins),
+    )
+}
+
+/// The namespaces: fabric, nodes, outside client, IPv4-only internet, DNS and DNS64.
+fn build_network(dir: &Path) -> anyhow::Result<net::Network> {
+    let n = net::build(dir)?;
+    println!(
+        "  nodes fd00:100::11 (node1) and fd00:100::12 (node2); internet 198.19.0.0/24 (IPv4 only)"
+    );
+    println!(
+        "  DNS64 resolver {} synthesizes AAAA in {} for A-only names",
+        net::DNS64,
+        net::NAT64_PREFIX
+    );
+    Ok(n)
+}
+
+/// A busybox image with the applets the pods run, resolving through the DNS64 server.
+fn pod_image(dir: &Path) -> anyhow::Result<PathBuf> {
+    let resolv = format!("nameserver {}\noptions timeout:2 attempts:2\n", net::DNS64);
+    containerd::busybox_image(
+        &dir.join("image"),
+        &[
+            "sh", "sleep", "httpd", "wget", "nslookup", "ip", "cat", "hostname", "echo", "mkdir",
+            "ping6", "timeout",
+        ],
+        &[
+            ("/etc/resolv.conf", resolv.as_str()),
+            ("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"),
+        ],
+    )
+    .map_err(Into::into)
+}
+
+/// containerd and the agent on every node, then the routes the agent installed.
+fn start_nodes(
+    network: &net::Network,
+    dir: &Path,
+    bins: &cluster::Bins,
+    manifests: &Path,
+    image: &Path,
+) -> anyhow::Result<Vec<cluster::Node>> {
+    let mut v = Vec::new();
+    for (spec, ns) in net::NODES.iter().zip(&network.nodes) {
+        let node = cluster::start_node(ns, spec, dir, bins, manifests, image);
+        // A node that failed to start has already been torn down by its guards.
+        let node = node?;
+        println!(
+            "  {}: agent ready, pins under {}",
+            spec.name,
+            node.pins.display()
+        );
+        v.push(node);
+    }
+    show(
+        "ip -n sld-node1 -6 route show proto 108   # routes the agent installed",
+        &network.nodes[0].ip(&["-6", "route", "show", "proto", "108"])?,
+    );
+    Ok(v)
+}
+
+/// The web pod on node2 and the client on node1; their addresses and the client's routes.
+fn start_pods(nodes: &[cluster::Node]) -> anyhow::Result<(cluster::Pod, cluster::Pod)> {
+    let web = cluster::run_pod(
+        &nodes[1],
+        "web",
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo \"Hello from pod web on node2\" > /www/index.html && exec httpd -f -p [::]:8080 -h /www",
+        ],
     )?;
+    let client = cluster::run_pod(&nodes[0], "client", &["sleep", "3600"])?;
+    println!("  POD      NODE   IPV6 ADDRESS");
+    for p in [&web, &client] {
+        println!("  {:<8} {:<6} {}", p.name, p.node, p.addr);
+    }
+    show(
+        "kubectl exec client -- ip -6 route   # default via the host side, NAT64 prefix with mtu/advmss",
+        &cluster::pod_ip(&client, &["-6", "route"])?,
+    );
+    Ok((web, client))
+}
+
+/// The web Service appears; the client reaches the backend on the other node by ClusterIP.
+fn cluster_ip(manifests: &Path, web: &cluster::Pod, client: &cluster::Pod) -> anyhow::Result<()> {
+    cluster::write_manifest(
+        &manifests.join("web.yaml"),
+        &cluster::web_manifest(&[(web.addr, "node2")]),
+    )?;
+    let url = format!("http://[{}]/", cluster::CLUSTER_IP);
+    let body = retry("a response through the ClusterIP", 30, || {
+        cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
+    })?;
+    show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
+    if !body.contains("node2") {
+        bail!("unexpected response through the ClusterIP: {body}");
+    }
+    Ok(())
+}
+
+/// The outside client reaches the Service through node1's NodePort.
+fn node_port(network: &net::Network) -> anyhow::Result<()> {
+    let url = format!("http://[{}]:{}/", net::NODES[0].v6, cluster::NODE_PORT);
+    let body = retry("a response through the NodePort", 20, || {
+        cluster::http_get(&network.outside, &url)
+    })?;
+    show(&format!("curl {url}   # from sld-outside"), &body);
+    Ok(())
+}
+
+/// The client resolves the IPv4-only name through DNS64 and fetches from it through NAT64.
+fn nat64(client: &cluster::Pod) -> anyhow::Result<()> {
+    let lookup = cluster::pod_exec(client, &["nslookup", net::IPV4_ONLY_NAME])?;
+    show(
+        &format!("kubectl exec client -- nslookup {}", net::IPV4_ONLY_NAME),
+        &lookup,
+    );
+    let url = format!("http://{}/", net::IPV4_ONLY_NAME);
+    let body = retry("a response through NAT64", 20, || {
+        cluster::pod_exec(client, &["timeout", "5", "wget", "-qO-", &url])
+    })?;
+    show(&format!("kubectl exec client -- wget -qO- {url}"), &body);
+    if !body.contains("IPv4-only internet") {
+        bail!("unexpected response through NAT64: {body}");
+    }
+    Ok(())
+}
+
+/// The operator CLI's tables on one node.
+fn agent_view(n1: &cluster::Node, ns: &NetNs, bins: &cluster::Bins) -> anyhow::Result<()> {
+    let ipam = n1.ipam_dir();
+    let ipam = ipam.to_string_lossy();
+    let state = n1.dir.join("state");
+    let state = state.to_string_lossy();
+    for args in [
+        vec!["status", "--state-dir", &state],
+        vec!["services"],
+        vec!["conntrack"],
+        vec!["nat64", "sessions"],
+        vec!["ipam", "--data-dir", &ipam],
+    ] {
+        let out = sh::output(&mut n1.agent_cmd(ns, &bins.agent, &args))?;
+        show(&format!("sixlane-agent {}", args.join(" ")), &out);
+    }
+    Ok(())
+}
+
+/// The non-zero datapath counters, table fill levels and service counts of one node's
+/// metrics endpoint.
+fn metrics(ns: &NetNs) -> anyhow::Result<()> {
+    let text = cluster::http_get(ns, &format!("http://{}/metrics", cluster::METRICS))?;
+    // Datapath counters by reason, table fill levels, what was reconciled.
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            (l.starts_with("sixlane_datapath_packets_total")
+                || l.starts_with("sixlane_map_entries")
+                || l.starts_with("sixlane_services")
+                || l.starts_with("sixlane_backends"))
+                && !l.ends_with(" 0")
+        })
+        .collect();
+    if !lines
+        .iter()
+        .any(|l| l.starts_with("sixlane_datapath_packets_total"))
+    {
+        bail!("no datapath counters in the metrics:\n{text}");
+    }
+    show(
+        "curl http://[::1]:9660/metrics | grep -E 'datapath_packets|map_entries|services|backends'  # non-zero",
+        &lines.join("\n"),
+    );
+    Ok(())
+}
+
+/// Stops the pods (containerd runs CNI DEL) and shows the emptied IPAM stores.
+fn stop_pods(
+    nodes: &[cluster::Node],
+    pods: &mut [cluster::Pod],
+    network: &net::Network,
+    bins: &cluster::Bins,
+) -> anyhow::Result<()> {
+    let (web, client) = pods.split_at_mut(1);
+    cluster::stop_pod(&nodes[0], &mut client[0])?;
+    cluster::stop_pod(&nodes[1], &mut web[0])?;
+    for (n, ns) in nodes.iter().zip(&network.nodes) {
+        let ipam = n.ipam_dir();
+        let ipam = ipam.to_string_lossy();
+        let out = sh::output(&mut n.agent_cmd(ns, &bins.agent, &["ipam", "--data-dir", &ipam]))?;
+        show(&format!("sixlane-agent ipam   # {}", n.spec.name), &out);
+    }
     Ok(())
 }

@@ -2,7 +2,10 @@
 //! counters; table or `--json`), and the operations a node without the daemon needs (program
 //! the maps from a configuration file, collect garbage, attach the programs).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use sixlane_attach::tcx;
@@ -54,7 +57,7 @@ pub enum Cmd {
 }
 
 /// Configuration file given to `show` for timeouts, else none (expiry column then shows 0).
-fn load(path: &PathBuf) -> anyhow::Result<Nat64Config> {
+fn load(path: &Path) -> anyhow::Result<Nat64Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let cfg = Nat64Config::from_yaml(&text)?;
@@ -124,118 +127,120 @@ fn print_sessions(rows: &[state::SessionRow]) {
 }
 
 pub fn run(layout: &PinLayout, json: bool, args: Args) -> anyhow::Result<()> {
-    let cmd = args.cmd.unwrap_or(Cmd::Show);
+    match args.cmd.unwrap_or(Cmd::Show) {
+        Cmd::Apply { config } => apply(layout, json, &config),
+        Cmd::Gc { config, every } => collect(layout, json, &config, every),
+        Cmd::Attach { pod, uplink } => attach(layout, &pod, uplink.as_deref()),
+        cmd @ (Cmd::Show | Cmd::Bindings | Cmd::Sessions | Cmd::Counters) => {
+            show(layout, json, &cmd)
+        }
+    }
+}
+
+/// `show`, `bindings`, `sessions`, `counters`: state read from the pinned maps, as tables or
+/// JSON.
+fn show(layout: &PinLayout, json: bool, cmd: &Cmd) -> anyhow::Result<()> {
+    let now = state::monotonic_ns();
+    let dp = state::read_config(layout).context("reading the NAT64 configuration map")?;
+    let prefix = Prefix::new(dp.prefix, dp.prefix_len).unwrap_or(Prefix {
+        addr: dp.prefix,
+        len: 96,
+    });
+    let bindings =
+        || -> anyhow::Result<_> { Ok(state::binding_rows(&state::bindings(layout)?, now)) };
+    let sessions = || -> anyhow::Result<_> {
+        Ok(state::session_rows(
+            None,
+            &prefix,
+            &state::sessions(layout)?,
+            now,
+        ))
+    };
     match cmd {
-        Cmd::Show | Cmd::Bindings | Cmd::Sessions | Cmd::Counters => {
-            let now = state::monotonic_ns();
-            let dp = state::read_config(layout).context("reading the NAT64 configuration map")?;
-            let prefix = Prefix::new(dp.prefix, dp.prefix_len).unwrap_or(Prefix {
-                addr: dp.prefix,
-                len: 96,
-            });
-            let bindings =
-                || -> anyhow::Result<_> { Ok(state::binding_rows(&state::bindings(layout)?, now)) };
-            let sessions = || -> anyhow::Result<_> {
-                Ok(state::session_rows(
-                    None,
-                    &prefix,
-                    &state::sessions(layout)?,
-                    now,
-                ))
+        Cmd::Bindings => print(json, &bindings()?, |b| print_bindings(b)),
+        Cmd::Sessions => print(json, &sessions()?, |s| print_sessions(s)),
+        Cmd::Counters => print(json, &counters(layout)?, |c| print_counters(c)),
+        _ => {
+            let all = Everything {
+                counters: counters(layout)?,
+                bindings: bindings()?,
+                sessions: sessions()?,
             };
-            match cmd {
-                Cmd::Bindings => {
-                    let b = bindings()?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&b)?);
-                    } else {
-                        print_bindings(&b);
-                    }
-                }
-                Cmd::Sessions => {
-                    let s = sessions()?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&s)?);
-                    } else {
-                        print_sessions(&s);
-                    }
-                }
-                Cmd::Counters => {
-                    let c = counters(layout)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&c)?);
-                    } else {
-                        print_counters(&c);
-                    }
-                }
-                _ => {
-                    let all = Everything {
-                        counters: counters(layout)?,
-                        bindings: bindings()?,
-                        sessions: sessions()?,
-                    };
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&all)?);
-                    } else {
-                        println!(
-                            "prefix {}/{}",
-                            std::net::Ipv6Addr::from(prefix.addr),
-                            prefix.len
-                        );
-                        print_counters(&all.counters);
-                        println!();
-                        print_bindings(&all.bindings);
-                        println!();
-                        print_sessions(&all.sessions);
-                    }
-                }
-            }
-        }
-        Cmd::Apply { config } => {
-            let cfg = load(&config)?;
-            let r = state::apply(layout, &cfg)?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
+            print(json, &all, |all| {
                 println!(
-                    "nat64 {:?}, prefix {}: {} source CIDR(s) added, {} removed",
-                    cfg.mode, cfg.prefix, r.sources_added, r.sources_removed
+                    "prefix {}/{}",
+                    std::net::Ipv6Addr::from(prefix.addr),
+                    prefix.len
                 );
-            }
+                print_counters(&all.counters);
+                println!();
+                print_bindings(&all.bindings);
+                println!();
+                print_sessions(&all.sessions);
+            })
         }
-        Cmd::Gc { config, every } => {
-            let cfg = load(&config)?;
-            loop {
-                let r = gc::collect(layout, &cfg)?;
-                if json {
-                    println!("{}", serde_json::to_string(&r)?);
-                } else {
-                    println!(
-                        "sessions: {} kept, {} expired, {} orphans; bindings: {} kept, {} removed",
-                        r.sessions, r.sessions_expired, r.orphans, r.bindings, r.bindings_removed
-                    );
-                }
-                match every {
-                    Some(s) => std::thread::sleep(Duration::from_secs(s.max(1))),
-                    None => break,
-                }
-            }
+    }
+}
+
+/// Prints `v` as pretty JSON or with `table`.
+fn print<T: serde::Serialize>(json: bool, v: &T, table: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        table(v);
+    }
+    Ok(())
+}
+
+/// `apply`: programs the NAT64 maps from a configuration file.
+fn apply(layout: &PinLayout, json: bool, config: &Path) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let r = state::apply(layout, &cfg)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "nat64 {:?}, prefix {}: {} source CIDR(s) added, {} removed",
+            cfg.mode, cfg.prefix, r.sources_added, r.sources_removed
+        );
+    }
+    Ok(())
+}
+
+/// `gc`: one collection, or one every `every` seconds until killed.
+fn collect(
+    layout: &PinLayout,
+    json: bool,
+    config: &Path,
+    every: Option<u64>,
+) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    loop {
+        let r = gc::collect(layout, &cfg)?;
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "sessions: {} kept, {} expired, {} orphans; bindings: {} kept, {} removed",
+                r.sessions, r.sessions_expired, r.orphans, r.bindings, r.bindings_removed
+            );
         }
-        Cmd::Attach { pod, uplink } => {
-            for iface in &pod {
-                for (prog, h) in POD_PROGRAMS {
-                    let what = tcx::attach_pinned(layout, prog, iface, h)
-                        .with_context(|| format!("attaching {prog} to {iface}"))?;
-                    println!("{iface}: {prog} {what:?}");
-                }
-            }
-            if let Some(iface) = uplink {
-                for (prog, h) in UPLINK_PROGRAMS {
-                    let what = tcx::attach_pinned(layout, prog, &iface, h)
-                        .with_context(|| format!("attaching {prog} to {iface}"))?;
-                    println!("{iface}: {prog} {what:?}");
-                }
-            }
+        match every {
+            Some(s) => std::thread::sleep(Duration::from_secs(s.max(1))),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `attach`: the pod programs to each of `pod`, the uplink programs to `uplink`.
+fn attach(layout: &PinLayout, pod: &[String], uplink: Option<&str>) -> anyhow::Result<()> {
+    let pods = pod.iter().map(|iface| (iface.as_str(), &POD_PROGRAMS[..]));
+    let up = uplink.map(|iface| (iface, &UPLINK_PROGRAMS[..]));
+    for (iface, programs) in pods.chain(up) {
+        for &(prog, h) in programs {
+            let what = tcx::attach_pinned(layout, prog, iface, h)
+                .with_context(|| format!("attaching {prog} to {iface}"))?;
+            println!("{iface}: {prog} {what:?}");
         }
     }
     Ok(())

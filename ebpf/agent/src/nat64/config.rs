@@ -30,7 +30,10 @@ use sixlane_common::nat64::{
     maps::{self, MAX_POOL_ADDRS, PortRange},
 };
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    error::{Problem, Problems},
+};
 
 /// What this node does with the NAT64 prefix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,19 +255,6 @@ impl Default for Nat64Config {
     }
 }
 
-/// One thing wrong with a configuration: the key (relative to `nat64`) and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub key: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "nat64.{}: {}", self.key, self.message)
-    }
-}
-
 /// The route pods get towards the prefix (CNI 1.1 route fields), sized so TCP never needs
 /// Packet Too Big when IPv4 paths are smaller than the pod link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,14 +271,12 @@ impl Nat64Config {
     /// Parses a YAML document holding either the `nat64:` section alone or a whole agent
     /// configuration with a `nat64:` key.
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let invalid = |m: String| Error::Nat64Config(vec![m]);
-        let v: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(Error::Nat64Parse)?;
         let section = match v.get("nat64") {
             Some(n) => n.clone(),
             None => v,
         };
-        serde_yaml_ng::from_value(section).map_err(|e| invalid(e.to_string()))
+        serde_yaml_ng::from_value(section).map_err(Error::Nat64Parse)
     }
 
     /// The prefix as RFC 6052 sees it, if its length is valid.
@@ -301,99 +289,25 @@ impl Nat64Config {
         self.rfc6052_prefix().is_some_and(|p| p.is_wkp())
     }
 
-    /// Everything wrong with the configuration, all at once (empty: valid).
+    /// Everything wrong with the configuration, all at once (empty: valid). Keys are relative
+    /// to `nat64`.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        let mut bad = |key: &'static str, message: String| p.push(Problem { key, message });
-        let len = self.prefix.prefix_len();
-        if !addr::valid_len(len) {
-            bad(
-                "prefix",
-                format!(
-                    "{} has length /{len}; RFC 6052 allows /32, /40, /48, /56, /64 or /96",
-                    self.prefix
-                ),
-            );
-        } else if self.prefix.trunc() != self.prefix {
-            bad(
-                "prefix",
-                format!("{} has bits set beyond /{len}", self.prefix),
-            );
-        } else if len == 96 && self.prefix.network().octets()[8] != 0 {
-            bad(
-                "prefix",
-                format!(
-                    "{}: bits 64-71 (the u-octet) must be zero (RFC 6052 §2.2)",
-                    self.prefix
-                ),
-            );
-        }
+        let mut p = Problems::new("nat64");
+        self.prefix_problems(&mut p);
         match self.mode {
             Mode::Off => {}
-            Mode::Translate => {
-                if self.pool.is_empty() {
-                    bad(
-                        "pool",
-                        "translate mode needs at least one IPv4 address".into(),
-                    );
-                }
-                if self.pool.len() > MAX_POOL_ADDRS {
-                    bad(
-                        "pool",
-                        format!(
-                            "{} addresses; the datapath holds at most {MAX_POOL_ADDRS}",
-                            self.pool.len()
-                        ),
-                    );
-                }
-                let unique: BTreeSet<_> = self.pool.iter().collect();
-                if unique.len() != self.pool.len() {
-                    bad("pool", "addresses must be distinct".into());
-                }
-                for a in &self.pool {
-                    if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()
-                    {
-                        bad("pool", format!("{a} cannot be a source address"));
-                    }
-                }
-                if self.pod_cidrs.is_empty() {
-                    bad(
-                        "podCIDRs",
-                        "list the pod CIDRs allowed to use NAT64 (nothing else is translated)"
-                            .into(),
-                    );
-                }
-                for (key, span, min) in [
-                    ("ports.tcp", self.ports.tcp, 1),
-                    ("ports.udp", self.ports.udp, 1),
-                    ("ports.icmp", self.ports.icmp, 0),
-                ] {
-                    if span.is_empty() || span.lo < min {
-                        bad(key, format!("{span} is not a usable range"));
-                    }
-                }
-                for (key, secs) in [
-                    ("timeouts.udp", self.timeouts.udp),
-                    ("timeouts.tcpEstablished", self.timeouts.tcp_established),
-                    ("timeouts.tcpTransitory", self.timeouts.tcp_transitory),
-                    ("timeouts.icmp", self.timeouts.icmp),
-                ] {
-                    if secs == 0 {
-                        bad(key, "must be at least one second".into());
-                    }
-                }
-            }
+            Mode::Translate => self.translate_problems(&mut p),
             Mode::Route => {
                 if self.gateway.is_none() {
-                    bad(
+                    p.add(
                         "gateway",
-                        "route mode needs the address of a translating node".into(),
+                        "route mode needs the address of a translating node",
                     );
                 }
             }
         }
         if !(1260..=65535).contains(&self.ipv4_mtu) {
-            bad(
+            p.add(
                 "ipv4Mtu",
                 format!(
                     "{} is outside 1260-65535 (IPv6's 1280 minus the 20-byte header difference)",
@@ -403,13 +317,91 @@ impl Nat64Config {
         }
         for c in &self.pod_cidrs {
             if c.trunc() != *c {
-                bad("podCIDRs", format!("{c} has host bits set"));
+                p.add("podCIDRs", format!("{c} has host bits set"));
             }
         }
         if self.pod_cidrs.len() > 256 {
-            bad("podCIDRs", "at most 256 CIDRs".into());
+            p.add("podCIDRs", "at most 256 CIDRs");
         }
-        p
+        p.into_vec()
+    }
+
+    /// RFC 6052's rules for the prefix (one problem at most: each rule assumes the previous).
+    fn prefix_problems(&self, p: &mut Problems) {
+        let len = self.prefix.prefix_len();
+        if !addr::valid_len(len) {
+            p.add(
+                "prefix",
+                format!(
+                    "{} has length /{len}; RFC 6052 allows /32, /40, /48, /56, /64 or /96",
+                    self.prefix
+                ),
+            );
+        } else if self.prefix.trunc() != self.prefix {
+            p.add(
+                "prefix",
+                format!("{} has bits set beyond /{len}", self.prefix),
+            );
+        } else if len == 96 && self.prefix.network().octets()[8] != 0 {
+            p.add(
+                "prefix",
+                format!(
+                    "{}: bits 64-71 (the u-octet) must be zero (RFC 6052 §2.2)",
+                    self.prefix
+                ),
+            );
+        }
+    }
+
+    /// What a translating node needs: a pool the datapath can hold, the sources it serves,
+    /// usable port ranges and timeouts.
+    fn translate_problems(&self, p: &mut Problems) {
+        if self.pool.is_empty() {
+            p.add("pool", "translate mode needs at least one IPv4 address");
+        }
+        if self.pool.len() > MAX_POOL_ADDRS {
+            p.add(
+                "pool",
+                format!(
+                    "{} addresses; the datapath holds at most {MAX_POOL_ADDRS}",
+                    self.pool.len()
+                ),
+            );
+        }
+        let unique: BTreeSet<_> = self.pool.iter().collect();
+        if unique.len() != self.pool.len() {
+            p.add("pool", "addresses must be distinct");
+        }
+        for a in &self.pool {
+            if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback() {
+                p.add("pool", format!("{a} cannot be a source address"));
+            }
+        }
+        if self.pod_cidrs.is_empty() {
+            p.add(
+                "podCIDRs",
+                "list the pod CIDRs allowed to use NAT64 (nothing else is translated)",
+            );
+        }
+        for (key, span, min) in [
+            ("ports.tcp", self.ports.tcp, 1),
+            ("ports.udp", self.ports.udp, 1),
+            ("ports.icmp", self.ports.icmp, 0),
+        ] {
+            if span.is_empty() || span.lo < min {
+                p.add(key, format!("{span} is not a usable range"));
+            }
+        }
+        for (key, secs) in [
+            ("timeouts.udp", self.timeouts.udp),
+            ("timeouts.tcpEstablished", self.timeouts.tcp_established),
+            ("timeouts.tcpTransitory", self.timeouts.tcp_transitory),
+            ("timeouts.icmp", self.timeouts.icmp),
+        ] {
+            if secs == 0 {
+                p.add(key, "must be at least one second");
+            }
+        }
     }
 
     /// Checks the configuration; the error lists every problem.
@@ -418,9 +410,7 @@ impl Nat64Config {
         if p.is_empty() {
             Ok(())
         } else {
-            Err(Error::Nat64Config(
-                p.iter().map(ToString::to_string).collect(),
-            ))
+            Err(Error::Nat64Config(p))
         }
     }
 
@@ -428,9 +418,13 @@ impl Nat64Config {
     /// hash (kept across restarts by the map programmer).
     pub fn datapath(&self, hash_key: [u32; 4]) -> Result<maps::Config> {
         self.validate()?;
-        let prefix = self
-            .rfc6052_prefix()
-            .ok_or_else(|| Error::Nat64Config(vec!["nat64.prefix: invalid".into()]))?;
+        let prefix = self.rfc6052_prefix().ok_or_else(|| {
+            Error::Nat64Config(vec![Problem {
+                section: "nat64",
+                key: "prefix",
+                message: "invalid".into(),
+            }])
+        })?;
         let mut c = maps::Config {
             prefix: prefix.addr,
             prefix_len: prefix.len,
@@ -580,6 +574,14 @@ ipv4Mtu: 1460
         assert!(Nat64Config::from_yaml("pools: [198.18.0.1]").is_err());
         assert!(Nat64Config::from_yaml("timeouts: {tcp: 5}").is_err());
         assert!(Nat64Config::from_yaml("ports: 10-x").is_err());
+    }
+
+    #[test]
+    fn a_parse_error_is_reported_once() {
+        let e = anyhow::Error::from(Nat64Config::from_yaml("pools: [198.18.0.1]").unwrap_err());
+        let e = format!("{e:#}");
+        assert!(e.starts_with("invalid NAT64 configuration: "), "{e}");
+        assert_eq!(e.matches("unknown field `pools`").count(), 1, "{e}");
     }
 
     #[test]

@@ -105,86 +105,101 @@ impl Metrics {
                 node: node.into(),
             }),
         );
-        r.register(
-            "reconcile_duration_seconds",
-            "Time from a source change being picked up to the sink having applied the new state",
-            m.reconcile_duration.clone(),
-        );
-        r.register(
-            "reconciles",
-            "Desired states built and applied",
-            m.reconciles.clone(),
-        );
-        r.register(
-            "reconcile_errors",
-            "Desired states the service sink failed to apply (retried with backoff)",
-            m.reconcile_errors.clone(),
-        );
-        r.register(
-            "services",
-            "Services in the last desired state",
-            m.services.clone(),
-        );
-        r.register(
-            "backends",
-            "Backends (service port x endpoint) in the last desired state",
-            m.backends.clone(),
-        );
-        r.register(
-            "held_services",
-            "Services whose EndpointSlices vanished and whose previous backends are held",
-            m.held_services.clone(),
-        );
-        r.register(
-            "k8s_watch_events",
-            "Watch events received, by kind and event",
-            m.watch_events.clone(),
-        );
-        r.register(
-            "k8s_watch_errors",
-            "Watch/list errors (the watcher reconnects with backoff; 410 Gone relists)",
-            m.watch_errors.clone(),
-        );
-        r.register(
-            "k8s_watch_synced",
-            "1 once a kind has been listed completely (and after every relist)",
-            m.watch_synced.clone(),
-        );
-        r.register(
-            "k8s_watch_last_event_timestamp_seconds",
-            "Unix time of the last event or relist per kind",
-            m.watch_last_event.clone(),
-        );
-        r.register(
-            "objects",
-            "Objects in the store, by kind",
-            m.objects.clone(),
-        );
-        r.register(
-            "manifest_errors",
-            "Static manifest directory reads that failed (the previous snapshot stays)",
-            m.manifest_errors.clone(),
-        );
-        r.register(
-            "routes",
-            "Pod CIDR routes to other nodes installed",
-            m.routes.clone(),
-        );
-        r.register(
-            "route_errors",
-            "Failed route updates",
-            m.route_errors.clone(),
-        );
-        r.register(
-            "proxy_healthz",
-            "kube-proxy-compatible healthz answers, by HTTP code",
-            m.health_checks.clone(),
-        );
+        m.register_reconcile(&mut r);
+        m.register_sources(&mut r);
+        m.register_node(&mut r);
         if let Some(pins) = pins {
             r.register_collector(Box::new(DatapathCollector { pins }));
         }
         *m.registry.lock().expect("poisoned") = r;
         m
+    }
+
+    /// Reconciles and what they published.
+    fn register_reconcile(&self, r: &mut Registry) {
+        r.register(
+            "reconcile_duration_seconds",
+            "Time from a source change being picked up to the sink having applied the new state",
+            self.reconcile_duration.clone(),
+        );
+        r.register(
+            "reconciles",
+            "Desired states built and applied",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Desired states the service sink failed to apply (retried with backoff)",
+            self.reconcile_errors.clone(),
+        );
+        r.register(
+            "services",
+            "Services in the last desired state",
+            self.services.clone(),
+        );
+        r.register(
+            "backends",
+            "Backends (service port x endpoint) in the last desired state",
+            self.backends.clone(),
+        );
+        r.register(
+            "held_services",
+            "Services whose EndpointSlices vanished and whose previous backends are held",
+            self.held_services.clone(),
+        );
+    }
+
+    /// The sources: watch events and errors, listing state, objects held.
+    fn register_sources(&self, r: &mut Registry) {
+        r.register(
+            "k8s_watch_events",
+            "Watch events received, by kind and event",
+            self.watch_events.clone(),
+        );
+        r.register(
+            "k8s_watch_errors",
+            "Watch/list errors (the watcher reconnects with backoff; 410 Gone relists)",
+            self.watch_errors.clone(),
+        );
+        r.register(
+            "k8s_watch_synced",
+            "1 once a kind has been listed completely (and after every relist)",
+            self.watch_synced.clone(),
+        );
+        r.register(
+            "k8s_watch_last_event_timestamp_seconds",
+            "Unix time of the last event or relist per kind",
+            self.watch_last_event.clone(),
+        );
+        r.register(
+            "objects",
+            "Objects in the store, by kind",
+            self.objects.clone(),
+        );
+        r.register(
+            "manifest_errors",
+            "Static manifest directory reads that failed (the previous snapshot stays)",
+            self.manifest_errors.clone(),
+        );
+    }
+
+    /// The node: pod CIDR routes and kube-proxy healthz answers.
+    fn register_node(&self, r: &mut Registry) {
+        r.register(
+            "routes",
+            "Pod CIDR routes to other nodes installed",
+            self.routes.clone(),
+        );
+        r.register(
+            "route_errors",
+            "Failed route updates",
+            self.route_errors.clone(),
+        );
+        r.register(
+            "proxy_healthz",
+            "kube-proxy-compatible healthz answers, by HTTP code",
+            self.health_checks.clone(),
+        );
     }
 
     /// Registers a plain instrument under `sixlane_<name>`.

@@ -301,31 +301,21 @@ pub fn contribute(
     owners: &Owners,
     skipped: &mut Vec<Skip>,
 ) -> Contribution {
+    let mut c = Contributor {
+        svc,
+        node,
+        old,
+        ids,
+        owners,
+        skipped,
+        affinity_secs: svc
+            .session_affinity
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)),
+    };
     let mut out = Contribution {
         ports: Vec::with_capacity(svc.ports.len()),
         echo: Vec::new(),
     };
-    let affinity_secs = svc
-        .session_affinity
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1));
-    let free = |key: &SvcKey, skipped: &mut Vec<Skip>| match owners.get(key) {
-        Some(owner) if **owner != svc.id => {
-            skipped.push(Skip::Conflict {
-                key: *key,
-                owner: (**owner).clone(),
-            });
-            false
-        }
-        _ => true,
-    };
-    let old_frontend = |ident: &(SvcKey, u8)| -> Option<u32> {
-        old?.ports
-            .iter()
-            .flat_map(|p| p.frontends.iter())
-            .find(|f| frontend_identity(&f.rev) == *ident)
-            .map(|f| f.id)
-    };
-
     for p in &svc.ports {
         let key = PortKey {
             proto: p.protocol.number(),
@@ -334,34 +324,95 @@ pub fn contribute(
         if out.ports.iter().any(|q| q.key == key) {
             continue;
         }
-        let old_port = old.and_then(|c| c.ports.iter().find(|q| q.key == key));
-        let Some(id) = old_port.map(|o| o.id).or_else(|| ids.svc_port.take()) else {
-            skipped.push(Skip::Exhausted("service ports"));
-            continue;
-        };
+        if let Some(plan) = c.port(p, key) {
+            out.ports.push(plan);
+        }
+    }
+    if let Some(first) = out.ports.first().map(|p| p.id) {
+        out.echo = c.echo(first);
+    }
+    out
+}
 
-        // Backends, their ids (reused by address and port), and the two active sets.
+/// One Service's [`contribute`]: its inputs, and the id spaces and skip list it updates.
+struct Contributor<'a> {
+    svc: &'a model::Service,
+    node: &'a NodeState,
+    old: Option<&'a Contribution>,
+    ids: &'a mut Ids,
+    owners: &'a Owners,
+    skipped: &'a mut Vec<Skip>,
+    /// ClientIP affinity timeout; `None`: no affinity.
+    affinity_secs: Option<u32>,
+}
+
+impl Contributor<'_> {
+    /// Whether this Service may use `key`; a key another Service owns is reported as skipped.
+    fn free(&mut self, key: &SvcKey) -> bool {
+        match self.owners.get(key) {
+            Some(owner) if **owner != self.svc.id => {
+                self.skipped.push(Skip::Conflict {
+                    key: *key,
+                    owner: (**owner).clone(),
+                });
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The id the frontend `ident` had, so its reverse-NAT entry (and conntrack) stays valid.
+    fn old_frontend(&self, ident: &(SvcKey, u8)) -> Option<u32> {
+        self.old?
+            .ports
+            .iter()
+            .flat_map(|p| p.frontends.iter())
+            .find(|f| frontend_identity(&f.rev) == *ident)
+            .map(|f| f.id)
+    }
+
+    /// One service port: its id (kept from `old`), backends, slot groups and frontends. `None`
+    /// when no service-port id is left.
+    fn port(&mut self, p: &model::ServicePort, key: PortKey) -> Option<PortPlan> {
+        let old_port = self.old.and_then(|c| c.ports.iter().find(|q| q.key == key));
+        let Some(id) = old_port.map(|o| o.id).or_else(|| self.ids.svc_port.take()) else {
+            self.skipped.push(Skip::Exhausted("service ports"));
+            return None;
+        };
+        let PortBackends {
+            backends,
+            slots,
+            fallback,
+        } = self.backends(p, id, old_port);
+        let groups = Groups {
+            svc_port: id,
+            counts: [slots[0].len(), slots[1].len()],
+            fallback,
+            affinity_secs: self.affinity_secs,
+        };
+        let wanted = wanted_frontends(self.svc, self.node, p);
+        let frontends = self.frontends(wanted, p.protocol.number(), &groups);
+        Some(PortPlan {
+            key,
+            id,
+            info: port_info(&self.svc.id, p),
+            backends,
+            slots,
+            frontends,
+        })
+    }
+
+    /// The port's backends, ids reused by address and port, and its two slot groups.
+    fn backends(
+        &mut self,
+        p: &model::ServicePort,
+        id: u32,
+        old_port: Option<&PortPlan>,
+    ) -> PortBackends {
         let uniq = unique_backends(p);
         let (cluster, cluster_fallback) = active(uniq.iter().copied());
         let (local, local_fallback) = active(uniq.iter().copied().filter(|b| b.local));
-        let old_ids: Option<HashMap<(Ipv6Addr, u16), u32>> =
-            old_port.filter(|o| o.backends.len() > 16).map(|o| {
-                o.backends
-                    .iter()
-                    .map(|(id, b)| ((Ipv6Addr::from(b.addr), u16::from_be(b.port)), *id))
-                    .collect()
-            });
-        let old_id = |b: &model::Backend| -> Option<u32> {
-            match (&old_ids, old_port) {
-                (Some(m), _) => m.get(&(b.addr, b.port)).copied(),
-                (None, Some(o)) => o
-                    .backends
-                    .iter()
-                    .find(|(_, ob)| ob.addr == b.addr.octets() && ob.port == b.port.to_be())
-                    .map(|(id, _)| *id),
-                (None, None) => None,
-            }
-        };
+        let old_ids = OldBackendIds::of(old_port);
         let mut backends: Vec<(u32, Backend)> = Vec::with_capacity(cluster.len());
         // Ids of the cluster set, then of the local set, in set order.
         let mut cluster_ids = Vec::with_capacity(cluster.len());
@@ -376,8 +427,8 @@ pub fn contribute(
                     out_ids.push(*bid);
                     continue;
                 }
-                let Some(bid) = old_id(b).or_else(|| ids.backend.take()) else {
-                    skipped.push(Skip::Exhausted("backends"));
+                let Some(bid) = old_ids.get(b).or_else(|| self.ids.backend.take()) else {
+                    self.skipped.push(Skip::Exhausted("backends"));
                     continue;
                 };
                 backends.push((bid, entry));
@@ -389,82 +440,16 @@ pub fn contribute(
             stable_slots(old_port.map(|o| &o.slots[0]), &cluster_ids),
             stable_slots(old_port.map(|o| &o.slots[1]), &local_ids),
         ];
+        PortBackends {
+            backends,
+            slots,
+            fallback: [cluster_fallback, local_fallback],
+        }
+    }
 
-        let base = if affinity_secs.is_some() {
-            svc_flags::AFFINITY
-        } else {
-            0
-        };
-        let any = !slots[0].is_empty();
-        let entry = |local_set: bool, extra: u16, fe: u32| -> Service {
-            let (n, fallback) = if local_set {
-                (slots[1].len(), local_fallback)
-            } else {
-                (slots[0].len(), cluster_fallback)
-            };
-            let mut flags = base | extra;
-            if fallback && n > 0 {
-                flags |= svc_flags::FALLBACK;
-            }
-            if local_set {
-                flags |= svc_flags::LOCAL_ONLY;
-                if n == 0 && any {
-                    flags |= svc_flags::DROP_EMPTY;
-                }
-            }
-            Service {
-                group: group(id, local_set),
-                count: n.min(usize::from(u16::MAX)) as u16,
-                flags,
-                rev_nat: fe,
-                svc_port: id,
-                affinity_secs: affinity_secs.unwrap_or(DEFAULT_AFFINITY_SECS),
-                _pad: 0,
-            }
-        };
-
-        let proto = p.protocol.number();
-        let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
-        let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
-        let external_extra = if etp_local { 0 } else { svc_flags::SNAT_REMOTE };
-        let ext_scopes = |extra: u16| {
-            [
-                Some((scope::INTERNAL, false, extra)),
-                Some((scope::EXTERNAL, etp_local, extra | external_extra)),
-            ]
-        };
-        let node_ports = p.node_port.map_or(0, |_| node.addresses.len());
-        let mut wanted: Vec<Wanted> = Vec::with_capacity(
-            svc.cluster_ips.len()
-                + svc.external_ips.len()
-                + svc.load_balancer_ips.len()
-                + node_ports,
-        );
-        for a in &svc.cluster_ips {
-            wanted.push((
-                *a,
-                p.port,
-                frontend_kind::CLUSTER_IP,
-                [Some((scope::INTERNAL, itp_local, 0)), None],
-            ));
-        }
-        for a in &svc.external_ips {
-            wanted.push((*a, p.port, frontend_kind::EXTERNAL_IP, ext_scopes(0)));
-        }
-        for a in &svc.load_balancer_ips {
-            wanted.push((*a, p.port, frontend_kind::LOAD_BALANCER, ext_scopes(0)));
-        }
-        if let Some(np) = p.node_port {
-            for a in &node.addresses {
-                wanted.push((
-                    *a,
-                    np,
-                    frontend_kind::NODE_PORT,
-                    ext_scopes(svc_flags::NODE_PORT),
-                ));
-            }
-        }
-
+    /// The port's frontends: one per distinct (address, port, kind), with the scope entries
+    /// this Service may own, ids kept from `old`.
+    fn frontends(&mut self, wanted: Vec<Wanted>, proto: u8, groups: &Groups) -> Vec<FrontendPlan> {
         let mut frontends: Vec<FrontendPlan> = Vec::with_capacity(wanted.len());
         for (addr, port, kind, scopes) in wanted {
             let rev = RevNat {
@@ -472,7 +457,7 @@ pub fn contribute(
                 port: port.to_be(),
                 proto,
                 kind,
-                svc_port: id,
+                svc_port: groups.svc_port,
             };
             let ident = frontend_identity(&rev);
             if frontends.iter().any(|f| frontend_identity(&f.rev) == ident) {
@@ -486,15 +471,18 @@ pub fn contribute(
                     proto,
                     scope: sc,
                 };
-                if free(&key, skipped) {
-                    entries.push((key, entry(local_set, extra, 0)));
+                if self.free(&key) {
+                    entries.push((key, groups.entry(local_set, extra)));
                 }
             }
             if entries.is_empty() {
                 continue;
             }
-            let Some(fe) = old_frontend(&ident).or_else(|| ids.frontend.take()) else {
-                skipped.push(Skip::Exhausted("frontends"));
+            let Some(fe) = self
+                .old_frontend(&ident)
+                .or_else(|| self.ids.frontend.take())
+            else {
+                self.skipped.push(Skip::Exhausted("frontends"));
                 continue;
             };
             for (_, e) in &mut entries {
@@ -506,38 +494,38 @@ pub fn contribute(
                 entries,
             });
         }
-        out.ports.push(PortPlan {
-            key,
-            id,
-            info: port_info(&svc.id, p),
-            backends,
-            slots,
-            frontends,
-        });
+        frontends
     }
 
-    // Echo entries: every ClusterIP, external and LB address, owned through the first port.
-    if let Some(first) = out.ports.first().map(|p| p.id) {
+    /// Echo entries: every ClusterIP, external and LB address, owned through the first port.
+    fn echo(&mut self, first: u32) -> Vec<(SvcKey, Service)> {
         let echo = |a: &Ipv6Addr, sc: u8| SvcKey {
             addr: a.octets(),
             port: 0,
             proto: ICMPV6,
             scope: sc,
         };
-        let mut keys: Vec<SvcKey> = svc
+        let mut keys: Vec<SvcKey> = self
+            .svc
             .cluster_ips
             .iter()
             .map(|a| echo(a, scope::INTERNAL))
             .collect();
-        for a in svc.external_ips.iter().chain(&svc.load_balancer_ips) {
+        for a in self
+            .svc
+            .external_ips
+            .iter()
+            .chain(&self.svc.load_balancer_ips)
+        {
             keys.push(echo(a, scope::INTERNAL));
             keys.push(echo(a, scope::EXTERNAL));
         }
         keys.sort_unstable();
         keys.dedup();
+        let mut out = Vec::new();
         for key in keys {
-            if free(&key, skipped) {
-                out.echo.push((
+            if self.free(&key) {
+                out.push((
                     key,
                     Service {
                         flags: svc_flags::ECHO,
@@ -547,8 +535,136 @@ pub fn contribute(
                 ));
             }
         }
+        out
     }
-    out
+}
+
+/// A port's backends and the slot lists of its cluster-wide (0) and node-local (1) groups.
+struct PortBackends {
+    backends: Vec<(u32, Backend)>,
+    slots: [Vec<u32>; 2],
+    /// Whether each group holds terminating endpoints because none is ready.
+    fallback: [bool; 2],
+}
+
+/// The ids a port's backends had in `old`, by address and port: a map when the list is long,
+/// else a scan.
+enum OldBackendIds<'a> {
+    None,
+    Scan(&'a PortPlan),
+    Map(HashMap<(Ipv6Addr, u16), u32>),
+}
+
+impl<'a> OldBackendIds<'a> {
+    fn of(old_port: Option<&'a PortPlan>) -> Self {
+        match old_port {
+            None => Self::None,
+            Some(o) if o.backends.len() > 16 => Self::Map(
+                o.backends
+                    .iter()
+                    .map(|(id, b)| ((Ipv6Addr::from(b.addr), u16::from_be(b.port)), *id))
+                    .collect(),
+            ),
+            Some(o) => Self::Scan(o),
+        }
+    }
+
+    fn get(&self, b: &model::Backend) -> Option<u32> {
+        match self {
+            Self::None => None,
+            Self::Map(m) => m.get(&(b.addr, b.port)).copied(),
+            Self::Scan(o) => o
+                .backends
+                .iter()
+                .find(|(_, ob)| ob.addr == b.addr.octets() && ob.port == b.port.to_be())
+                .map(|(id, _)| *id),
+        }
+    }
+}
+
+/// A service port's two slot groups as its frontends' entries point at them.
+struct Groups {
+    svc_port: u32,
+    /// Slot counts of the cluster-wide (0) and node-local (1) groups.
+    counts: [usize; 2],
+    /// Whether each group holds terminating endpoints because none is ready.
+    fallback: [bool; 2],
+    affinity_secs: Option<u32>,
+}
+
+impl Groups {
+    /// The entry of one scope: the cluster-wide or the node-local group, plus `extra` flags;
+    /// its frontend id is filled in once known.
+    fn entry(&self, local_set: bool, extra: u16) -> Service {
+        let g = usize::from(local_set);
+        let n = self.counts[g];
+        let mut flags = extra;
+        if self.affinity_secs.is_some() {
+            flags |= svc_flags::AFFINITY;
+        }
+        if self.fallback[g] && n > 0 {
+            flags |= svc_flags::FALLBACK;
+        }
+        if local_set {
+            flags |= svc_flags::LOCAL_ONLY;
+            // Endpoints elsewhere but none here: drop rather than reject.
+            if n == 0 && self.counts[0] > 0 {
+                flags |= svc_flags::DROP_EMPTY;
+            }
+        }
+        Service {
+            group: group(self.svc_port, local_set),
+            count: n.min(usize::from(u16::MAX)) as u16,
+            flags,
+            rev_nat: 0,
+            svc_port: self.svc_port,
+            affinity_secs: self.affinity_secs.unwrap_or(DEFAULT_AFFINITY_SECS),
+            _pad: 0,
+        }
+    }
+}
+
+/// The frontends one port of `svc` wants: its ClusterIPs (internal scope), external and
+/// load-balancer IPs, and NodePorts on every node address (internal and external scopes).
+fn wanted_frontends(svc: &model::Service, node: &NodeState, p: &model::ServicePort) -> Vec<Wanted> {
+    let itp_local = svc.internal_traffic_policy == TrafficPolicy::Local;
+    let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
+    let external_extra = if etp_local { 0 } else { svc_flags::SNAT_REMOTE };
+    let ext_scopes = |extra: u16| {
+        [
+            Some((scope::INTERNAL, false, extra)),
+            Some((scope::EXTERNAL, etp_local, extra | external_extra)),
+        ]
+    };
+    let node_ports = p.node_port.map_or(0, |_| node.addresses.len());
+    let mut wanted: Vec<Wanted> = Vec::with_capacity(
+        svc.cluster_ips.len() + svc.external_ips.len() + svc.load_balancer_ips.len() + node_ports,
+    );
+    for a in &svc.cluster_ips {
+        wanted.push((
+            *a,
+            p.port,
+            frontend_kind::CLUSTER_IP,
+            [Some((scope::INTERNAL, itp_local, 0)), None],
+        ));
+    }
+    for a in &svc.external_ips {
+        wanted.push((*a, p.port, frontend_kind::EXTERNAL_IP, ext_scopes(0)));
+    }
+    for a in &svc.load_balancer_ips {
+        wanted.push((*a, p.port, frontend_kind::LOAD_BALANCER, ext_scopes(0)));
+    }
+    if let Some(np) = p.node_port {
+        for a in &node.addresses {
+            wanted.push((
+                *a,
+                np,
+                frontend_kind::NODE_PORT,
+                ext_scopes(svc_flags::NODE_PORT),
+            ));
+        }
+    }
+    wanted
 }
 
 /// A frontend's identity across applies: (address, port, protocol) and its kind.

@@ -206,110 +206,32 @@ impl<S: MapStore> Programmer<S> {
         hint: Option<&[ServiceId]>,
     ) -> Result<ApplyReport> {
         let start = Instant::now();
-        let mut report = ApplyReport {
-            services: desired.services.len(),
-            ..Default::default()
-        };
         let node_changed = self.node.as_ref() != Some(&desired.node);
-        let mut ops = Ops::default();
         let config = config_for(&desired.node, self.pod_fast_path);
         let config_changed = self.config != Some(config);
-
-        // Which Services to recompute: those named by the caller, or (full comparison) a merge
-        // walk over both sorted maps, cloning only the ids that changed.
-        let mut changed: Vec<ServiceId> = Vec::new();
-        match hint {
+        let changed = match hint {
             Some(ids) if !node_changed && self.unknown.is_empty() => {
-                changed.extend(ids.iter().cloned());
+                let mut changed = ids.to_vec();
                 changed.sort_unstable();
                 changed.dedup();
+                changed
             }
-            _ => {
-                let mut want = desired.services.iter().peekable();
-                let mut have = self.services.iter().peekable();
-                loop {
-                    match (want.peek(), have.peek()) {
-                        (None, None) => break,
-                        (Some((wid, w)), Some((hid, h))) if wid == hid => {
-                            if node_changed || h.spec.as_ref() != Some(*w) {
-                                changed.push((*wid).clone());
-                            }
-                            want.next();
-                            have.next();
-                        }
-                        (Some((wid, _)), Some((hid, _))) if wid < hid => {
-                            changed.push((*wid).clone());
-                            want.next();
-                        }
-                        (Some(_), Some((hid, _))) => {
-                            changed.push((*hid).clone());
-                            have.next();
-                        }
-                        (Some((wid, _)), None) => {
-                            changed.push((*wid).clone());
-                            want.next();
-                        }
-                        (None, Some((hid, _))) => {
-                            changed.push((*hid).clone());
-                            have.next();
-                        }
-                    }
-                }
-            }
-        }
+            _ => changed_services(&desired.services, &self.services, node_changed),
+        };
+        let mut report = ApplyReport {
+            services: desired.services.len(),
+            changed: changed.len(),
+            ..Default::default()
+        };
+
+        let mut ops = Ops::default();
         if let Some(orphans) = self.orphans.take() {
             plan::diff(Some(&orphans), None, &mut ops, &mut self.ids);
         }
-        report.changed = changed.len();
-
         let mut skipped = Vec::new();
         self.owners.reserve(changed.len() * 2);
         for id in changed {
-            let old = self.services.remove(&id);
-            if let Some(old) = &old {
-                for k in plan::svc_keys(&old.contribution) {
-                    if self.owners.get(k).is_some_and(|o| **o == id) {
-                        self.owners.remove(k);
-                    }
-                }
-            }
-            self.unknown.remove(&id);
-            let old_c = old.as_ref().map(|a| &a.contribution);
-            let new = desired.services.get(&id).map(|svc| {
-                let before = skipped.len();
-                let c = plan::contribute(
-                    svc,
-                    &desired.node,
-                    old_c,
-                    &mut self.ids,
-                    &self.owners,
-                    &mut skipped,
-                );
-                (svc, c, skipped.len() > before)
-            });
-            plan::diff(
-                old_c,
-                new.as_ref().map(|(_, c, _)| c),
-                &mut ops,
-                &mut self.ids,
-            );
-            if let Some((svc, c, incomplete)) = new {
-                let owner = Arc::new(id.clone());
-                for k in plan::svc_keys(&c) {
-                    self.owners.insert(*k, owner.clone());
-                }
-                if incomplete {
-                    self.unknown.insert(id.clone());
-                }
-                self.services.insert(
-                    id,
-                    Applied {
-                        // Retry what was left out next time.
-                        spec: (!incomplete).then(|| svc.clone()),
-                        contribution: c,
-                    },
-                );
-            }
+            self.recompute(id, desired, &mut ops, &mut skipped);
         }
         ops.settle();
         report.skipped = skipped.iter().map(describe_skip).collect();
@@ -340,6 +262,58 @@ impl<S: MapStore> Programmer<S> {
         Ok(report)
     }
 
+    /// Recomputes Service `id` from `desired` (gone if absent there): adds the map operations
+    /// from its old entries to its new ones to `ops`, and moves its frontend ownership.
+    fn recompute(
+        &mut self,
+        id: ServiceId,
+        desired: &DesiredState,
+        ops: &mut Ops,
+        skipped: &mut Vec<Skip>,
+    ) {
+        let old = self.services.remove(&id);
+        if let Some(old) = &old {
+            for k in plan::svc_keys(&old.contribution) {
+                if self.owners.get(k).is_some_and(|o| **o == id) {
+                    self.owners.remove(k);
+                }
+            }
+        }
+        self.unknown.remove(&id);
+        let old_c = old.as_ref().map(|a| &a.contribution);
+        let new = desired.services.get(&id).map(|svc| {
+            let before = skipped.len();
+            let c = plan::contribute(
+                svc,
+                &desired.node,
+                old_c,
+                &mut self.ids,
+                &self.owners,
+                skipped,
+            );
+            (svc, c, skipped.len() > before)
+        });
+        plan::diff(old_c, new.as_ref().map(|(_, c, _)| c), ops, &mut self.ids);
+        let Some((svc, c, incomplete)) = new else {
+            return;
+        };
+        let owner = Arc::new(id.clone());
+        for k in plan::svc_keys(&c) {
+            self.owners.insert(*k, owner.clone());
+        }
+        if incomplete {
+            self.unknown.insert(id.clone());
+        }
+        self.services.insert(
+            id,
+            Applied {
+                // Retry what was left out next time.
+                spec: (!incomplete).then(|| svc.clone()),
+                contribution: c,
+            },
+        );
+    }
+
     fn execute(&mut self, ops: &Ops, config: Option<Config>) -> Result<()> {
         let s = &mut self.store;
         if let Some(c) = config {
@@ -363,6 +337,47 @@ impl<S: MapStore> Programmer<S> {
         s.delete(MapId::Info, &pack_keys(&ops.info_del))?;
         Ok(())
     }
+}
+
+/// The Services to recompute in a full comparison: added, removed, changed, or all of them
+/// when the node changed. A merge walk over both sorted maps, cloning only the ids returned.
+fn changed_services(
+    want: &BTreeMap<ServiceId, crate::model::Service>,
+    have: &BTreeMap<ServiceId, Applied>,
+    node_changed: bool,
+) -> Vec<ServiceId> {
+    let mut changed = Vec::new();
+    let mut want = want.iter().peekable();
+    let mut have = have.iter().peekable();
+    loop {
+        match (want.peek(), have.peek()) {
+            (None, None) => break,
+            (Some((wid, w)), Some((hid, h))) if wid == hid => {
+                if node_changed || h.spec.as_ref() != Some(*w) {
+                    changed.push((*wid).clone());
+                }
+                want.next();
+                have.next();
+            }
+            (Some((wid, _)), Some((hid, _))) if wid < hid => {
+                changed.push((*wid).clone());
+                want.next();
+            }
+            (Some(_), Some((hid, _))) => {
+                changed.push((*hid).clone());
+                have.next();
+            }
+            (Some((wid, _)), None) => {
+                changed.push((*wid).clone());
+                want.next();
+            }
+            (None, Some((hid, _))) => {
+                changed.push((*hid).clone());
+                have.next();
+            }
+        }
+    }
+    changed
 }
 
 fn micros(d: Duration) -> u64 {

@@ -184,7 +184,7 @@ impl PinnedMaps {
         self.maps
             .get(&id)
             .map(|m| m.fd().as_fd())
-            .ok_or_else(|| Error::Services(format!("map {} not opened", id.name())))
+            .ok_or(Error::MapNotOpened(id))
     }
 
     /// Looks one element up.
