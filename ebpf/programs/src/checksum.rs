@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::parse::proto;
+use sixlane_common::net::proto;
 
 /// Offset of the checksum field within an upper-layer header, if the protocol has one we
 /// maintain (SCTP uses CRC32c over the payload, which address rewrites do not touch).

@@ -17,12 +17,13 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap},
 };
-use sixlane_common::services::{
-    Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
-    lifetime, sizes,
+use sixlane_common::{
+    net::{proto, tcp_flags as tcp},
+    services::{
+        Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
+        lifetime, sizes,
+    },
 };
-
-use crate::parse::proto;
 
 #[map(name = "SL_CT")]
 static SL_CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(sizes::CONNTRACK, 0);
@@ -35,14 +36,6 @@ const NS: u64 = 1_000_000_000;
 const REFRESH_NS: u64 = NS;
 /// SNAT ports tried before giving up on a new flow.
 const SNAT_TRIES: u32 = 8;
-
-/// TCP header flag bits (byte 13).
-pub mod tcp {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
-}
 
 #[inline(always)]
 pub fn now() -> u64 {

@@ -17,10 +17,13 @@ use aya_ebpf::{
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
     metrics::Reason,
-    // RFC 4443 numbers; the module lives with NAT64's translation tables.
-    nat64::icmp::v6::{
-        DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
-        TIME_EXCEEDED,
+    net::{
+        ETH_HLEN, ETH_P_IPV6, ICMP_HLEN, IPV6_HLEN, IPV6_MIN_MTU,
+        icmp6::{
+            DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
+            TIME_EXCEEDED,
+        },
+        proto,
     },
     services::{CtKey, svc_flags},
 };
@@ -31,13 +34,12 @@ use crate::{
     lb::{self, Hook},
     metrics,
     nat::{self, DST_OFF, SRC_OFF, eq16},
-    parse::{ETH_HLEN, IPV6_HLEN, L3, proto, ptr_at},
+    parse::{L3, ptr_at},
     scratch,
 };
 
-const ICMP_HLEN: usize = 8;
 /// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
-const MIN_MTU: usize = 1280;
+const MIN_MTU: usize = IPV6_MIN_MTU as usize;
 const MAX_QUOTE: usize = MIN_MTU - IPV6_HLEN - ICMP_HLEN;
 const HOP_LIMIT: u8 = 64;
 
@@ -312,9 +314,10 @@ fn build_unreachable(ctx: &TcContext) -> Result<i32, i64> {
 
     let icmp_len = (ICMP_HLEN + quote) as u16;
     let l = icmp_len.to_be_bytes();
+    let ty = ETH_P_IPV6.to_be_bytes();
     let eth = [
         macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
-        macs[4], macs[5], 0x86, 0xdd,
+        macs[4], macs[5], ty[0], ty[1],
     ];
     ctx.store(0, &eth, 0)?;
     let ip = [0x60u8, 0, 0, 0, l[0], l[1], proto::ICMPV6, HOP_LIMIT];

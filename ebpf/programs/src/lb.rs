@@ -25,6 +25,7 @@ use aya_ebpf::{
 };
 use sixlane_common::{
     metrics::{Direction, Reason},
+    net::{proto, tcp_flags as tcp},
     services::{
         Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, RevNat, Service, Slot,
         SlotKey, SvcKey, SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
@@ -32,10 +33,9 @@ use sixlane_common::{
 };
 
 use crate::{
-    conntrack::{self as ct, tcp},
-    icmp, metrics,
+    conntrack as ct, icmp, metrics,
     nat::{self, eq16, is_zero16},
-    parse::{self, Frag, L3, proto},
+    parse::{self, Frag, L3},
     scratch,
 };
 

@@ -14,12 +14,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
-use sixlane_common::services::CtKey;
-
-use crate::{
-    checksum,
-    parse::{ETH_HLEN, ETH_P_IPV6, ptr_at},
+use sixlane_common::{
+    net::{ETH_HLEN, ETH_P_IPV6},
+    services::CtKey,
 };
+
+use crate::{checksum, parse::ptr_at};
 
 /// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
 pub const SRC_OFF: usize = ETH_HLEN + 8;

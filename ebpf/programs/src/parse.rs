@@ -11,27 +11,7 @@ use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
-
-pub const ETH_HLEN: usize = 14;
-pub const IPV6_HLEN: usize = 40;
-pub const IPV4_HLEN: usize = 20;
-
-const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-
-/// IANA protocol numbers the datapath looks at.
-pub mod proto {
-    pub const HOPOPTS: u8 = 0;
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ROUTING: u8 = 43;
-    pub const FRAGMENT: u8 = 44;
-    pub const AH: u8 = 51;
-    pub const ICMPV6: u8 = 58;
-    pub const DSTOPTS: u8 = 60;
-    pub const SCTP: u8 = 132;
-}
+use sixlane_common::net::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, proto};
 
 /// Extension headers walked before giving up. Real traffic carries at most two or three; a
 /// longer chain is passed untouched rather than parsed at unbounded cost.
@@ -126,7 +106,7 @@ pub fn frame(ctx: &TcContext) -> Result<Frame, Error> {
     let ether_type = u16::from_be(unsafe { (*eth).ether_type });
     match ether_type {
         ETH_P_IPV6 => ipv6(ctx).map(Frame::Ip),
-        ETH_P_IPV4 => ipv4(ctx).map(Frame::Ip),
+        ETH_P_IP => ipv4(ctx).map(Frame::Ip),
         _ => Ok(Frame::Other),
     }
 }

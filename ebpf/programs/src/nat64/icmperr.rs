@@ -13,9 +13,13 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr, csum,
-        header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+        header::{self, Ip4},
         icmp::{self, Rest},
         maps::Config,
+    },
+    net::{
+        ETH_HLEN, ETH_P_IP, ETH_P_IPV6, HDR_DIFF, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU,
+        icmp4, icmp6, proto,
     },
 };
 
@@ -25,11 +29,7 @@ use super::{
     scratch::Scratch,
     state,
 };
-use crate::parse::ETH_HLEN;
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ICMP_HLEN: usize = 8;
 /// Chunks covering the largest translated error (IPv6 minimum MTU).
 const CHUNKS: usize = 20;
 
@@ -37,8 +37,8 @@ const CHUNKS: usize = 20;
 #[inline(always)]
 const fn csum_field(p: u8) -> usize {
     match p {
-        PROTO_TCP => 16,
-        PROTO_UDP => 6,
+        proto::TCP => 16,
+        proto::UDP => 6,
         _ => 2,
     }
 }
@@ -101,7 +101,7 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
     let p: [u8; 8] = pkt::load(ctx, il4)?;
     let next = s.inner6.next;
     let (proto, x_port, z_port, port_off, t6, t4) = match next {
-        PROTO_TCP | PROTO_UDP => (
+        proto::TCP | proto::UDP => (
             next,
             u16::from_be_bytes([p[2], p[3]]),
             u16::from_be_bytes([p[0], p[1]]),
@@ -109,22 +109,29 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
             0,
             0,
         ),
-        PROTO_ICMPV6 => {
+        proto::ICMPV6 => {
             let t4 = match p[0] {
-                icmp::v6::ECHO_REPLY => icmp::v4::ECHO_REPLY,
-                icmp::v6::ECHO_REQUEST => icmp::v4::ECHO_REQUEST,
+                icmp6::ECHO_REPLY => icmp4::ECHO_REPLY,
+                icmp6::ECHO_REQUEST => icmp4::ECHO_REQUEST,
                 _ => return Err(Reason::Nat64IcmpNoSession),
             };
-            (PROTO_ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4, p[0], t4)
+            (
+                proto::ICMP,
+                u16::from_be_bytes([p[4], p[5]]),
+                0,
+                4,
+                p[0],
+                t4,
+            )
         }
         _ => return Err(Reason::Nat64IcmpNoSession),
     };
     let sm = state::peek_out(&mut s.keys.skey, proto, &s.inner6.dst, x_port, z, z_port)
         .ok_or(Reason::Nat64IcmpNoSession)?;
     let ih = &s.inner6;
-    let (old_sum, new_sum) = if proto == PROTO_ICMP {
+    let (old_sum, new_sum) = if proto == proto::ICMP {
         // ICMPv6 → ICMPv4: the pseudo-header leaves the checksum, the type changes.
-        let old = csum::pseudo6(&ih.src, &ih.dst, u32::from(ih.payload_len), PROTO_ICMPV6);
+        let old = csum::pseudo6(&ih.src, &ih.dst, u32::from(ih.payload_len), proto::ICMPV6);
         let old = csum::add16(csum::add16(old, u16::from_be_bytes([t6, p[1]])), x_port);
         let new = csum::add16(u32::from(u16::from_be_bytes([t4, p[1]])), sm.t_port);
         (old, new)
@@ -193,7 +200,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     // are rewritten below).
     ctx.change_proto(ETH_P_IP.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(-(header::HDR_DIFF as i32), BPF_ADJ_ROOM_NET, 0)
+    ctx.adjust_room(-(HDR_DIFF as i32), BPF_ADJ_ROOM_NET, 0)
         .map_err(|_| Reason::Nat64Error)?;
     let inner_len = (IPV4_HLEN as u16).wrapping_add(s.plan.inner_len);
     Ip4 {
@@ -240,16 +247,16 @@ fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
         il4 + usize::from(plan.port_off),
         &plan.new_port.to_be_bytes(),
     )?;
-    if plan.proto == PROTO_ICMP {
+    if plan.proto == proto::ICMP {
         pkt::store(ctx, il4, &plan.inner_ty)?;
     }
     let off = il4 + csum_field(plan.proto);
     if let Ok(c) = pkt::load::<[u8; 2]>(ctx, off) {
         let old = u16::from_be_bytes(c);
         // A zero UDP checksum (IPv4: none) stays none.
-        if !(plan.proto == PROTO_UDP && old == 0) {
+        if !(plan.proto == proto::UDP && old == 0) {
             let mut new = csum::update(old, csum::fold(plan.old_sum), csum::fold(plan.new_sum));
-            if plan.proto == PROTO_UDP && new == 0 {
+            if plan.proto == proto::UDP && new == 0 {
                 new = 0xffff;
             }
             pkt::store(ctx, off, &new.to_be_bytes())?;
@@ -289,14 +296,14 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
         return Ok(false);
     };
     let (proto, t_port, z_port, port_off) = match ih.proto {
-        PROTO_TCP | PROTO_UDP => (
+        proto::TCP | proto::UDP => (
             ih.proto,
             u16::from_be_bytes([p[0], p[1]]),
             u16::from_be_bytes([p[2], p[3]]),
             0,
         ),
-        PROTO_ICMP if p[0] == icmp::v4::ECHO_REQUEST => {
-            (PROTO_ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4)
+        proto::ICMP if p[0] == icmp4::ECHO_REQUEST => {
+            (proto::ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4)
         }
         _ => return Ok(false),
     };
@@ -319,15 +326,20 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
     // Z' in s.b6.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &ih.dst, &mut s.b6);
     let inner_l4_len = ih.total_len.saturating_sub(IPV4_HLEN as u16);
-    let (old_sum, new_sum, inner_ty) = if proto == PROTO_ICMP {
+    let (old_sum, new_sum, inner_ty) = if proto == proto::ICMP {
         // ICMPv4 → ICMPv6: the pseudo-header joins the checksum, the type changes.
         let old = csum::add16(u32::from(u16::from_be_bytes([p[0], p[1]])), t_port);
-        let new = csum::pseudo6(&s.plan.x_addr, &s.b6, u32::from(inner_l4_len), PROTO_ICMPV6);
+        let new = csum::pseudo6(
+            &s.plan.x_addr,
+            &s.b6,
+            u32::from(inner_l4_len),
+            proto::ICMPV6,
+        );
         let new = csum::add16(
-            csum::add16(new, u16::from_be_bytes([icmp::v6::ECHO_REQUEST, p[1]])),
+            csum::add16(new, u16::from_be_bytes([icmp6::ECHO_REQUEST, p[1]])),
             x_port,
         );
-        (old, new, icmp::v6::ECHO_REQUEST)
+        (old, new, icmp6::ECHO_REQUEST)
     } else {
         let old = csum::add16(csum::sum(&ih.src, csum::sum(&ih.dst, 0)), t_port);
         let new = csum::add16(csum::sum(&s.plan.x_addr, csum::sum(&s.b6, 0)), x_port);
@@ -390,10 +402,10 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     // outer header; everything up to the inner transport header is rewritten below).
     ctx.change_proto(ETH_P_IPV6.to_be(), 0)
         .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(header::HDR_DIFF as i32, BPF_ADJ_ROOM_NET, 0)
+    ctx.adjust_room(HDR_DIFF as i32, BPF_ADJ_ROOM_NET, 0)
         .map_err(|_| Reason::Nat64Error)?;
     // RFC 4443 §2.4(c): the error must fit the IPv6 minimum MTU.
-    let max = ETH_HLEN + icmp::IPV6_MIN_MTU as usize;
+    let max = ETH_HLEN + IPV6_MIN_MTU as usize;
     if ctx.len() as usize > max {
         pkt::truncate(ctx, max as u32)?;
     }
@@ -413,7 +425,7 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         &mut s.hdr6,
         s.ip4.tos,
         icmp_len,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
         s.ip4.ttl.saturating_sub(1),
         &s.a6,
         &s.plan.x_addr,
@@ -427,7 +439,7 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         &s.a6,
         &s.plan.x_addr,
         u32::from(icmp_len),
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     ));
     let acc = pkt::sum_range::<CHUNKS>(ctx, s, off, ctx.len() as usize, seed)?;
     pkt::store(ctx, off + 2, &pkt::finish(acc))?;

@@ -10,12 +10,10 @@ use aya_ebpf::{
 use sixlane_common::{
     metrics::Reason,
     nat64::{
-        addr, csum,
-        header::{self, IPV4_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-        icmp,
+        addr, csum, header, icmp,
         maps::{CFG_CLAMP_MSS, CFG_EIF_UDP, Config},
-        tcp,
     },
+    net::{ETH_HLEN, ETH_P_IPV6, HDR_DIFF, IPV4_HLEN, IPV6_HLEN, icmp4, icmp6, proto, tcp_flags},
 };
 
 use super::{
@@ -27,9 +25,8 @@ use super::{
     scratch::Scratch,
     state,
 };
-use crate::parse::{ETH_HLEN, Frag, L3};
+use crate::parse::{Frag, L3};
 
-const ETH_P_IPV6: u16 = 0x86dd;
 /// Chunks covering a UDP datagram whose zero IPv4 checksum must be computed (4 KiB).
 const CHUNKS_UDP: usize = 64;
 
@@ -47,8 +44,8 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
         return Done::NOT_OURS;
     }
     match l3.proto {
-        PROTO_TCP | PROTO_UDP => transport(ctx, cfg, s, l3),
-        PROTO_ICMP => icmp_in(ctx, cfg, s, l3),
+        proto::TCP | proto::UDP => transport(ctx, cfg, s, l3),
+        proto::ICMP => icmp_in(ctx, cfg, s, l3),
         _ => Done::NOT_OURS,
     }
 }
@@ -70,7 +67,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
     if !state::range_of(cfg, l3.proto).contains(t_port) {
         return Done::NOT_OURS;
     }
-    let tcp_flags = if l3.proto == PROTO_TCP {
+    let tcp_flags = if l3.proto == proto::TCP {
         pkt::load_fast::<[u8; 2]>(ctx, l4 + 12)
             .map(|b| b[1])
             .unwrap_or(0)
@@ -103,13 +100,13 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
         return Done::NOT_OURS;
     };
     match h[0] {
-        icmp::v4::ECHO_REPLY => {
+        icmp4::ECHO_REPLY => {
             let id = u16::from_be_bytes([h[4], h[5]]);
             if !cfg.ports[2].contains(id) {
                 return Done::NOT_OURS;
             }
             let f = &mut s.inflow;
-            f.proto = PROTO_ICMP;
+            f.proto = proto::ICMP;
             f.tcp_flags = 0;
             f.eif = false;
             f.t_port = id;
@@ -154,7 +151,7 @@ fn translate_inner(
     if s.ip4.ttl <= 1 {
         // The translator is a router on the way to the pod.
         let e = reply::Error {
-            ty: icmp::v4::TIME_EXCEEDED,
+            ty: icmp4::TIME_EXCEEDED,
             code: 0,
             info: 0,
             reason: Reason::Nat64TtlExceeded,
@@ -181,9 +178,9 @@ fn translate_inner(
         Route::TooBig(mtu) => {
             // Fragmentation Needed towards the IPv4 sender, sized for the IPv6 hop.
             let e = reply::Error {
-                ty: icmp::v4::DEST_UNREACH,
-                code: icmp::v4::FRAG_NEEDED,
-                info: mtu.saturating_sub(icmp::HDR_DIFF).min(0xffff),
+                ty: icmp4::DEST_UNREACH,
+                code: icmp4::FRAG_NEEDED,
+                info: mtu.saturating_sub(HDR_DIFF as u32).min(0xffff),
                 reason: Reason::Nat64TooBig,
             };
             return Ok(reply::icmp4_error(ctx, s, &e));
@@ -194,21 +191,21 @@ fn translate_inner(
 
     let mut zero_udp = false;
     let mut ports = false;
-    if l3.proto == PROTO_ICMP {
+    if l3.proto == proto::ICMP {
         // ICMP Echo Reply → ICMPv6 Echo Reply: the pseudo-header joins the checksum.
         let h: [u8; 6] = pkt::load(ctx, l4)?;
         let csum_off = l4 + 2;
         let d = pkt::delta(
             0,
-            csum::pseudo6(&s.a6, &r.x_addr, u32::from(l4_len), PROTO_ICMPV6),
+            csum::pseudo6(&s.a6, &r.x_addr, u32::from(l4_len), proto::ICMPV6),
         );
         ctx.l4_csum_replace(csum_off, 0, d, 0)
             .map_err(|_| Reason::Nat64Error)?;
         let old = u16::from_ne_bytes([h[0], h[1]]);
-        let new = u16::from_ne_bytes([icmp::v6::ECHO_REPLY, h[1]]);
+        let new = u16::from_ne_bytes([icmp6::ECHO_REPLY, h[1]]);
         ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), 2)
             .map_err(|_| Reason::Nat64Error)?;
-        pkt::store(ctx, l4, &icmp::v6::ECHO_REPLY)?;
+        pkt::store(ctx, l4, &icmp6::ECHO_REPLY)?;
         let (id, nid) = ([h[4], h[5]], r.x_port.to_be_bytes());
         if id != nid {
             ctx.l4_csum_replace(
@@ -222,13 +219,13 @@ fn translate_inner(
         }
     } else {
         let proto = l3.proto;
-        let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
-        let mangled = if proto == PROTO_UDP {
+        let csum_off = l4 + if proto == proto::TCP { 16 } else { 6 };
+        let mangled = if proto == proto::UDP {
             u64::from(BPF_F_MARK_MANGLED_0)
         } else {
             0
         };
-        let h: [u8; 14] = if proto == PROTO_TCP {
+        let h: [u8; 14] = if proto == proto::TCP {
             pkt::load_fast(ctx, l4)?
         } else {
             let u: [u8; 8] = pkt::load_fast(ctx, l4)?;
@@ -236,10 +233,10 @@ fn translate_inner(
                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], 0, 0, 0, 0, 0, 0,
             ]
         };
-        if proto == PROTO_UDP {
+        if proto == proto::UDP {
             zero_udp = h[6] == 0 && h[7] == 0;
         }
-        if proto == PROTO_TCP && h[13] & tcp::flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
+        if proto == proto::TCP && h[13] & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
             // The pod's segments leave through this uplink as IPv4: MSS ≤ MTU − 40.
             let mtu = pkt::mtu(ctx, 0);
             mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
@@ -297,7 +294,7 @@ fn translate_inner(
             &s.a6,
             &r.x_addr,
             u32::from(l4_len),
-            PROTO_UDP,
+            proto::UDP,
         ));
         let acc = pkt::sum_range::<CHUNKS_UDP>(ctx, s, off, off + usize::from(l4_len), seed)?;
         let mut c = pkt::finish(acc);

@@ -25,12 +25,10 @@ use aya_ebpf::programs::TcContext;
 use sixlane_common::{
     metrics::{Direction, Reason},
     nat64::maps::{CFG_ENABLED, Config},
+    net::ETH_HLEN,
 };
 
-use crate::{
-    metrics,
-    parse::{ETH_HLEN, L3},
-};
+use crate::{metrics, parse::L3};
 
 /// Offset of the destination address in the IPv6 header.
 const DST6_OFF: usize = 24;

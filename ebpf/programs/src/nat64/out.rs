@@ -9,11 +9,12 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr::{self, is_global_v4},
-        csum,
-        header::{self, IPV4_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-        icmp,
+        csum, header, icmp,
         maps::{CFG_CLAMP_MSS, CFG_WKP_STRICT, Config},
-        tcp,
+    },
+    net::{
+        ETH_HLEN, ETH_P_IP, HDR_DIFF, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, icmp4, icmp6, proto,
+        tcp_flags,
     },
 };
 
@@ -26,9 +27,7 @@ use super::{
     scratch::Scratch,
     state,
 };
-use crate::parse::{self, ETH_HLEN, Frag, IPV6_HLEN, L3};
-
-const ETH_P_IP: u16 = 0x0800;
+use crate::parse::{self, Frag, L3};
 
 #[inline(always)]
 fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
@@ -62,7 +61,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         return Done::drop(Reason::Nat64ExtHeader);
     }
     let l4 = l3.l4_off;
-    let icmp_error = if s.ip6.next == PROTO_ICMPV6 {
+    let icmp_error = if s.ip6.next == proto::ICMPV6 {
         match parse::icmp(ctx, l4) {
             Ok((ty, _, _)) => icmp::is_error6(ty),
             Err(_) => return Done::drop(Reason::Nat64Malformed),
@@ -82,8 +81,8 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
             return Done::drop(Reason::Nat64IcmpDropped);
         }
         let e = error(
-            icmp::v6::DEST_UNREACH,
-            icmp::v6::ADMIN_PROHIBITED,
+            icmp6::DEST_UNREACH,
+            icmp6::ADMIN_PROHIBITED,
             0,
             Reason::Nat64DstRefused,
         );
@@ -97,7 +96,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         if !state::source_allowed(&s.ip6.src) {
             return Done::drop(Reason::Nat64SrcDenied);
         }
-        let e = error(icmp::v6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
+        let e = error(icmp6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     if icmp_error {
@@ -114,8 +113,8 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
             // RFC 6146 §3.5.1.1: no binding possible → Destination Unreachable (address
             // unreachable). Existing flows keep their bindings.
             let e = error(
-                icmp::v6::DEST_UNREACH,
-                icmp::v6::ADDR_UNREACH,
+                icmp6::DEST_UNREACH,
+                icmp6::ADDR_UNREACH,
                 0,
                 Reason::Nat64PoolExhausted,
             );
@@ -127,7 +126,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         fwd::learn_pod_link(ctx, pod_if);
     }
     match s.ip6.next {
-        PROTO_TCP | PROTO_UDP => transport(ctx, cfg, s, l4 as u32),
+        proto::TCP | proto::UDP => transport(ctx, cfg, s, l4 as u32),
         _ => echo(ctx, cfg, s, l4 as u32),
     }
 }
@@ -141,7 +140,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
     f.y = y;
     f.x_addr.copy_from_slice(&s.ip6.src);
     match proto {
-        PROTO_TCP => {
+        proto::TCP => {
             // Ports, data offset and flags in one load.
             let b: [u8; 14] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
             f.proto = proto;
@@ -150,7 +149,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
             f.tcp_flags = b[13];
             f.l4_hlen = u16::from(b[12] >> 4) * 4;
         }
-        PROTO_UDP => {
+        proto::UDP => {
             let b: [u8; 8] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
@@ -162,15 +161,15 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
                 return Err(Done::drop(Reason::Nat64UdpChecksum));
             }
         }
-        PROTO_ICMPV6 => {
+        proto::ICMPV6 => {
             let (ty, code, id) =
                 parse::icmp(ctx, l4).map_err(|_| Done::drop(Reason::Nat64Malformed))?;
             // Only Echo Requests open sessions; a pod's Echo Reply would answer an IPv4
             // request, and those never reach pods (requests to pool addresses are the node's).
-            if ty != icmp::v6::ECHO_REQUEST || code != 0 {
+            if ty != icmp6::ECHO_REQUEST || code != 0 {
                 return Err(Done::drop(Reason::Nat64IcmpDropped));
             }
-            f.proto = PROTO_ICMP;
+            f.proto = proto::ICMP;
             f.x_port = id;
             f.y_port = 0;
             f.tcp_flags = 0;
@@ -194,8 +193,8 @@ fn route(
 ) -> Result<Route, Done> {
     match fwd::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
         Route::TooBig(mtu) => {
-            let ptb = mtu.saturating_add(icmp::HDR_DIFF).max(icmp::IPV6_MIN_MTU);
-            let e = error(icmp::v6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
+            let ptb = mtu.saturating_add(HDR_DIFF as u32).max(IPV6_MIN_MTU);
+            let e = error(icmp6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
             Err(reply::icmp6_error(ctx, cfg, s, &e))
         }
         Route::None => Err(Done::drop(Reason::Nat64NoRoute)),
@@ -251,18 +250,18 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) ->
     let dport = s.flow.y_port;
     let l4_hlen = s.flow.l4_hlen;
     let m = s.map;
-    let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
+    let csum_off = l4 + if proto == proto::TCP { 16 } else { 6 };
     let len = check_len(ctx, s.ip6.payload_len, l4_hlen);
     let route = match route(ctx, cfg, s, &m, y, len) {
         Ok(r) => r,
         Err(d) => return Ok(d),
     };
-    let mangled = if proto == PROTO_UDP {
+    let mangled = if proto == proto::UDP {
         u64::from(BPF_F_MARK_MANGLED_0)
     } else {
         0
     };
-    if proto == PROTO_TCP && tcp_flags & tcp::flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
+    if proto == proto::TCP && tcp_flags & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
         // IPv4 segments must fit the egress device: MSS ≤ MTU − 40.
         let mtu = pkt::mtu(ctx, fwd::oif(s));
         mss::clamp(ctx, l4, l4_hlen, mtu.saturating_sub(40))?;
@@ -314,17 +313,17 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
             &s.ip6.src,
             &s.ip6.dst,
             u32::from(s.ip6.payload_len),
-            PROTO_ICMPV6,
+            proto::ICMPV6,
         ),
         0,
     );
     ctx.l4_csum_replace(csum_off, 0, d, 0)
         .map_err(|_| Reason::Nat64Error)?;
     let old = u16::from_ne_bytes([ty, code]);
-    let new = u16::from_ne_bytes([icmp::v4::ECHO_REQUEST, code]);
+    let new = u16::from_ne_bytes([icmp4::ECHO_REQUEST, code]);
     ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), 2)
         .map_err(|_| Reason::Nat64Error)?;
-    pkt::store(ctx, l4, &icmp::v4::ECHO_REQUEST)?;
+    pkt::store(ctx, l4, &icmp4::ECHO_REQUEST)?;
     if id != m.t_port {
         let (o, n) = (id.to_be(), m.t_port.to_be());
         ctx.l4_csum_replace(csum_off, u64::from(o), u64::from(n), 2)

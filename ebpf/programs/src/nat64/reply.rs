@@ -11,10 +11,10 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr, csum,
-        header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, PROTO_ICMP, PROTO_ICMPV6},
-        icmp::IPV6_MIN_MTU,
+        header::{self, Ip4},
         maps::Config,
     },
+    net::{ETH_HLEN, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
 };
 
 use super::{
@@ -22,9 +22,7 @@ use super::{
     pkt::{self, Res},
     scratch::Scratch,
 };
-use crate::parse::ETH_HLEN;
 
-const ICMP_HLEN: usize = 8;
 /// RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes.
 const ICMP4_MAX: usize = 576;
 /// Chunks covering the largest ICMPv6 error (1240 bytes after the header).
@@ -67,7 +65,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32>
         &mut s.hdr6,
         0,
         icmp_len,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
         64,
         &s.a6,
         &s.ip6.src,
@@ -80,7 +78,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32>
         &s.a6,
         &s.ip6.src,
         u32::from(icmp_len),
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     ));
     let acc = pkt::sum_range::<CHUNKS6>(ctx, s, off, ctx.len() as usize, seed)?;
     pkt::store(ctx, off + 2, &pkt::finish(acc))?;
@@ -119,7 +117,7 @@ fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
         mf: false,
         frag_off: 0,
         ttl: 64,
-        proto: PROTO_ICMP,
+        proto: proto::ICMP,
         src,
         dst,
     }

@@ -5,7 +5,10 @@
 use aya_ebpf::{
     bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map, maps::PerCpuArray,
 };
-use sixlane_common::nat64::header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
+use sixlane_common::{
+    nat64::header::{self, Ip4, Ip6},
+    net::{IPV4_HLEN, IPV6_HLEN},
+};
 
 use super::{
     fwd::{ROUTE_SLOTS, RouteSlot},
