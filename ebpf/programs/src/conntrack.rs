@@ -18,12 +18,15 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use sixlane_common::{
+    metrics::Reason,
     net::{proto, tcp_flags as tcp},
     services::{
         Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
         lifetime, sizes,
     },
 };
+
+use crate::verdict::Res;
 
 #[map(name = "SL_CT")]
 static SL_CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(sizes::CONNTRACK, 0);
@@ -179,11 +182,13 @@ pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKe
 /// Creates both entries of a new connection: the reply entry first, so no reply can arrive
 /// before it exists. Existing (dead or reused) entries are overwritten.
 #[inline(always)]
-pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) -> Result<(), i64> {
-    SL_CT.insert(rev_key, rev, u64::from(BPF_ANY))?;
-    if let Err(e) = SL_CT.insert(fwd_key, fwd, u64::from(BPF_ANY)) {
+pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) -> Res<()> {
+    if SL_CT.insert(rev_key, rev, u64::from(BPF_ANY)).is_err() {
+        return Err(Reason::SvcCtFull);
+    }
+    if SL_CT.insert(fwd_key, fwd, u64::from(BPF_ANY)).is_err() {
         let _ = SL_CT.remove(rev_key);
-        return Err(e.into());
+        return Err(Reason::SvcCtFull);
     }
     Ok(())
 }

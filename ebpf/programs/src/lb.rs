@@ -18,7 +18,7 @@
 //! passes untouched (`None`).
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap},
     programs::TcContext,
@@ -33,10 +33,12 @@ use sixlane_common::{
 };
 
 use crate::{
-    conntrack as ct, icmp, metrics,
-    nat::{self, eq16, is_zero16},
-    parse::{self, Frag, L3},
+    conntrack as ct, icmp,
+    nat::{self, eq16, is_zero16, rewritten},
+    packet,
+    parse::{Frag, L3},
     scratch,
+    verdict::Verdict,
 };
 
 #[map(name = "SL_SVC")]
@@ -105,30 +107,30 @@ impl Hook {
 
 /// Service stage of `sl_from_pod`.
 #[inline(always)]
-pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     stage(ctx, l3, Hook::FromPod)
 }
 
 /// Service stage of `sl_to_pod`.
 #[inline(always)]
-pub fn to_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn to_pod(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     stage(ctx, l3, Hook::ToPod)
 }
 
 /// Service stage of `sl_from_uplink`.
 #[inline(always)]
-pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     stage(ctx, l3, Hook::FromUplink)
 }
 
 /// Service stage of `sl_to_uplink`.
 #[inline(always)]
-pub fn to_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn to_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     stage(ctx, l3, Hook::ToUplink)
 }
 
 #[inline(always)]
-fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     if !l3.v6 {
         return None;
     }
@@ -163,7 +165,7 @@ pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'sta
 fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
     unsafe { nat::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
-    let p: [u8; 4] = parse::read(ctx, l3.l4_off)?;
+    let p: [u8; 4] = packet::read(ctx, l3.l4_off)?;
     key.sport = u16::from_ne_bytes([p[0], p[1]]);
     key.dport = u16::from_ne_bytes([p[2], p[3]]);
     key.proto = l3.proto;
@@ -177,23 +179,17 @@ fn tcp_flags(ctx: &TcContext, l3: &L3) -> u8 {
     if l3.proto != proto::TCP {
         return 0;
     }
-    // Data offset and flags together: a 1-byte direct read does not verify (see parse::ptr_at).
-    parse::read::<[u8; 2]>(ctx, l3.l4_off + 12).map_or(0, |b| b[1])
-}
-
-#[inline(always)]
-fn finish(ctx: &TcContext, hook: Hook, reason: Reason, verdict: i32) -> Option<i32> {
-    metrics::count(hook.dir(), reason, ctx.len());
-    Some(verdict)
+    // Data offset and flags together: a 1-byte direct read does not verify (see packet::ptr_at).
+    packet::read::<[u8; 2]>(ctx, l3.l4_off + 12).map_or(0, |b| b[1])
 }
 
 /// TCP, UDP or SCTP with its ports: a tracked flow, a new flow to a frontend, or not ours.
 #[inline(always)]
-fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     let s = scratch::get()?;
     if tuple(ctx, l3, &mut s.key).is_none() {
         // Ports announced but not there: the kernel drops it; count it on the way.
-        return finish(ctx, hook, Reason::Malformed, TC_ACT_UNSPEC);
+        return Some(Verdict::pass(Reason::Malformed));
     }
     // The clock and the TCP flags only matter once the packet turns out to be ours.
     let mut now = 0;
@@ -227,7 +223,7 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
                 if hook == Hook::FromPod {
                     // The reply comes from a local backend: its veth is where the client's
                     // next packets can go straight to.
-                    learn = nat::ifindex(ctx);
+                    learn = packet::ifindex(ctx);
                 }
             }
             ct::seen(e, l3.proto, flags, now, &mut s.other, learn);
@@ -254,15 +250,12 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     }
     let v = new_flow(ctx, l3.l4_off, hook, flags);
     // Not from inside new_flow: the two would not fit the BPF stack together.
-    Some(if v == REJECT {
-        icmp::reject(ctx, hook)
-    } else {
-        v
-    })
+    Some(if v == REJECT { icmp::reject(ctx) } else { v })
 }
 
-/// `new_flow`'s answer when the client must be told there is no endpoint.
-const REJECT: i32 = i32::MIN;
+/// `new_flow`'s answer when the client must be told there is no endpoint ([`icmp::reject`]
+/// answers; no other verdict drops with this reason).
+const REJECT: Verdict = Verdict::drop(Reason::SvcNoBackend);
 
 /// What [`translate`] has to work with.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -279,10 +272,16 @@ enum Packet {
 /// Applies conntrack entry `e`'s translation to the packet whose tuple is in the scratch key.
 /// A forward entry that knows its local backend's veth tries the route straight into it.
 #[inline(never)]
-fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const CtEntry) -> i32 {
+fn translate(
+    ctx: &TcContext,
+    l4_off: usize,
+    pkt: Packet,
+    hook: Hook,
+    e: *const CtEntry,
+) -> Verdict {
     let has_l4 = pkt != Packet::Fragment;
     let Some(s) = scratch::get() else {
-        return rewrite_failed(ctx, hook);
+        return REWRITE_FAILED;
     };
     // SAFETY: live map value pointer.
     let entry = unsafe { &*e };
@@ -292,25 +291,13 @@ fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const 
         s.to = entry.translated(s.key.proto);
     }
     if nat::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
-        return rewrite_failed(ctx, hook);
+        return REWRITE_FAILED;
     }
     if flags & ct_flags::REDIRECT_BACK != 0 {
-        return match nat::redirect_back(ctx) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(nat::redirect_back(ctx), Reason::SvcHairpin);
     }
     if flags & ct_flags::ROUTE != 0 {
-        return match nat::reroute(ctx, &s.to) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcForward, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(nat::reroute(ctx, &s.to), Reason::SvcForward);
     }
     if pkt == Packet::Peer
         || (pkt == Packet::Whole
@@ -319,28 +306,17 @@ fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const 
             && entry.ifindex != 0
             && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
     {
-        return match nat::redirect_peer(ctx, &s.fib) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcPeer, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(nat::redirect_peer(ctx, &s.fib), Reason::SvcPeer);
     }
-    let reason = if flags & ct_flags::FORWARD != 0 {
+    Verdict::pass(if flags & ct_flags::FORWARD != 0 {
         Reason::SvcForward
     } else {
         Reason::SvcReverse
-    };
-    metrics::count(hook.dir(), reason, ctx.len());
-    TC_ACT_UNSPEC
+    })
 }
 
-#[inline(always)]
-fn rewrite_failed(ctx: &TcContext, hook: Hook) -> i32 {
-    metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
-    TC_ACT_SHOT
-}
+/// A rewrite step failed: the packet may be half-rewritten, so it is dropped.
+const REWRITE_FAILED: Verdict = Verdict::drop(Reason::SvcRewriteFailed);
 
 /// Whether backend `b` may serve `svc` right now (affinity must not pin clients to backends
 /// that left the active set).
@@ -410,15 +386,14 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
 /// A new flow to the frontend in the scratch space (`key`, `svc`): pick a backend, create
 /// both conntrack entries, translate.
 #[inline(never)]
-fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
+fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdict {
     let Some(s) = scratch::get() else {
-        return rewrite_failed(ctx, hook);
+        return REWRITE_FAILED;
     };
     let now = ct::now();
     if s.svc.count == 0 {
         if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
-            metrics::count(hook.dir(), Reason::SvcNoLocalBackend, ctx.len());
-            return TC_ACT_SHOT;
+            return Verdict::drop(Reason::SvcNoLocalBackend);
         }
         return REJECT;
     }
@@ -432,8 +407,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     let l4 = s.key.proto;
     if l4 == proto::SCTP && b.port != s.key.dport {
         // SCTP's CRC32c covers the ports and cannot be updated incrementally.
-        metrics::count(hook.dir(), Reason::SvcUnsupported, ctx.len());
-        return TC_ACT_SHOT;
+        return Verdict::drop(Reason::SvcUnsupported);
     }
     let state = if l4 == proto::TCP && tcp_flags & tcp::SYN != 0 {
         ct_state::SYN
@@ -499,8 +473,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         probe._pad2 = 0;
         let first = if hairpin { s.key.sport } else { 0 };
         let Some(port) = ct::snat_port(probe, first, now) else {
-            metrics::count(hook.dir(), Reason::SvcSnatExhausted, ctx.len());
-            return TC_ACT_SHOT;
+            return Verdict::drop(Reason::SvcSnatExhausted);
         };
         fwd.new_src = snat_addr;
         fwd.new_sport = port;
@@ -531,38 +504,24 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         rev.flags = ct_flags::AT_TO_POD;
         if ct::pod_fast_path() {
             rev.flags |= ct_flags::PEER;
-            rev.ifindex = nat::ifindex(ctx);
+            rev.ifindex = packet::ifindex(ctx);
         }
     }
     s.other = fwd.sibling(l4);
-    if ct::create(&s.key, fwd, &s.other, rev).is_err() {
-        metrics::count(hook.dir(), Reason::SvcCtFull, ctx.len());
-        return TC_ACT_SHOT;
+    if let Err(r) = ct::create(&s.key, fwd, &s.other, rev) {
+        return Verdict::drop(r);
     }
     s.to = fwd.translated(l4);
     if nat::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
-        return rewrite_failed(ctx, hook);
+        return REWRITE_FAILED;
     }
     if hairpin {
-        return match nat::redirect_back(ctx) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(nat::redirect_back(ctx), Reason::SvcHairpin);
     }
     if host {
-        return match nat::reroute(ctx, &s.to) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(nat::reroute(ctx, &s.to), Reason::SvcNew);
     }
-    metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
-    TC_ACT_UNSPEC
+    Verdict::pass(Reason::SvcNew)
 }
 
 /// Records the ports of a first fragment so the datagram's later fragments, which carry
@@ -589,7 +548,7 @@ fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
 /// first fragment seen, a fragment to a frontend cannot be translated and is dropped
 /// (counted); anything else passes.
 #[inline(always)]
-fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     let s = scratch::get()?;
     let f = &mut s.frag;
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
@@ -621,5 +580,5 @@ fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     }
     let scope = hook.scope()?;
     service(&s.frag.dst, 0, proto::ICMPV6, scope)?;
-    finish(ctx, hook, Reason::SvcFragment, TC_ACT_SHOT)
+    Some(Verdict::drop(Reason::SvcFragment))
 }

@@ -11,9 +11,11 @@ mod mem;
 mod metrics;
 mod nat;
 mod nat64;
+mod packet;
 mod parse;
 mod pipeline;
 mod scratch;
+mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sixlane_common::metrics::Direction;

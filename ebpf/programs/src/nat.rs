@@ -1,29 +1,40 @@
 //! Rewriting a packet's 5-tuple (addresses and ports, checksums updated incrementally) and
 //! sending a packet back out of the interface it arrived on, or routing it afresh.
 
+use core::num::NonZeroUsize;
+
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{
-        __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT,
-        bpf_fib_lookup,
-    },
-    helpers::{
-        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
-        bpf_skb_load_bytes,
-    },
+    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
+    metrics::Reason,
     net::{ETH_HLEN, ETH_P_IPV6},
     services::CtKey,
 };
 
-use crate::{checksum, parse::ptr_at};
+use crate::{
+    checksum,
+    packet::{self, ptr_at},
+    verdict::{Res, TC_ACT_REDIRECT, Verdict, fail},
+};
 
 /// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
 pub const SRC_OFF: usize = ETH_HLEN + 8;
 pub const DST_OFF: usize = ETH_HLEN + 24;
+
+/// The verdict on a packet rewritten and sent on by `r`: `reason` with `r`'s action, or, if a
+/// step failed, dropped (it may be half-rewritten) as `SvcRewriteFailed`.
+#[inline(always)]
+pub fn rewritten(r: Res<i32>, reason: Reason) -> Verdict {
+    match r {
+        Ok(action) => Verdict::new(reason, action),
+        Err(_) => Verdict::drop(Reason::SvcRewriteFailed),
+    }
+}
 
 /// 16-byte equality without a `bcmp` call (the BPF target has no libc).
 #[inline(always)]
@@ -53,11 +64,9 @@ pub fn is_zero16(a: &[u8; 16]) -> bool {
 /// # Safety
 /// `dst` must be valid for 32 bytes of writes.
 #[inline(always)]
-pub unsafe fn load_addrs(ctx: &TcContext, dst: *mut u8) -> Result<(), i64> {
-    // SAFETY: the caller guarantees 32 writable bytes at `dst`; the helper bounds-checks the
-    // packet side.
-    let r = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), SRC_OFF as u32, dst.cast(), 32) };
-    if r == 0 { Ok(()) } else { Err(r) }
+pub unsafe fn load_addrs(ctx: &TcContext, dst: *mut u8) -> Res<()> {
+    // SAFETY: the caller guarantees 32 writable bytes at `dst`.
+    unsafe { packet::load_raw(ctx, SRC_OFF, dst, 32) }
 }
 
 /// Source and destination address of the IPv6 packet in the frame.
@@ -72,15 +81,9 @@ pub fn addrs(ctx: &TcContext) -> Option<([u8; 16], [u8; 16])> {
 /// upper-layer checksum at `l4_off` (when `has_l4`: later fragments carry no upper-layer
 /// header; the first fragment's checksum already covers the whole datagram).
 #[inline(always)]
-pub fn rewrite(
-    ctx: &TcContext,
-    l4_off: usize,
-    has_l4: bool,
-    from: &CtKey,
-    to: &CtKey,
-) -> Result<(), i64> {
+pub fn rewrite(ctx: &TcContext, l4_off: usize, has_l4: bool, from: &CtKey, to: &CtKey) -> Res<()> {
     let csum = if has_l4 {
-        checksum::l4_csum_offset(from.proto).map(|o| l4_off + o)
+        checksum::l4_csum_offset(from.proto).and_then(|o| NonZeroUsize::new(l4_off + o))
     } else {
         None
     };
@@ -101,41 +104,33 @@ pub fn rewrite(
     Ok(())
 }
 
-/// The interface the program runs on.
-#[inline(always)]
-pub fn ifindex(ctx: &TcContext) -> u32 {
-    let skb = ctx.as_ptr().cast::<__sk_buff>();
-    // SAFETY: the context of a tc program is a valid `__sk_buff`.
-    unsafe { (*skb).ifindex }
-}
-
 /// Swaps the Ethernet source and destination: the frame goes back where it came from.
 #[inline(always)]
-pub fn swap_macs(ctx: &TcContext) -> Result<(), i64> {
-    let macs: [u8; 12] = ctx.load(0)?;
+pub fn swap_macs(ctx: &TcContext) -> Res<()> {
+    let macs: [u8; 12] = packet::load(ctx, 0)?;
     let mut swapped = [0u8; 12];
     swapped[..6].copy_from_slice(&macs[6..]);
     swapped[6..].copy_from_slice(&macs[..6]);
-    ctx.store(0, &swapped, 0)
+    packet::store(ctx, 0, &swapped)
 }
 
 /// Sends the (rewritten) packet back out of the interface it arrived on: the egress of a pod's
 /// host-side veth delivers it to the pod, the uplink's egress to the uplink's neighbour.
 #[inline(always)]
-pub fn redirect_back(ctx: &TcContext) -> Result<i32, i64> {
+pub fn redirect_back(ctx: &TcContext) -> Res<i32> {
     swap_macs(ctx)?;
     redirect_out(ctx)
 }
 
 /// Sends the packet, whose Ethernet header is already set, out of the arrival interface.
 #[inline(always)]
-pub fn redirect_out(ctx: &TcContext) -> Result<i32, i64> {
+pub fn redirect_out(ctx: &TcContext) -> Res<i32> {
     // SAFETY: plain helper call; the result says whether the redirect was set up.
-    let r = unsafe { bpf_redirect(ifindex(ctx), 0) };
+    let r = unsafe { bpf_redirect(packet::ifindex(ctx), 0) };
     if r == i64::from(TC_ACT_REDIRECT) {
         Ok(TC_ACT_REDIRECT)
     } else {
-        Err(r)
+        Err(fail::HELPER)
     }
 }
 
@@ -146,7 +141,7 @@ const AF_INET6: u8 = 10;
 /// neighbour subsystem when the next hop is not resolved yet). For packets the kernel had
 /// already routed towards a frontend.
 #[inline(never)]
-pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
+pub fn reroute(ctx: &TcContext, to: &CtKey) -> Res<i32> {
     let mut slot = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
     let p = unsafe { crate::mem::zero_in(&mut slot) };
@@ -155,7 +150,7 @@ pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
     p.sport = to.sport;
     p.dport = to.dport;
     p.__bindgen_anon_1.tot_len = ctx.len() as u16;
-    p.ifindex = ifindex(ctx);
+    p.ifindex = packet::ifindex(ctx);
     p.__bindgen_anon_3.ipv6_src = words(&to.src);
     p.__bindgen_anon_4.ipv6_dst = words(&to.dst);
     let skb = ctx.as_ptr();
@@ -172,7 +167,7 @@ pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
         let mut macs = [0u8; 12];
         macs[..6].copy_from_slice(&p.dmac);
         macs[6..].copy_from_slice(&p.smac);
-        ctx.store(0, &macs, 0)?;
+        packet::store(ctx, 0, &macs)?;
         // SAFETY: plain helper call.
         unsafe { bpf_redirect(p.ifindex, 0) }
     } else if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -180,22 +175,22 @@ pub fn reroute(ctx: &TcContext, to: &CtKey) -> Result<i32, i64> {
         // next hop of the packet's destination.
         unsafe { bpf_redirect_neigh(p.ifindex, core::ptr::null_mut(), 0, 0) }
     } else {
-        return Err(rc);
+        return Err(fail::NO_ROUTE);
     };
     if r == i64::from(TC_ACT_REDIRECT) {
         Ok(TC_ACT_REDIRECT)
     } else {
-        Err(r)
+        Err(fail::HELPER)
     }
 }
 
 /// Offset of the IPv6 next header and hop limit in an Ethernet frame (read as a pair: a 1-byte
-/// direct read does not verify, see `parse::ptr_at`).
+/// direct read does not verify, see `packet::ptr_at`).
 const NH_HL_OFF: usize = ETH_HLEN + 6;
 
 #[inline(always)]
 fn hop_limit(ctx: &TcContext) -> Option<u8> {
-    crate::parse::read::<[u8; 2]>(ctx, NH_HL_OFF).map(|b| b[1])
+    packet::read::<[u8; 2]>(ctx, NH_HL_OFF).map(|b| b[1])
 }
 
 /// Whether the packet, translated to `to`, may go straight into the local pod behind the
@@ -219,7 +214,7 @@ pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex
     fib.l4_protocol = to.proto;
     fib.sport = to.sport;
     fib.dport = to.dport;
-    fib.ifindex = self::ifindex(ctx);
+    fib.ifindex = packet::ifindex(ctx);
     fib.__bindgen_anon_3.ipv6_src = words(&to.src);
     fib.__bindgen_anon_4.ipv6_dst = words(&to.dst);
     // SAFETY: `fib` is a valid, initialised params struct of the size passed.
@@ -238,22 +233,22 @@ pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex
 /// route's MACs, the hop limit decremented as forwarding would, then `bpf_redirect_peer`
 /// (tc ingress only), which skips the node's IP stack and the veth's egress.
 #[inline(always)]
-pub fn redirect_peer(ctx: &TcContext, fib: &bpf_fib_lookup) -> Result<i32, i64> {
+pub fn redirect_peer(ctx: &TcContext, fib: &bpf_fib_lookup) -> Res<i32> {
     // Ethernet header and the IPv6 header up to the hop limit, written with one store.
-    let ip: [u8; 8] = crate::parse::read(ctx, ETH_HLEN).ok_or(-1i64)?;
+    let ip: [u8; 8] = packet::load_fast(ctx, ETH_HLEN)?;
     let mut head = [0u8; ETH_HLEN + 8];
     head[..6].copy_from_slice(&fib.dmac);
     head[6..12].copy_from_slice(&fib.smac);
     head[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
     head[14..21].copy_from_slice(&ip[..7]);
     head[21] = ip[7].wrapping_sub(1);
-    ctx.store(0, &head, 0)?;
+    packet::store(ctx, 0, &head)?;
     // SAFETY: plain helper call.
     let r = unsafe { bpf_redirect_peer(fib.ifindex, 0) };
     if r == i64::from(TC_ACT_REDIRECT) {
         Ok(TC_ACT_REDIRECT)
     } else {
-        Err(r)
+        Err(fail::HELPER)
     }
 }
 

@@ -6,6 +6,8 @@
 use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
 use sixlane_common::services::{CtEntry, CtKey, FragKey, Service};
 
+use crate::checksum::Chunk;
+
 #[repr(C)]
 pub struct Scratch {
     /// The packet's tuple (or, for ICMPv6 errors, the reversed quoted tuple).
@@ -20,8 +22,10 @@ pub struct Scratch {
     pub frag: FragKey,
     /// The route of a packet delivered straight into a local pod (`nat::peer_route`).
     pub fib: bpf_fib_lookup,
+    /// Checksum chunks of a generated ICMPv6 error (`icmp::reject`).
+    pub chunk: Chunk,
 }
-const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 72 + 24 + 40 + 64);
+const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 72 + 24 + 40 + 64 + 64);
 
 // Not pinned: nothing in it outlives a program run.
 #[map(name = "SL_SCRATCH")]

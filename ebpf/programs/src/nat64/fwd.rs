@@ -24,8 +24,11 @@ use sixlane_common::{metrics::Reason, nat64::maps::PodLink};
 
 use super::{
     maps::POD_LINKS,
-    pkt::{self, Res},
     scratch::{PORTS_LEN, Scratch},
+};
+use crate::{
+    packet,
+    verdict::{Res, TC_ACT_REDIRECT},
 };
 
 const AF_INET: u8 = 2;
@@ -65,7 +68,7 @@ fn run(ctx: &TcContext, fib: &mut bpf_fib_lookup) -> Route {
     // SAFETY: `fib` is a valid, initialised params struct of the size passed.
     let rc = unsafe {
         fib_lookup(
-            pkt::skb(ctx).cast(),
+            packet::skb(ctx).cast(),
             fib,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
@@ -88,7 +91,7 @@ fn reset(ctx: &TcContext, fib: &mut bpf_fib_lookup, family: u8, tot_len: u16) {
     // All-zero is a valid value of this plain-old-data bindgen struct.
     crate::mem::zero(fib);
     fib.family = family;
-    fib.ifindex = pkt::ifindex(ctx);
+    fib.ifindex = packet::ifindex(ctx);
     fib.__bindgen_anon_1.tot_len = tot_len;
 }
 
@@ -155,7 +158,7 @@ pub fn lookup4_cached(
     tot_len: u16,
     t: u64,
 ) -> Route {
-    let iif = pkt::ifindex(ctx);
+    let iif = packet::ifindex(ctx);
     let slot = &mut slots[route_slot(dst, iif)];
     let same = slot.dst == dst
         && slot.src == src
@@ -219,7 +222,7 @@ pub fn lookup6(
 /// second).
 #[inline(always)]
 pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
-    let Ok(eth) = pkt::load_fast::<[u8; 12]>(ctx, 0) else {
+    let Ok(eth) = packet::load_fast::<[u8; 12]>(ctx, 0) else {
         return;
     };
     // The pod's packet: destination = the host side, source = the pod. Group addresses are
@@ -255,7 +258,7 @@ pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16
     let mut mtu = u32::from(len);
     // SAFETY: `mtu` is a valid in/out pointer; the helper only reads the skb. It fails when
     // the device is gone.
-    let rc = unsafe { bpf_check_mtu(pkt::skb(ctx).cast(), pod_if, &mut mtu, 0, 0) };
+    let rc = unsafe { bpf_check_mtu(packet::skb(ctx).cast(), pod_if, &mut mtu, 0, 0) };
     if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
         return Some(Route::TooBig(mtu));
     }
@@ -288,7 +291,7 @@ where
         let eth = frame.as_mut();
         eth[..6].copy_from_slice(&fib.dmac);
         eth[6..12].copy_from_slice(&fib.smac);
-        pkt::store_first(ctx, 0, &*frame, len)?;
+        packet::store_first(ctx, 0, &*frame, len)?;
         // SAFETY: plain helper calls.
         let r = unsafe {
             if route == Route::Peer {
@@ -297,13 +300,13 @@ where
                 bpf_redirect(fib.ifindex, 0)
             }
         };
-        return if r == i64::from(pkt::TC_ACT_REDIRECT) {
-            Ok(pkt::TC_ACT_REDIRECT)
+        return if r == i64::from(TC_ACT_REDIRECT) {
+            Ok(TC_ACT_REDIRECT)
         } else {
             Err(Reason::Nat64Error)
         };
     }
-    pkt::store_first(ctx, 0, &*frame, len)?;
+    packet::store_first(ctx, 0, &*frame, len)?;
     send(ctx, fib, route)
 }
 
@@ -312,8 +315,8 @@ where
 pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
     let r = match route {
         Route::Direct | Route::Peer => {
-            pkt::store(ctx, 0, &fib.dmac)?;
-            pkt::store(ctx, 6, &fib.smac)?;
+            packet::store(ctx, 0, &fib.dmac)?;
+            packet::store(ctx, 6, &fib.smac)?;
             // SAFETY: plain helper calls.
             unsafe {
                 if route == Route::Peer {
@@ -349,8 +352,8 @@ pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
         }
         Route::TooBig(_) | Route::None => return Err(Reason::Nat64NoRoute),
     };
-    if r == i64::from(pkt::TC_ACT_REDIRECT) {
-        Ok(pkt::TC_ACT_REDIRECT)
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
     } else {
         Err(Reason::Nat64Error)
     }

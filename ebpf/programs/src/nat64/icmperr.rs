@@ -23,11 +23,10 @@ use sixlane_common::{
     },
 };
 
-use super::{
-    Done, fwd,
-    pkt::{self, Res},
-    scratch::Scratch,
-    state,
+use super::{TOO_LONG, fwd, scratch::Scratch, state};
+use crate::{
+    checksum, packet,
+    verdict::{Res, Verdict},
 };
 
 /// Chunks covering the largest translated error (IPv6 minimum MTU).
@@ -73,9 +72,9 @@ pub struct Plan {
 /// ICMPv6 error from the IPv6 side (a pod, or a router on the way to one) about a packet the
 /// translator delivered → ICMPv4 error to the IPv4 peer. The outer header is in `s.ip6`.
 #[inline(never)]
-pub fn out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
+pub fn out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
     if let Err(r) = plan_out(ctx, cfg, s, l4 as usize) {
-        return Done::drop(r);
+        return Verdict::drop(r);
     }
     emit_out(ctx, s, l4)
 }
@@ -84,10 +83,10 @@ pub fn out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
 fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()> {
     let (pre, plen) = (&cfg.prefix, cfg.prefix_len);
     let y = addr::extract(pre, plen, &s.ip6.dst).ok_or(Reason::Nat64BadAddr)?;
-    let h: [u8; 8] = pkt::load(ctx, l4)?;
+    let h: [u8; 8] = packet::load(ctx, l4)?;
     let m = icmp::icmp6_to_4(h[0], h[1]).ok_or(Reason::Nat64IcmpDropped)?;
     let inner_off = l4 + ICMP_HLEN;
-    pkt::load_into(ctx, inner_off, &mut s.hdr6)?;
+    packet::load_into(ctx, inner_off, &mut s.hdr6)?;
     if s.hdr6[0] >> 4 != 6 {
         return Err(Reason::Nat64Malformed);
     }
@@ -98,7 +97,7 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
     if z != y {
         return Err(Reason::Nat64IcmpNoSession);
     }
-    let p: [u8; 8] = pkt::load(ctx, il4)?;
+    let p: [u8; 8] = packet::load(ctx, il4)?;
     let next = s.inner6.next;
     let (proto, x_port, z_port, port_off, t6, t4) = match next {
         proto::TCP | proto::UDP => (
@@ -158,10 +157,10 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
 }
 
 #[inline(never)]
-fn emit_out(ctx: &TcContext, s: &mut Scratch, l4: u32) -> Done {
+fn emit_out(ctx: &TcContext, s: &mut Scratch, l4: u32) -> Verdict {
     match rewrite_out(ctx, s, l4 as usize) {
-        Ok(a) => Done::new(Reason::Nat64IcmpErrOut, a),
-        Err(r) => Done::drop(r),
+        Ok(a) => Verdict::new(Reason::Nat64IcmpErrOut, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
@@ -174,8 +173,8 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     }
     let rest: [u8; 4] = match s.plan.m.rest {
         Rest::Mtu => {
-            let v4_mtu = pkt::mtu(ctx, fwd::oif(s));
-            let v6_mtu = pkt::mtu(ctx, 0);
+            let v4_mtu = packet::mtu(ctx, fwd::oif(s));
+            let v6_mtu = packet::mtu(ctx, 0);
             let mtu = icmp::frag_needed_mtu(s.plan.rest, v4_mtu, v6_mtu).min(0xffff) as u16;
             let b = mtu.to_be_bytes();
             [0, 0, b[0], b[1]]
@@ -190,7 +189,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     };
     let inner_off = l4 + ICMP_HLEN;
     // The quoted header's fields we need, read before the reshaping overwrites them.
-    let raw: [u8; 8] = pkt::load(ctx, inner_off)?;
+    let raw: [u8; 8] = packet::load(ctx, inner_off)?;
     let inner_tc = (raw[0] << 4) | (raw[1] >> 4);
     let inner_hop = raw[7];
     fix_inner(ctx, inner_off + IPV6_HLEN, s)?;
@@ -198,10 +197,8 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     // Reshape: outer 40 → 20 (change_proto), inner 40 → 20 (adjust_room at the end of the new
     // outer header, which takes the ICMP header and the inner header's first 12 bytes: both
     // are rewritten below).
-    ctx.change_proto(ETH_P_IP.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(-(HDR_DIFF as i32), BPF_ADJ_ROOM_NET, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IP)?;
+    packet::adjust_room(ctx, -(HDR_DIFF as i32), BPF_ADJ_ROOM_NET)?;
     let inner_len = (IPV4_HLEN as u16).wrapping_add(s.plan.inner_len);
     Ip4 {
         ihl: IPV4_HLEN as u8,
@@ -218,22 +215,23 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     }
     .write_into(&mut s.hdr4);
     let off = ETH_HLEN + IPV4_HLEN;
-    pkt::store(ctx, off + ICMP_HLEN, &s.hdr4)?;
+    packet::store(ctx, off + ICMP_HLEN, &s.hdr4)?;
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
     let id = s.ipv4_id();
     let mut outer = header::v4_for_v6(&s.ip6, icmp_len, t_addr, z, id);
     outer.ttl = s.ip6.hop_limit.saturating_sub(1);
     outer.write_into(&mut s.hdr4);
-    pkt::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr4)?;
+    packet::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
+    packet::store(ctx, ETH_HLEN, &s.hdr4)?;
     let (ty, code) = (s.plan.m.ty, s.plan.m.code);
-    pkt::store(
+    packet::store(
         ctx,
         off,
         &[ty, code, 0, 0, rest[0], rest[1], rest[2], rest[3]],
     )?;
-    let acc = pkt::sum_range::<CHUNKS>(ctx, s, off, ctx.len() as usize, 0)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
+    let acc =
+        checksum::sum_range::<CHUNKS>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
     fwd::send(ctx, &s.fib, route)
 }
 
@@ -242,16 +240,16 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
 #[inline(always)]
 fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
     let plan = &s.plan;
-    pkt::store(
+    packet::store(
         ctx,
         il4 + usize::from(plan.port_off),
         &plan.new_port.to_be_bytes(),
     )?;
     if plan.proto == proto::ICMP {
-        pkt::store(ctx, il4, &plan.inner_ty)?;
+        packet::store(ctx, il4, &plan.inner_ty)?;
     }
     let off = il4 + csum_field(plan.proto);
-    if let Ok(c) = pkt::load::<[u8; 2]>(ctx, off) {
+    if let Ok(c) = packet::load::<[u8; 2]>(ctx, off) {
         let old = u16::from_be_bytes(c);
         // A zero UDP checksum (IPv4: none) stays none.
         if !(plan.proto == proto::UDP && old == 0) {
@@ -259,31 +257,31 @@ fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
             if plan.proto == proto::UDP && new == 0 {
                 new = 0xffff;
             }
-            pkt::store(ctx, off, &new.to_be_bytes())?;
+            packet::store(ctx, off, &new.to_be_bytes())?;
         }
     }
     Ok(())
 }
 
 /// ICMPv4 error from the IPv4 side about a packet the translator sent → ICMPv6 error to the
-/// pod. The outer header is in `s.ip4`. [`Done::NOT_OURS`]: the quoted packet is not a NAT64
+/// pod. The outer header is in `s.ip4`. [`Verdict::NOT_OURS`]: the quoted packet is not a NAT64
 /// one (the node's own traffic).
 #[inline(never)]
-pub fn inb(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
+pub fn inb(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
     match plan_in(ctx, cfg, s, l4 as usize) {
         Ok(true) => emit_in(ctx, cfg, s, l4),
-        Ok(false) => Done::NOT_OURS,
-        Err(r) => Done::drop(r),
+        Ok(false) => Verdict::NOT_OURS,
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
 fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<bool> {
-    let Ok(h) = pkt::load::<[u8; 8]>(ctx, l4) else {
+    let Ok(h) = packet::load::<[u8; 8]>(ctx, l4) else {
         return Ok(false);
     };
     let inner_off = l4 + ICMP_HLEN;
-    if pkt::load_into(ctx, inner_off, &mut s.hdr4).is_err() {
+    if packet::load_into(ctx, inner_off, &mut s.hdr4).is_err() {
         return Ok(false);
     }
     s.inner4.parse_into(&s.hdr4);
@@ -292,7 +290,7 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
         // The translator never sends IPv4 options, so this quotes someone else's packet.
         return Ok(false);
     }
-    let Ok(p) = pkt::load::<[u8; 8]>(ctx, inner_off + IPV4_HLEN) else {
+    let Ok(p) = packet::load::<[u8; 8]>(ctx, inner_off + IPV4_HLEN) else {
         return Ok(false);
     };
     let (proto, t_port, z_port, port_off) = match ih.proto {
@@ -366,10 +364,10 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
 }
 
 #[inline(never)]
-fn emit_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
+fn emit_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
     match rewrite_in(ctx, cfg, s, l4 as usize) {
-        Ok(a) => Done::new(Reason::Nat64IcmpErrIn, a),
-        Err(r) => Done::drop(r),
+        Ok(a) => Verdict::new(Reason::Nat64IcmpErrIn, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
@@ -385,8 +383,8 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     }
     let info: u32 = match s.plan.m.rest {
         Rest::Mtu => {
-            let v6_mtu = pkt::mtu(ctx, fwd::oif(s));
-            let v4_mtu = pkt::mtu(ctx, 0);
+            let v6_mtu = packet::mtu(ctx, fwd::oif(s));
+            let v4_mtu = packet::mtu(ctx, 0);
             icmp::ptb_mtu(s.plan.rest, u32::from(s.plan.inner_len), v6_mtu, v4_mtu)
         }
         Rest::Pointer => icmp::pointer4_to_6(s.plan.rest as u8).ok_or(Reason::Nat64IcmpDropped)?,
@@ -394,20 +392,18 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         _ => 0,
     };
     let inner_off = l4 + ICMP_HLEN;
-    let raw: [u8; 9] = pkt::load(ctx, inner_off)?;
+    let raw: [u8; 9] = packet::load(ctx, inner_off)?;
     let (inner_tos, inner_ttl) = (raw[1], raw[8]);
     fix_inner(ctx, inner_off + IPV4_HLEN, s)?;
 
     // Reshape: outer 20 → 40 (change_proto), inner 20 → 40 (adjust_room right after the new
     // outer header; everything up to the inner transport header is rewritten below).
-    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(HDR_DIFF as i32, BPF_ADJ_ROOM_NET, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IPV6)?;
+    packet::adjust_room(ctx, HDR_DIFF as i32, BPF_ADJ_ROOM_NET)?;
     // RFC 4443 §2.4(c): the error must fit the IPv6 minimum MTU.
     let max = ETH_HLEN + IPV6_MIN_MTU as usize;
     if ctx.len() as usize > max {
-        pkt::truncate(ctx, max as u32)?;
+        packet::set_len(ctx, max as u32)?;
     }
     let off = ETH_HLEN + IPV6_HLEN;
     header::write6(
@@ -419,7 +415,7 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         &s.plan.x_addr,
         &s.b6,
     );
-    pkt::store(ctx, off + ICMP_HLEN, &s.hdr6)?;
+    packet::store(ctx, off + ICMP_HLEN, &s.hdr6)?;
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
     header::write6(
         &mut s.hdr6,
@@ -430,18 +426,24 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         &s.a6,
         &s.plan.x_addr,
     );
-    pkt::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr6)?;
+    packet::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
+    packet::store(ctx, ETH_HLEN, &s.hdr6)?;
     let i = info.to_be_bytes();
     let (ty, code) = (s.plan.m.ty, s.plan.m.code);
-    pkt::store(ctx, off, &[ty, code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let seed = pkt::native(csum::pseudo6(
+    packet::store(ctx, off, &[ty, code, 0, 0, i[0], i[1], i[2], i[3]])?;
+    let seed = checksum::native(csum::pseudo6(
         &s.a6,
         &s.plan.x_addr,
         u32::from(icmp_len),
         proto::ICMPV6,
     ));
-    let acc = pkt::sum_range::<CHUNKS>(ctx, s, off, ctx.len() as usize, seed)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
+    let acc = checksum::sum_range::<CHUNKS>(
+        ctx,
+        &mut s.chunk,
+        (off, ctx.len() as usize),
+        seed,
+        TOO_LONG,
+    )?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
     fwd::send(ctx, &s.fib, route)
 }

@@ -17,58 +17,60 @@ use sixlane_common::{
 };
 
 use super::{
-    Done,
+    TOO_LONG,
     fwd::{self, Route},
-    icmperr, mss,
-    pkt::{self, Res},
-    reply, scratch,
+    icmperr, mss, reply, scratch,
     scratch::Scratch,
     state,
 };
-use crate::parse::{Frag, L3};
+use crate::{
+    checksum, packet,
+    parse::{Frag, L3},
+    verdict::{Res, Verdict},
+};
 
 /// Chunks covering a UDP datagram whose zero IPv4 checksum must be computed (4 KiB).
 const CHUNKS_UDP: usize = 64;
 
-/// Handles an IPv4 packet on the uplink. [`Done::NOT_OURS`]: not NAT64 traffic.
+/// Handles an IPv4 packet on the uplink. [`Verdict::NOT_OURS`]: not NAT64 traffic.
 #[inline(never)]
-pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Done {
+pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Verdict {
     let Some(s) = scratch::get() else {
-        return Done::NOT_OURS;
+        return Verdict::NOT_OURS;
     };
-    if pkt::load_into_fast(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
-        return Done::NOT_OURS;
+    if packet::load_into_fast(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
+        return Verdict::NOT_OURS;
     }
     s.ip4.parse_into(&s.hdr4);
     if cfg.pool_index(&s.ip4.dst).is_none() {
-        return Done::NOT_OURS;
+        return Verdict::NOT_OURS;
     }
     match l3.proto {
         proto::TCP | proto::UDP => transport(ctx, cfg, s, l3),
         proto::ICMP => icmp_in(ctx, cfg, s, l3),
-        _ => Done::NOT_OURS,
+        _ => Verdict::NOT_OURS,
     }
 }
 
 #[inline(always)]
-fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
+fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict {
     if l3.frag == Frag::Later {
         // No ports to tell NAT64 traffic from the node's own: the kernel's.
-        return Done::NOT_OURS;
+        return Verdict::NOT_OURS;
     }
     let l4 = l3.l4_off;
-    let Ok(p) = pkt::load_fast::<[u8; 4]>(ctx, l4) else {
-        return Done::NOT_OURS;
+    let Ok(p) = packet::load_fast::<[u8; 4]>(ctx, l4) else {
+        return Verdict::NOT_OURS;
     };
     let (z_port, t_port) = (
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
     );
     if !state::range_of(cfg, l3.proto).contains(t_port) {
-        return Done::NOT_OURS;
+        return Verdict::NOT_OURS;
     }
     let tcp_flags = if l3.proto == proto::TCP {
-        pkt::load_fast::<[u8; 2]>(ctx, l4 + 12)
+        packet::load_fast::<[u8; 2]>(ctx, l4 + 12)
             .map(|b| b[1])
             .unwrap_or(0)
     } else {
@@ -84,26 +86,26 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
     f.z = s.ip4.src;
     let mut slot = core::mem::MaybeUninit::uninit();
     if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
-        return Done::drop(Reason::Nat64Unsolicited);
+        return Verdict::drop(Reason::Nat64Unsolicited);
     }
     // SAFETY: `inbound` initialised the slot when it returned true.
     translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
 }
 
 #[inline(always)]
-fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
+fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict {
     if l3.frag != Frag::No {
-        return Done::NOT_OURS;
+        return Verdict::NOT_OURS;
     }
     let l4 = l3.l4_off;
-    let Ok(h) = pkt::load::<[u8; 6]>(ctx, l4) else {
-        return Done::NOT_OURS;
+    let Ok(h) = packet::load::<[u8; 6]>(ctx, l4) else {
+        return Verdict::NOT_OURS;
     };
     match h[0] {
         icmp4::ECHO_REPLY => {
             let id = u16::from_be_bytes([h[4], h[5]]);
             if !cfg.ports[2].contains(id) {
-                return Done::NOT_OURS;
+                return Verdict::NOT_OURS;
             }
             let f = &mut s.inflow;
             f.proto = proto::ICMP;
@@ -116,22 +118,28 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Done {
             let mut slot = core::mem::MaybeUninit::uninit();
             // Replies to the node's own pings share the identifier space: a miss is theirs.
             if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
-                return Done::NOT_OURS;
+                return Verdict::NOT_OURS;
             }
             // SAFETY: `inbound` initialised the slot when it returned true.
             translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
         }
         t if icmp::is_error4(t) => icmperr::inb(ctx, cfg, s, l4 as u32),
-        _ => Done::NOT_OURS,
+        _ => Verdict::NOT_OURS,
     }
 }
 
 /// Translates a packet of session `r` (RFC 7915 §4.1) and sends it to the pod.
 #[inline(never)]
-fn translate(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3, r: &state::Reverse) -> Done {
+fn translate(
+    ctx: &TcContext,
+    cfg: &Config,
+    s: &mut Scratch,
+    l3: &L3,
+    r: &state::Reverse,
+) -> Verdict {
     match translate_inner(ctx, cfg, s, l3, r) {
         Ok(d) => d,
-        Err(reason) => Done::drop(reason),
+        Err(reason) => Verdict::drop(reason),
     }
 }
 
@@ -142,7 +150,7 @@ fn translate_inner(
     s: &mut Scratch,
     l3: &L3,
     r: &state::Reverse,
-) -> Res<Done> {
+) -> Res<Verdict> {
     if l3.frag != Frag::No {
         return Err(Reason::Nat64Fragment);
     }
@@ -165,7 +173,7 @@ fn translate_inner(
     let l4_len = total - ihl as u16;
     // Z' (the peer's IPv6 form) lives in s.a6 from here on.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
-    let v6_len = if pkt::gso_size(ctx) != 0 {
+    let v6_len = if packet::gso_size(ctx) != 0 {
         0
     } else {
         (IPV6_HLEN as u16).saturating_add(l4_len)
@@ -193,29 +201,27 @@ fn translate_inner(
     let mut ports = false;
     if l3.proto == proto::ICMP {
         // ICMP Echo Reply → ICMPv6 Echo Reply: the pseudo-header joins the checksum.
-        let h: [u8; 6] = pkt::load(ctx, l4)?;
+        let h: [u8; 6] = packet::load(ctx, l4)?;
         let csum_off = l4 + 2;
-        let d = pkt::delta(
+        let d = checksum::delta(
             0,
             csum::pseudo6(&s.a6, &r.x_addr, u32::from(l4_len), proto::ICMPV6),
         );
-        ctx.l4_csum_replace(csum_off, 0, d, 0)
-            .map_err(|_| Reason::Nat64Error)?;
+        checksum::l4_replace(ctx, csum_off, 0, d, 0)?;
         let old = u16::from_ne_bytes([h[0], h[1]]);
         let new = u16::from_ne_bytes([icmp6::ECHO_REPLY, h[1]]);
-        ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), 2)
-            .map_err(|_| Reason::Nat64Error)?;
-        pkt::store(ctx, l4, &icmp6::ECHO_REPLY)?;
+        checksum::l4_replace(ctx, csum_off, u64::from(old), u64::from(new), 2)?;
+        packet::store(ctx, l4, &icmp6::ECHO_REPLY)?;
         let (id, nid) = ([h[4], h[5]], r.x_port.to_be_bytes());
         if id != nid {
-            ctx.l4_csum_replace(
+            checksum::l4_replace(
+                ctx,
                 csum_off,
                 u64::from(u16::from_ne_bytes(id)),
                 u64::from(u16::from_ne_bytes(nid)),
                 2,
-            )
-            .map_err(|_| Reason::Nat64Error)?;
-            pkt::store(ctx, l4 + 4, &nid)?;
+            )?;
+            packet::store(ctx, l4 + 4, &nid)?;
         }
     } else {
         let proto = l3.proto;
@@ -226,9 +232,9 @@ fn translate_inner(
             0
         };
         let h: [u8; 14] = if proto == proto::TCP {
-            pkt::load_fast(ctx, l4)?
+            packet::load_fast(ctx, l4)?
         } else {
-            let u: [u8; 8] = pkt::load_fast(ctx, l4)?;
+            let u: [u8; 8] = packet::load_fast(ctx, l4)?;
             [
                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], 0, 0, 0, 0, 0, 0,
             ]
@@ -238,30 +244,29 @@ fn translate_inner(
         }
         if proto == proto::TCP && h[13] & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
             // The pod's segments leave through this uplink as IPv4: MSS ≤ MTU − 40.
-            let mtu = pkt::mtu(ctx, 0);
+            let mtu = packet::mtu(ctx, 0);
             mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
         }
         if !zero_udp {
-            let d = pkt::delta(
+            let d = checksum::delta(
                 csum::sum(&s.ip4.dst, csum::sum(&s.ip4.src, 0)),
                 csum::sum(&s.a6, csum::sum(&r.x_addr, 0)),
             );
-            ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
-                .map_err(|_| Reason::Nat64Error)?;
+            checksum::l4_replace(ctx, csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)?;
         }
         let (t_port, new) = ([h[2], h[3]], r.x_port.to_be_bytes());
         if t_port != new {
             if !zero_udp {
-                ctx.l4_csum_replace(
+                checksum::l4_replace(
+                    ctx,
                     csum_off,
                     u64::from(u16::from_ne_bytes(t_port)),
                     u64::from(u16::from_ne_bytes(new)),
                     2 | mangled,
-                )
-                .map_err(|_| Reason::Nat64Error)?;
+                )?;
             } else {
                 // The checksum computed below reads the datagram: the port must be in it.
-                pkt::store(ctx, l4 + 2, &new)?;
+                packet::store(ctx, l4 + 2, &new)?;
             }
         }
         // Written with the new headers.
@@ -269,13 +274,11 @@ fn translate_inner(
         ports = true;
     }
 
-    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IPV6)?;
     if ihl > IPV4_HLEN {
         // RFC 7915 §4.1: IPv4 options are not translated.
         let opts = (ihl - IPV4_HLEN) as i32;
-        ctx.adjust_room(-opts, BPF_ADJ_ROOM_NET, 0)
-            .map_err(|_| Reason::Nat64Error)?;
+        packet::adjust_room(ctx, -opts, BPF_ADJ_ROOM_NET)?;
     }
     header::write6(
         &mut s.f6.ip,
@@ -290,18 +293,24 @@ fn translate_inner(
     if zero_udp {
         // RFC 7915 §4.5: IPv6 needs a UDP checksum; compute it over the whole datagram.
         let off = ETH_HLEN + IPV6_HLEN;
-        let seed = pkt::native(csum::pseudo6(
+        let seed = checksum::native(csum::pseudo6(
             &s.a6,
             &r.x_addr,
             u32::from(l4_len),
             proto::UDP,
         ));
-        let acc = pkt::sum_range::<CHUNKS_UDP>(ctx, s, off, off + usize::from(l4_len), seed)?;
-        let mut c = pkt::finish(acc);
+        let acc = checksum::sum_range::<CHUNKS_UDP>(
+            ctx,
+            &mut s.chunk,
+            (off, off + usize::from(l4_len)),
+            seed,
+            TOO_LONG,
+        )?;
+        let mut c = checksum::field(acc);
         if c == [0, 0] {
             c = [0xff, 0xff];
         }
-        pkt::store(ctx, off + 6, &c)?;
+        packet::store(ctx, off + 6, &c)?;
     }
     // A local pod's own session, still routed out of its veth: straight into the pod.
     let route = if route == Route::Direct
@@ -319,5 +328,5 @@ fn translate_inner(
     } else {
         Reason::Nat64In
     };
-    Ok(Done::new(reason, a))
+    Ok(Verdict::new(reason, a))
 }

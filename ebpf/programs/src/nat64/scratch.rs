@@ -13,9 +13,9 @@ use sixlane_common::{
 use super::{
     fwd::{ROUTE_SLOTS, RouteSlot},
     icmperr::Plan,
-    pkt,
     state::{Flow, InFlow, Keys, Mapping},
 };
+use crate::checksum::Chunk;
 
 /// Ethernet + IPv4 header of a translated packet, and the ports of a TCP or UDP one: written
 /// to the packet in one store (`fwd::send_frame`).
@@ -52,11 +52,6 @@ impl AsMut<[u8; 14]> for Frame6 {
         &mut self.eth
     }
 }
-
-/// A checksum chunk; word-aligned so it can be zeroed a word at a time (`crate::mem::zero`).
-#[repr(C, align(4))]
-#[derive(Clone, Copy)]
-pub struct Chunk(pub [u8; pkt::CHUNK]);
 
 pub struct Scratch {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
