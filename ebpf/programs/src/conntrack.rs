@@ -15,24 +15,18 @@ use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
     macros::map,
-    maps::{Array, LruHashMap},
+    maps::LruHashMap,
 };
 use sixlane_common::{
     metrics::Reason,
     net::{proto, tcp_flags as tcp},
-    services::{
-        Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
-        lifetime, sizes,
-    },
+    services::{CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, ct_flags, ct_state, lifetime, sizes},
 };
 
-use crate::verdict::Res;
+use crate::{config, verdict::Res};
 
 #[map(name = "SL_CT")]
 static SL_CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(sizes::CONNTRACK, 0);
-
-#[map(name = "SL_SVC_CONFIG")]
-static SL_SVC_CONFIG: Array<Config> = Array::pinned(1, 0);
 
 const NS: u64 = 1_000_000_000;
 /// Entries are refreshed at most this often (and a state change always writes).
@@ -54,19 +48,6 @@ pub fn random() -> u32 {
     unsafe { bpf_get_prandom_u32() }
 }
 
-/// The agent's configuration (all-zero until it writes one).
-#[inline(always)]
-pub fn config() -> Option<&'static Config> {
-    SL_SVC_CONFIG.get(0)
-}
-
-/// Whether service traffic between local pods may bypass the node's forwarding (the default;
-/// see `config_flags::NO_POD_FAST_PATH`).
-#[inline(always)]
-pub fn pod_fast_path() -> bool {
-    config().is_none_or(|c| c.flags & config_flags::NO_POD_FAST_PATH == 0)
-}
-
 #[inline(always)]
 fn secs_or(v: u32, default: u32) -> u64 {
     u64::from(if v == 0 { default } else { v }) * NS
@@ -75,7 +56,7 @@ fn secs_or(v: u32, default: u32) -> u64 {
 /// How long an entry in `state` lives after its last packet.
 #[inline(always)]
 pub fn lifetime_ns(l4: u8, state: u8) -> u64 {
-    let (syn, est, closing, other) = match config() {
+    let (syn, est, closing, other) = match config::get() {
         Some(c) => (
             c.tcp_syn_secs,
             c.tcp_established_secs,
@@ -198,7 +179,7 @@ pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) ->
 /// while a live reply entry uses it.
 #[inline(always)]
 pub fn snat_port(rev_key: &mut CtKey, first_be: u16, now: u64) -> Option<u16> {
-    let (min, max) = match config() {
+    let (min, max) = match config::get() {
         Some(c) if c.snat_port_min != 0 && c.snat_port_max >= c.snat_port_min => {
             (c.snat_port_min, c.snat_port_max)
         }

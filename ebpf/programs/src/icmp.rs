@@ -32,7 +32,7 @@ use sixlane_common::{
 
 use crate::{
     checksum::{self, CHUNK, fold},
-    conntrack as ct,
+    conntrack as ct, forward,
     lb::{self, Hook},
     nat::{self, DST_OFF, SRC_OFF, eq16, rewritten},
     packet::{self, ptr_at},
@@ -96,7 +96,7 @@ fn echo_reply(ctx: &TcContext, l3: &L3, src: &[u8; 16], dst: &[u8; 16], code: u8
         &HOP_LIMIT,
         u64::from(BPF_F_RECOMPUTE_CSUM),
     )?;
-    nat::redirect_back(ctx)
+    forward::redirect_back(ctx)
 }
 
 /// An ICMPv6 error quoting a packet of a tracked flow.
@@ -312,5 +312,5 @@ fn build_unreachable(ctx: &TcContext) -> Res<i32> {
         fail::MALFORMED,
     )?;
     packet::store(ctx, off + 2, &checksum::field(sum))?;
-    nat::redirect_out(ctx)
+    forward::redirect_out(ctx)
 }

@@ -33,7 +33,7 @@ use sixlane_common::{
 };
 
 use crate::{
-    conntrack as ct, icmp,
+    config, conntrack as ct, forward, icmp,
     nat::{self, eq16, is_zero16, rewritten},
     packet,
     parse::{Frag, L3},
@@ -294,10 +294,10 @@ fn translate(
         return REWRITE_FAILED;
     }
     if flags & ct_flags::REDIRECT_BACK != 0 {
-        return rewritten(nat::redirect_back(ctx), Reason::SvcHairpin);
+        return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
     }
     if flags & ct_flags::ROUTE != 0 {
-        return rewritten(nat::reroute(ctx, &s.to), Reason::SvcForward);
+        return rewritten(nat::reroute(ctx, &mut s.fib, &s.to), Reason::SvcForward);
     }
     if pkt == Packet::Peer
         || (pkt == Packet::Whole
@@ -458,7 +458,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         let snat_addr = if hairpin || s.svc.flags & svc_flags::NODE_PORT != 0 {
             s.key.dst
         } else {
-            match ct::config() {
+            match config::get() {
                 Some(c) if !is_zero16(&c.snat_addr) => c.snat_addr,
                 _ => s.key.dst,
             }
@@ -502,7 +502,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         // A pod client: its veth's egress restores the frontend, wherever the backend is,
         // unless the reply can be delivered straight into the client from where it arrives.
         rev.flags = ct_flags::AT_TO_POD;
-        if ct::pod_fast_path() {
+        if forward::pod_fast_path() {
             rev.flags |= ct_flags::PEER;
             rev.ifindex = packet::ifindex(ctx);
         }
@@ -516,10 +516,10 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         return REWRITE_FAILED;
     }
     if hairpin {
-        return rewritten(nat::redirect_back(ctx), Reason::SvcHairpin);
+        return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
     }
     if host {
-        return rewritten(nat::reroute(ctx, &s.to), Reason::SvcNew);
+        return rewritten(nat::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew);
     }
     Verdict::pass(Reason::SvcNew)
 }

@@ -4,7 +4,9 @@
 #![no_main]
 
 mod checksum;
+mod config;
 mod conntrack;
+mod forward;
 mod icmp;
 mod lb;
 mod mem;

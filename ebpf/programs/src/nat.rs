@@ -1,14 +1,9 @@
-//! Rewriting a packet's 5-tuple (addresses and ports, checksums updated incrementally) and
-//! sending a packet back out of the interface it arrived on, or routing it afresh.
+//! Rewriting a packet's 5-tuple (addresses and ports, checksums updated incrementally), and the
+//! service stage's ways of sending it on: routed afresh, or straight into a local pod.
 
 use core::num::NonZeroUsize;
 
-use aya_ebpf::{
-    EbpfContext as _,
-    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::bpf_fib_lookup, programs::TcContext};
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
     metrics::Reason,
@@ -18,8 +13,9 @@ use sixlane_common::{
 
 use crate::{
     checksum,
+    forward::{self, Ports, Route},
     packet::{self, ptr_at},
-    verdict::{Res, TC_ACT_REDIRECT, Verdict, fail},
+    verdict::{Res, Verdict},
 };
 
 /// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
@@ -104,129 +100,61 @@ pub fn rewrite(ctx: &TcContext, l4_off: usize, has_l4: bool, from: &CtKey, to: &
     Ok(())
 }
 
-/// Swaps the Ethernet source and destination: the frame goes back where it came from.
+/// What a route lookup may use of a translated tuple (policy rules, multipath hashing).
 #[inline(always)]
-pub fn swap_macs(ctx: &TcContext) -> Res<()> {
-    let macs: [u8; 12] = packet::load(ctx, 0)?;
-    let mut swapped = [0u8; 12];
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    packet::store(ctx, 0, &swapped)
-}
-
-/// Sends the (rewritten) packet back out of the interface it arrived on: the egress of a pod's
-/// host-side veth delivers it to the pod, the uplink's egress to the uplink's neighbour.
-#[inline(always)]
-pub fn redirect_back(ctx: &TcContext) -> Res<i32> {
-    swap_macs(ctx)?;
-    redirect_out(ctx)
-}
-
-/// Sends the packet, whose Ethernet header is already set, out of the arrival interface.
-#[inline(always)]
-pub fn redirect_out(ctx: &TcContext) -> Res<i32> {
-    // SAFETY: plain helper call; the result says whether the redirect was set up.
-    let r = unsafe { bpf_redirect(packet::ifindex(ctx), 0) };
-    if r == i64::from(TC_ACT_REDIRECT) {
-        Ok(TC_ACT_REDIRECT)
-    } else {
-        Err(fail::HELPER)
+fn ports(to: &CtKey) -> Ports {
+    Ports {
+        proto: to.proto,
+        sport: to.sport,
+        dport: to.dport,
     }
 }
 
-const AF_INET6: u8 = 10;
-
-/// Routes the (translated) packet to `dst` afresh: a FIB lookup as if it arrived on this
-/// interface, then a redirect to the next hop's interface, with its MACs (or through the
-/// neighbour subsystem when the next hop is not resolved yet). For packets the kernel had
-/// already routed towards a frontend.
+/// Routes the (translated) packet to `to` afresh: a FIB lookup as if it arrived on this
+/// interface, then on to the next hop. For packets the kernel had already routed towards a
+/// frontend.
 #[inline(never)]
-pub fn reroute(ctx: &TcContext, to: &CtKey) -> Res<i32> {
-    let mut slot = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
-    // SAFETY: an all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
-    let p = unsafe { crate::mem::zero_in(&mut slot) };
-    p.family = AF_INET6;
-    p.l4_protocol = to.proto;
-    p.sport = to.sport;
-    p.dport = to.dport;
-    p.__bindgen_anon_1.tot_len = ctx.len() as u16;
-    p.ifindex = packet::ifindex(ctx);
-    p.__bindgen_anon_3.ipv6_src = words(&to.src);
-    p.__bindgen_anon_4.ipv6_dst = words(&to.dst);
-    let skb = ctx.as_ptr();
-    // SAFETY: `p` is a properly sized, initialized lookup structure on our stack.
-    let rc = unsafe {
-        fib_lookup(
-            skb,
-            &mut *p,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    let r = if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&p.dmac);
-        macs[6..].copy_from_slice(&p.smac);
-        packet::store(ctx, 0, &macs)?;
-        // SAFETY: plain helper call.
-        unsafe { bpf_redirect(p.ifindex, 0) }
-    } else if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        // SAFETY: plain helper call; NULL parameters: the neighbour subsystem resolves the
-        // next hop of the packet's destination.
-        unsafe { bpf_redirect_neigh(p.ifindex, core::ptr::null_mut(), 0, 0) }
-    } else {
-        return Err(fail::NO_ROUTE);
-    };
-    if r == i64::from(TC_ACT_REDIRECT) {
-        Ok(TC_ACT_REDIRECT)
-    } else {
-        Err(fail::HELPER)
-    }
+pub fn reroute(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey) -> Res<i32> {
+    // (The frame's length where the IP packet's belongs: the MTU check is that much stricter.)
+    let route = forward::lookup6(ctx, fib, &to.src, &to.dst, ports(to), ctx.len() as u16);
+    forward::send(ctx, fib, route)
 }
 
 /// Offset of the IPv6 next header and hop limit in an Ethernet frame (read as a pair: a 1-byte
 /// direct read does not verify, see `packet::ptr_at`).
 const NH_HL_OFF: usize = ETH_HLEN + 6;
 
-#[inline(always)]
-fn hop_limit(ctx: &TcContext) -> Option<u8> {
-    packet::read::<[u8; 2]>(ctx, NH_HL_OFF).map(|b| b[1])
-}
-
 /// Whether the packet, translated to `to`, may go straight into the local pod behind the
-/// host-side veth `ifindex` (`bpf_redirect_peer`): the node's route to `to.dst` leaves through
+/// host-side veth `pod_if` (`bpf_redirect_peer`): the node's route to `to.dst` leaves through
 /// that veth with a resolved neighbour, the packet fits the veth's MTU (GSO-aware: the lookup
 /// is given no length), and the hop limit allows forwarding. Anything else takes the node's
 /// forwarding path, which answers with the ICMPv6 errors and neighbour resolution this skips.
 /// The route (MACs) is left in `fib` for [`redirect_peer`].
 #[inline(never)]
-pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex: u32) -> bool {
-    if ifindex == 0 || !crate::conntrack::pod_fast_path() {
+pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, pod_if: u32) -> bool {
+    if pod_if == 0 || !forward::pod_fast_path() {
         return false;
     }
-    match hop_limit(ctx) {
-        Some(hl) if hl > 1 => {}
+    match packet::read::<[u8; 2]>(ctx, NH_HL_OFF) {
+        Some(b) if forward::may_forward(b[1]) => {}
         _ => return false,
     }
-    // An all-zero `bpf_fib_lookup` is a valid input (plain integers and arrays).
-    crate::mem::zero(fib);
-    fib.family = AF_INET6;
-    fib.l4_protocol = to.proto;
-    fib.sport = to.sport;
-    fib.dport = to.dport;
-    fib.ifindex = packet::ifindex(ctx);
-    fib.__bindgen_anon_3.ipv6_src = words(&to.src);
-    fib.__bindgen_anon_4.ipv6_dst = words(&to.dst);
-    // SAFETY: `fib` is a valid, initialised params struct of the size passed.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.as_ptr(),
-            fib,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) && fib.ifindex == ifindex
+    let route = forward::lookup6(ctx, fib, &to.src, &to.dst, ports(to), 0);
+    forward::peer_of(route, fib, pod_if)
+}
+
+/// The Ethernet header and the IPv6 header up to the hop limit: what delivery into a pod
+/// rewrites ([`redirect_peer`]).
+#[repr(C)]
+struct PeerHead {
+    eth: [u8; ETH_HLEN],
+    ip: [u8; 8],
+}
+
+impl AsMut<[u8; ETH_HLEN]> for PeerHead {
+    fn as_mut(&mut self) -> &mut [u8; ETH_HLEN] {
+        &mut self.eth
+    }
 }
 
 /// Delivers the packet into the pod behind the veth of `fib` (from [`peer_route`]): the
@@ -234,29 +162,14 @@ pub fn peer_route(ctx: &TcContext, fib: &mut bpf_fib_lookup, to: &CtKey, ifindex
 /// (tc ingress only), which skips the node's IP stack and the veth's egress.
 #[inline(always)]
 pub fn redirect_peer(ctx: &TcContext, fib: &bpf_fib_lookup) -> Res<i32> {
-    // Ethernet header and the IPv6 header up to the hop limit, written with one store.
     let ip: [u8; 8] = packet::load_fast(ctx, ETH_HLEN)?;
-    let mut head = [0u8; ETH_HLEN + 8];
-    head[..6].copy_from_slice(&fib.dmac);
-    head[6..12].copy_from_slice(&fib.smac);
-    head[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-    head[14..21].copy_from_slice(&ip[..7]);
-    head[21] = ip[7].wrapping_sub(1);
-    packet::store(ctx, 0, &head)?;
-    // SAFETY: plain helper call.
-    let r = unsafe { bpf_redirect_peer(fib.ifindex, 0) };
-    if r == i64::from(TC_ACT_REDIRECT) {
-        Ok(TC_ACT_REDIRECT)
-    } else {
-        Err(fail::HELPER)
-    }
-}
-
-#[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
-    let mut w = [0u32; 4];
-    for (i, x) in w.iter_mut().enumerate() {
-        *x = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
-    }
-    w
+    let mut head = PeerHead {
+        eth: [0; ETH_HLEN],
+        ip: [0; 8],
+    };
+    head.eth[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+    head.ip[..7].copy_from_slice(&ip[..7]);
+    head.ip[7] = ip[7].wrapping_sub(1);
+    let len = core::mem::size_of::<PeerHead>();
+    forward::send_frame(ctx, fib, Route::Peer, &mut head, len)
 }

@@ -23,9 +23,11 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, fwd, scratch::Scratch, state};
+use super::{TOO_LONG, scratch::Scratch, state};
 use crate::{
-    checksum, packet,
+    checksum,
+    forward::{self, Ports},
+    packet,
     verdict::{Res, Verdict},
 };
 
@@ -167,13 +169,13 @@ fn emit_out(ctx: &TcContext, s: &mut Scratch, l4: u32) -> Verdict {
 #[inline(always)]
 fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     let (t_addr, z) = (s.plan.t_addr, s.plan.z);
-    let route = fwd::lookup4(ctx, &mut s.fib, t_addr, z, 0);
+    let route = forward::lookup4(ctx, &mut s.fib, t_addr, z, 0);
     if !route.usable() {
         return Err(Reason::Nat64NoRoute);
     }
     let rest: [u8; 4] = match s.plan.m.rest {
         Rest::Mtu => {
-            let v4_mtu = packet::mtu(ctx, fwd::oif(s));
+            let v4_mtu = packet::mtu(ctx, forward::oif(&s.fib));
             let v6_mtu = packet::mtu(ctx, 0);
             let mtu = icmp::frag_needed_mtu(s.plan.rest, v4_mtu, v6_mtu).min(0xffff) as u16;
             let b = mtu.to_be_bytes();
@@ -232,7 +234,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     let acc =
         checksum::sum_range::<CHUNKS>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
     packet::store(ctx, off + 2, &checksum::field(acc))?;
-    fwd::send(ctx, &s.fib, route)
+    forward::send(ctx, &s.fib, route)
 }
 
 /// Applies the plan's change to the quoted transport header at `il4`: the port or identifier,
@@ -377,13 +379,13 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     // source-icmpv6-errors-better), so traceroute through the translator shows real hops.
     // The error's source R' goes to s.a6; Z' is in s.b6 (from the plan).
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
-    let route = fwd::lookup6(ctx, &mut s.fib, &s.a6, &s.plan.x_addr, 0);
+    let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.plan.x_addr, Ports::NONE, 0);
     if !route.usable() {
         return Err(Reason::Nat64NoRoute);
     }
     let info: u32 = match s.plan.m.rest {
         Rest::Mtu => {
-            let v6_mtu = packet::mtu(ctx, fwd::oif(s));
+            let v6_mtu = packet::mtu(ctx, forward::oif(&s.fib));
             let v4_mtu = packet::mtu(ctx, 0);
             icmp::ptb_mtu(s.plan.rest, u32::from(s.plan.inner_len), v6_mtu, v4_mtu)
         }
@@ -445,5 +447,5 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         TOO_LONG,
     )?;
     packet::store(ctx, off + 2, &checksum::field(acc))?;
-    fwd::send(ctx, &s.fib, route)
+    forward::send(ctx, &s.fib, route)
 }

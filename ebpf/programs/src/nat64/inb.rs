@@ -17,14 +17,14 @@ use sixlane_common::{
 };
 
 use super::{
-    TOO_LONG,
-    fwd::{self, Route},
-    icmperr, mss, reply, scratch,
-    scratch::Scratch,
+    TOO_LONG, icmperr, mss, reply, scratch,
+    scratch::{Frame6, Scratch, frame_len},
     state,
 };
 use crate::{
-    checksum, packet,
+    checksum,
+    forward::{self, Ports, Route},
+    packet,
     parse::{Frag, L3},
     verdict::{Res, Verdict},
 };
@@ -180,8 +180,8 @@ fn translate_inner(
     };
     // A reply of a local pod's session goes straight back through that pod's veth; other
     // sessions (and links not known) follow the node's routes.
-    let route = match fwd::pod_link(ctx, &mut s.fib, r.pod_if, v6_len)
-        .unwrap_or_else(|| fwd::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, v6_len))
+    let route = match forward::pod_link(ctx, &mut s.fib, r.pod_if, v6_len)
+        .unwrap_or_else(|| forward::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, Ports::NONE, v6_len))
     {
         Route::TooBig(mtu) => {
             // Fragmentation Needed towards the IPv4 sender, sized for the IPv6 hop.
@@ -313,16 +313,13 @@ fn translate_inner(
         packet::store(ctx, off + 6, &c)?;
     }
     // A local pod's own session, still routed out of its veth: straight into the pod.
-    let route = if route == Route::Direct
-        && r.pod_if != 0
-        && fwd::oif(s) == r.pod_if
-        && crate::conntrack::pod_fast_path()
-    {
+    let route = if forward::peer_of(route, &s.fib, r.pod_if) && forward::pod_fast_path() {
         Route::Peer
     } else {
         route
     };
-    let a = fwd::send_frame(ctx, &s.fib, route, &mut s.f6, ports)?;
+    let len = frame_len::<Frame6>(ports);
+    let a = forward::send_frame(ctx, &s.fib, route, &mut s.f6, len)?;
     let reason = if route == Route::Peer {
         Reason::Nat64InPeer
     } else {

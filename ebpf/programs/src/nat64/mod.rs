@@ -10,7 +10,6 @@
 //! The rules (tables, header fields, address embedding) are in `sixlane_common::nat64`; this
 //! module applies them to packets and keeps the state.
 
-mod fwd;
 mod icmperr;
 mod inb;
 mod maps;

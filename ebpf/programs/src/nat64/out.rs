@@ -19,13 +19,14 @@ use sixlane_common::{
 };
 
 use super::{
-    fwd::{self, Route},
     icmperr, mss, reply, scratch,
-    scratch::Scratch,
+    scratch::{Frame4, Scratch, frame_len},
     state,
 };
 use crate::{
-    checksum, packet,
+    checksum,
+    forward::{self, Route},
+    packet,
     parse::{self, Frag, L3},
     verdict::{Res, Verdict},
 };
@@ -124,7 +125,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         r => return Verdict::drop(r),
     }
     if s.map.learn && pod_if != 0 {
-        fwd::learn_pod_link(ctx, pod_if);
+        forward::learn_pod_link(ctx, pod_if);
     }
     match s.ip6.next {
         proto::TCP | proto::UDP => transport(ctx, cfg, s, l4 as u32),
@@ -192,7 +193,7 @@ fn route(
     y: [u8; 4],
     len: u16,
 ) -> Result<Route, Verdict> {
-    match fwd::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
+    match forward::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
         Route::TooBig(mtu) => {
             let ptb = mtu.saturating_add(HDR_DIFF as u32).max(IPV6_MIN_MTU);
             let e = error(icmp6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
@@ -232,7 +233,8 @@ fn finish(
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
     v4.write_into(&mut s.f4.ip);
     s.f4.eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-    fwd::send_frame(ctx, &s.fib, route, &mut s.f4, ports)
+    let len = frame_len::<Frame4>(ports);
+    forward::send_frame(ctx, &s.fib, route, &mut s.f4, len)
 }
 
 /// TCP or UDP.
@@ -263,7 +265,7 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) ->
     };
     if proto == proto::TCP && tcp_flags & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
         // IPv4 segments must fit the egress device: MSS ≤ MTU − 40.
-        let mtu = packet::mtu(ctx, fwd::oif(s));
+        let mtu = packet::mtu(ctx, forward::oif(&s.fib));
         mss::clamp(ctx, l4, l4_hlen, mtu.saturating_sub(40))?;
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so

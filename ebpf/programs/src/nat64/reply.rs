@@ -17,9 +17,11 @@ use sixlane_common::{
     net::{ETH_HLEN, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
 };
 
-use super::{TOO_LONG, fwd, scratch::Scratch};
+use super::{TOO_LONG, scratch::Scratch};
 use crate::{
-    checksum, packet,
+    checksum,
+    forward::{self, Ports},
+    packet,
     verdict::{Res, Verdict},
 };
 
@@ -87,8 +89,8 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32>
         TOO_LONG,
     )?;
     packet::store(ctx, off + 2, &checksum::field(acc))?;
-    let route = fwd::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, 0);
-    fwd::send(ctx, &s.fib, route)
+    let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, Ports::NONE, 0);
+    forward::send(ctx, &s.fib, route)
 }
 
 /// Turns the IPv4 packet whose header is `s.ip4` into the ICMPv4 error `e` from its destination
@@ -133,6 +135,6 @@ fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
     let acc =
         checksum::sum_range::<CHUNKS4>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
     packet::store(ctx, off + 2, &checksum::field(acc))?;
-    let route = fwd::lookup4(ctx, &mut s.fib, src, dst, 0);
-    fwd::send(ctx, &s.fib, route)
+    let route = forward::lookup4(ctx, &mut s.fib, src, dst, 0);
+    forward::send(ctx, &s.fib, route)
 }

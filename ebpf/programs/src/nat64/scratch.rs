@@ -11,14 +11,16 @@ use sixlane_common::{
 };
 
 use super::{
-    fwd::{ROUTE_SLOTS, RouteSlot},
     icmperr::Plan,
     state::{Flow, InFlow, Keys, Mapping},
 };
-use crate::checksum::Chunk;
+use crate::{
+    checksum::Chunk,
+    forward::{ROUTE_SLOTS, RouteSlot},
+};
 
 /// Ethernet + IPv4 header of a translated packet, and the ports of a TCP or UDP one: written
-/// to the packet in one store (`fwd::send_frame`).
+/// to the packet in one store (`forward::send_frame`).
 #[repr(C)]
 pub struct Frame4 {
     pub eth: [u8; 14],
@@ -27,7 +29,7 @@ pub struct Frame4 {
 }
 
 /// Ethernet + IPv6 header of a translated packet, and the ports of a TCP or UDP one: written
-/// to the packet in one store (`fwd::send_frame`).
+/// to the packet in one store (`forward::send_frame`).
 #[repr(C)]
 pub struct Frame6 {
     pub eth: [u8; 14],
@@ -40,6 +42,13 @@ pub struct Frame6 {
 pub const PORTS_LEN: usize = 4;
 const _: () = assert!(core::mem::size_of::<Frame4>() == 14 + IPV4_HLEN + PORTS_LEN);
 const _: () = assert!(core::mem::size_of::<Frame6>() == 14 + IPV6_HLEN + PORTS_LEN);
+
+/// How much of frame `F` ([`Frame4`] or [`Frame6`]) a translated packet takes: all of it with
+/// `ports` (TCP and UDP), else up to the ports.
+#[inline(always)]
+pub const fn frame_len<F>(ports: bool) -> usize {
+    core::mem::size_of::<F>() - if ports { 0 } else { PORTS_LEN }
+}
 
 impl AsMut<[u8; 14]> for Frame4 {
     fn as_mut(&mut self) -> &mut [u8; 14] {
@@ -84,7 +93,7 @@ pub struct Scratch {
     /// The IPv4-side flow being translated (here, not on the stack: the uplink program's call
     /// chain is close to the verifier's 512-byte limit).
     pub inflow: InFlow,
-    /// Recently looked-up routes of translated packets (`fwd::lookup4_cached`).
+    /// Recently looked-up routes of translated packets (`forward::lookup4_cached`).
     pub routes: [RouteSlot; ROUTE_SLOTS],
     /// This CPU's IPv4 Identification generator ([`Scratch::ipv4_id`]): key (0 until the first
     /// packet) and sequence number.

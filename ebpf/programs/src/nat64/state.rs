@@ -112,7 +112,7 @@ pub struct Mapping {
     pub t_addr: [u8; 4],
     pub t_port: u16,
     /// The session was created or refreshed by this packet (at most once a second): a moment
-    /// to (re)learn its pod's link (`fwd::learn_pod_link`), which heals an evicted one.
+    /// to (re)learn its pod's link (`forward::learn_pod_link`), which heals an evicted one.
     pub learn: bool,
     /// `now()` when the packet's session was looked up (one clock read per packet).
     pub now: u64,
