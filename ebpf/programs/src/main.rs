@@ -5,18 +5,15 @@
 
 mod checksum;
 mod config;
-mod conntrack;
 mod forward;
-mod icmp;
-mod lb;
 mod mem;
 mod metrics;
-mod nat;
 mod nat64;
 mod packet;
 mod parse;
 mod pipeline;
 mod scratch;
+mod services;
 mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};

@@ -14,8 +14,9 @@ use sixlane_common::{
 };
 
 use crate::{
-    lb, metrics, nat64,
+    metrics, nat64,
     parse::{self, L3},
+    services,
     verdict::{TC_ACT_UNSPEC, Verdict},
 };
 
@@ -72,7 +73,7 @@ pub fn from_pod(ctx: &TcContext) -> i32 {
     if nat64::claims_from_pod(ctx, &l3) {
         return stage(ctx, STAGE_NAT64_FROM_POD, Direction::Ingress);
     }
-    let v = lb::from_pod(ctx, &l3);
+    let v = services::from_pod(ctx, &l3);
     settle(ctx, Direction::Ingress, &l3, v)
 }
 
@@ -83,7 +84,7 @@ pub fn to_pod(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    let v = lb::to_pod(ctx, &l3);
+    let v = services::to_pod(ctx, &l3);
     settle(ctx, Direction::Egress, &l3, v)
 }
 
@@ -97,7 +98,7 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
     if nat64::claims_from_uplink(ctx, &l3) {
         return stage(ctx, STAGE_NAT64_FROM_UPLINK, Direction::Ingress);
     }
-    let v = lb::from_uplink(ctx, &l3);
+    let v = services::from_uplink(ctx, &l3);
     settle(ctx, Direction::Ingress, &l3, v)
 }
 
@@ -108,7 +109,7 @@ pub fn to_uplink(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    let v = lb::to_uplink(ctx, &l3);
+    let v = services::to_uplink(ctx, &l3);
     settle(ctx, Direction::Egress, &l3, v)
 }
 

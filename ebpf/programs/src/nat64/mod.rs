@@ -8,16 +8,23 @@
 //!   here by their nodes) are translated like [`from_pod`]'s.
 //!
 //! The rules (tables, header fields, address embedding) are in `sixlane_common::nat64`; this
-//! module applies them to packets and keeps the state.
+//! module applies them to packets and keeps the state:
+//!
+//! - [`v6_to_v4`] and [`v4_to_v6`]: the two directions of translation;
+//! - [`icmp_error`]: ICMP errors translated with the packet they quote;
+//! - [`reply`]: ICMP errors the translator originates;
+//! - [`mss`]: TCP MSS clamping;
+//! - [`state`] and [`maps`]: bindings and sessions;
+//! - [`area`]: the per-CPU scratch area.
 
-mod icmperr;
-mod inb;
+mod area;
+mod icmp_error;
 mod maps;
 mod mss;
-mod out;
 mod reply;
-mod scratch;
 mod state;
+mod v4_to_v6;
+mod v6_to_v4;
 
 use aya_ebpf::programs::TcContext;
 use sixlane_common::{
@@ -32,8 +39,8 @@ use crate::{packet, parse::L3, verdict::Verdict};
 const DST6_OFF: usize = 24;
 
 /// What a byte range too long to checksum in the datapath (`checksum::sum_range`) is counted
-/// as: a UDP datagram over IPv4 with a zero checksum longer than `CHUNKS_UDP` chunks, or an
-/// ICMPv6 error beyond the minimum MTU.
+/// as: a UDP datagram over IPv4 with a zero checksum longer than `v4_to_v6::CHUNKS_UDP` chunks,
+/// or an ICMP error longer than its chunks cover.
 const TOO_LONG: Reason = Reason::Nat64UdpChecksum;
 
 #[inline(always)]
@@ -48,11 +55,11 @@ fn config() -> Option<&'static Config> {
 /// IPv6 to the prefix → translated; `None` with NAT64 off. `pod_if`: the pod's veth the packet
 /// arrives on (0: not from a local pod). The prefix is not checked again here: the entry point
 /// tail-called this program because [`claims_from_pod`] or [`claims_from_uplink`] found the
-/// destination in it, and `out::run` extracts the IPv4 address under the prefix anyway.
+/// destination in it, and `v6_to_v4::run` extracts the IPv4 address under the prefix anyway.
 #[inline(always)]
 fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<Verdict> {
     let cfg = config()?;
-    Some(out::run(ctx, cfg, l3, pod_if))
+    Some(v6_to_v4::run(ctx, cfg, l3, pod_if))
 }
 
 /// Whether a packet a pod sends is NAT64's: IPv6 to the prefix, with NAT64 on. Cheap (one
@@ -95,6 +102,6 @@ pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
         return v6_to_prefix(ctx, l3, 0);
     }
     let cfg = config()?;
-    let v = inb::run(ctx, cfg, l3);
+    let v = v4_to_v6::run(ctx, cfg, l3);
     v.is_ours().then_some(v)
 }

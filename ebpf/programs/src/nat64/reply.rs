@@ -17,7 +17,7 @@ use sixlane_common::{
     net::{ETH_HLEN, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
 };
 
-use super::{TOO_LONG, scratch::Scratch};
+use super::{TOO_LONG, area::Area};
 use crate::{
     checksum,
     forward::{self, Ports},
@@ -45,7 +45,7 @@ pub struct Error {
 /// routes it there. The error comes from the translator's own IPv6 identity, its first pool
 /// address embedded in the prefix (so traceroute shows the translator as a hop).
 #[inline(never)]
-pub fn icmp6_error(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Verdict {
+pub fn icmp6_error(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Verdict {
     match build6(ctx, cfg, s, e) {
         Ok(a) => Verdict::new(e.reason, a),
         Err(r) => Verdict::drop(r),
@@ -53,7 +53,7 @@ pub fn icmp6_error(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) ->
 }
 
 #[inline(always)]
-fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32> {
+fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
     let room = IPV6_HLEN + ICMP_HLEN;
     // RFC 4443 §2.4(c): quote as much as fits in the IPv6 minimum MTU.
     let max_quote = IPV6_MIN_MTU as usize - room;
@@ -96,7 +96,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32>
 /// Turns the IPv4 packet whose header is `s.ip4` into the ICMPv4 error `e` from its destination
 /// (a pool address) to its source and routes it there.
 #[inline(never)]
-pub fn icmp4_error(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Verdict {
+pub fn icmp4_error(ctx: &TcContext, s: &mut Area, e: &Error) -> Verdict {
     match build4(ctx, s, e) {
         Ok(a) => Verdict::new(e.reason, a),
         Err(r) => Verdict::drop(r),
@@ -104,7 +104,7 @@ pub fn icmp4_error(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Verdict {
 }
 
 #[inline(always)]
-fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
+fn build4(ctx: &TcContext, s: &mut Area, e: &Error) -> Res<i32> {
     let src = s.ip4.dst;
     let dst = s.ip4.src;
     let room = IPV4_HLEN + ICMP_HLEN;

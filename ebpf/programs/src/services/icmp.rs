@@ -30,14 +30,17 @@ use sixlane_common::{
     services::{CtKey, svc_flags},
 };
 
+use super::{
+    area, conntrack as ct,
+    frontend::{Hook, service},
+    rewrite::{self, DST_OFF, SRC_OFF, rewritten},
+};
 use crate::{
     checksum::{self, CHUNK, fold},
-    conntrack as ct, forward,
-    lb::{self, Hook},
-    nat::{self, DST_OFF, SRC_OFF, eq16, rewritten},
+    forward,
+    mem::eq16,
     packet::{self, ptr_at},
     parse::L3,
-    scratch,
     verdict::{Res, TC_ACT_UNSPEC, Verdict, fail},
 };
 
@@ -66,8 +69,8 @@ fn echo(ctx: &TcContext, l3: &L3, hook: Hook, code: u8) -> Option<Verdict> {
         Hook::FromUplink => sixlane_common::services::scope::EXTERNAL,
         Hook::ToPod | Hook::ToUplink => return None,
     };
-    let (src, dst) = nat::addrs(ctx)?;
-    let svc = lb::service(&dst, 0, proto::ICMPV6, scope)?;
+    let (src, dst) = rewrite::addrs(ctx)?;
+    let svc = service(&dst, 0, proto::ICMPV6, scope)?;
     if svc.flags & svc_flags::ECHO == 0 {
         return None;
     }
@@ -116,7 +119,7 @@ fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
         return None;
     }
     let p: [u8; 4] = packet::load(ctx, io + IPV6_HLEN).ok()?;
-    let s = scratch::get()?;
+    let s = area::get()?;
     let key = &mut s.key;
     key.src = packet::load(ctx, io + 24).ok()?;
     key.dst = packet::load(ctx, io + 8).ok()?;
@@ -269,7 +272,7 @@ const CHUNKS: usize = (MIN_MTU - IPV6_HLEN).div_ceil(CHUNK);
 
 #[inline(always)]
 fn build_unreachable(ctx: &TcContext) -> Res<i32> {
-    let s = scratch::get().ok_or(fail::HELPER)?;
+    let s = area::get().ok_or(fail::HELPER)?;
     let len = ctx.len() as usize;
     if len < ETH_HLEN + IPV6_HLEN {
         return Err(fail::MALFORMED);

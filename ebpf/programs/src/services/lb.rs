@@ -1,24 +1,8 @@
-//! Service load balancing: the service stage of every hook.
-//!
-//! | hook          | does                                                                    |
-//! |---------------|-------------------------------------------------------------------------|
-//! | `from_pod`    | new/known flows from a pod to a frontend → backend (DNAT; hairpin SNAT  |
-//! |               | and redirect back); hairpin replies; echo to a frontend; no-endpoint    |
-//! |               | rejects                                                                 |
-//! | `to_pod`      | replies to a pod client → back to the frontend                          |
-//! | `from_uplink` | external flows to NodePorts/external/LB IPs → backend (SNAT for remote  |
-//! |               | backends with `externalTrafficPolicy: Cluster`); replies to SNATed flows |
-//! | `to_uplink`   | replies of local backends to external clients → back to the frontend;   |
-//! |               | flows of node processes to a frontend → backend, routed afresh          |
-//!
-//! Rewrites that decide where a packet goes (DNAT) happen on ingress, before routing; reverse
-//! translations of replies happen on egress, after routing, so the kernel's own ICMPv6 errors
-//! (Packet Too Big from forwarding) always quote the backend's view of the flow and can be
-//! translated like any other error. IPv4 and anything not addressed to a frontend or tracked
-//! passes untouched (`None`).
+//! Load balancing: a tracked flow's packets translated by its conntrack entry, a new flow to a
+//! frontend given a backend and its two entries, and the later fragments of a datagram
+//! following their first.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap},
     programs::TcContext,
@@ -27,22 +11,25 @@ use sixlane_common::{
     metrics::{Direction, Reason},
     net::{proto, tcp_flags as tcp},
     services::{
-        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, RevNat, Service, Slot,
-        SlotKey, SvcKey, SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
+        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, Service, Slot, SlotKey,
+        backend_flags, ct_flags, ct_state, sizes, svc_flags,
     },
 };
 
+use super::{
+    area::{self, Area},
+    conntrack as ct,
+    frontend::{Hook, service},
+    icmp,
+    rewrite::{self, rewritten},
+};
 use crate::{
-    config, conntrack as ct, forward, icmp,
-    nat::{self, eq16, is_zero16, rewritten},
+    config, forward,
+    mem::{eq16, is_zero16},
     packet,
     parse::{Frag, L3},
-    scratch,
     verdict::Verdict,
 };
-
-#[map(name = "SL_SVC")]
-static SL_SVC: HashMap<SvcKey, Service> = HashMap::pinned(sizes::SERVICES, 0);
 
 #[map(name = "SL_SVC_SLOTS")]
 static SL_SVC_SLOTS: HashMap<SlotKey, Slot> = HashMap::pinned(sizes::SLOTS, 0);
@@ -56,115 +43,11 @@ static SL_FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(sizes::FRAG
 #[map(name = "SL_AFFINITY")]
 static SL_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(sizes::AFFINITY, 0);
 
-// Written and read by the agent only (frontend records and service names for the CLI and for a
-// restarted agent); part of the object so they are created and pinned with the others.
-#[map(name = "SL_REVNAT")]
-static SL_REVNAT: Array<RevNat> = Array::pinned(sizes::REVNAT, 0);
-
-#[map(name = "SL_SVC_INFO")]
-static SL_SVC_INFO: HashMap<u32, SvcPortInfo> = HashMap::pinned(sizes::SVC_INFO, BPF_F_NO_PREALLOC);
-
-/// The four hooks, as conntrack entries name them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    FromPod,
-    ToPod,
-    FromUplink,
-    ToUplink,
-}
-
-impl Hook {
-    #[inline(always)]
-    pub const fn bit(self) -> u16 {
-        match self {
-            Hook::FromPod => ct_flags::AT_FROM_POD,
-            Hook::ToPod => ct_flags::AT_TO_POD,
-            Hook::FromUplink => ct_flags::AT_FROM_UPLINK,
-            Hook::ToUplink => ct_flags::AT_TO_UPLINK,
-        }
-    }
-
-    #[inline(always)]
-    pub const fn dir(self) -> Direction {
-        match self {
-            Hook::FromPod | Hook::FromUplink => Direction::Ingress,
-            Hook::ToPod | Hook::ToUplink => Direction::Egress,
-        }
-    }
-
-    /// Hooks where new flows start (and frontends are looked up), with their scope. On the
-    /// uplink's egress, a packet still addressed to a frontend comes from a process of the
-    /// node itself (pods' flows were translated on their veth): an in-cluster client.
-    #[inline(always)]
-    pub const fn scope(self) -> Option<u8> {
-        match self {
-            Hook::FromPod | Hook::ToUplink => Some(scope::INTERNAL),
-            Hook::FromUplink => Some(scope::EXTERNAL),
-            Hook::ToPod => None,
-        }
-    }
-}
-
-/// Service stage of `sl_from_pod`.
-#[inline(always)]
-pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
-    stage(ctx, l3, Hook::FromPod)
-}
-
-/// Service stage of `sl_to_pod`.
-#[inline(always)]
-pub fn to_pod(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
-    stage(ctx, l3, Hook::ToPod)
-}
-
-/// Service stage of `sl_from_uplink`.
-#[inline(always)]
-pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
-    stage(ctx, l3, Hook::FromUplink)
-}
-
-/// Service stage of `sl_to_uplink`.
-#[inline(always)]
-pub fn to_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
-    stage(ctx, l3, Hook::ToUplink)
-}
-
-#[inline(always)]
-fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
-    if !l3.v6 {
-        return None;
-    }
-    match l3.proto {
-        proto::TCP | proto::UDP | proto::SCTP => {
-            if l3.frag == Frag::Later {
-                later_fragment(ctx, l3, hook)
-            } else {
-                flow(ctx, l3, hook)
-            }
-        }
-        proto::ICMPV6 if l3.frag == Frag::No => icmp::stage(ctx, l3, hook),
-        _ => None,
-    }
-}
-
-/// A frontend entry.
-#[inline(always)]
-pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'static Service> {
-    let key = SvcKey {
-        addr: *addr,
-        port: port_be,
-        proto: l4,
-        scope,
-    };
-    // SAFETY: map values stay valid for the program run; userspace replaces them whole.
-    unsafe { SL_SVC.get(key) }
-}
-
 /// Reads the packet's 5-tuple into `key`.
 #[inline(always)]
 fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
-    unsafe { nat::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
+    unsafe { rewrite::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
     let p: [u8; 4] = packet::read(ctx, l3.l4_off)?;
     key.sport = u16::from_ne_bytes([p[0], p[1]]);
     key.dport = u16::from_ne_bytes([p[2], p[3]]);
@@ -185,8 +68,8 @@ fn tcp_flags(ctx: &TcContext, l3: &L3) -> u8 {
 
 /// TCP, UDP or SCTP with its ports: a tracked flow, a new flow to a frontend, or not ours.
 #[inline(always)]
-fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
-    let s = scratch::get()?;
+pub fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
+    let s = area::get()?;
     if tuple(ctx, l3, &mut s.key).is_none() {
         // Ports announced but not there: the kernel drops it; count it on the way.
         return Some(Verdict::pass(Reason::Malformed));
@@ -217,7 +100,7 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
             let mut learn = 0;
             if peer {
                 s.to = entry.translated(l3.proto);
-                if !nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex) {
+                if !rewrite::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex) {
                     return None;
                 }
                 if hook == Hook::FromPod {
@@ -265,7 +148,7 @@ enum Packet {
     /// A whole packet (or first fragment).
     Whole,
     /// A whole packet going straight into a local pod along the route already in the scratch
-    /// space (`nat::peer_route`).
+    /// space (`rewrite::peer_route`).
     Peer,
 }
 
@@ -280,7 +163,7 @@ fn translate(
     e: *const CtEntry,
 ) -> Verdict {
     let has_l4 = pkt != Packet::Fragment;
-    let Some(s) = scratch::get() else {
+    let Some(s) = area::get() else {
         return REWRITE_FAILED;
     };
     // SAFETY: live map value pointer.
@@ -290,23 +173,23 @@ fn translate(
         // (The peer route was looked up for this very tuple: already there.)
         s.to = entry.translated(s.key.proto);
     }
-    if nat::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
+    if rewrite::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
         return REWRITE_FAILED;
     }
     if flags & ct_flags::REDIRECT_BACK != 0 {
         return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
     }
     if flags & ct_flags::ROUTE != 0 {
-        return rewritten(nat::reroute(ctx, &mut s.fib, &s.to), Reason::SvcForward);
+        return rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcForward);
     }
     if pkt == Packet::Peer
         || (pkt == Packet::Whole
             && hook == Hook::FromPod
             && flags & ct_flags::FORWARD != 0
             && entry.ifindex != 0
-            && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
+            && rewrite::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
     {
-        return rewritten(nat::redirect_peer(ctx, &s.fib), Reason::SvcPeer);
+        return rewritten(rewrite::redirect_peer(ctx, &s.fib), Reason::SvcPeer);
     }
     Verdict::pass(if flags & ct_flags::FORWARD != 0 {
         Reason::SvcForward
@@ -387,7 +270,7 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
 /// both conntrack entries, translate.
 #[inline(never)]
 fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdict {
-    let Some(s) = scratch::get() else {
+    let Some(s) = area::get() else {
         return REWRITE_FAILED;
     };
     let now = ct::now();
@@ -512,14 +395,14 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         return Verdict::drop(r);
     }
     s.to = fwd.translated(l4);
-    if nat::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
+    if rewrite::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
         return REWRITE_FAILED;
     }
     if hairpin {
         return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
     }
     if host {
-        return rewritten(nat::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew);
+        return rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew);
     }
     Verdict::pass(Reason::SvcNew)
 }
@@ -527,7 +410,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
 /// Records the ports of a first fragment so the datagram's later fragments, which carry
 /// none, find the same conntrack entry.
 #[inline(always)]
-fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
+fn remember_fragment(s: &mut Area, l3: &L3) {
     let f = &mut s.frag;
     f.src = s.key.src;
     f.dst = s.key.dst;
@@ -548,11 +431,11 @@ fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
 /// first fragment seen, a fragment to a frontend cannot be translated and is dropped
 /// (counted); anything else passes.
 #[inline(always)]
-fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
-    let s = scratch::get()?;
+pub fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
+    let s = area::get()?;
     let f = &mut s.frag;
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
-    unsafe { nat::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
+    unsafe { rewrite::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
     f.id = l3.frag_id;
     f.proto = l3.proto;
     f._pad = 0;

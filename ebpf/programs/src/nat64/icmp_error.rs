@@ -23,7 +23,7 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, scratch::Scratch, state};
+use super::{TOO_LONG, area::Area, state};
 use crate::{
     checksum,
     forward::{self, Ports},
@@ -44,45 +44,18 @@ const fn csum_field(p: u8) -> usize {
     }
 }
 
-/// What an ICMP error translation found before rewriting anything: the session the quoted
-/// packet belongs to and how its transport header changes. Kept in the scratch area.
-pub struct Plan {
-    /// Translated ICMP type and code, and how to fill the rest of the header.
-    pub m: icmp::Mapped,
-    /// The original 32-bit field after the checksum (MTU or pointer).
-    pub rest: u32,
-    /// The quoted packet's transport protocol (ICMP for echo in either family).
-    pub proto: u8,
-    /// ICMP type the quoted echo message becomes (0 for TCP/UDP; may be 0 for Echo Reply).
-    pub inner_ty: u8,
-    /// Offset in the quoted transport header of the port or identifier that changes.
-    pub port_off: u8,
-    pub new_port: u16,
-    /// Length the quoted packet had: IPv4 total length, or IPv6 payload length.
-    pub inner_len: u16,
-    /// One's complement sums (big-endian words) of what the quoted checksum covered before
-    /// and covers after.
-    pub old_sum: u32,
-    pub new_sum: u32,
-    /// IPv4 side of the session: T, and the peer Z.
-    pub t_addr: [u8; 4],
-    pub z: [u8; 4],
-    /// IPv6 side: the pod X'.
-    pub x_addr: [u8; 16],
-}
-
 /// ICMPv6 error from the IPv6 side (a pod, or a router on the way to one) about a packet the
 /// translator delivered → ICMPv4 error to the IPv4 peer. The outer header is in `s.ip6`.
 #[inline(never)]
-pub fn out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
-    if let Err(r) = plan_out(ctx, cfg, s, l4 as usize) {
+pub fn v6_to_v4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    if let Err(r) = plan_6to4(ctx, cfg, s, l4 as usize) {
         return Verdict::drop(r);
     }
-    emit_out(ctx, s, l4)
+    emit_6to4(ctx, s, l4)
 }
 
 #[inline(always)]
-fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()> {
+fn plan_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<()> {
     let (pre, plen) = (&cfg.prefix, cfg.prefix_len);
     let y = addr::extract(pre, plen, &s.ip6.dst).ok_or(Reason::Nat64BadAddr)?;
     let h: [u8; 8] = packet::load(ctx, l4)?;
@@ -159,15 +132,15 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
 }
 
 #[inline(never)]
-fn emit_out(ctx: &TcContext, s: &mut Scratch, l4: u32) -> Verdict {
-    match rewrite_out(ctx, s, l4 as usize) {
+fn emit_6to4(ctx: &TcContext, s: &mut Area, l4: u32) -> Verdict {
+    match rewrite_6to4(ctx, s, l4 as usize) {
         Ok(a) => Verdict::new(Reason::Nat64IcmpErrOut, a),
         Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
+fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
     let (t_addr, z) = (s.plan.t_addr, s.plan.z);
     let route = forward::lookup4(ctx, &mut s.fib, t_addr, z, 0);
     if !route.usable() {
@@ -240,7 +213,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
 /// Applies the plan's change to the quoted transport header at `il4`: the port or identifier,
 /// the echo type, and the checksum (when the quote includes it).
 #[inline(always)]
-fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
+fn fix_inner(ctx: &TcContext, il4: usize, s: &Area) -> Res<()> {
     let plan = &s.plan;
     packet::store(
         ctx,
@@ -269,16 +242,16 @@ fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
 /// pod. The outer header is in `s.ip4`. [`Verdict::NOT_OURS`]: the quoted packet is not a NAT64
 /// one (the node's own traffic).
 #[inline(never)]
-pub fn inb(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
-    match plan_in(ctx, cfg, s, l4 as usize) {
-        Ok(true) => emit_in(ctx, cfg, s, l4),
+pub fn v4_to_v6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    match plan_4to6(ctx, cfg, s, l4 as usize) {
+        Ok(true) => emit_4to6(ctx, cfg, s, l4),
         Ok(false) => Verdict::NOT_OURS,
         Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<bool> {
+fn plan_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<bool> {
     let Ok(h) = packet::load::<[u8; 8]>(ctx, l4) else {
         return Ok(false);
     };
@@ -366,15 +339,15 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
 }
 
 #[inline(never)]
-fn emit_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
-    match rewrite_in(ctx, cfg, s, l4 as usize) {
+fn emit_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    match rewrite_4to6(ctx, cfg, s, l4 as usize) {
         Ok(a) => Verdict::new(Reason::Nat64IcmpErrIn, a),
         Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<i32> {
+fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i32> {
     // Source the ICMPv6 error from the IPv4 router that sent it (Jool's
     // source-icmpv6-errors-better), so traceroute through the translator shows real hops.
     // The error's source R' goes to s.a6; Z' is in s.b6 (from the plan).

@@ -19,9 +19,9 @@ use sixlane_common::{
 };
 
 use super::{
-    icmperr, mss, reply, scratch,
-    scratch::{Frame4, Scratch, frame_len},
-    state,
+    area,
+    area::{Area, Frame4, frame_len},
+    icmp_error, mss, reply, state,
 };
 use crate::{
     checksum,
@@ -45,7 +45,7 @@ fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
 /// the caller.
 #[inline(never)]
 pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
-    let Some(s) = scratch::get() else {
+    let Some(s) = area::get() else {
         return Verdict::drop(Reason::Nat64Error);
     };
     s.flow.pod_if = pod_if;
@@ -102,7 +102,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     if icmp_error {
-        return icmperr::out(ctx, cfg, s, l4 as u32);
+        return icmp_error::v6_to_v4(ctx, cfg, s, l4 as u32);
     }
     // The flow and its session first (a call of its own, so the session code and the
     // rewriting code never stack their frames on top of each other).
@@ -136,7 +136,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
 /// Reads the transport fields of the packet into `s.flow`: ports (or the echo identifier),
 /// TCP flags. Packets that cannot open or use a session are answered here.
 #[inline(always)]
-fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), Verdict> {
+fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verdict> {
     let proto = s.ip6.next;
     let f = &mut s.flow;
     f.y = y;
@@ -188,7 +188,7 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), V
 fn route(
     ctx: &TcContext,
     cfg: &Config,
-    s: &mut Scratch,
+    s: &mut Area,
     m: &state::Mapping,
     y: [u8; 4],
     len: u16,
@@ -221,7 +221,7 @@ fn check_len(ctx: &TcContext, l4_len: u16, l4_hlen: u16) -> u16 {
 #[inline(always)]
 fn finish(
     ctx: &TcContext,
-    s: &mut Scratch,
+    s: &mut Area,
     m: &state::Mapping,
     y: [u8; 4],
     route: Route,
@@ -239,7 +239,7 @@ fn finish(
 
 /// TCP or UDP.
 #[inline(never)]
-fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
+fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     match transport_inner(ctx, cfg, s, l4 as usize) {
         Ok(d) => d,
         Err(r) => Verdict::drop(r),
@@ -247,7 +247,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict
 }
 
 #[inline(always)]
-fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Verdict> {
+fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Verdict> {
     let (proto, tcp_flags, sport, y) = (s.flow.proto, s.flow.tcp_flags, s.flow.x_port, s.flow.y);
     let dport = s.flow.y_port;
     let l4_hlen = s.flow.l4_hlen;
@@ -288,7 +288,7 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) ->
 
 /// ICMPv6 Echo Request → ICMPv4 Echo Request with the binding's identifier (RFC 6146 §3.5.3).
 #[inline(never)]
-fn echo(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
+fn echo(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     match echo_inner(ctx, cfg, s, l4 as usize) {
         Ok(d) => d,
         Err(r) => Verdict::drop(r),
@@ -296,7 +296,7 @@ fn echo(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Verdict {
 }
 
 #[inline(always)]
-fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Verdict> {
+fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Verdict> {
     let (id, y) = (s.flow.x_port, s.flow.y);
     let m = s.map;
     let h: [u8; 2] = packet::load(ctx, l4)?;

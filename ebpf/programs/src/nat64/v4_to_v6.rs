@@ -17,9 +17,9 @@ use sixlane_common::{
 };
 
 use super::{
-    TOO_LONG, icmperr, mss, reply, scratch,
-    scratch::{Frame6, Scratch, frame_len},
-    state,
+    TOO_LONG, area,
+    area::{Area, Frame6, frame_len},
+    icmp_error, mss, reply, state,
 };
 use crate::{
     checksum,
@@ -35,7 +35,7 @@ const CHUNKS_UDP: usize = 64;
 /// Handles an IPv4 packet on the uplink. [`Verdict::NOT_OURS`]: not NAT64 traffic.
 #[inline(never)]
 pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Verdict {
-    let Some(s) = scratch::get() else {
+    let Some(s) = area::get() else {
         return Verdict::NOT_OURS;
     };
     if packet::load_into_fast(ctx, ETH_HLEN, &mut s.hdr4).is_err() {
@@ -53,7 +53,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3) -> Verdict {
 }
 
 #[inline(always)]
-fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict {
+fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     if l3.frag == Frag::Later {
         // No ports to tell NAT64 traffic from the node's own: the kernel's.
         return Verdict::NOT_OURS;
@@ -93,7 +93,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict
 }
 
 #[inline(always)]
-fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict {
+fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     if l3.frag != Frag::No {
         return Verdict::NOT_OURS;
     }
@@ -123,20 +123,14 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l3: &L3) -> Verdict {
             // SAFETY: `inbound` initialised the slot when it returned true.
             translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
         }
-        t if icmp::is_error4(t) => icmperr::inb(ctx, cfg, s, l4 as u32),
+        t if icmp::is_error4(t) => icmp_error::v4_to_v6(ctx, cfg, s, l4 as u32),
         _ => Verdict::NOT_OURS,
     }
 }
 
 /// Translates a packet of session `r` (RFC 7915 §4.1) and sends it to the pod.
 #[inline(never)]
-fn translate(
-    ctx: &TcContext,
-    cfg: &Config,
-    s: &mut Scratch,
-    l3: &L3,
-    r: &state::Reverse,
-) -> Verdict {
+fn translate(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3, r: &state::Reverse) -> Verdict {
     match translate_inner(ctx, cfg, s, l3, r) {
         Ok(d) => d,
         Err(reason) => Verdict::drop(reason),
@@ -147,7 +141,7 @@ fn translate(
 fn translate_inner(
     ctx: &TcContext,
     cfg: &Config,
-    s: &mut Scratch,
+    s: &mut Area,
     l3: &L3,
     r: &state::Reverse,
 ) -> Res<Verdict> {

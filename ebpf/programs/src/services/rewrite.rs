@@ -14,6 +14,7 @@ use sixlane_common::{
 use crate::{
     checksum,
     forward::{self, Ports, Route},
+    mem::eq16,
     packet::{self, ptr_at},
     verdict::{Res, Verdict},
 };
@@ -30,27 +31,6 @@ pub fn rewritten(r: Res<i32>, reason: Reason) -> Verdict {
         Ok(action) => Verdict::new(reason, action),
         Err(_) => Verdict::drop(Reason::SvcRewriteFailed),
     }
-}
-
-/// 16-byte equality without a `bcmp` call (the BPF target has no libc).
-#[inline(always)]
-pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let (a0, a1) = split(a);
-    let (b0, b1) = split(b);
-    a0 == b0 && a1 == b1
-}
-
-#[inline(always)]
-fn split(a: &[u8; 16]) -> (u64, u64) {
-    let p = a.as_ptr().cast::<u64>();
-    // SAFETY: `a` is 16 readable bytes; unaligned reads are explicit.
-    unsafe { (p.read_unaligned(), p.add(1).read_unaligned()) }
-}
-
-#[inline(always)]
-pub fn is_zero16(a: &[u8; 16]) -> bool {
-    let (a0, a1) = split(a);
-    a0 == 0 && a1 == 0
 }
 
 /// Copies the packet's source and destination addresses (32 contiguous bytes) to `dst` with

@@ -1,22 +1,21 @@
-//! Per-CPU scratch space. The BPF stack is 512 bytes for a whole call chain; headers, map keys
-//! and values, FIB parameters and checksum chunks live here instead. A tc program runs to
-//! completion on its CPU, so one entry per CPU is never shared by two packets.
+//! The NAT64 stage's scratch area (`crate::scratch`): headers, map keys and values, the route
+//! and checksum chunks of the packet being translated, off the BPF stack; and what this CPU
+//! keeps between packets (its route cache and IPv4 Identification generator).
 
-use aya_ebpf::{
-    bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map, maps::PerCpuArray,
-};
+use aya_ebpf::{bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map};
 use sixlane_common::{
-    nat64::header::{self, Ip4, Ip6},
+    nat64::{
+        header::{self, Ip4, Ip6},
+        icmp,
+    },
     net::{IPV4_HLEN, IPV6_HLEN},
 };
 
-use super::{
-    icmperr::Plan,
-    state::{Flow, InFlow, Keys, Mapping},
-};
+use super::state::{Flow, InFlow, Keys, Mapping};
 use crate::{
     checksum::Chunk,
     forward::{ROUTE_SLOTS, RouteSlot},
+    scratch::Scratch,
 };
 
 /// Ethernet + IPv4 header of a translated packet, and the ports of a TCP or UDP one: written
@@ -62,7 +61,34 @@ impl AsMut<[u8; 14]> for Frame6 {
     }
 }
 
-pub struct Scratch {
+/// What an ICMP error translation found before rewriting anything: the session the quoted
+/// packet belongs to and how its transport header changes. (`icmp_error`)
+pub struct Plan {
+    /// Translated ICMP type and code, and how to fill the rest of the header.
+    pub m: icmp::Mapped,
+    /// The original 32-bit field after the checksum (MTU or pointer).
+    pub rest: u32,
+    /// The quoted packet's transport protocol (ICMP for echo in either family).
+    pub proto: u8,
+    /// ICMP type the quoted echo message becomes (0 for TCP/UDP; may be 0 for Echo Reply).
+    pub inner_ty: u8,
+    /// Offset in the quoted transport header of the port or identifier that changes.
+    pub port_off: u8,
+    pub new_port: u16,
+    /// Length the quoted packet had: IPv4 total length, or IPv6 payload length.
+    pub inner_len: u16,
+    /// One's complement sums (big-endian words) of what the quoted checksum covered before
+    /// and covers after.
+    pub old_sum: u32,
+    pub new_sum: u32,
+    /// IPv4 side of the session: T, and the peer Z.
+    pub t_addr: [u8; 4],
+    pub z: [u8; 4],
+    /// IPv6 side: the pod X'.
+    pub x_addr: [u8; 16],
+}
+
+pub struct Area {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
     pub fib: bpf_fib_lookup,
     /// Checksum chunks.
@@ -95,13 +121,13 @@ pub struct Scratch {
     pub inflow: InFlow,
     /// Recently looked-up routes of translated packets (`forward::lookup4_cached`).
     pub routes: [RouteSlot; ROUTE_SLOTS],
-    /// This CPU's IPv4 Identification generator ([`Scratch::ipv4_id`]): key (0 until the first
+    /// This CPU's IPv4 Identification generator ([`Area::ipv4_id`]): key (0 until the first
     /// packet) and sequence number.
     pub id_key: u32,
     pub id_seq: u32,
 }
 
-impl Scratch {
+impl Area {
     /// The Identification of the next IPv4 packet this CPU sends
     /// (`sixlane_common::nat64::header::ipv4_id`). The key comes from the kernel's PRNG once per
     /// CPU and load; a PRNG call per packet cost a helper call on every translated packet.
@@ -116,16 +142,11 @@ impl Scratch {
     }
 }
 
-// Not pinned: transient, rebuilt with every load.
 #[map(name = "SL_N64_SCRATCH")]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+static AREA: Scratch<Area> = Scratch::new();
 
-/// This CPU's scratch area.
+/// This CPU's area.
 #[inline(always)]
-pub fn get() -> Option<&'static mut Scratch> {
-    // SAFETY: the entry is this CPU's and a tc program is not re-entered on a CPU while it
-    // runs, so this is the only reference.
-    SCRATCH
-        .get_ptr_mut(0)
-        .map(|p| unsafe { crate::mem::scratch_mut(p) })
+pub fn get() -> Option<&'static mut Area> {
+    AREA.get()
 }
