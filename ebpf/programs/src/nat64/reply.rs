@@ -41,6 +41,18 @@ pub struct Error {
     pub reason: Reason,
 }
 
+impl Error {
+    #[inline(always)]
+    pub const fn new(ty: u8, code: u8, info: u32, reason: Reason) -> Self {
+        Self {
+            ty,
+            code,
+            info,
+            reason,
+        }
+    }
+}
+
 /// Turns the IPv6 packet whose header is `s.ip6` into the ICMPv6 error `e` to its source and
 /// routes it there. The error comes from the translator's own IPv6 identity, its first pool
 /// address embedded in the prefix (so traceroute shows the translator as a hop).

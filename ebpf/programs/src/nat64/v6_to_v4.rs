@@ -31,16 +31,6 @@ use crate::{
     verdict::{Res, Verdict},
 };
 
-#[inline(always)]
-fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
-    reply::Error {
-        ty,
-        code,
-        info,
-        reason,
-    }
-}
-
 /// Translates an IPv6 packet whose destination is in the prefix. Every outcome is counted by
 /// the caller.
 #[inline(never)]
@@ -82,7 +72,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         if icmp_error {
             return Verdict::drop(Reason::Nat64IcmpDropped);
         }
-        let e = error(
+        let e = reply::Error::new(
             icmp6::DEST_UNREACH,
             icmp6::ADMIN_PROHIBITED,
             0,
@@ -91,14 +81,14 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     // The translator forwards like a router: decrement, and answer an exhausted hop limit.
-    if s.ip6.hop_limit <= 1 {
+    if !forward::may_forward(s.ip6.hop_limit) {
         if icmp_error {
             return Verdict::drop(Reason::Nat64IcmpDropped);
         }
         if !state::source_allowed(&s.ip6.src) {
             return Verdict::drop(Reason::Nat64SrcDenied);
         }
-        let e = error(icmp6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
+        let e = reply::Error::new(icmp6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     if icmp_error {
@@ -114,7 +104,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         Reason::Nat64PoolExhausted => {
             // RFC 6146 §3.5.1.1: no binding possible → Destination Unreachable (address
             // unreachable). Existing flows keep their bindings.
-            let e = error(
+            let e = reply::Error::new(
                 icmp6::DEST_UNREACH,
                 icmp6::ADDR_UNREACH,
                 0,
@@ -196,7 +186,7 @@ fn route(
     match forward::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
         Route::TooBig(mtu) => {
             let ptb = mtu.saturating_add(HDR_DIFF as u32).max(IPV6_MIN_MTU);
-            let e = error(icmp6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
+            let e = reply::Error::new(icmp6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
             Err(reply::icmp6_error(ctx, cfg, s, &e))
         }
         Route::None => Err(Verdict::drop(Reason::Nat64NoRoute)),

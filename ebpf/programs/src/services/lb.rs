@@ -274,29 +274,65 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         return REWRITE_FAILED;
     };
     let now = ct::now();
-    if s.svc.count == 0 {
-        if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
-            return Verdict::drop(Reason::SvcNoLocalBackend);
-        }
-        return REJECT;
-    }
-    let Some(backend_id) = select(&s.svc, &s.key.src, now) else {
-        // A slot naming a dead backend: the agent is mid-update or the maps are damaged.
-        return REJECT;
-    };
-    let Some(b) = SL_BACKENDS.get(backend_id) else {
-        return REJECT;
+    let (id, b) = match backend(s, now) {
+        Ok(picked) => picked,
+        Err(v) => return v,
     };
     let l4 = s.key.proto;
-    if l4 == proto::SCTP && b.port != s.key.dport {
-        // SCTP's CRC32c covers the ports and cannot be updated incrementally.
-        return Verdict::drop(Reason::SvcUnsupported);
-    }
     let state = if l4 == proto::TCP && tcp_flags & tcp::SYN != 0 {
         ct_state::SYN
     } else {
         0
     };
+    entries(s, hook, (id, b), state, now);
+    let exit = match policy(ctx, s, hook, b, now) {
+        Ok(exit) => exit,
+        Err(v) => return v,
+    };
+    s.other = s.fwd.sibling(l4);
+    if let Err(r) = ct::create(&s.key, &s.fwd, &s.other, &s.rev) {
+        return Verdict::drop(r);
+    }
+    s.to = s.fwd.translated(l4);
+    if rewrite::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
+        return REWRITE_FAILED;
+    }
+    match exit {
+        Exit::Back => rewritten(forward::redirect_back(ctx), Reason::SvcHairpin),
+        Exit::Reroute => rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew),
+        Exit::On => Verdict::pass(Reason::SvcNew),
+    }
+}
+
+/// The backend (id and entry) for the new flow in `s`, or the verdict when there is none to
+/// give it (or none it can use).
+#[inline(always)]
+fn backend(s: &Area, now: u64) -> Result<(u32, &'static Backend), Verdict> {
+    if s.svc.count == 0 {
+        if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
+            return Err(Verdict::drop(Reason::SvcNoLocalBackend));
+        }
+        return Err(REJECT);
+    }
+    let Some(id) = select(&s.svc, &s.key.src, now) else {
+        // A slot naming a dead backend: the agent is mid-update or the maps are damaged.
+        return Err(REJECT);
+    };
+    let Some(b) = SL_BACKENDS.get(id) else {
+        return Err(REJECT);
+    };
+    if s.key.proto == proto::SCTP && b.port != s.key.dport {
+        // SCTP's CRC32c covers the ports and cannot be updated incrementally.
+        return Err(Verdict::drop(Reason::SvcUnsupported));
+    }
+    Ok((id, b))
+}
+
+/// Both entries of the new flow in `s` to backend `b` as a plain DNAT: the forward entry
+/// rewrites the client's packets to the backend, the reply entry whatever the backend answers
+/// to come from the frontend and go to the client. [`policy`] adds the rest.
+#[inline(always)]
+fn entries(s: &mut Area, hook: Hook, (id, b): (u32, &Backend), state: u8, now: u64) {
     let fwd = &mut s.fwd;
     fwd.new_src = s.key.src;
     crate::mem::copy(&mut fwd.new_dst, &b.addr);
@@ -306,13 +342,11 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
     fwd.state = state;
     fwd._pad = 0;
     fwd.rev_nat = s.svc.rev_nat;
-    fwd.backend = backend_id;
-    fwd.expires_ns = now + ct::lifetime_ns(l4, state);
+    fwd.backend = id;
+    fwd.expires_ns = now + ct::lifetime_ns(s.key.proto, state);
     fwd.created_ns = now;
     fwd.ifindex = 0;
     fwd._pad2 = 0;
-    // The reply entry: whatever the backend answers to, rewritten to come from the frontend
-    // and go to the client.
     let rev = &mut s.rev;
     rev.new_src = s.key.dst;
     rev.new_dst = s.key.src;
@@ -322,12 +356,35 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
     rev.state = state;
     rev._pad = 0;
     rev.rev_nat = s.svc.rev_nat;
-    rev.backend = backend_id;
+    rev.backend = id;
     rev.expires_ns = fwd.expires_ns;
     rev.created_ns = now;
     rev.ifindex = 0;
     rev._pad2 = 0;
+}
 
+/// How a new flow's first packet leaves once translated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Hairpin: back out to the pod it came from.
+    Back,
+    /// A node process's packet, already routed towards the frontend: routed afresh.
+    Reroute,
+    /// On through the stack, which routes it to the backend.
+    On,
+}
+
+/// Where the new flow in `s` is translated and how its replies come back, by who the client is
+/// (`hook`) and where backend `b` is: source NAT for hairpin and for external clients of remote
+/// backends, the hooks the reply entry is used at. The verdict when no SNAT port is free.
+#[inline(always)]
+fn policy(
+    ctx: &TcContext,
+    s: &mut Area,
+    hook: Hook,
+    b: &Backend,
+    now: u64,
+) -> Result<Exit, Verdict> {
     let hairpin = hook == Hook::FromPod && eq16(&b.addr, &s.key.src);
     let external = hook == Hook::FromUplink;
     let host = hook == Hook::ToUplink;
@@ -351,13 +408,14 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         probe.dst = snat_addr;
         probe.sport = b.port;
         probe.dport = 0;
-        probe.proto = l4;
+        probe.proto = s.key.proto;
         probe._pad = 0;
         probe._pad2 = 0;
         let first = if hairpin { s.key.sport } else { 0 };
         let Some(port) = ct::snat_port(probe, first, now) else {
-            return Verdict::drop(Reason::SvcSnatExhausted);
+            return Err(Verdict::drop(Reason::SvcSnatExhausted));
         };
+        let (fwd, rev) = (&mut s.fwd, &mut s.rev);
         fwd.new_src = snat_addr;
         fwd.new_sport = port;
         fwd.flags |= ct_flags::SNAT;
@@ -365,22 +423,27 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         if hairpin {
             fwd.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK;
             rev.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK | ct_flags::AT_FROM_POD;
-        } else {
-            // Replies come back to the node address on the uplink.
-            rev.flags |= ct_flags::AT_FROM_UPLINK | ct_flags::EXTERNAL;
-            fwd.flags |= ct_flags::EXTERNAL;
+            return Ok(Exit::Back);
         }
-    } else if external {
+        // Replies come back to the node address on the uplink.
+        rev.flags |= ct_flags::AT_FROM_UPLINK | ct_flags::EXTERNAL;
+        fwd.flags |= ct_flags::EXTERNAL;
+        return Ok(Exit::On);
+    }
+    let (fwd, rev) = (&mut s.fwd, &mut s.rev);
+    if external {
         // Client address kept (local backend, or `externalTrafficPolicy: Local`): the reply
         // leaves through the uplink, whose egress restores the frontend.
         fwd.flags |= ct_flags::EXTERNAL;
         rev.flags = ct_flags::AT_TO_UPLINK | ct_flags::EXTERNAL;
+        Ok(Exit::On)
     } else if host {
         // A node process: the packet was routed towards the frontend and goes to the backend
         // instead; the reply, addressed to the node, is restored before local delivery, on
         // the uplink (remote backend) or the backend's veth (local one).
         fwd.flags |= ct_flags::HOST | ct_flags::ROUTE;
         rev.flags = ct_flags::AT_FROM_UPLINK | ct_flags::AT_FROM_POD | ct_flags::HOST;
+        Ok(Exit::Reroute)
     } else {
         // A pod client: its veth's egress restores the frontend, wherever the backend is,
         // unless the reply can be delivered straight into the client from where it arrives.
@@ -389,22 +452,8 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
             rev.flags |= ct_flags::PEER;
             rev.ifindex = packet::ifindex(ctx);
         }
+        Ok(Exit::On)
     }
-    s.other = fwd.sibling(l4);
-    if let Err(r) = ct::create(&s.key, fwd, &s.other, rev) {
-        return Verdict::drop(r);
-    }
-    s.to = fwd.translated(l4);
-    if rewrite::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
-        return REWRITE_FAILED;
-    }
-    if hairpin {
-        return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
-    }
-    if host {
-        return rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew);
-    }
-    Verdict::pass(Reason::SvcNew)
 }
 
 /// Records the ports of a first fragment so the datagram's later fragments, which carry
