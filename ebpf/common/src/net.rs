@@ -20,6 +20,13 @@ pub const HDR_DIFF: usize = IPV6_HLEN - IPV4_HLEN;
 /// ICMP and ICMPv6 header: type, code, checksum and the 4-byte field after it.
 pub const ICMP_HLEN: usize = 8;
 
+/// Offsets of the source and destination addresses in the IPv6 header.
+pub const IPV6_SRC_OFF: usize = 8;
+pub const IPV6_DST_OFF: usize = 24;
+
+/// Hop limit (TTL) of the packets the datapath originates: Linux's default.
+pub const HOP_LIMIT: u8 = 64;
+
 /// IPv6 minimum link MTU (RFC 8200 §5): an ICMPv6 error must fit it (RFC 4443 §2.4 (c)).
 pub const IPV6_MIN_MTU: u32 = 1280;
 

@@ -34,16 +34,6 @@ use crate::{
 /// Chunks covering the largest translated error (IPv6 minimum MTU).
 const CHUNKS: usize = 20;
 
-/// Offset of the transport checksum in a header of protocol `p` (ICMP for both families).
-#[inline(always)]
-const fn csum_field(p: u8) -> usize {
-    match p {
-        proto::TCP => 16,
-        proto::UDP => 6,
-        _ => 2,
-    }
-}
-
 /// ICMPv6 error from the IPv6 side (a pod, or a router on the way to one) about a packet the
 /// translator delivered → ICMPv4 error to the IPv4 peer. The outer header is in `s.ip6`.
 #[inline(never)]
@@ -223,7 +213,11 @@ fn fix_inner(ctx: &TcContext, il4: usize, s: &Area) -> Res<()> {
     if plan.proto == proto::ICMP {
         packet::store(ctx, il4, &plan.inner_ty)?;
     }
-    let off = il4 + csum_field(plan.proto);
+    // (TCP, UDP or ICMP: a checksum every time.)
+    let Some(field) = checksum::l4_csum_offset(plan.proto) else {
+        return Ok(());
+    };
+    let off = il4 + field;
     if let Ok(c) = packet::load::<[u8; 2]>(ctx, off) {
         let old = u16::from_be_bytes(c);
         // A zero UDP checksum (IPv4: none) stays none.

@@ -30,13 +30,10 @@ use aya_ebpf::programs::TcContext;
 use sixlane_common::{
     metrics::Reason,
     nat64::maps::{CFG_ENABLED, Config},
-    net::ETH_HLEN,
+    net::{ETH_HLEN, IPV6_DST_OFF},
 };
 
 use crate::{packet, parse::L3, verdict::Verdict};
-
-/// Offset of the destination address in the IPv6 header.
-const DST6_OFF: usize = 24;
 
 /// What a byte range too long to checksum in the datapath (`checksum::sum_range`) is counted
 /// as: a UDP datagram over IPv4 with a zero checksum longer than `v4_to_v6::CHUNKS_UDP` chunks,
@@ -82,7 +79,8 @@ pub fn claims_from_uplink(ctx: &TcContext, l3: &L3) -> bool {
 /// packet a pod sends.
 #[inline(always)]
 fn to_prefix(ctx: &TcContext, cfg: &Config) -> bool {
-    packet::read::<[u8; 16]>(ctx, ETH_HLEN + DST6_OFF).is_some_and(|dst| cfg.prefix().matches(&dst))
+    packet::read::<[u8; 16]>(ctx, ETH_HLEN + IPV6_DST_OFF)
+        .is_some_and(|dst| cfg.prefix().matches(&dst))
 }
 
 /// NAT64 stage for packets a pod sends: IPv6 to the prefix is translated to IPv4.

@@ -14,7 +14,7 @@ use sixlane_common::{
         header::{self, Ip4},
         maps::Config,
     },
-    net::{ETH_HLEN, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
+    net::{ETH_HLEN, HOP_LIMIT, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
 };
 
 use super::{TOO_LONG, area::Area};
@@ -79,7 +79,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
         0,
         icmp_len,
         proto::ICMPV6,
-        64,
+        HOP_LIMIT,
         &s.a6,
         &s.ip6.src,
     );
@@ -134,7 +134,7 @@ fn build4(ctx: &TcContext, s: &mut Area, e: &Error) -> Res<i32> {
         df: false,
         mf: false,
         frag_off: 0,
-        ttl: 64,
+        ttl: HOP_LIMIT,
         proto: proto::ICMP,
         src,
         dst,

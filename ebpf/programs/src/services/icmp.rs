@@ -20,7 +20,8 @@ use sixlane_common::{
     metrics::Reason,
     nat64::csum,
     net::{
-        ETH_HLEN, ETH_P_IPV6, ICMP_HLEN, IPV6_HLEN, IPV6_MIN_MTU,
+        ETH_HLEN, ETH_P_IPV6, HOP_LIMIT, ICMP_HLEN, IPV6_DST_OFF, IPV6_HLEN, IPV6_MIN_MTU,
+        IPV6_SRC_OFF,
         icmp6::{
             DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
             TIME_EXCEEDED,
@@ -47,7 +48,6 @@ use crate::{
 /// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
 const MIN_MTU: usize = IPV6_MIN_MTU as usize;
 const MAX_QUOTE: usize = MIN_MTU - IPV6_HLEN - ICMP_HLEN;
-const HOP_LIMIT: u8 = 64;
 
 /// ICMPv6 part of a hook's service stage.
 #[inline(always)]
@@ -121,8 +121,8 @@ fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     let p: [u8; 4] = packet::load(ctx, io + IPV6_HLEN).ok()?;
     let s = area::get()?;
     let key = &mut s.key;
-    key.src = packet::load(ctx, io + 24).ok()?;
-    key.dst = packet::load(ctx, io + 8).ok()?;
+    key.src = packet::load(ctx, io + IPV6_DST_OFF).ok()?;
+    key.dst = packet::load(ctx, io + IPV6_SRC_OFF).ok()?;
     key.sport = u16::from_ne_bytes([p[2], p[3]]);
     key.dport = u16::from_ne_bytes([p[0], p[1]]);
     key.proto = l4;
@@ -179,8 +179,8 @@ fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> R
     let from_ports = port_pair(key.dport, key.sport);
     let to_ports = port_pair(to.dport, to.sport);
     d = checksum::diff(&from_ports, &to_ports, d)?;
-    packet::store(ctx, io + 8, &to.dst)?;
-    packet::store(ctx, io + 24, &to.src)?;
+    packet::store(ctx, io + IPV6_SRC_OFF, &to.dst)?;
+    packet::store(ctx, io + IPV6_DST_OFF, &to.src)?;
     packet::store(ctx, ports, &to_ports)?;
 
     // With the quoted checksum present it absorbs the change (it covers the quoted addresses

@@ -173,7 +173,7 @@ fn translate(
         // (The peer route was looked up for this very tuple: already there.)
         s.to = entry.translated(s.key.proto);
     }
-    if rewrite::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
+    if rewrite::apply(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
         return REWRITE_FAILED;
     }
     if flags & ct_flags::REDIRECT_BACK != 0 {
@@ -294,7 +294,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdic
         return Verdict::drop(r);
     }
     s.to = s.fwd.translated(l4);
-    if rewrite::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
+    if rewrite::apply(ctx, l4_off, true, &s.key, &s.to).is_err() {
         return REWRITE_FAILED;
     }
     match exit {

@@ -7,7 +7,7 @@ use aya_ebpf::{bindings::bpf_fib_lookup, programs::TcContext};
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
     metrics::Reason,
-    net::{ETH_HLEN, ETH_P_IPV6},
+    net::{ETH_HLEN, ETH_P_IPV6, IPV6_DST_OFF, IPV6_SRC_OFF},
     services::CtKey,
 };
 
@@ -20,8 +20,8 @@ use crate::{
 };
 
 /// Offsets of the IPv6 source and destination addresses in an Ethernet frame.
-pub const SRC_OFF: usize = ETH_HLEN + 8;
-pub const DST_OFF: usize = ETH_HLEN + 24;
+pub const SRC_OFF: usize = ETH_HLEN + IPV6_SRC_OFF;
+pub const DST_OFF: usize = ETH_HLEN + IPV6_DST_OFF;
 
 /// The verdict on a packet rewritten and sent on by `r`: `reason` with `r`'s action, or, if a
 /// step failed, dropped (it may be half-rewritten) as `SvcRewriteFailed`.
@@ -57,7 +57,7 @@ pub fn addrs(ctx: &TcContext) -> Option<([u8; 16], [u8; 16])> {
 /// upper-layer checksum at `l4_off` (when `has_l4`: later fragments carry no upper-layer
 /// header; the first fragment's checksum already covers the whole datagram).
 #[inline(always)]
-pub fn rewrite(ctx: &TcContext, l4_off: usize, has_l4: bool, from: &CtKey, to: &CtKey) -> Res<()> {
+pub fn apply(ctx: &TcContext, l4_off: usize, has_l4: bool, from: &CtKey, to: &CtKey) -> Res<()> {
     let csum = if has_l4 {
         checksum::l4_csum_offset(from.proto).and_then(|o| NonZeroUsize::new(l4_off + o))
     } else {
