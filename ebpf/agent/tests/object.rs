@@ -1,6 +1,10 @@
 //! Properties of the built eBPF object that no packet test would notice.
 
+use std::collections::BTreeMap;
+
+use aya_obj::{EbpfSectionKind, maps::PinningType};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionKind};
+use sixlane_common::layout;
 
 /// The datapath calls none of compiler_builtins' `memcpy`, `memmove`, `memset` or `memcmp`: in
 /// BPF they are byte-at-a-time loops behind a call. An innocent-looking struct assignment or
@@ -42,4 +46,45 @@ fn the_datapath_calls_no_byte_loop_memory_functions() {
         "byte-loop memory calls in the datapath:\n{}",
         calls.join("\n")
     );
+}
+
+/// The maps the programs declare (by literal name, in `#[map(name = "...")]`) are exactly the
+/// layout's (`layout::MAPS`), each of the type and pinning the layout records: the loader, the
+/// CLI and the tests find maps by the layout's names, and a pinned map's name and type are
+/// part of what an upgrade keeps.
+#[test]
+fn the_object_declares_exactly_the_layouts_maps() {
+    let obj = aya_obj::Object::parse(sixlane_agent::object()).expect("parse the eBPF object");
+    let declared: BTreeMap<&str, (u32, bool)> = obj
+        .maps
+        .iter()
+        // Data sections (.rodata, .bss) become maps of their own; only declared maps count.
+        .filter(|(_, m)| m.section_kind() == EbpfSectionKind::Maps)
+        .map(|(name, m)| {
+            let pinned = matches!(m.pinning(), PinningType::ByName);
+            (name.as_str(), (m.map_type(), pinned))
+        })
+        .collect();
+    assert!(declared.len() > 1, "no maps found in the object");
+    let mut errors = Vec::new();
+    for spec in layout::MAPS {
+        let want = (spec.kind as u32, spec.pinned);
+        match declared.get(spec.name) {
+            None => errors.push(format!(
+                "{} is in the layout but not in the object",
+                spec.name
+            )),
+            Some(&have) if have != want => errors.push(format!(
+                "{}: the object declares type {} pinned {}, the layout {:?} pinned {}",
+                spec.name, have.0, have.1, spec.kind, spec.pinned
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in declared.keys() {
+        if !layout::MAPS.iter().any(|m| m.name == *name) {
+            errors.push(format!("{name} is in the object but not in the layout"));
+        }
+    }
+    assert!(errors.is_empty(), "maps:\n{}", errors.join("\n"));
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <pin root>/                 default /sys/fs/bpf/sixlane
-//!   maps/<MAP NAME>           every map of the object, pinned by name (survives restarts)
+//!   maps/<MAP NAME>           the object's pinned maps, by name (survive restarts; see MAPS)
 //!   progs/<program name>      the loaded programs, for the CNI plugin to attach
 //!   links/<prog>@<ifname>     TCX links, pinned so they outlive the process that made them
 //! ```
@@ -116,3 +116,86 @@ pub const MAP_NAT64_SESSIONS: &str = "SL_N64_SESSIONS";
 /// NAT64 pod links (`nat64::maps::PodLink` by host-side veth ifindex): how replies reach a
 /// local pod without a route lookup.
 pub const MAP_NAT64_POD_LINKS: &str = "SL_N64_POD_LINKS";
+
+/// Per-CPU scratch area of the service stage (not pinned: nothing in it outlives a program run).
+pub const MAP_SVC_SCRATCH: &str = "SL_SVC_SCRATCH";
+/// Per-CPU budget of the ICMPv6 errors the service stage generates (not pinned).
+pub const MAP_ICMP_BUDGET: &str = "SL_ICMP_BUDGET";
+/// Per-CPU scratch area of the NAT64 stage, with its route cache (not pinned).
+pub const MAP_NAT64_SCRATCH: &str = "SL_N64_SCRATCH";
+/// aya-log's record buffer (named by `aya-log-ebpf`; the agent forwards the records).
+pub const MAP_LOGS: &str = "AYA_LOGS";
+
+/// The map types of the object, numbered as the kernel's `enum bpf_map_type`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapType {
+    Hash = 1,
+    Array = 2,
+    ProgArray = 3,
+    PerCpuArray = 6,
+    LruHash = 9,
+    LpmTrie = 11,
+    RingBuf = 27,
+}
+
+/// A map of the object: its name, its type, and whether it is pinned by name under
+/// [`MAPS_DIR`] (kept across restarts and upgrades, so its layout may not change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    pub name: &'static str,
+    pub kind: MapType,
+    pub pinned: bool,
+}
+
+const fn map(name: &'static str, kind: MapType, pinned: bool) -> MapSpec {
+    MapSpec { name, kind, pinned }
+}
+
+/// Every map of the eBPF object. The programs name their maps with literals
+/// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
+/// them to this table, so a map renamed, added or dropped on one side fails there.
+pub const MAPS: [MapSpec; 20] = [
+    map(MAP_METRICS, MapType::PerCpuArray, true),
+    map(MAP_STAGES, MapType::ProgArray, true),
+    map(MAP_SVC, MapType::Hash, true),
+    map(MAP_SVC_SLOTS, MapType::Hash, true),
+    map(MAP_BACKENDS, MapType::Array, true),
+    map(MAP_REVNAT, MapType::Array, true),
+    map(MAP_SVC_INFO, MapType::Hash, true),
+    map(MAP_AFFINITY, MapType::LruHash, true),
+    map(MAP_CT, MapType::LruHash, true),
+    map(MAP_SVC_CONFIG, MapType::Array, true),
+    map(MAP_FRAGS, MapType::LruHash, true),
+    map(MAP_SVC_SCRATCH, MapType::PerCpuArray, false),
+    map(MAP_ICMP_BUDGET, MapType::PerCpuArray, false),
+    map(MAP_NAT64_CONFIG, MapType::Array, true),
+    map(MAP_NAT64_SOURCES, MapType::LpmTrie, true),
+    map(MAP_NAT64_BIB, MapType::LruHash, true),
+    map(MAP_NAT64_SESSIONS, MapType::LruHash, true),
+    map(MAP_NAT64_POD_LINKS, MapType::LruHash, true),
+    map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
+    map(MAP_LOGS, MapType::RingBuf, false),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_names_are_unique_and_resizable_maps_are_pinned_maps() {
+        for (i, m) in MAPS.iter().enumerate() {
+            assert!(
+                MAPS[..i].iter().all(|o| o.name != m.name),
+                "{} listed twice",
+                m.name
+            );
+        }
+        for name in RESIZABLE_MAPS {
+            assert!(
+                MAPS.iter().any(|m| m.name == name && m.pinned),
+                "resizable map {name} is not a pinned map of the object"
+            );
+        }
+    }
+}

@@ -11,6 +11,7 @@ extern crate std;
 pub mod layout;
 pub mod metrics;
 pub mod nat64;
+pub mod net;
 pub mod services;
 
 /// Implements `aya::Pod` (with the `user` feature) and asserts the size of a map type at compile

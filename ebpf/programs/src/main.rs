@@ -4,16 +4,17 @@
 #![no_main]
 
 mod checksum;
-mod conntrack;
-mod icmp;
-mod lb;
+mod config;
+mod forward;
 mod mem;
 mod metrics;
-mod nat;
 mod nat64;
+mod packet;
 mod parse;
 mod pipeline;
 mod scratch;
+mod services;
+mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sixlane_common::metrics::Direction;

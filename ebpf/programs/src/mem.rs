@@ -4,7 +4,8 @@
 //! helpers store whole words instead; the stores are volatile so LLVM cannot fold them back
 //! into a `memset` call. Likewise an assignment between two places LLVM cannot prove apart
 //! (packet data, map values, the scratch area) becomes a `memmove` call, another byte loop;
-//! [`copy`] says they are apart, and a `memcpy` of known size is expanded inline.
+//! [`copy`] says they are apart, and a `memcpy` of known size is expanded inline. Addresses are
+//! compared a word at a time ([`eq16`]): there is no `bcmp` to call.
 
 /// Sets every byte of `v` to zero, one 4-byte word at a time.
 #[inline(always)]
@@ -74,4 +75,25 @@ pub unsafe fn scratch_mut<'a, T>(p: *mut T) -> &'a mut T {
         core::hint::assert_unchecked(p.is_aligned());
         &mut *p
     }
+}
+
+/// 16-byte equality without a `bcmp` call (the BPF target has no libc).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a0, a1) = split(a);
+    let (b0, b1) = split(b);
+    a0 == b0 && a1 == b1
+}
+
+#[inline(always)]
+fn split(a: &[u8; 16]) -> (u64, u64) {
+    let p = a.as_ptr().cast::<u64>();
+    // SAFETY: `a` is 16 readable bytes; unaligned reads are explicit.
+    unsafe { (p.read_unaligned(), p.add(1).read_unaligned()) }
+}
+
+#[inline(always)]
+pub fn is_zero16(a: &[u8; 16]) -> bool {
+    let (a0, a1) = split(a);
+    a0 == 0 && a1 == 0
 }

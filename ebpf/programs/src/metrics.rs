@@ -1,11 +1,14 @@
 //! Per-CPU counters by (direction, reason); see `sixlane_common::metrics`.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::PerCpuArray, programs::TcContext};
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
 use sixlane_common::metrics::{
     Counter, Direction, METRICS_ENTRIES, REASON_SLOTS, Reason, slot_code,
 };
 
-use crate::parse;
+use crate::{
+    parse,
+    verdict::{Res, TC_ACT_UNSPEC, Verdict},
+};
 
 // Pinned by name so counters survive an agent restart; userspace reads it as
 // `sixlane_common::layout::MAP_METRICS`.
@@ -34,6 +37,13 @@ pub fn count_code(dir: Direction, code: u32, len: u32) {
     }
 }
 
+/// Counts a stage's verdict on a packet of `len` bytes; the action to return.
+#[inline(always)]
+pub fn finish(dir: Direction, v: Verdict, len: u32) -> i32 {
+    count_code(dir, v.reason_code(), len);
+    v.action()
+}
+
 /// Counts a frame that is not IP (never ours) as passed; hands it on.
 #[inline(always)]
 pub fn observe_other(ctx: &TcContext, dir: Direction) -> i32 {
@@ -45,20 +55,20 @@ pub fn observe_other(ctx: &TcContext, dir: Direction) -> i32 {
 /// to log; the agent forwards the record at debug level, and a test uses it to prove aya-log
 /// forwarding works).
 #[inline(always)]
-fn reason_of(ctx: &TcContext, parsed: Result<(), parse::Error>) -> Reason {
+fn reason_of(ctx: &TcContext, parsed: Res<()>) -> Reason {
     match parsed {
         Ok(()) => Reason::Pass,
-        Err(parse::Error::Malformed) => {
+        Err(Reason::Malformed) => {
             aya_log_ebpf::debug!(ctx, "malformed packet, {} bytes", ctx.len());
             Reason::Malformed
         }
-        Err(parse::Error::Unsupported) => Reason::Unsupported,
+        Err(r) => r,
     }
 }
 
 /// Counts a frame the parser rejected; hands it on (the kernel applies its own checks).
 #[inline(always)]
-pub fn observe_error(ctx: &TcContext, dir: Direction, e: parse::Error) -> i32 {
+pub fn observe_error(ctx: &TcContext, dir: Direction, e: Reason) -> i32 {
     count(dir, reason_of(ctx, Err(e)), ctx.len());
     TC_ACT_UNSPEC
 }

@@ -2,49 +2,31 @@
 //! headers) or IPv4 → the upper-layer header's offset, protocol and fragment state; then ports
 //! or ICMP fields.
 //!
-//! Fixed-offset headers are read with direct packet access (`ptr_at`, bounds-checked for the
-//! verifier); headers at variable offsets (after extension headers) with `bpf_skb_load_bytes`,
-//! which keeps the verifier's job simple and costs nothing on the common no-extension path.
+//! Fixed-offset headers are read with direct packet access (`packet::ptr_at`, bounds-checked for
+//! the verifier); headers at variable offsets (after extension headers) with
+//! `bpf_skb_load_bytes`, which keeps the verifier's job simple and costs nothing on the common
+//! no-extension path. A packet that does not parse is `Reason::Malformed` (truncated or
+//! inconsistent headers) or `Reason::Unsupported` (well-formed, but beyond what the datapath
+//! parses: a very long extension chain).
 
 use aya_ebpf::programs::TcContext;
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
+use sixlane_common::{
+    metrics::Reason,
+    net::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, proto},
+};
 
-pub const ETH_HLEN: usize = 14;
-pub const IPV6_HLEN: usize = 40;
-pub const IPV4_HLEN: usize = 20;
-
-const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-
-/// IANA protocol numbers the datapath looks at.
-pub mod proto {
-    pub const HOPOPTS: u8 = 0;
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ROUTING: u8 = 43;
-    pub const FRAGMENT: u8 = 44;
-    pub const AH: u8 = 51;
-    pub const ICMPV6: u8 = 58;
-    pub const DSTOPTS: u8 = 60;
-    pub const SCTP: u8 = 132;
-}
+use crate::{
+    packet::{self, ptr_at},
+    verdict::Res,
+};
 
 /// Extension headers walked before giving up. Real traffic carries at most two or three; a
 /// longer chain is passed untouched rather than parsed at unbounded cost.
 pub const MAX_EXT_HEADERS: usize = 6;
-
-/// Why a packet could not be parsed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// Truncated or inconsistent headers.
-    Malformed,
-    /// Well-formed but beyond what the datapath parses (a very long extension chain).
-    Unsupported,
-}
 
 /// Fragment state of an IP packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -78,72 +60,32 @@ pub enum Frame {
     Other,
 }
 
-/// A `T` at `offset`: straight from the linear packet data when it is there (no helper call),
-/// else through `bpf_skb_load_bytes` (headers in paged data).
-#[inline(always)]
-pub fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Option<T> {
-    if let Some(p) = ptr_at::<T>(ctx, offset) {
-        // SAFETY: bounds-checked by ptr_at; `T` is plain bytes read unaligned.
-        return Some(unsafe { p.read_unaligned() });
-    }
-    ctx.load(offset).ok()
-}
-
-/// Largest offset read with direct packet access. Beyond it, [`read`] falls back to
-/// `bpf_skb_load_bytes`.
-pub const MAX_DIRECT_OFFSET: usize = 0x3fff;
-
-/// Pointer to a `T` at `offset` in the linear packet data, if the whole `T` is inside it.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
-    // LLVM turns `p + 1 > end` into `p >= end`, which the verifier does not accept as a bound
-    // for a variable offset: read at least two bytes.
-    const {
-        assert!(
-            core::mem::size_of::<T>() >= 2,
-            "ptr_at needs a type of 2 bytes or more"
-        );
-    };
-    // Gives the verifier an explicit range for `offset`: an offset read back from the stack
-    // (after a spill, or from a struct filled by a helper) may have lost its bounds, and pointer
-    // arithmetic with an unbounded register is refused.
-    if offset > MAX_DIRECT_OFFSET {
-        return None;
-    }
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *const T)
-}
-
 /// Parses the frame down to the upper-layer header.
 #[inline(always)]
-pub fn frame(ctx: &TcContext) -> Result<Frame, Error> {
-    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Error::Malformed)?;
+pub fn frame(ctx: &TcContext) -> Res<Frame> {
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Reason::Malformed)?;
     // SAFETY: bounds-checked by ptr_at.
     let ether_type = u16::from_be(unsafe { (*eth).ether_type });
     match ether_type {
         ETH_P_IPV6 => ipv6(ctx).map(Frame::Ip),
-        ETH_P_IPV4 => ipv4(ctx).map(Frame::Ip),
+        ETH_P_IP => ipv4(ctx).map(Frame::Ip),
         _ => Ok(Frame::Other),
     }
 }
 
 #[inline(always)]
-fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
-    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(Error::Malformed)?;
+fn ipv6(ctx: &TcContext) -> Res<L3> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(Reason::Malformed)?;
     // SAFETY: bounds-checked by ptr_at.
     let (version, plen, mut next) =
         unsafe { ((*ip).version(), (*ip).payload_len(), (*ip).next_hdr) };
     if version != 6 {
-        return Err(Error::Malformed);
+        return Err(Reason::Malformed);
     }
     // A payload length of 0 is a jumbogram / BIG TCP super-packet: the skb length rules.
     let avail = (ctx.len() as usize).saturating_sub(ETH_HLEN + IPV6_HLEN);
     if plen as usize > avail {
-        return Err(Error::Malformed);
+        return Err(Reason::Malformed);
     }
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut frag = Frag::No;
@@ -151,17 +93,17 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
     for _ in 0..MAX_EXT_HEADERS {
         match next {
             proto::HOPOPTS | proto::ROUTING | proto::DSTOPTS => {
-                let h: [u8; 2] = ctx.load(off).map_err(|_| Error::Malformed)?;
+                let h: [u8; 2] = ctx.load(off).map_err(|_| Reason::Malformed)?;
                 next = h[0];
                 off += (h[1] as usize + 1) * 8;
             }
             proto::AH => {
-                let h: [u8; 2] = ctx.load(off).map_err(|_| Error::Malformed)?;
+                let h: [u8; 2] = ctx.load(off).map_err(|_| Reason::Malformed)?;
                 next = h[0];
                 off += (h[1] as usize + 2) * 4;
             }
             proto::FRAGMENT => {
-                let h: [u8; 8] = ctx.load(off).map_err(|_| Error::Malformed)?;
+                let h: [u8; 8] = ctx.load(off).map_err(|_| Reason::Malformed)?;
                 next = h[0];
                 frag_id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                 let offset_flags = u16::from_be_bytes([h[2], h[3]]);
@@ -188,7 +130,7 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
             }
             _ => {
                 if off > ctx.len() as usize {
-                    return Err(Error::Malformed);
+                    return Err(Reason::Malformed);
                 }
                 return Ok(L3 {
                     v6: true,
@@ -200,12 +142,12 @@ fn ipv6(ctx: &TcContext) -> Result<L3, Error> {
             }
         }
     }
-    Err(Error::Unsupported)
+    Err(Reason::Unsupported)
 }
 
 #[inline(always)]
-fn ipv4(ctx: &TcContext) -> Result<L3, Error> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(Error::Malformed)?;
+fn ipv4(ctx: &TcContext) -> Res<L3> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(Reason::Malformed)?;
     // SAFETY: bounds-checked by ptr_at.
     let (version, ihl, total, flags, offset, proto) = unsafe {
         (
@@ -218,12 +160,12 @@ fn ipv4(ctx: &TcContext) -> Result<L3, Error> {
         )
     };
     if version != 4 || ihl < IPV4_HLEN {
-        return Err(Error::Malformed);
+        return Err(Reason::Malformed);
     }
     let avail = (ctx.len() as usize).saturating_sub(ETH_HLEN);
     // tot_len 0 marks a BIG TCP super-packet; otherwise it must fit and cover the header.
     if total != 0 && (total < ihl || total > avail) || ihl > avail {
-        return Err(Error::Malformed);
+        return Err(Reason::Malformed);
     }
     let more = flags & 0b001 != 0;
     let frag = if offset != 0 {
@@ -245,7 +187,7 @@ fn ipv4(ctx: &TcContext) -> Result<L3, Error> {
 /// Whether the upper-layer header the packet announces is there: ports for TCP/UDP/SCTP, the
 /// fixed part for ICMP(v6). Later fragments carry none and pass.
 #[inline(always)]
-pub fn check_l4(ctx: &TcContext, l3: &L3) -> Result<(), Error> {
+pub fn check_l4(ctx: &TcContext, l3: &L3) -> Res<()> {
     if l3.frag == Frag::Later {
         return Ok(());
     }
@@ -259,8 +201,8 @@ pub fn check_l4(ctx: &TcContext, l3: &L3) -> Result<(), Error> {
 
 /// Source and destination ports (host order) of a TCP, UDP or SCTP header at `off`.
 #[inline(always)]
-pub fn ports(ctx: &TcContext, off: usize) -> Result<(u16, u16), Error> {
-    let p: [u8; 4] = read(ctx, off).ok_or(Error::Malformed)?;
+pub fn ports(ctx: &TcContext, off: usize) -> Res<(u16, u16)> {
+    let p: [u8; 4] = packet::read(ctx, off).ok_or(Reason::Malformed)?;
     Ok((
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
@@ -269,7 +211,7 @@ pub fn ports(ctx: &TcContext, off: usize) -> Result<(u16, u16), Error> {
 
 /// Type, code and (for echo messages) identifier of an ICMP or ICMPv6 header at `off`.
 #[inline(always)]
-pub fn icmp(ctx: &TcContext, off: usize) -> Result<(u8, u8, u16), Error> {
-    let h: [u8; 6] = ctx.load(off).map_err(|_| Error::Malformed)?;
+pub fn icmp(ctx: &TcContext, off: usize) -> Res<(u8, u8, u16)> {
+    let h: [u8; 6] = ctx.load(off).map_err(|_| Reason::Malformed)?;
     Ok((h[0], h[1], u16::from_be_bytes([h[4], h[5]])))
 }

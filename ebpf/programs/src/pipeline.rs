@@ -1,21 +1,23 @@
 //! Per-hook pipelines: which concern sees a packet, in which order. The frame is parsed once;
-//! each stage returns a verdict (having counted why) or lets the packet continue; whatever no
-//! stage claims passes untouched and is counted.
+//! each stage returns a verdict (why, and the tc action) or lets the packet continue; the verdict,
+//! or the pass of a packet no stage claims, is counted here.
 //!
 //! NAT64's packets (to the NAT64 prefix from pods; IPv4 on the uplink) are never service
 //! traffic, so the entry point classifies them first and tail-calls the NAT64 program
 //! (`layout::STAGES`): each program is then verified on its own, where NAT64 and the service
 //! stage in one program exceed the verifier's complexity budget.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::map, maps::ProgramArray, programs::TcContext};
+use aya_ebpf::{macros::map, maps::ProgramArray, programs::TcContext};
 use sixlane_common::{
     layout::{STAGE_NAT64_FROM_POD, STAGE_NAT64_FROM_UPLINK, STAGE_SLOTS},
     metrics::{Direction, Reason},
 };
 
 use crate::{
-    lb, metrics, nat64,
+    metrics, nat64,
     parse::{self, L3},
+    services,
+    verdict::{TC_ACT_UNSPEC, Verdict},
 };
 
 // Pinned so a restarted agent's new programs replace the entries in place.
@@ -41,6 +43,26 @@ fn ip(ctx: &TcContext, dir: Direction) -> Result<L3, i32> {
     }
 }
 
+/// Counts the service stage's verdict on the packet as it leaves (a rejected packet was rebuilt
+/// into the error), or the packet no stage claimed as passed; the action to return.
+#[inline(always)]
+fn settle(ctx: &TcContext, dir: Direction, l3: &L3, v: Option<Verdict>) -> i32 {
+    match v {
+        Some(v) => metrics::finish(dir, v, ctx.len()),
+        None => metrics::observe_ip(ctx, dir, l3),
+    }
+}
+
+/// Counts the NAT64 stage's verdict on the frame as it arrived (`len` bytes: translation changes
+/// the size), or the packet it left alone as passed; the action to return.
+#[inline(always)]
+fn settle_nat64(ctx: &TcContext, l3: &L3, len: u32, v: Option<Verdict>) -> i32 {
+    match v {
+        Some(v) => metrics::finish(Direction::Ingress, v, len),
+        None => metrics::observe_ip(ctx, Direction::Ingress, l3),
+    }
+}
+
 /// Packets a pod sends.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext) -> i32 {
@@ -51,10 +73,8 @@ pub fn from_pod(ctx: &TcContext) -> i32 {
     if nat64::claims_from_pod(ctx, &l3) {
         return stage(ctx, STAGE_NAT64_FROM_POD, Direction::Ingress);
     }
-    if let Some(v) = lb::from_pod(ctx, &l3) {
-        return v;
-    }
-    metrics::observe_ip(ctx, Direction::Ingress, &l3)
+    let v = services::from_pod(ctx, &l3);
+    settle(ctx, Direction::Ingress, &l3, v)
 }
 
 /// Packets on their way into a pod.
@@ -64,10 +84,8 @@ pub fn to_pod(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    if let Some(v) = lb::to_pod(ctx, &l3) {
-        return v;
-    }
-    metrics::observe_ip(ctx, Direction::Egress, &l3)
+    let v = services::to_pod(ctx, &l3);
+    settle(ctx, Direction::Egress, &l3, v)
 }
 
 /// Packets arriving on the node's uplink.
@@ -80,10 +98,8 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
     if nat64::claims_from_uplink(ctx, &l3) {
         return stage(ctx, STAGE_NAT64_FROM_UPLINK, Direction::Ingress);
     }
-    if let Some(v) = lb::from_uplink(ctx, &l3) {
-        return v;
-    }
-    metrics::observe_ip(ctx, Direction::Ingress, &l3)
+    let v = services::from_uplink(ctx, &l3);
+    settle(ctx, Direction::Ingress, &l3, v)
 }
 
 /// Packets leaving through the node's uplink.
@@ -93,10 +109,8 @@ pub fn to_uplink(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    if let Some(v) = lb::to_uplink(ctx, &l3) {
-        return v;
-    }
-    metrics::observe_ip(ctx, Direction::Egress, &l3)
+    let v = services::to_uplink(ctx, &l3);
+    settle(ctx, Direction::Egress, &l3, v)
 }
 
 /// NAT64's half of `from_pod` (tail-called).
@@ -106,7 +120,9 @@ pub fn nat64_from_pod(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    nat64::from_pod(ctx, &l3).unwrap_or_else(|| metrics::observe_ip(ctx, Direction::Ingress, &l3))
+    let len = ctx.len();
+    let v = nat64::from_pod(ctx, &l3);
+    settle_nat64(ctx, &l3, len, v)
 }
 
 /// NAT64's half of `from_uplink` (tail-called). IPv4 that is not NAT64's passes: the service
@@ -117,6 +133,7 @@ pub fn nat64_from_uplink(ctx: &TcContext) -> i32 {
         Ok(l3) => l3,
         Err(v) => return v,
     };
-    nat64::from_uplink(ctx, &l3)
-        .unwrap_or_else(|| metrics::observe_ip(ctx, Direction::Ingress, &l3))
+    let len = ctx.len();
+    let v = nat64::from_uplink(ctx, &l3);
+    settle_nat64(ctx, &l3, len, v)
 }

@@ -1,36 +1,27 @@
-//! Per-CPU scratch space for the service datapath's larger temporaries (keys and entries), so
-//! the 512-byte BPF stack holds only small values across the whole call chain. A tc program
-//! runs to completion on its CPU with bottom halves off, so one slot per CPU is exclusive to
-//! the running program.
+//! Per-CPU scratch areas: how a stage keeps its larger temporaries (headers, map keys and
+//! values, FIB parameters, checksum chunks) off the 512-byte BPF stack, which holds a whole call
+//! chain. Each stage declares one area, a struct of its own, as a map of this type
+//! (`services::area`, `nat64::area`), not pinned: nothing in it outlives the programs.
+//!
+//! A tc program runs to completion on its CPU with bottom halves off, so one entry per CPU is
+//! never shared by two packets: the running program has it to itself.
 
-use aya_ebpf::{bindings::bpf_fib_lookup, macros::map, maps::PerCpuArray};
-use sixlane_common::services::{CtEntry, CtKey, FragKey, Service};
+use aya_ebpf::maps::PerCpuArray;
 
-#[repr(C)]
-pub struct Scratch {
-    /// The packet's tuple (or, for ICMPv6 errors, the reversed quoted tuple).
-    pub key: CtKey,
-    /// What the packet is rewritten to.
-    pub to: CtKey,
-    /// A second key: a sibling entry's, a reply entry's, a SNAT probe.
-    pub other: CtKey,
-    pub fwd: CtEntry,
-    pub rev: CtEntry,
-    pub svc: Service,
-    pub frag: FragKey,
-    /// The route of a packet delivered straight into a local pod (`nat::peer_route`).
-    pub fib: bpf_fib_lookup,
-}
-const _: () = assert!(core::mem::size_of::<Scratch>() == 3 * 40 + 2 * 72 + 24 + 40 + 64);
+/// A per-CPU scratch area of type `T`: a one-entry per-CPU array (declared with `#[map]`).
+#[repr(transparent)]
+pub struct Scratch<T>(PerCpuArray<T>);
 
-// Not pinned: nothing in it outlives a program run.
-#[map(name = "SL_SCRATCH")]
-static SL_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+impl<T> Scratch<T> {
+    pub const fn new() -> Self {
+        Self(PerCpuArray::with_max_entries(1, 0))
+    }
 
-/// This CPU's scratch space.
-#[inline(always)]
-pub fn get() -> Option<&'static mut Scratch> {
-    let p = SL_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, used by one program run at a time (see the module docs).
-    Some(unsafe { crate::mem::scratch_mut(p) })
+    /// This CPU's area.
+    #[inline(always)]
+    pub fn get(&self) -> Option<&'static mut T> {
+        let p = self.0.get_ptr_mut(0)?;
+        // SAFETY: this CPU's entry, used by one program run at a time (see the module docs).
+        Some(unsafe { crate::mem::scratch_mut(p) })
+    }
 }

@@ -1,20 +1,15 @@
 //! IPv4 and IPv6 headers as RFC 7915 translates them (§4.1 IPv4 → IPv6, §5.1 IPv6 → IPv4 and
 //! §5.1.1 with a Fragment Header). Headers are parsed from and written to fixed-size arrays.
 
-use super::csum;
-
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
-/// IPv6 Fragment Header length.
-pub const FRAG_HLEN: usize = 8;
-/// IPv6 header length minus IPv4 header length.
-pub const HDR_DIFF: usize = IPV6_HLEN - IPV4_HLEN;
-
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_FRAGMENT: u8 = 44;
-pub const PROTO_ICMPV6: u8 = 58;
+use super::{csum, hash::fmix};
+// Header lengths and protocol numbers under the names this module has always given them.
+pub use crate::net::{
+    FRAG_HLEN, HDR_DIFF, IPV4_HLEN, IPV6_HLEN,
+    proto::{
+        FRAGMENT as PROTO_FRAGMENT, ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP,
+        UDP as PROTO_UDP,
+    },
+};
 
 /// Largest translated IPv4 packet sent with DF clear (RFC 7915 §5.1): 1280 − 20, so that IPv4
 /// fragments of an IPv6 minimum-MTU packet still fit an IPv6 link back.
@@ -234,7 +229,7 @@ pub fn v4_for_v6(h: &Ip6, l4_len: u16, src: [u8; 4], dst: [u8; 4], id: u16) -> I
 /// random ones would, without a random-number call per packet.
 #[inline(always)]
 pub fn ipv4_id(key: u32, seq: u32) -> u16 {
-    (super::pool::fmix(seq ^ key).wrapping_add(key) >> 16) as u16
+    (fmix(seq ^ key).wrapping_add(key) >> 16) as u16
 }
 
 /// An IPv6 Fragment Header's fields.

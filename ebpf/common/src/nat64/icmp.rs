@@ -5,44 +5,7 @@
 //! maps to `None`, so the datapath has one decision to make and the unit tests can walk all
 //! 65,536 combinations per direction.
 
-/// ICMPv4 types used here (RFC 792 and successors).
-pub mod v4 {
-    pub const ECHO_REPLY: u8 = 0;
-    pub const DEST_UNREACH: u8 = 3;
-    pub const SOURCE_QUENCH: u8 = 4;
-    pub const REDIRECT: u8 = 5;
-    pub const ECHO_REQUEST: u8 = 8;
-    pub const TIME_EXCEEDED: u8 = 11;
-    pub const PARAM_PROBLEM: u8 = 12;
-
-    /// Destination Unreachable codes.
-    pub const NET_UNREACH: u8 = 0;
-    pub const HOST_UNREACH: u8 = 1;
-    pub const PROTO_UNREACH: u8 = 2;
-    pub const PORT_UNREACH: u8 = 3;
-    pub const FRAG_NEEDED: u8 = 4;
-    pub const HOST_ADMIN_PROHIBITED: u8 = 10;
-    pub const ADMIN_PROHIBITED: u8 = 13;
-}
-
-/// ICMPv6 types used here (RFC 4443).
-pub mod v6 {
-    pub const DEST_UNREACH: u8 = 1;
-    pub const PACKET_TOO_BIG: u8 = 2;
-    pub const TIME_EXCEEDED: u8 = 3;
-    pub const PARAM_PROBLEM: u8 = 4;
-    pub const ECHO_REQUEST: u8 = 128;
-    pub const ECHO_REPLY: u8 = 129;
-
-    /// Destination Unreachable codes.
-    pub const NO_ROUTE: u8 = 0;
-    pub const ADMIN_PROHIBITED: u8 = 1;
-    pub const ADDR_UNREACH: u8 = 3;
-    pub const PORT_UNREACH: u8 = 4;
-    /// Parameter Problem codes.
-    pub const ERRONEOUS_HEADER: u8 = 0;
-    pub const UNRECOGNIZED_NEXT_HEADER: u8 = 1;
-}
+use crate::net::{HDR_DIFF as HDR_DIFF_USIZE, IPV6_MIN_MTU, icmp4 as v4, icmp6 as v6};
 
 /// What the 4-byte field after type/code/checksum becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,12 +142,10 @@ pub const fn pointer6_to_4(p: u32) -> Option<u8> {
     }
 }
 
-/// IPv6 minimum link MTU (RFC 8200 §5).
-pub const IPV6_MIN_MTU: u32 = 1280;
 /// IPv4 minimum MTU (RFC 791).
 pub const IPV4_MIN_MTU: u32 = 68;
-/// IPv6 header minus IPv4 header.
-pub const HDR_DIFF: u32 = 20;
+/// What a translated packet gains (4 → 6) or loses (6 → 4).
+const HDR_DIFF: u32 = HDR_DIFF_USIZE as u32;
 
 /// RFC 1191 §7 plateau table, largest first.
 pub const PLATEAUS: [u32; 11] = [

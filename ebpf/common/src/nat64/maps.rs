@@ -16,6 +16,8 @@
 //! the peer port is zero. IPv4 addresses in 16-byte fields occupy the first 4 bytes, the rest
 //! zero.
 
+use crate::net::proto;
+
 /// Direction tag of an entry keyed by the IPv6 side.
 pub const DIR_OUT: u8 = 0;
 /// Direction tag of an entry keyed by the IPv4 side.
@@ -140,9 +142,9 @@ impl PortRange {
 #[inline(always)]
 pub const fn proto_index(proto: u8) -> Option<usize> {
     match proto {
-        super::header::PROTO_TCP => Some(0),
-        super::header::PROTO_UDP => Some(1),
-        super::header::PROTO_ICMP | super::header::PROTO_ICMPV6 => Some(2),
+        proto::TCP => Some(0),
+        proto::UDP => Some(1),
+        proto::ICMP | proto::ICMPV6 => Some(2),
         _ => None,
     }
 }

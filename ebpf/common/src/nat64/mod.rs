@@ -10,11 +10,13 @@
 //! - [`icmp`]: ICMP ↔ ICMPv6 type/code tables, pointer mapping, PTB/Fragmentation Needed MTU;
 //! - [`csum`]: one's complement arithmetic;
 //! - [`tcp`]: session states and timeout classes;
+//! - [`hash`]: the keyed hash behind pool placement and IPv4 Identifications;
 //! - [`pool`]: choosing the IPv4 transport address of a new binding;
 //! - [`maps`]: the map key/value types and the datapath configuration.
 
 pub mod addr;
 pub mod csum;
+pub mod hash;
 pub mod header;
 pub mod icmp;
 pub mod maps;

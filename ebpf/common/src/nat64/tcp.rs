@@ -1,13 +1,7 @@
 //! TCP session states of RFC 6146 §3.5.2 (the parts a NAT64 that drops externally initiated
 //! connections needs) and which timeout applies in each.
 
-/// TCP flag bits as they sit in byte 13 of the header.
-pub mod flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
-}
+use crate::net::tcp_flags as flags;
 
 /// Session state, stored as a `u8` in the session entry.
 #[repr(u8)]

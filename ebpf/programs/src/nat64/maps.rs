@@ -1,20 +1,18 @@
 //! The NAT64 maps, pinned by name so bindings and sessions survive an agent restart or upgrade.
-//! Types and the agent's view are in `sixlane_common::nat64::maps`; names in `layout`.
+//! Types and the agent's view are in `sixlane_common::nat64::maps`; names in `layout`. (The pod
+//! links the sessions record live with forwarding: `crate::forward`.)
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, LruHashMap},
 };
-use sixlane_common::nat64::maps::{Bib, BibKey, Config, PodLink, Session, SessionKey};
+use sixlane_common::nat64::maps::{Bib, BibKey, Config, Session, SessionKey};
 
 /// Default sizes. Two entries per binding or session (one per direction): 65,536 bindings and
 /// 131,072 sessions. The agent can override them at load time (`LoadOptions::max_entries`).
 pub const BIB_ENTRIES: u32 = 131_072;
 pub const SESSION_ENTRIES: u32 = 262_144;
 pub const SOURCE_ENTRIES: u32 = 256;
-/// Host-side pod veths of the node (pods per node are in the hundreds; an evicted link only
-/// sends its pod's replies through a route lookup until its next session).
-pub const POD_LINK_ENTRIES: u32 = 4096;
 
 #[map(name = "SL_N64_CONFIG")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
@@ -28,6 +26,3 @@ pub static BIB: LruHashMap<BibKey, Bib> = LruHashMap::pinned(BIB_ENTRIES, 0);
 
 #[map(name = "SL_N64_SESSIONS")]
 pub static SESSIONS: LruHashMap<SessionKey, Session> = LruHashMap::pinned(SESSION_ENTRIES, 0);
-
-#[map(name = "SL_N64_POD_LINKS")]
-pub static POD_LINKS: LruHashMap<u32, PodLink> = LruHashMap::pinned(POD_LINK_ENTRIES, 0);

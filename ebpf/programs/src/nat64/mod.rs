@@ -8,70 +8,37 @@
 //!   here by their nodes) are translated like [`from_pod`]'s.
 //!
 //! The rules (tables, header fields, address embedding) are in `sixlane_common::nat64`; this
-//! module applies them to packets and keeps the state.
+//! module applies them to packets and keeps the state:
+//!
+//! - [`v6_to_v4`] and [`v4_to_v6`]: the two directions of translation;
+//! - [`icmp_error`]: ICMP errors translated with the packet they quote;
+//! - [`reply`]: ICMP errors the translator originates;
+//! - [`mss`]: TCP MSS clamping;
+//! - [`state`] and [`maps`]: bindings and sessions;
+//! - [`area`]: the per-CPU scratch area.
 
-mod fwd;
-mod icmperr;
-mod inb;
+mod area;
+mod icmp_error;
 mod maps;
 mod mss;
-mod out;
-mod pkt;
 mod reply;
-mod scratch;
 mod state;
+mod v4_to_v6;
+mod v6_to_v4;
 
 use aya_ebpf::programs::TcContext;
 use sixlane_common::{
-    metrics::{Direction, Reason},
+    metrics::Reason,
     nat64::maps::{CFG_ENABLED, Config},
+    net::{ETH_HLEN, IPV6_DST_OFF},
 };
 
-use crate::{
-    metrics,
-    parse::{ETH_HLEN, L3},
-};
+use crate::{packet, parse::L3, verdict::Verdict};
 
-/// Offset of the destination address in the IPv6 header.
-const DST6_OFF: usize = 24;
-
-/// The outcome of a packet the NAT64 stage took: why (counted) and the tc action. Packed in
-/// one scalar because it crosses BPF-to-BPF calls, which return a single register.
-#[repr(transparent)]
-#[derive(Clone, Copy)]
-pub struct Done(u64);
-
-impl Done {
-    /// Sentinel for "not NAT64 traffic after all": the packet goes on through the pipeline.
-    pub const NOT_OURS: Done = Done(u64::MAX);
-
-    #[inline(always)]
-    pub fn new(reason: Reason, action: i32) -> Self {
-        Self((u64::from(reason as u32) << 32) | u64::from(action as u32))
-    }
-
-    #[inline(always)]
-    pub fn drop(reason: Reason) -> Self {
-        Self::new(reason, pkt::TC_ACT_SHOT)
-    }
-
-    #[inline(always)]
-    pub fn is_ours(self) -> bool {
-        self.0 != u64::MAX
-    }
-
-    /// The reason's number (`Reason as u32`, put there by [`Done::new`]): counted as is, since
-    /// converting it back to a `Reason` is a function call per packet in eBPF.
-    #[inline(always)]
-    pub fn reason_code(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-
-    #[inline(always)]
-    pub fn action(self) -> i32 {
-        self.0 as u32 as i32
-    }
-}
+/// What a byte range too long to checksum in the datapath (`checksum::sum_range`) is counted
+/// as: a UDP datagram over IPv4 with a zero checksum longer than `v4_to_v6::CHUNKS_UDP` chunks,
+/// or an ICMP error longer than its chunks cover.
+const TOO_LONG: Reason = Reason::Nat64UdpChecksum;
 
 #[inline(always)]
 fn config() -> Option<&'static Config> {
@@ -82,22 +49,14 @@ fn config() -> Option<&'static Config> {
     Some(c)
 }
 
-/// Counts the original packet's length (the frame as it arrived) under the outcome's reason.
-#[inline(always)]
-fn finish(done: Done, len: u32) -> i32 {
-    metrics::count_code(Direction::Ingress, done.reason_code(), len);
-    done.action()
-}
-
 /// IPv6 to the prefix → translated; `None` with NAT64 off. `pod_if`: the pod's veth the packet
 /// arrives on (0: not from a local pod). The prefix is not checked again here: the entry point
 /// tail-called this program because [`claims_from_pod`] or [`claims_from_uplink`] found the
-/// destination in it, and `out::run` extracts the IPv4 address under the prefix anyway.
+/// destination in it, and `v6_to_v4::run` extracts the IPv4 address under the prefix anyway.
 #[inline(always)]
-fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<i32> {
+fn v6_to_prefix(ctx: &TcContext, l3: &L3, pod_if: u32) -> Option<Verdict> {
     let cfg = config()?;
-    let len = ctx.len();
-    Some(finish(out::run(ctx, cfg, l3, pod_if), len))
+    Some(v6_to_v4::run(ctx, cfg, l3, pod_if))
 }
 
 /// Whether a packet a pod sends is NAT64's: IPv6 to the prefix, with NAT64 on. Cheap (one
@@ -120,31 +79,27 @@ pub fn claims_from_uplink(ctx: &TcContext, l3: &L3) -> bool {
 /// packet a pod sends.
 #[inline(always)]
 fn to_prefix(ctx: &TcContext, cfg: &Config) -> bool {
-    crate::parse::read::<[u8; 16]>(ctx, ETH_HLEN + DST6_OFF)
+    packet::read::<[u8; 16]>(ctx, ETH_HLEN + IPV6_DST_OFF)
         .is_some_and(|dst| cfg.prefix().matches(&dst))
 }
 
 /// NAT64 stage for packets a pod sends: IPv6 to the prefix is translated to IPv4.
 #[inline(always)]
-pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     if !l3.v6 {
         return None;
     }
-    v6_to_prefix(ctx, l3, pkt::ifindex(ctx))
+    v6_to_prefix(ctx, l3, packet::ifindex(ctx))
 }
 
 /// NAT64 stage for packets arriving on the uplink: IPv4 for NAT64 sessions is translated to
 /// IPv6; IPv6 to the prefix (from pods of nodes without IPv4) is translated to IPv4.
 #[inline(always)]
-pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
+pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     if l3.v6 {
         return v6_to_prefix(ctx, l3, 0);
     }
     let cfg = config()?;
-    let len = ctx.len();
-    let done = inb::run(ctx, cfg, l3);
-    if !done.is_ours() {
-        return None;
-    }
-    Some(finish(done, len))
+    let v = v4_to_v6::run(ctx, cfg, l3);
+    v.is_ours().then_some(v)
 }

@@ -5,7 +5,7 @@
 use aya_ebpf::programs::TcContext;
 use sixlane_common::metrics::Reason;
 
-use super::pkt::{self, Res};
+use crate::{checksum, packet, verdict::Res};
 
 const TCP_HLEN: usize = 20;
 const OPT_MSS: u8 = 2;
@@ -36,7 +36,7 @@ fn walk(ctx: &TcContext, l4: usize, hlen: u16, max: u32) -> Res<()> {
     // Every mainstream stack (Linux, Windows, the BSDs, macOS) sends MSS as the first option of
     // a SYN; only that position is examined, which keeps the verifier's work constant. A SYN
     // with MSS elsewhere is left as is (Packet Too Big still covers it).
-    let Ok(opt) = pkt::load::<[u8; 4]>(ctx, l4 + TCP_HLEN) else {
+    let Ok(opt) = packet::load::<[u8; 4]>(ctx, l4 + TCP_HLEN) else {
         return Ok(());
     };
     if opt[0] != OPT_MSS || opt[1] != 4 {
@@ -46,9 +46,8 @@ fn walk(ctx: &TcContext, l4: usize, hlen: u16, max: u32) -> Res<()> {
     if u32::from(mss) > max {
         let new = (max as u16).to_be();
         let old = u16::from_ne_bytes([opt[2], opt[3]]);
-        ctx.l4_csum_replace(l4 + 16, u64::from(old), u64::from(new), 2)
-            .map_err(|_| Reason::Nat64Error)?;
-        pkt::store(ctx, l4 + TCP_HLEN + 2, &new)?;
+        checksum::l4_replace(ctx, l4 + 16, u64::from(old), u64::from(new), 2)?;
+        packet::store(ctx, l4 + TCP_HLEN + 2, &new)?;
     }
     Ok(())
 }

@@ -11,20 +11,20 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr, csum,
-        header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, PROTO_ICMP, PROTO_ICMPV6},
-        icmp::IPV6_MIN_MTU,
+        header::{self, Ip4},
         maps::Config,
     },
+    net::{ETH_HLEN, HOP_LIMIT, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, proto},
 };
 
-use super::{
-    Done, fwd,
-    pkt::{self, Res},
-    scratch::Scratch,
+use super::{TOO_LONG, area::Area};
+use crate::{
+    checksum,
+    forward::{self, Ports},
+    packet,
+    verdict::{Res, Verdict},
 };
-use crate::parse::ETH_HLEN;
 
-const ICMP_HLEN: usize = 8;
 /// RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes.
 const ICMP4_MAX: usize = 576;
 /// Chunks covering the largest ICMPv6 error (1240 bytes after the header).
@@ -41,74 +41,90 @@ pub struct Error {
     pub reason: Reason,
 }
 
+impl Error {
+    #[inline(always)]
+    pub const fn new(ty: u8, code: u8, info: u32, reason: Reason) -> Self {
+        Self {
+            ty,
+            code,
+            info,
+            reason,
+        }
+    }
+}
+
 /// Turns the IPv6 packet whose header is `s.ip6` into the ICMPv6 error `e` to its source and
 /// routes it there. The error comes from the translator's own IPv6 identity, its first pool
 /// address embedded in the prefix (so traceroute shows the translator as a hop).
 #[inline(never)]
-pub fn icmp6_error(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Done {
+pub fn icmp6_error(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Verdict {
     match build6(ctx, cfg, s, e) {
-        Ok(a) => Done::new(e.reason, a),
-        Err(r) => Done::drop(r),
+        Ok(a) => Verdict::new(e.reason, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn build6(ctx: &TcContext, cfg: &Config, s: &mut Scratch, e: &Error) -> Res<i32> {
+fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
     let room = IPV6_HLEN + ICMP_HLEN;
     // RFC 4443 §2.4(c): quote as much as fits in the IPv6 minimum MTU.
     let max_quote = IPV6_MIN_MTU as usize - room;
     let quote = (ctx.len() as usize).saturating_sub(ETH_HLEN).min(max_quote);
-    pkt::truncate(ctx, (ETH_HLEN + quote) as u32)?;
-    ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::set_len(ctx, (ETH_HLEN + quote) as u32)?;
+    packet::adjust_room(ctx, room as i32, BPF_ADJ_ROOM_MAC)?;
     let icmp_len = (ICMP_HLEN + quote) as u16;
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &cfg.addrs[0], &mut s.a6);
     header::write6(
         &mut s.hdr6,
         0,
         icmp_len,
-        PROTO_ICMPV6,
-        64,
+        proto::ICMPV6,
+        HOP_LIMIT,
         &s.a6,
         &s.ip6.src,
     );
-    pkt::store(ctx, ETH_HLEN, &s.hdr6)?;
+    packet::store(ctx, ETH_HLEN, &s.hdr6)?;
     let i = e.info.to_be_bytes();
     let off = ETH_HLEN + IPV6_HLEN;
-    pkt::store(ctx, off, &[e.ty, e.code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let seed = pkt::native(csum::pseudo6(
+    packet::store(ctx, off, &[e.ty, e.code, 0, 0, i[0], i[1], i[2], i[3]])?;
+    let seed = checksum::native(csum::pseudo6(
         &s.a6,
         &s.ip6.src,
         u32::from(icmp_len),
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     ));
-    let acc = pkt::sum_range::<CHUNKS6>(ctx, s, off, ctx.len() as usize, seed)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
-    let route = fwd::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, 0);
-    fwd::send(ctx, &s.fib, route)
+    let acc = checksum::sum_range::<CHUNKS6>(
+        ctx,
+        &mut s.chunk,
+        (off, ctx.len() as usize),
+        seed,
+        TOO_LONG,
+    )?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, Ports::NONE, 0);
+    forward::send(ctx, &s.fib, route)
 }
 
 /// Turns the IPv4 packet whose header is `s.ip4` into the ICMPv4 error `e` from its destination
 /// (a pool address) to its source and routes it there.
 #[inline(never)]
-pub fn icmp4_error(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Done {
+pub fn icmp4_error(ctx: &TcContext, s: &mut Area, e: &Error) -> Verdict {
     match build4(ctx, s, e) {
-        Ok(a) => Done::new(e.reason, a),
-        Err(r) => Done::drop(r),
+        Ok(a) => Verdict::new(e.reason, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
+fn build4(ctx: &TcContext, s: &mut Area, e: &Error) -> Res<i32> {
     let src = s.ip4.dst;
     let dst = s.ip4.src;
     let room = IPV4_HLEN + ICMP_HLEN;
     let quote = (ctx.len() as usize)
         .saturating_sub(ETH_HLEN)
         .min(ICMP4_MAX - room);
-    pkt::truncate(ctx, (ETH_HLEN + quote) as u32)?;
-    ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::set_len(ctx, (ETH_HLEN + quote) as u32)?;
+    packet::adjust_room(ctx, room as i32, BPF_ADJ_ROOM_MAC)?;
     let id = s.ipv4_id();
     Ip4 {
         ihl: IPV4_HLEN as u8,
@@ -118,18 +134,19 @@ fn build4(ctx: &TcContext, s: &mut Scratch, e: &Error) -> Res<i32> {
         df: false,
         mf: false,
         frag_off: 0,
-        ttl: 64,
-        proto: PROTO_ICMP,
+        ttl: HOP_LIMIT,
+        proto: proto::ICMP,
         src,
         dst,
     }
     .write_into(&mut s.hdr4);
-    pkt::store(ctx, ETH_HLEN, &s.hdr4)?;
+    packet::store(ctx, ETH_HLEN, &s.hdr4)?;
     let i = e.info.to_be_bytes();
     let off = ETH_HLEN + IPV4_HLEN;
-    pkt::store(ctx, off, &[e.ty, e.code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let acc = pkt::sum_range::<CHUNKS4>(ctx, s, off, ctx.len() as usize, 0)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
-    let route = fwd::lookup4(ctx, &mut s.fib, src, dst, 0);
-    fwd::send(ctx, &s.fib, route)
+    packet::store(ctx, off, &[e.ty, e.code, 0, 0, i[0], i[1], i[2], i[3]])?;
+    let acc =
+        checksum::sum_range::<CHUNKS4>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    let route = forward::lookup4(ctx, &mut s.fib, src, dst, 0);
+    forward::send(ctx, &s.fib, route)
 }

@@ -15,13 +15,13 @@ use aya_ebpf::{
 use sixlane_common::{
     metrics::Reason,
     nat64::{
-        header::{PROTO_TCP, PROTO_UDP},
         maps::{
             Bib, BibKey, Config, DIR_IN, DIR_OUT, MAX_POOL_ADDRS, PortRange, Session, SessionKey,
         },
         pool,
         tcp::{self, Side, State},
     },
+    net::{proto, tcp_flags},
 };
 
 use super::maps::{BIB, SESSIONS, SOURCES};
@@ -112,7 +112,7 @@ pub struct Mapping {
     pub t_addr: [u8; 4],
     pub t_port: u16,
     /// The session was created or refreshed by this packet (at most once a second): a moment
-    /// to (re)learn its pod's link (`fwd::learn_pod_link`), which heals an evicted one.
+    /// to (re)learn its pod's link (`forward::learn_pod_link`), which heals an evicted one.
     pub learn: bool,
     /// `now()` when the packet's session was looked up (one clock read per packet).
     pub now: u64,
@@ -157,7 +157,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         m.t_addr = first4(&e.addr);
         m.t_port = e.port;
         m.learn = false;
-        if f.proto == PROTO_TCP {
+        if f.proto == proto::TCP {
             let next = tcp::next(State::from_u8(e.state), Side::V6, f.tcp_flags) as u8;
             if next != e.state {
                 e.state = next;
@@ -180,7 +180,7 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         return Reason::Nat64SrcDenied;
     }
     // TCP opens only with a SYN from the IPv6 side (RFC 6146 §3.5.2.2).
-    let state = if f.proto == PROTO_TCP {
+    let state = if f.proto == proto::TCP {
         let st = tcp::next(State::Closed, Side::V6, f.tcp_flags);
         if st == State::Closed {
             return Reason::Nat64NoSession;
@@ -217,8 +217,8 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
 #[inline(always)]
 pub fn range_of(cfg: &Config, proto: u8) -> PortRange {
     match proto {
-        PROTO_TCP => cfg.ports[0],
-        PROTO_UDP => cfg.ports[1],
+        proto::TCP => cfg.ports[0],
+        proto::UDP => cfg.ports[1],
         _ => cfg.ports[2],
     }
 }
@@ -343,8 +343,8 @@ pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Rever
         if t.wrapping_sub(e.last_seen_ns) > REFRESH_NS {
             e.last_seen_ns = t;
         }
-        if f.proto == PROTO_TCP
-            && f.tcp_flags & (tcp::flags::SYN | tcp::flags::FIN | tcp::flags::RST) != 0
+        if f.proto == proto::TCP
+            && f.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0
         {
             // The state lives in the IPv6-side entry.
             out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
@@ -356,7 +356,7 @@ pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Rever
         }
         return true;
     }
-    if !f.eif || f.proto != PROTO_UDP {
+    if !f.eif || f.proto != proto::UDP {
         return false;
     }
     s.bkey.proto = f.proto;

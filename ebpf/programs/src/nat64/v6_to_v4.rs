@@ -9,63 +9,54 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr::{self, is_global_v4},
-        csum,
-        header::{self, IPV4_HLEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-        icmp,
+        csum, header, icmp,
         maps::{CFG_CLAMP_MSS, CFG_WKP_STRICT, Config},
-        tcp,
+    },
+    net::{
+        ETH_HLEN, ETH_P_IP, HDR_DIFF, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU, icmp4, icmp6, proto,
+        tcp_flags,
     },
 };
 
 use super::{
-    Done,
-    fwd::{self, Route},
-    icmperr, mss,
-    pkt::{self, Res},
-    reply, scratch,
-    scratch::Scratch,
-    state,
+    area,
+    area::{Area, Frame4, frame_len},
+    icmp_error, mss, reply, state,
 };
-use crate::parse::{self, ETH_HLEN, Frag, IPV6_HLEN, L3};
-
-const ETH_P_IP: u16 = 0x0800;
-
-#[inline(always)]
-fn error(ty: u8, code: u8, info: u32, reason: Reason) -> reply::Error {
-    reply::Error {
-        ty,
-        code,
-        info,
-        reason,
-    }
-}
+use crate::{
+    checksum,
+    forward::{self, Route},
+    packet,
+    parse::{self, Frag, L3},
+    verdict::{Res, Verdict},
+};
 
 /// Translates an IPv6 packet whose destination is in the prefix. Every outcome is counted by
 /// the caller.
 #[inline(never)]
-pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
-    let Some(s) = scratch::get() else {
-        return Done::drop(Reason::Nat64Error);
+pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
+    let Some(s) = area::get() else {
+        return Verdict::drop(Reason::Nat64Error);
     };
     s.flow.pod_if = pod_if;
-    if pkt::load_into_fast(ctx, ETH_HLEN, &mut s.hdr6).is_err() {
-        return Done::drop(Reason::Nat64Malformed);
+    if packet::load_into_fast(ctx, ETH_HLEN, &mut s.hdr6).is_err() {
+        return Verdict::drop(Reason::Nat64Malformed);
     }
     s.ip6.parse_into(&s.hdr6);
     let Some(y) = addr::extract(&cfg.prefix, cfg.prefix_len, &s.ip6.dst) else {
-        return Done::drop(Reason::Nat64BadAddr);
+        return Verdict::drop(Reason::Nat64BadAddr);
     };
     if l3.frag != Frag::No {
-        return Done::drop(Reason::Nat64Fragment);
+        return Verdict::drop(Reason::Nat64Fragment);
     }
     if l3.l4_off != ETH_HLEN + IPV6_HLEN {
-        return Done::drop(Reason::Nat64ExtHeader);
+        return Verdict::drop(Reason::Nat64ExtHeader);
     }
     let l4 = l3.l4_off;
-    let icmp_error = if s.ip6.next == PROTO_ICMPV6 {
+    let icmp_error = if s.ip6.next == proto::ICMPV6 {
         match parse::icmp(ctx, l4) {
             Ok((ty, _, _)) => icmp::is_error6(ty),
-            Err(_) => return Done::drop(Reason::Nat64Malformed),
+            Err(_) => return Verdict::drop(Reason::Nat64Malformed),
         }
     } else {
         false
@@ -76,32 +67,32 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
     // come from any router on the way; their inner packet must match a session instead.
     if cfg.flags & CFG_WKP_STRICT != 0 && !is_global_v4(y) {
         if !state::source_allowed(&s.ip6.src) {
-            return Done::drop(Reason::Nat64SrcDenied);
+            return Verdict::drop(Reason::Nat64SrcDenied);
         }
         if icmp_error {
-            return Done::drop(Reason::Nat64IcmpDropped);
+            return Verdict::drop(Reason::Nat64IcmpDropped);
         }
-        let e = error(
-            icmp::v6::DEST_UNREACH,
-            icmp::v6::ADMIN_PROHIBITED,
+        let e = reply::Error::new(
+            icmp6::DEST_UNREACH,
+            icmp6::ADMIN_PROHIBITED,
             0,
             Reason::Nat64DstRefused,
         );
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     // The translator forwards like a router: decrement, and answer an exhausted hop limit.
-    if s.ip6.hop_limit <= 1 {
+    if !forward::may_forward(s.ip6.hop_limit) {
         if icmp_error {
-            return Done::drop(Reason::Nat64IcmpDropped);
+            return Verdict::drop(Reason::Nat64IcmpDropped);
         }
         if !state::source_allowed(&s.ip6.src) {
-            return Done::drop(Reason::Nat64SrcDenied);
+            return Verdict::drop(Reason::Nat64SrcDenied);
         }
-        let e = error(icmp::v6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
+        let e = reply::Error::new(icmp6::TIME_EXCEEDED, 0, 0, Reason::Nat64HopLimit);
         return reply::icmp6_error(ctx, cfg, s, &e);
     }
     if icmp_error {
-        return icmperr::out(ctx, cfg, s, l4 as u32);
+        return icmp_error::v6_to_v4(ctx, cfg, s, l4 as u32);
     }
     // The flow and its session first (a call of its own, so the session code and the
     // rewriting code never stack their frames on top of each other).
@@ -113,21 +104,21 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
         Reason::Nat64PoolExhausted => {
             // RFC 6146 §3.5.1.1: no binding possible → Destination Unreachable (address
             // unreachable). Existing flows keep their bindings.
-            let e = error(
-                icmp::v6::DEST_UNREACH,
-                icmp::v6::ADDR_UNREACH,
+            let e = reply::Error::new(
+                icmp6::DEST_UNREACH,
+                icmp6::ADDR_UNREACH,
                 0,
                 Reason::Nat64PoolExhausted,
             );
             return reply::icmp6_error(ctx, cfg, s, &e);
         }
-        r => return Done::drop(r),
+        r => return Verdict::drop(r),
     }
     if s.map.learn && pod_if != 0 {
-        fwd::learn_pod_link(ctx, pod_if);
+        forward::learn_pod_link(ctx, pod_if);
     }
     match s.ip6.next {
-        PROTO_TCP | PROTO_UDP => transport(ctx, cfg, s, l4 as u32),
+        proto::TCP | proto::UDP => transport(ctx, cfg, s, l4 as u32),
         _ => echo(ctx, cfg, s, l4 as u32),
     }
 }
@@ -135,23 +126,23 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Done {
 /// Reads the transport fields of the packet into `s.flow`: ports (or the echo identifier),
 /// TCP flags. Packets that cannot open or use a session are answered here.
 #[inline(always)]
-fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), Done> {
+fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verdict> {
     let proto = s.ip6.next;
     let f = &mut s.flow;
     f.y = y;
     f.x_addr.copy_from_slice(&s.ip6.src);
     match proto {
-        PROTO_TCP => {
+        proto::TCP => {
             // Ports, data offset and flags in one load.
-            let b: [u8; 14] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
+            let b: [u8; 14] = packet::load_fast(ctx, l4).map_err(Verdict::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
             f.tcp_flags = b[13];
             f.l4_hlen = u16::from(b[12] >> 4) * 4;
         }
-        PROTO_UDP => {
-            let b: [u8; 8] = pkt::load_fast(ctx, l4).map_err(Done::drop)?;
+        proto::UDP => {
+            let b: [u8; 8] = packet::load_fast(ctx, l4).map_err(Verdict::drop)?;
             f.proto = proto;
             f.x_port = u16::from_be_bytes([b[0], b[1]]);
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
@@ -159,24 +150,24 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
             f.tcp_flags = 0;
             if b[6] == 0 && b[7] == 0 {
                 // RFC 8200 §8.1: zero is not a valid IPv6 UDP checksum.
-                return Err(Done::drop(Reason::Nat64UdpChecksum));
+                return Err(Verdict::drop(Reason::Nat64UdpChecksum));
             }
         }
-        PROTO_ICMPV6 => {
+        proto::ICMPV6 => {
             let (ty, code, id) =
-                parse::icmp(ctx, l4).map_err(|_| Done::drop(Reason::Nat64Malformed))?;
+                parse::icmp(ctx, l4).map_err(|_| Verdict::drop(Reason::Nat64Malformed))?;
             // Only Echo Requests open sessions; a pod's Echo Reply would answer an IPv4
             // request, and those never reach pods (requests to pool addresses are the node's).
-            if ty != icmp::v6::ECHO_REQUEST || code != 0 {
-                return Err(Done::drop(Reason::Nat64IcmpDropped));
+            if ty != icmp6::ECHO_REQUEST || code != 0 {
+                return Err(Verdict::drop(Reason::Nat64IcmpDropped));
             }
-            f.proto = PROTO_ICMP;
+            f.proto = proto::ICMP;
             f.x_port = id;
             f.y_port = 0;
             f.tcp_flags = 0;
             f.l4_hlen = 8;
         }
-        _ => return Err(Done::drop(Reason::Nat64Proto)),
+        _ => return Err(Verdict::drop(Reason::Nat64Proto)),
     }
     Ok(())
 }
@@ -187,18 +178,18 @@ fn flow(ctx: &TcContext, s: &mut Scratch, y: [u8; 4], l4: usize) -> Result<(), D
 fn route(
     ctx: &TcContext,
     cfg: &Config,
-    s: &mut Scratch,
+    s: &mut Area,
     m: &state::Mapping,
     y: [u8; 4],
     len: u16,
-) -> Result<Route, Done> {
-    match fwd::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
+) -> Result<Route, Verdict> {
+    match forward::lookup4_cached(ctx, &mut s.fib, &mut s.routes, m.t_addr, y, len, m.now) {
         Route::TooBig(mtu) => {
-            let ptb = mtu.saturating_add(icmp::HDR_DIFF).max(icmp::IPV6_MIN_MTU);
-            let e = error(icmp::v6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
+            let ptb = mtu.saturating_add(HDR_DIFF as u32).max(IPV6_MIN_MTU);
+            let e = reply::Error::new(icmp6::PACKET_TOO_BIG, 0, ptb, Reason::Nat64TooBig);
             Err(reply::icmp6_error(ctx, cfg, s, &e))
         }
-        Route::None => Err(Done::drop(Reason::Nat64NoRoute)),
+        Route::None => Err(Verdict::drop(Reason::Nat64NoRoute)),
         r => Ok(r),
     }
 }
@@ -207,7 +198,7 @@ fn route(
 /// super-packet.
 #[inline(always)]
 fn check_len(ctx: &TcContext, l4_len: u16, l4_hlen: u16) -> u16 {
-    let gso = pkt::gso_size(ctx);
+    let gso = packet::gso_size(ctx);
     if gso != 0 {
         let seg = IPV4_HLEN as u32 + u32::from(l4_hlen) + gso;
         return seg.min(0xffff) as u16;
@@ -220,87 +211,85 @@ fn check_len(ctx: &TcContext, l4_len: u16, l4_hlen: u16) -> u16 {
 #[inline(always)]
 fn finish(
     ctx: &TcContext,
-    s: &mut Scratch,
+    s: &mut Area,
     m: &state::Mapping,
     y: [u8; 4],
     route: Route,
     ports: bool,
 ) -> Res<i32> {
-    ctx.change_proto(ETH_P_IP.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IP)?;
     let id = s.ipv4_id();
     let mut v4 = header::v4_for_v6(&s.ip6, s.ip6.payload_len, m.t_addr, y, id);
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
     v4.write_into(&mut s.f4.ip);
     s.f4.eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-    fwd::send_frame(ctx, &s.fib, route, &mut s.f4, ports)
+    let len = frame_len::<Frame4>(ports);
+    forward::send_frame(ctx, &s.fib, route, &mut s.f4, len)
 }
 
 /// TCP or UDP.
 #[inline(never)]
-fn transport(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
+fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     match transport_inner(ctx, cfg, s, l4 as usize) {
         Ok(d) => d,
-        Err(r) => Done::drop(r),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Done> {
+fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Verdict> {
     let (proto, tcp_flags, sport, y) = (s.flow.proto, s.flow.tcp_flags, s.flow.x_port, s.flow.y);
     let dport = s.flow.y_port;
     let l4_hlen = s.flow.l4_hlen;
     let m = s.map;
-    let csum_off = l4 + if proto == PROTO_TCP { 16 } else { 6 };
+    let csum_off = l4 + if proto == proto::TCP { 16 } else { 6 };
     let len = check_len(ctx, s.ip6.payload_len, l4_hlen);
     let route = match route(ctx, cfg, s, &m, y, len) {
         Ok(r) => r,
         Err(d) => return Ok(d),
     };
-    let mangled = if proto == PROTO_UDP {
+    let mangled = if proto == proto::UDP {
         u64::from(BPF_F_MARK_MANGLED_0)
     } else {
         0
     };
-    if proto == PROTO_TCP && tcp_flags & tcp::flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
+    if proto == proto::TCP && tcp_flags & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
         // IPv4 segments must fit the egress device: MSS ≤ MTU − 40.
-        let mtu = pkt::mtu(ctx, fwd::oif(s));
+        let mtu = packet::mtu(ctx, forward::oif(&s.fib));
         mss::clamp(ctx, l4, l4_hlen, mtu.saturating_sub(40))?;
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so
     // they cancel).
-    let d = pkt::delta(
+    let d = checksum::delta(
         csum::sum(&s.ip6.src, csum::sum(&s.ip6.dst, 0)),
         csum::sum(&m.t_addr, csum::sum(&y, 0)),
     );
-    ctx.l4_csum_replace(csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)
-        .map_err(|_| Reason::Nat64Error)?;
+    checksum::l4_replace(ctx, csum_off, 0, d, u64::from(BPF_F_PSEUDO_HDR) | mangled)?;
     if sport != m.t_port {
         let (o, n) = (sport.to_be(), m.t_port.to_be());
-        ctx.l4_csum_replace(csum_off, u64::from(o), u64::from(n), 2 | mangled)
-            .map_err(|_| Reason::Nat64Error)?;
+        checksum::l4_replace(ctx, csum_off, u64::from(o), u64::from(n), 2 | mangled)?;
     }
     // The source port is written with the new headers.
     let (t, d) = (m.t_port.to_be_bytes(), dport.to_be_bytes());
     s.f4.ports = [t[0], t[1], d[0], d[1]];
     let a = finish(ctx, s, &m, y, route, true)?;
-    Ok(Done::new(Reason::Nat64Out, a))
+    Ok(Verdict::new(Reason::Nat64Out, a))
 }
 
 /// ICMPv6 Echo Request → ICMPv4 Echo Request with the binding's identifier (RFC 6146 §3.5.3).
 #[inline(never)]
-fn echo(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
+fn echo(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     match echo_inner(ctx, cfg, s, l4 as usize) {
         Ok(d) => d,
-        Err(r) => Done::drop(r),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<Done> {
+fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Verdict> {
     let (id, y) = (s.flow.x_port, s.flow.y);
     let m = s.map;
-    let h: [u8; 2] = pkt::load(ctx, l4)?;
+    let h: [u8; 2] = packet::load(ctx, l4)?;
     let (ty, code) = (h[0], h[1]);
     let len = (IPV4_HLEN as u16).saturating_add(s.ip6.payload_len);
     let route = match route(ctx, cfg, s, &m, y, len) {
@@ -309,28 +298,25 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
     };
     let csum_off = l4 + 2;
     // ICMPv4 has no pseudo-header: take the IPv6 one out of the checksum.
-    let d = pkt::delta(
+    let d = checksum::delta(
         csum::pseudo6(
             &s.ip6.src,
             &s.ip6.dst,
             u32::from(s.ip6.payload_len),
-            PROTO_ICMPV6,
+            proto::ICMPV6,
         ),
         0,
     );
-    ctx.l4_csum_replace(csum_off, 0, d, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    checksum::l4_replace(ctx, csum_off, 0, d, 0)?;
     let old = u16::from_ne_bytes([ty, code]);
-    let new = u16::from_ne_bytes([icmp::v4::ECHO_REQUEST, code]);
-    ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), 2)
-        .map_err(|_| Reason::Nat64Error)?;
-    pkt::store(ctx, l4, &icmp::v4::ECHO_REQUEST)?;
+    let new = u16::from_ne_bytes([icmp4::ECHO_REQUEST, code]);
+    checksum::l4_replace(ctx, csum_off, u64::from(old), u64::from(new), 2)?;
+    packet::store(ctx, l4, &icmp4::ECHO_REQUEST)?;
     if id != m.t_port {
         let (o, n) = (id.to_be(), m.t_port.to_be());
-        ctx.l4_csum_replace(csum_off, u64::from(o), u64::from(n), 2)
-            .map_err(|_| Reason::Nat64Error)?;
-        pkt::store(ctx, l4 + 4, &n)?;
+        checksum::l4_replace(ctx, csum_off, u64::from(o), u64::from(n), 2)?;
+        packet::store(ctx, l4 + 4, &n)?;
     }
     let a = finish(ctx, s, &m, y, route, false)?;
-    Ok(Done::new(Reason::Nat64Out, a))
+    Ok(Verdict::new(Reason::Nat64Out, a))
 }

@@ -7,9 +7,10 @@
 //! - a new flow to a service without endpoints gets destination unreachable / port
 //!   unreachable from the frontend address, as kube-proxy's reject rules send.
 
+use core::num::NonZeroUsize;
+
 use aya_ebpf::{
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_csum_diff, bpf_skb_change_tail},
+    bindings::{BPF_F_RECOMPUTE_CSUM, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC},
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -17,35 +18,42 @@ use aya_ebpf::{
 use network_types::ip::Ipv6Hdr;
 use sixlane_common::{
     metrics::Reason,
-    // RFC 4443 numbers; the module lives with NAT64's translation tables.
-    nat64::icmp::v6::{
-        DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
-        TIME_EXCEEDED,
+    nat64::csum,
+    net::{
+        ETH_HLEN, ETH_P_IPV6, HOP_LIMIT, ICMP_HLEN, IPV6_DST_OFF, IPV6_HLEN, IPV6_MIN_MTU,
+        IPV6_SRC_OFF,
+        icmp6::{
+            DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, PACKET_TOO_BIG, PARAM_PROBLEM, PORT_UNREACH,
+            TIME_EXCEEDED,
+        },
+        proto,
     },
     services::{CtKey, svc_flags},
 };
 
+use super::{
+    area, conntrack as ct,
+    frontend::{Hook, service},
+    rewrite::{self, DST_OFF, SRC_OFF, rewritten},
+};
 use crate::{
-    checksum::{self, fold},
-    conntrack as ct,
-    lb::{self, Hook},
-    metrics,
-    nat::{self, DST_OFF, SRC_OFF, eq16},
-    parse::{ETH_HLEN, IPV6_HLEN, L3, proto, ptr_at},
-    scratch,
+    checksum::{self, CHUNK, fold},
+    forward,
+    mem::eq16,
+    packet::{self, ptr_at},
+    parse::L3,
+    verdict::{Res, TC_ACT_UNSPEC, Verdict, fail},
 };
 
-const ICMP_HLEN: usize = 8;
 /// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
-const MIN_MTU: usize = 1280;
+const MIN_MTU: usize = IPV6_MIN_MTU as usize;
 const MAX_QUOTE: usize = MIN_MTU - IPV6_HLEN - ICMP_HLEN;
-const HOP_LIMIT: u8 = 64;
 
 /// ICMPv6 part of a hook's service stage.
 #[inline(always)]
-pub fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+pub fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     // The whole fixed header, or the packet is not ours to answer or translate.
-    let h: [u8; ICMP_HLEN] = ctx.load(l3.l4_off).ok()?;
+    let h: [u8; ICMP_HLEN] = packet::load(ctx, l3.l4_off).ok()?;
     match h[0] {
         ECHO_REQUEST => echo(ctx, l3, hook, h[1]),
         DEST_UNREACH | PACKET_TOO_BIG | TIME_EXCEEDED | PARAM_PROBLEM => error(ctx, l3, hook),
@@ -55,50 +63,43 @@ pub fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
 
 /// Echo request to a frontend address: reply from it, back out of the arrival interface.
 #[inline(always)]
-fn echo(ctx: &TcContext, l3: &L3, hook: Hook, code: u8) -> Option<i32> {
+fn echo(ctx: &TcContext, l3: &L3, hook: Hook, code: u8) -> Option<Verdict> {
     let scope = match hook {
         Hook::FromPod => sixlane_common::services::scope::INTERNAL,
         Hook::FromUplink => sixlane_common::services::scope::EXTERNAL,
         Hook::ToPod | Hook::ToUplink => return None,
     };
-    let (src, dst) = nat::addrs(ctx)?;
-    let svc = lb::service(&dst, 0, proto::ICMPV6, scope)?;
+    let (src, dst) = rewrite::addrs(ctx)?;
+    let svc = service(&dst, 0, proto::ICMPV6, scope)?;
     if svc.flags & svc_flags::ECHO == 0 {
         return None;
     }
-    let v = match echo_reply(ctx, l3, &src, &dst, code) {
-        Ok(v) => {
-            metrics::count(hook.dir(), Reason::SvcEchoReply, ctx.len());
-            v
-        }
-        Err(_) => {
-            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
-            TC_ACT_SHOT
-        }
-    };
-    Some(v)
+    Some(rewritten(
+        echo_reply(ctx, l3, &src, &dst, code),
+        Reason::SvcEchoReply,
+    ))
 }
 
 #[inline(always)]
-fn echo_reply(
-    ctx: &TcContext,
-    l3: &L3,
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    code: u8,
-) -> Result<i32, i64> {
+fn echo_reply(ctx: &TcContext, l3: &L3, src: &[u8; 16], dst: &[u8; 16], code: u8) -> Res<i32> {
     // Swapping the addresses leaves the pseudo-header sum as it was; only the type changes.
-    ctx.l4_csum_replace(
+    checksum::l4_replace(
+        ctx,
         l3.l4_off + 2,
         u64::from(u16::from_ne_bytes([ECHO_REQUEST, code])),
         u64::from(u16::from_ne_bytes([ECHO_REPLY, code])),
         2,
     )?;
-    ctx.store(l3.l4_off, &ECHO_REPLY, 0)?;
-    ctx.store(SRC_OFF, dst, 0)?;
-    ctx.store(DST_OFF, src, 0)?;
-    ctx.store(ETH_HLEN + 7, &HOP_LIMIT, u64::from(BPF_F_RECOMPUTE_CSUM))?;
-    nat::redirect_back(ctx)
+    packet::store(ctx, l3.l4_off, &ECHO_REPLY)?;
+    packet::store(ctx, SRC_OFF, dst)?;
+    packet::store(ctx, DST_OFF, src)?;
+    packet::store_flags(
+        ctx,
+        ETH_HLEN + 7,
+        &HOP_LIMIT,
+        u64::from(BPF_F_RECOMPUTE_CSUM),
+    )?;
+    forward::redirect_back(ctx)
 }
 
 /// An ICMPv6 error quoting a packet of a tracked flow.
@@ -108,20 +109,20 @@ fn echo_reply(
 /// (destination, and source when the error comes from the flow's peer itself), and the quote
 /// becomes the reverse of the translated tuple, which is what the recipient sent.
 #[inline(always)]
-fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
+fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
     let io = l3.l4_off + ICMP_HLEN;
     // Version and next header of the quoted IPv6 header (extension headers inside a quote are
     // not followed).
-    let vh: [u8; 8] = ctx.load(io).ok()?;
+    let vh: [u8; 8] = packet::load(ctx, io).ok()?;
     let l4 = vh[6];
     if vh[0] >> 4 != 6 || !(l4 == proto::TCP || l4 == proto::UDP || l4 == proto::SCTP) {
         return None;
     }
-    let p: [u8; 4] = ctx.load(io + IPV6_HLEN).ok()?;
-    let s = scratch::get()?;
+    let p: [u8; 4] = packet::load(ctx, io + IPV6_HLEN).ok()?;
+    let s = area::get()?;
     let key = &mut s.key;
-    key.src = ctx.load(io + 24).ok()?;
-    key.dst = ctx.load(io + 8).ok()?;
+    key.src = packet::load(ctx, io + IPV6_DST_OFF).ok()?;
+    key.dst = packet::load(ctx, io + IPV6_SRC_OFF).ok()?;
     key.sport = u16::from_ne_bytes([p[2], p[3]]);
     key.dport = u16::from_ne_bytes([p[0], p[1]]);
     key.proto = l4;
@@ -134,23 +135,14 @@ fn error(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
         return None;
     }
     s.to = entry.translated(l4);
-    let v = match translate_error(ctx, l3.l4_off, &s.key, &s.to) {
-        Ok(()) => {
-            metrics::count(hook.dir(), Reason::SvcIcmpError, ctx.len());
-            TC_ACT_UNSPEC
-        }
-        Err(_) => {
-            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
-            TC_ACT_SHOT
-        }
-    };
-    Some(v)
+    let r = translate_error(ctx, l3.l4_off, &s.key, &s.to);
+    Some(rewritten(r.map(|()| TC_ACT_UNSPEC), Reason::SvcIcmpError))
 }
 
 #[inline(never)]
-fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> Result<(), i64> {
+fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> Res<()> {
     let outer_csum = l4_off + 2;
-    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(-1i64)?;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(fail::MALFORMED)?;
     // SAFETY: bounds-checked by ptr_at.
     let (dst_is_peer, src_is_peer) = unsafe {
         (
@@ -164,7 +156,7 @@ fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> R
             DST_OFF,
             &key.dst,
             &to.dst,
-            Some(outer_csum),
+            NonZeroUsize::new(outer_csum),
             proto::ICMPV6,
         )?;
     }
@@ -174,7 +166,7 @@ fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> R
             SRC_OFF,
             &key.src,
             &to.src,
-            Some(outer_csum),
+            NonZeroUsize::new(outer_csum),
             proto::ICMPV6,
         )?;
     }
@@ -187,9 +179,9 @@ fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> R
     let from_ports = port_pair(key.dport, key.sport);
     let to_ports = port_pair(to.dport, to.sport);
     d = checksum::diff(&from_ports, &to_ports, d)?;
-    ctx.store(io + 8, &to.dst, 0)?;
-    ctx.store(io + 24, &to.src, 0)?;
-    ctx.store(ports, &to_ports, 0)?;
+    packet::store(ctx, io + IPV6_SRC_OFF, &to.dst)?;
+    packet::store(ctx, io + IPV6_DST_OFF, &to.src)?;
+    packet::store(ctx, ports, &to_ports)?;
 
     // With the quoted checksum present it absorbs the change (it covers the quoted addresses
     // as pseudo-header and the ports), so the sum over the ICMPv6 message is unchanged. A
@@ -202,16 +194,16 @@ fn translate_error(ctx: &TcContext, l4_off: usize, key: &CtKey, to: &CtKey) -> R
         _ => None,
     };
     if let Some(off) = inner
-        && let Ok(old) = ctx.load::<u16>(off)
+        && let Ok(old) = packet::load::<u16>(ctx, off)
         && !(key.proto == proto::UDP && old == 0)
     {
         let mut new = !fold(u64::from(!old) + u64::from(d));
         if key.proto == proto::UDP && new == 0 {
             new = 0xffff;
         }
-        return ctx.store(off, &new, 0);
+        return packet::store(ctx, off, &new);
     }
-    ctx.l4_csum_replace(outer_csum, 0, u64::from(d), 0)
+    checksum::l4_replace(ctx, outer_csum, 0, u64::from(d), 0)
 }
 
 /// Two ports (network order) as the 4 bytes they occupy in a TCP/UDP header.
@@ -228,21 +220,11 @@ fn port_pair(a: u16, b: u16) -> [u8; 4] {
 /// rebuilt in place: room for the new IPv6 and ICMPv6 headers is made after the Ethernet
 /// header and the quote trimmed.
 #[inline(never)]
-pub fn reject(ctx: &TcContext, hook: Hook) -> i32 {
+pub fn reject(ctx: &TcContext) -> Verdict {
     if !rate_ok() {
-        metrics::count(hook.dir(), Reason::SvcRejectLimited, ctx.len());
-        return TC_ACT_SHOT;
+        return Verdict::drop(Reason::SvcRejectLimited);
     }
-    match build_unreachable(ctx) {
-        Ok(v) => {
-            metrics::count(hook.dir(), Reason::SvcNoBackend, ctx.len());
-            v
-        }
-        Err(_) => {
-            metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
-            TC_ACT_SHOT
-        }
-    }
+    rewritten(build_unreachable(ctx), Reason::SvcNoBackend)
 }
 
 /// Per-CPU token bucket for generated errors (RFC 4443 §2.4 (f)): `REJECT_RATE` per second
@@ -284,97 +266,54 @@ fn rate_ok() -> bool {
     true
 }
 
-const BPF_ADJ_ROOM_MAC: u32 = 1;
 const NEW_HDRS: usize = IPV6_HLEN + ICMP_HLEN;
-/// Checksum chunk over packet memory (bpf_csum_diff takes up to 512 bytes).
-const CHUNK: usize = 64;
+/// Checksum chunks covering the largest error (its ICMPv6 message within the minimum MTU).
+const CHUNKS: usize = (MIN_MTU - IPV6_HLEN).div_ceil(CHUNK);
 
 #[inline(always)]
-fn build_unreachable(ctx: &TcContext) -> Result<i32, i64> {
-    let s = scratch::get().ok_or(-1i64)?;
+fn build_unreachable(ctx: &TcContext) -> Res<i32> {
+    let s = area::get().ok_or(fail::HELPER)?;
     let len = ctx.len() as usize;
     if len < ETH_HLEN + IPV6_HLEN {
-        return Err(-1);
+        return Err(fail::MALFORMED);
     }
     let mut quote = len - ETH_HLEN;
     if quote > MAX_QUOTE {
         quote = MAX_QUOTE;
     }
-    let macs: [u8; 12] = ctx.load(0)?;
+    let macs: [u8; 12] = packet::load(ctx, 0)?;
     // The client (the packet's source) is already in the scratch key.
-    ctx.adjust_room(NEW_HDRS as i32, BPF_ADJ_ROOM_MAC, 0)?;
+    packet::adjust_room(ctx, NEW_HDRS as i32, BPF_ADJ_ROOM_MAC)?;
     let total = ETH_HLEN + NEW_HDRS + quote;
-    // SAFETY: plain helper call on our context.
-    let r = unsafe { bpf_skb_change_tail(ctx.skb.skb, total as u32, 0) };
-    if r != 0 {
-        return Err(r);
-    }
+    packet::set_len(ctx, total as u32)?;
 
     let icmp_len = (ICMP_HLEN + quote) as u16;
     let l = icmp_len.to_be_bytes();
+    let ty = ETH_P_IPV6.to_be_bytes();
     let eth = [
         macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
-        macs[4], macs[5], 0x86, 0xdd,
+        macs[4], macs[5], ty[0], ty[1],
     ];
-    ctx.store(0, &eth, 0)?;
+    packet::store(ctx, 0, &eth)?;
     let ip = [0x60u8, 0, 0, 0, l[0], l[1], proto::ICMPV6, HOP_LIMIT];
-    ctx.store(ETH_HLEN, &ip, 0)?;
-    ctx.store(SRC_OFF, &s.key.dst, 0)?;
-    ctx.store(DST_OFF, &s.key.src, 0)?;
+    packet::store(ctx, ETH_HLEN, &ip)?;
+    packet::store(ctx, SRC_OFF, &s.key.dst)?;
+    packet::store(ctx, DST_OFF, &s.key.src)?;
     // Built as one word: six zero bytes in an array literal became a `memset` call.
     let icmp = ((u64::from(DEST_UNREACH) << 56) | (u64::from(PORT_UNREACH) << 48)).to_be_bytes();
-    ctx.store(ETH_HLEN + IPV6_HLEN, &icmp, 0)?;
+    packet::store(ctx, ETH_HLEN + IPV6_HLEN, &icmp)?;
 
-    // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message straight from packet memory.
-    let mut seed = checksum::diff(&[0u8; 16], &s.key.dst, 0)?;
-    seed = checksum::diff(&[0u8; 16], &s.key.src, seed)?;
-    seed = checksum::diff(&[0u8; 4], &[0, 0, l[0], l[1]], seed)?;
-    seed = checksum::diff(&[0u8; 4], &[0, 0, 0, proto::ICMPV6], seed)?;
-    ctx.pull_data(total as u32)?;
-    let sum = sum_packet(ctx, ETH_HLEN + IPV6_HLEN, total, seed)?;
-    let csum: u16 = !fold(u64::from(sum));
-    ctx.store(ETH_HLEN + IPV6_HLEN + 2, &csum, 0)?;
-    nat::redirect_out(ctx)
-}
-
-/// One's complement sum (unfolded, as `bpf_csum_diff` returns it) of linear packet bytes
-/// `start..end` plus `seed`; an odd tail is padded with zeros, as RFC 1071 sums it.
-#[inline(never)]
-fn sum_packet(ctx: &TcContext, start: usize, end: usize, seed: u32) -> Result<u32, i64> {
-    let mut sum = seed;
-    let mut off = start;
-    for _ in 0..(MIN_MTU / CHUNK + 1) {
-        if off + CHUNK > end {
-            break;
-        }
-        sum = csum_packet::<CHUNK>(ctx, off, sum)?;
-        off += CHUNK;
-    }
-    for _ in 0..(CHUNK / 4) {
-        if off + 4 > end {
-            break;
-        }
-        sum = csum_packet::<4>(ctx, off, sum)?;
-        off += 4;
-    }
-    let mut tail = [0u8; 4];
-    if off < end {
-        tail[0] = ctx.load::<u8>(off)?;
-    }
-    if off + 1 < end {
-        tail[1] = ctx.load::<u8>(off + 1)?;
-    }
-    if off + 2 < end {
-        tail[2] = ctx.load::<u8>(off + 2)?;
-    }
-    checksum::diff(&[0u8; 4], &tail, sum).map_err(|_| -1)
-}
-
-/// `bpf_csum_diff` over `N` bytes of linear packet data at `off`, added to `seed`.
-#[inline(always)]
-fn csum_packet<const N: usize>(ctx: &TcContext, off: usize, seed: u32) -> Result<u32, i64> {
-    let p = ptr_at::<[u8; N]>(ctx, off).ok_or(-1i64)?;
-    // SAFETY: `p` covers N bytes inside the packet (checked by ptr_at); the helper reads them.
-    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p as *mut u32, N as u32, seed) };
-    if r < 0 { Err(r) } else { Ok(r as u32) }
+    // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message.
+    let pseudo = csum::pseudo6(&s.key.dst, &s.key.src, u32::from(icmp_len), proto::ICMPV6);
+    let off = ETH_HLEN + IPV6_HLEN;
+    let range = (off, total);
+    let sum = checksum::sum_range::<CHUNKS>(
+        ctx,
+        &mut s.chunk,
+        range,
+        checksum::native(pseudo),
+        fail::MALFORMED,
+    )?;
+    packet::store(ctx, off + 2, &checksum::field(sum))?;
+    forward::redirect_out(ctx)
 }

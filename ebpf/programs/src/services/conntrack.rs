@@ -15,34 +15,24 @@ use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
     macros::map,
-    maps::{Array, LruHashMap},
+    maps::LruHashMap,
 };
-use sixlane_common::services::{
-    Config, CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, config_flags, ct_flags, ct_state,
-    lifetime, sizes,
+use sixlane_common::{
+    metrics::Reason,
+    net::{proto, tcp_flags as tcp},
+    services::{CtEntry, CtKey, SNAT_PORT_MAX, SNAT_PORT_MIN, ct_flags, ct_state, lifetime, sizes},
 };
 
-use crate::parse::proto;
+use crate::{config, verdict::Res};
 
 #[map(name = "SL_CT")]
 static SL_CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(sizes::CONNTRACK, 0);
-
-#[map(name = "SL_SVC_CONFIG")]
-static SL_SVC_CONFIG: Array<Config> = Array::pinned(1, 0);
 
 const NS: u64 = 1_000_000_000;
 /// Entries are refreshed at most this often (and a state change always writes).
 const REFRESH_NS: u64 = NS;
 /// SNAT ports tried before giving up on a new flow.
 const SNAT_TRIES: u32 = 8;
-
-/// TCP header flag bits (byte 13).
-pub mod tcp {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
-}
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -58,19 +48,6 @@ pub fn random() -> u32 {
     unsafe { bpf_get_prandom_u32() }
 }
 
-/// The agent's configuration (all-zero until it writes one).
-#[inline(always)]
-pub fn config() -> Option<&'static Config> {
-    SL_SVC_CONFIG.get(0)
-}
-
-/// Whether service traffic between local pods may bypass the node's forwarding (the default;
-/// see `config_flags::NO_POD_FAST_PATH`).
-#[inline(always)]
-pub fn pod_fast_path() -> bool {
-    config().is_none_or(|c| c.flags & config_flags::NO_POD_FAST_PATH == 0)
-}
-
 #[inline(always)]
 fn secs_or(v: u32, default: u32) -> u64 {
     u64::from(if v == 0 { default } else { v }) * NS
@@ -79,7 +56,7 @@ fn secs_or(v: u32, default: u32) -> u64 {
 /// How long an entry in `state` lives after its last packet.
 #[inline(always)]
 pub fn lifetime_ns(l4: u8, state: u8) -> u64 {
-    let (syn, est, closing, other) = match config() {
+    let (syn, est, closing, other) = match config::get() {
         Some(c) => (
             c.tcp_syn_secs,
             c.tcp_established_secs,
@@ -186,11 +163,13 @@ pub fn seen(e: *mut CtEntry, l4: u8, tcp_flags: u8, now: u64, sib_key: &mut CtKe
 /// Creates both entries of a new connection: the reply entry first, so no reply can arrive
 /// before it exists. Existing (dead or reused) entries are overwritten.
 #[inline(always)]
-pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) -> Result<(), i64> {
-    SL_CT.insert(rev_key, rev, u64::from(BPF_ANY))?;
-    if let Err(e) = SL_CT.insert(fwd_key, fwd, u64::from(BPF_ANY)) {
+pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) -> Res<()> {
+    if SL_CT.insert(rev_key, rev, u64::from(BPF_ANY)).is_err() {
+        return Err(Reason::SvcCtFull);
+    }
+    if SL_CT.insert(fwd_key, fwd, u64::from(BPF_ANY)).is_err() {
         let _ = SL_CT.remove(rev_key);
-        return Err(e.into());
+        return Err(Reason::SvcCtFull);
     }
     Ok(())
 }
@@ -200,7 +179,7 @@ pub fn create(fwd_key: &CtKey, fwd: &CtEntry, rev_key: &CtKey, rev: &CtEntry) ->
 /// while a live reply entry uses it.
 #[inline(always)]
 pub fn snat_port(rev_key: &mut CtKey, first_be: u16, now: u64) -> Option<u16> {
-    let (min, max) = match config() {
+    let (min, max) = match config::get() {
         Some(c) if c.snat_port_min != 0 && c.snat_port_max >= c.snat_port_min => {
             (c.snat_port_min, c.snat_port_max)
         }

@@ -1,46 +1,35 @@
-//! Service load balancing: the service stage of every hook.
-//!
-//! | hook          | does                                                                    |
-//! |---------------|-------------------------------------------------------------------------|
-//! | `from_pod`    | new/known flows from a pod to a frontend → backend (DNAT; hairpin SNAT  |
-//! |               | and redirect back); hairpin replies; echo to a frontend; no-endpoint    |
-//! |               | rejects                                                                 |
-//! | `to_pod`      | replies to a pod client → back to the frontend                          |
-//! | `from_uplink` | external flows to NodePorts/external/LB IPs → backend (SNAT for remote  |
-//! |               | backends with `externalTrafficPolicy: Cluster`); replies to SNATed flows |
-//! | `to_uplink`   | replies of local backends to external clients → back to the frontend;   |
-//! |               | flows of node processes to a frontend → backend, routed afresh          |
-//!
-//! Rewrites that decide where a packet goes (DNAT) happen on ingress, before routing; reverse
-//! translations of replies happen on egress, after routing, so the kernel's own ICMPv6 errors
-//! (Packet Too Big from forwarding) always quote the backend's view of the flow and can be
-//! translated like any other error. IPv4 and anything not addressed to a frontend or tracked
-//! passes untouched (`None`).
+//! Load balancing: a tracked flow's packets translated by its conntrack entry, a new flow to a
+//! frontend given a backend and its two entries, and the later fragments of a datagram
+//! following their first.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, TC_ACT_SHOT, TC_ACT_UNSPEC},
     macros::map,
     maps::{Array, HashMap, LruHashMap},
     programs::TcContext,
 };
 use sixlane_common::{
     metrics::{Direction, Reason},
+    net::{proto, tcp_flags as tcp},
     services::{
-        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, RevNat, Service, Slot,
-        SlotKey, SvcKey, SvcPortInfo, backend_flags, ct_flags, ct_state, scope, sizes, svc_flags,
+        Affinity, AffinityKey, Backend, CtEntry, CtKey, FragKey, FragPorts, Service, Slot, SlotKey,
+        backend_flags, ct_flags, ct_state, sizes, svc_flags,
     },
 };
 
-use crate::{
-    conntrack::{self as ct, tcp},
-    icmp, metrics,
-    nat::{self, eq16, is_zero16},
-    parse::{self, Frag, L3, proto},
-    scratch,
+use super::{
+    area::{self, Area},
+    conntrack as ct,
+    frontend::{Hook, service},
+    icmp,
+    rewrite::{self, rewritten},
 };
-
-#[map(name = "SL_SVC")]
-static SL_SVC: HashMap<SvcKey, Service> = HashMap::pinned(sizes::SERVICES, 0);
+use crate::{
+    config, forward,
+    mem::{eq16, is_zero16},
+    packet,
+    parse::{Frag, L3},
+    verdict::Verdict,
+};
 
 #[map(name = "SL_SVC_SLOTS")]
 static SL_SVC_SLOTS: HashMap<SlotKey, Slot> = HashMap::pinned(sizes::SLOTS, 0);
@@ -54,116 +43,12 @@ static SL_FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(sizes::FRAG
 #[map(name = "SL_AFFINITY")]
 static SL_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(sizes::AFFINITY, 0);
 
-// Written and read by the agent only (frontend records and service names for the CLI and for a
-// restarted agent); part of the object so they are created and pinned with the others.
-#[map(name = "SL_REVNAT")]
-static SL_REVNAT: Array<RevNat> = Array::pinned(sizes::REVNAT, 0);
-
-#[map(name = "SL_SVC_INFO")]
-static SL_SVC_INFO: HashMap<u32, SvcPortInfo> = HashMap::pinned(sizes::SVC_INFO, BPF_F_NO_PREALLOC);
-
-/// The four hooks, as conntrack entries name them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    FromPod,
-    ToPod,
-    FromUplink,
-    ToUplink,
-}
-
-impl Hook {
-    #[inline(always)]
-    pub const fn bit(self) -> u16 {
-        match self {
-            Hook::FromPod => ct_flags::AT_FROM_POD,
-            Hook::ToPod => ct_flags::AT_TO_POD,
-            Hook::FromUplink => ct_flags::AT_FROM_UPLINK,
-            Hook::ToUplink => ct_flags::AT_TO_UPLINK,
-        }
-    }
-
-    #[inline(always)]
-    pub const fn dir(self) -> Direction {
-        match self {
-            Hook::FromPod | Hook::FromUplink => Direction::Ingress,
-            Hook::ToPod | Hook::ToUplink => Direction::Egress,
-        }
-    }
-
-    /// Hooks where new flows start (and frontends are looked up), with their scope. On the
-    /// uplink's egress, a packet still addressed to a frontend comes from a process of the
-    /// node itself (pods' flows were translated on their veth): an in-cluster client.
-    #[inline(always)]
-    pub const fn scope(self) -> Option<u8> {
-        match self {
-            Hook::FromPod | Hook::ToUplink => Some(scope::INTERNAL),
-            Hook::FromUplink => Some(scope::EXTERNAL),
-            Hook::ToPod => None,
-        }
-    }
-}
-
-/// Service stage of `sl_from_pod`.
-#[inline(always)]
-pub fn from_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
-    stage(ctx, l3, Hook::FromPod)
-}
-
-/// Service stage of `sl_to_pod`.
-#[inline(always)]
-pub fn to_pod(ctx: &TcContext, l3: &L3) -> Option<i32> {
-    stage(ctx, l3, Hook::ToPod)
-}
-
-/// Service stage of `sl_from_uplink`.
-#[inline(always)]
-pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
-    stage(ctx, l3, Hook::FromUplink)
-}
-
-/// Service stage of `sl_to_uplink`.
-#[inline(always)]
-pub fn to_uplink(ctx: &TcContext, l3: &L3) -> Option<i32> {
-    stage(ctx, l3, Hook::ToUplink)
-}
-
-#[inline(always)]
-fn stage(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
-    if !l3.v6 {
-        return None;
-    }
-    match l3.proto {
-        proto::TCP | proto::UDP | proto::SCTP => {
-            if l3.frag == Frag::Later {
-                later_fragment(ctx, l3, hook)
-            } else {
-                flow(ctx, l3, hook)
-            }
-        }
-        proto::ICMPV6 if l3.frag == Frag::No => icmp::stage(ctx, l3, hook),
-        _ => None,
-    }
-}
-
-/// A frontend entry.
-#[inline(always)]
-pub fn service(addr: &[u8; 16], port_be: u16, l4: u8, scope: u8) -> Option<&'static Service> {
-    let key = SvcKey {
-        addr: *addr,
-        port: port_be,
-        proto: l4,
-        scope,
-    };
-    // SAFETY: map values stay valid for the program run; userspace replaces them whole.
-    unsafe { SL_SVC.get(key) }
-}
-
 /// Reads the packet's 5-tuple into `key`.
 #[inline(always)]
 fn tuple(ctx: &TcContext, l3: &L3, key: &mut CtKey) -> Option<()> {
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
-    unsafe { nat::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
-    let p: [u8; 4] = parse::read(ctx, l3.l4_off)?;
+    unsafe { rewrite::load_addrs(ctx, key.src.as_mut_ptr()) }.ok()?;
+    let p: [u8; 4] = packet::read(ctx, l3.l4_off)?;
     key.sport = u16::from_ne_bytes([p[0], p[1]]);
     key.dport = u16::from_ne_bytes([p[2], p[3]]);
     key.proto = l3.proto;
@@ -177,23 +62,17 @@ fn tcp_flags(ctx: &TcContext, l3: &L3) -> u8 {
     if l3.proto != proto::TCP {
         return 0;
     }
-    // Data offset and flags together: a 1-byte direct read does not verify (see parse::ptr_at).
-    parse::read::<[u8; 2]>(ctx, l3.l4_off + 12).map_or(0, |b| b[1])
-}
-
-#[inline(always)]
-fn finish(ctx: &TcContext, hook: Hook, reason: Reason, verdict: i32) -> Option<i32> {
-    metrics::count(hook.dir(), reason, ctx.len());
-    Some(verdict)
+    // Data offset and flags together: a 1-byte direct read does not verify (see packet::ptr_at).
+    packet::read::<[u8; 2]>(ctx, l3.l4_off + 12).map_or(0, |b| b[1])
 }
 
 /// TCP, UDP or SCTP with its ports: a tracked flow, a new flow to a frontend, or not ours.
 #[inline(always)]
-fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
-    let s = scratch::get()?;
+pub fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
+    let s = area::get()?;
     if tuple(ctx, l3, &mut s.key).is_none() {
         // Ports announced but not there: the kernel drops it; count it on the way.
-        return finish(ctx, hook, Reason::Malformed, TC_ACT_UNSPEC);
+        return Some(Verdict::pass(Reason::Malformed));
     }
     // The clock and the TCP flags only matter once the packet turns out to be ours.
     let mut now = 0;
@@ -221,13 +100,13 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
             let mut learn = 0;
             if peer {
                 s.to = entry.translated(l3.proto);
-                if !nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex) {
+                if !rewrite::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex) {
                     return None;
                 }
                 if hook == Hook::FromPod {
                     // The reply comes from a local backend: its veth is where the client's
                     // next packets can go straight to.
-                    learn = nat::ifindex(ctx);
+                    learn = packet::ifindex(ctx);
                 }
             }
             ct::seen(e, l3.proto, flags, now, &mut s.other, learn);
@@ -254,15 +133,12 @@ fn flow(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     }
     let v = new_flow(ctx, l3.l4_off, hook, flags);
     // Not from inside new_flow: the two would not fit the BPF stack together.
-    Some(if v == REJECT {
-        icmp::reject(ctx, hook)
-    } else {
-        v
-    })
+    Some(if v == REJECT { icmp::reject(ctx) } else { v })
 }
 
-/// `new_flow`'s answer when the client must be told there is no endpoint.
-const REJECT: i32 = i32::MIN;
+/// `new_flow`'s answer when the client must be told there is no endpoint ([`icmp::reject`]
+/// answers; no other verdict drops with this reason).
+const REJECT: Verdict = Verdict::drop(Reason::SvcNoBackend);
 
 /// What [`translate`] has to work with.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -272,17 +148,23 @@ enum Packet {
     /// A whole packet (or first fragment).
     Whole,
     /// A whole packet going straight into a local pod along the route already in the scratch
-    /// space (`nat::peer_route`).
+    /// space (`rewrite::peer_route`).
     Peer,
 }
 
 /// Applies conntrack entry `e`'s translation to the packet whose tuple is in the scratch key.
 /// A forward entry that knows its local backend's veth tries the route straight into it.
 #[inline(never)]
-fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const CtEntry) -> i32 {
+fn translate(
+    ctx: &TcContext,
+    l4_off: usize,
+    pkt: Packet,
+    hook: Hook,
+    e: *const CtEntry,
+) -> Verdict {
     let has_l4 = pkt != Packet::Fragment;
-    let Some(s) = scratch::get() else {
-        return rewrite_failed(ctx, hook);
+    let Some(s) = area::get() else {
+        return REWRITE_FAILED;
     };
     // SAFETY: live map value pointer.
     let entry = unsafe { &*e };
@@ -291,56 +173,33 @@ fn translate(ctx: &TcContext, l4_off: usize, pkt: Packet, hook: Hook, e: *const 
         // (The peer route was looked up for this very tuple: already there.)
         s.to = entry.translated(s.key.proto);
     }
-    if nat::rewrite(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
-        return rewrite_failed(ctx, hook);
+    if rewrite::apply(ctx, l4_off, has_l4, &s.key, &s.to).is_err() {
+        return REWRITE_FAILED;
     }
     if flags & ct_flags::REDIRECT_BACK != 0 {
-        return match nat::redirect_back(ctx) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(forward::redirect_back(ctx), Reason::SvcHairpin);
     }
     if flags & ct_flags::ROUTE != 0 {
-        return match nat::reroute(ctx, &s.to) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcForward, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcForward);
     }
     if pkt == Packet::Peer
         || (pkt == Packet::Whole
             && hook == Hook::FromPod
             && flags & ct_flags::FORWARD != 0
             && entry.ifindex != 0
-            && nat::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
+            && rewrite::peer_route(ctx, &mut s.fib, &s.to, entry.ifindex))
     {
-        return match nat::redirect_peer(ctx, &s.fib) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcPeer, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
+        return rewritten(rewrite::redirect_peer(ctx, &s.fib), Reason::SvcPeer);
     }
-    let reason = if flags & ct_flags::FORWARD != 0 {
+    Verdict::pass(if flags & ct_flags::FORWARD != 0 {
         Reason::SvcForward
     } else {
         Reason::SvcReverse
-    };
-    metrics::count(hook.dir(), reason, ctx.len());
-    TC_ACT_UNSPEC
+    })
 }
 
-#[inline(always)]
-fn rewrite_failed(ctx: &TcContext, hook: Hook) -> i32 {
-    metrics::count(hook.dir(), Reason::SvcRewriteFailed, ctx.len());
-    TC_ACT_SHOT
-}
+/// A rewrite step failed: the packet may be half-rewritten, so it is dropped.
+const REWRITE_FAILED: Verdict = Verdict::drop(Reason::SvcRewriteFailed);
 
 /// Whether backend `b` may serve `svc` right now (affinity must not pin clients to backends
 /// that left the active set).
@@ -410,36 +269,70 @@ fn select(svc: &Service, client: &[u8; 16], now: u64) -> Option<u32> {
 /// A new flow to the frontend in the scratch space (`key`, `svc`): pick a backend, create
 /// both conntrack entries, translate.
 #[inline(never)]
-fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
-    let Some(s) = scratch::get() else {
-        return rewrite_failed(ctx, hook);
+fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> Verdict {
+    let Some(s) = area::get() else {
+        return REWRITE_FAILED;
     };
     let now = ct::now();
-    if s.svc.count == 0 {
-        if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
-            metrics::count(hook.dir(), Reason::SvcNoLocalBackend, ctx.len());
-            return TC_ACT_SHOT;
-        }
-        return REJECT;
-    }
-    let Some(backend_id) = select(&s.svc, &s.key.src, now) else {
-        // A slot naming a dead backend: the agent is mid-update or the maps are damaged.
-        return REJECT;
-    };
-    let Some(b) = SL_BACKENDS.get(backend_id) else {
-        return REJECT;
+    let (id, b) = match backend(s, now) {
+        Ok(picked) => picked,
+        Err(v) => return v,
     };
     let l4 = s.key.proto;
-    if l4 == proto::SCTP && b.port != s.key.dport {
-        // SCTP's CRC32c covers the ports and cannot be updated incrementally.
-        metrics::count(hook.dir(), Reason::SvcUnsupported, ctx.len());
-        return TC_ACT_SHOT;
-    }
     let state = if l4 == proto::TCP && tcp_flags & tcp::SYN != 0 {
         ct_state::SYN
     } else {
         0
     };
+    entries(s, hook, (id, b), state, now);
+    let exit = match policy(ctx, s, hook, b, now) {
+        Ok(exit) => exit,
+        Err(v) => return v,
+    };
+    s.other = s.fwd.sibling(l4);
+    if let Err(r) = ct::create(&s.key, &s.fwd, &s.other, &s.rev) {
+        return Verdict::drop(r);
+    }
+    s.to = s.fwd.translated(l4);
+    if rewrite::apply(ctx, l4_off, true, &s.key, &s.to).is_err() {
+        return REWRITE_FAILED;
+    }
+    match exit {
+        Exit::Back => rewritten(forward::redirect_back(ctx), Reason::SvcHairpin),
+        Exit::Reroute => rewritten(rewrite::reroute(ctx, &mut s.fib, &s.to), Reason::SvcNew),
+        Exit::On => Verdict::pass(Reason::SvcNew),
+    }
+}
+
+/// The backend (id and entry) for the new flow in `s`, or the verdict when there is none to
+/// give it (or none it can use).
+#[inline(always)]
+fn backend(s: &Area, now: u64) -> Result<(u32, &'static Backend), Verdict> {
+    if s.svc.count == 0 {
+        if s.svc.flags & svc_flags::DROP_EMPTY != 0 {
+            return Err(Verdict::drop(Reason::SvcNoLocalBackend));
+        }
+        return Err(REJECT);
+    }
+    let Some(id) = select(&s.svc, &s.key.src, now) else {
+        // A slot naming a dead backend: the agent is mid-update or the maps are damaged.
+        return Err(REJECT);
+    };
+    let Some(b) = SL_BACKENDS.get(id) else {
+        return Err(REJECT);
+    };
+    if s.key.proto == proto::SCTP && b.port != s.key.dport {
+        // SCTP's CRC32c covers the ports and cannot be updated incrementally.
+        return Err(Verdict::drop(Reason::SvcUnsupported));
+    }
+    Ok((id, b))
+}
+
+/// Both entries of the new flow in `s` to backend `b` as a plain DNAT: the forward entry
+/// rewrites the client's packets to the backend, the reply entry whatever the backend answers
+/// to come from the frontend and go to the client. [`policy`] adds the rest.
+#[inline(always)]
+fn entries(s: &mut Area, hook: Hook, (id, b): (u32, &Backend), state: u8, now: u64) {
     let fwd = &mut s.fwd;
     fwd.new_src = s.key.src;
     crate::mem::copy(&mut fwd.new_dst, &b.addr);
@@ -449,13 +342,11 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     fwd.state = state;
     fwd._pad = 0;
     fwd.rev_nat = s.svc.rev_nat;
-    fwd.backend = backend_id;
-    fwd.expires_ns = now + ct::lifetime_ns(l4, state);
+    fwd.backend = id;
+    fwd.expires_ns = now + ct::lifetime_ns(s.key.proto, state);
     fwd.created_ns = now;
     fwd.ifindex = 0;
     fwd._pad2 = 0;
-    // The reply entry: whatever the backend answers to, rewritten to come from the frontend
-    // and go to the client.
     let rev = &mut s.rev;
     rev.new_src = s.key.dst;
     rev.new_dst = s.key.src;
@@ -465,12 +356,35 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
     rev.state = state;
     rev._pad = 0;
     rev.rev_nat = s.svc.rev_nat;
-    rev.backend = backend_id;
+    rev.backend = id;
     rev.expires_ns = fwd.expires_ns;
     rev.created_ns = now;
     rev.ifindex = 0;
     rev._pad2 = 0;
+}
 
+/// How a new flow's first packet leaves once translated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Hairpin: back out to the pod it came from.
+    Back,
+    /// A node process's packet, already routed towards the frontend: routed afresh.
+    Reroute,
+    /// On through the stack, which routes it to the backend.
+    On,
+}
+
+/// Where the new flow in `s` is translated and how its replies come back, by who the client is
+/// (`hook`) and where backend `b` is: source NAT for hairpin and for external clients of remote
+/// backends, the hooks the reply entry is used at. The verdict when no SNAT port is free.
+#[inline(always)]
+fn policy(
+    ctx: &TcContext,
+    s: &mut Area,
+    hook: Hook,
+    b: &Backend,
+    now: u64,
+) -> Result<Exit, Verdict> {
     let hairpin = hook == Hook::FromPod && eq16(&b.addr, &s.key.src);
     let external = hook == Hook::FromUplink;
     let host = hook == Hook::ToUplink;
@@ -484,7 +398,7 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         let snat_addr = if hairpin || s.svc.flags & svc_flags::NODE_PORT != 0 {
             s.key.dst
         } else {
-            match ct::config() {
+            match config::get() {
                 Some(c) if !is_zero16(&c.snat_addr) => c.snat_addr,
                 _ => s.key.dst,
             }
@@ -494,14 +408,14 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         probe.dst = snat_addr;
         probe.sport = b.port;
         probe.dport = 0;
-        probe.proto = l4;
+        probe.proto = s.key.proto;
         probe._pad = 0;
         probe._pad2 = 0;
         let first = if hairpin { s.key.sport } else { 0 };
         let Some(port) = ct::snat_port(probe, first, now) else {
-            metrics::count(hook.dir(), Reason::SvcSnatExhausted, ctx.len());
-            return TC_ACT_SHOT;
+            return Err(Verdict::drop(Reason::SvcSnatExhausted));
         };
+        let (fwd, rev) = (&mut s.fwd, &mut s.rev);
         fwd.new_src = snat_addr;
         fwd.new_sport = port;
         fwd.flags |= ct_flags::SNAT;
@@ -509,66 +423,43 @@ fn new_flow(ctx: &TcContext, l4_off: usize, hook: Hook, tcp_flags: u8) -> i32 {
         if hairpin {
             fwd.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK;
             rev.flags |= ct_flags::HAIRPIN | ct_flags::REDIRECT_BACK | ct_flags::AT_FROM_POD;
-        } else {
-            // Replies come back to the node address on the uplink.
-            rev.flags |= ct_flags::AT_FROM_UPLINK | ct_flags::EXTERNAL;
-            fwd.flags |= ct_flags::EXTERNAL;
+            return Ok(Exit::Back);
         }
-    } else if external {
+        // Replies come back to the node address on the uplink.
+        rev.flags |= ct_flags::AT_FROM_UPLINK | ct_flags::EXTERNAL;
+        fwd.flags |= ct_flags::EXTERNAL;
+        return Ok(Exit::On);
+    }
+    let (fwd, rev) = (&mut s.fwd, &mut s.rev);
+    if external {
         // Client address kept (local backend, or `externalTrafficPolicy: Local`): the reply
         // leaves through the uplink, whose egress restores the frontend.
         fwd.flags |= ct_flags::EXTERNAL;
         rev.flags = ct_flags::AT_TO_UPLINK | ct_flags::EXTERNAL;
+        Ok(Exit::On)
     } else if host {
         // A node process: the packet was routed towards the frontend and goes to the backend
         // instead; the reply, addressed to the node, is restored before local delivery, on
         // the uplink (remote backend) or the backend's veth (local one).
         fwd.flags |= ct_flags::HOST | ct_flags::ROUTE;
         rev.flags = ct_flags::AT_FROM_UPLINK | ct_flags::AT_FROM_POD | ct_flags::HOST;
+        Ok(Exit::Reroute)
     } else {
         // A pod client: its veth's egress restores the frontend, wherever the backend is,
         // unless the reply can be delivered straight into the client from where it arrives.
         rev.flags = ct_flags::AT_TO_POD;
-        if ct::pod_fast_path() {
+        if forward::pod_fast_path() {
             rev.flags |= ct_flags::PEER;
-            rev.ifindex = nat::ifindex(ctx);
+            rev.ifindex = packet::ifindex(ctx);
         }
+        Ok(Exit::On)
     }
-    s.other = fwd.sibling(l4);
-    if ct::create(&s.key, fwd, &s.other, rev).is_err() {
-        metrics::count(hook.dir(), Reason::SvcCtFull, ctx.len());
-        return TC_ACT_SHOT;
-    }
-    s.to = fwd.translated(l4);
-    if nat::rewrite(ctx, l4_off, true, &s.key, &s.to).is_err() {
-        return rewrite_failed(ctx, hook);
-    }
-    if hairpin {
-        return match nat::redirect_back(ctx) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcHairpin, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
-    }
-    if host {
-        return match nat::reroute(ctx, &s.to) {
-            Ok(v) => {
-                metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
-                v
-            }
-            Err(_) => rewrite_failed(ctx, hook),
-        };
-    }
-    metrics::count(hook.dir(), Reason::SvcNew, ctx.len());
-    TC_ACT_UNSPEC
 }
 
 /// Records the ports of a first fragment so the datagram's later fragments, which carry
 /// none, find the same conntrack entry.
 #[inline(always)]
-fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
+fn remember_fragment(s: &mut Area, l3: &L3) {
     let f = &mut s.frag;
     f.src = s.key.src;
     f.dst = s.key.dst;
@@ -589,11 +480,11 @@ fn remember_fragment(s: &mut scratch::Scratch, l3: &L3) {
 /// first fragment seen, a fragment to a frontend cannot be translated and is dropped
 /// (counted); anything else passes.
 #[inline(always)]
-fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
-    let s = scratch::get()?;
+pub fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<Verdict> {
+    let s = area::get()?;
     let f = &mut s.frag;
     // SAFETY: `src` and `dst` are the key's first 32 bytes (repr(C)).
-    unsafe { nat::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
+    unsafe { rewrite::load_addrs(ctx, f.src.as_mut_ptr()) }.ok()?;
     f.id = l3.frag_id;
     f.proto = l3.proto;
     f._pad = 0;
@@ -621,5 +512,5 @@ fn later_fragment(ctx: &TcContext, l3: &L3, hook: Hook) -> Option<i32> {
     }
     let scope = hook.scope()?;
     service(&s.frag.dst, 0, proto::ICMPV6, scope)?;
-    finish(ctx, hook, Reason::SvcFragment, TC_ACT_SHOT)
+    Some(Verdict::drop(Reason::SvcFragment))
 }

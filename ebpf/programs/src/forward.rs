@@ -1,12 +1,20 @@
-//! Forwarding a translated packet: FIB lookup in the node's routing table, then a redirect to
-//! the egress device (with the neighbour's MAC, or through `bpf_redirect_neigh` while the
-//! neighbour is unresolved). Lookups run before the packet is rewritten, so a route or MTU
-//! problem can still be answered with an ICMP error about the original packet. The parameters
-//! and result stay in the scratch area until [`send`].
+//! Forwarding for every stage: route lookups in the node's FIB, the hop-limit rule, the MTU check
+//! of a local pod's link, and sending a packet on: to the next hop's MACs (`bpf_redirect`), through
+//! the neighbour subsystem while the next hop is unresolved (`bpf_redirect_neigh`), straight into
+//! a local pod (`bpf_redirect_peer`), or back out of the interface it arrived on.
+//!
+//! Lookups run before the packet is rewritten, so a route or MTU problem can still be answered
+//! with an ICMP error about the original packet; the parameters and result stay in the caller's
+//! scratch area (`fib`) until the packet is sent.
 //!
 //! Outbound translated packets reuse a route looked up on the same CPU within the last
-//! [`ROUTE_TTL_NS`] ([`lookup4_cached`]): the lookup is a fifth of the pod program's time, and a
-//! flow sends many packets to one destination.
+//! [`ROUTE_TTL_NS`] ([`lookup4_cached`]): the lookup is a fifth of the NAT64 pod program's time,
+//! and a flow sends many packets to one destination.
+//!
+//! Local pods are reached without the node's forwarding (the pod fast path, on unless the agent
+//! switches it off): a reply delivered straight into the pod it is for. Service replies find
+//! the pod by a route lookup ([`peer_of`]); NAT64 replies by the link the pod's session recorded
+//! ([`pod_link`]), learned from the pod's own packets ([`learn_pod_link`]).
 
 use aya_ebpf::{
     bindings::{
@@ -18,20 +26,30 @@ use aya_ebpf::{
         bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
         bpf_redirect_peer,
     },
+    macros::map,
+    maps::LruHashMap,
     programs::TcContext,
 };
-use sixlane_common::{metrics::Reason, nat64::maps::PodLink};
+use sixlane_common::{nat64::maps::PodLink, net::ETH_HLEN, services::config_flags};
 
-use super::{
-    maps::POD_LINKS,
-    pkt::{self, Res},
-    scratch::{PORTS_LEN, Scratch},
+use crate::{
+    config, packet,
+    verdict::{Res, TC_ACT_REDIRECT, fail},
 };
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// Where a packet goes (details in the scratch area's `fib`).
+/// Host-side pod veths of the node (pods per node are in the hundreds; an evicted link only
+/// sends its pod's replies through a route lookup until its next session).
+pub const POD_LINK_ENTRIES: u32 = 4096;
+
+// Pinned (named for NAT64, whose sessions record the links): replies keep their shortcut
+// across an agent restart.
+#[map(name = "SL_N64_POD_LINKS")]
+static POD_LINKS: LruHashMap<u32, PodLink> = LruHashMap::pinned(POD_LINK_ENTRIES, 0);
+
+/// Where a packet goes (details in the caller's `fib`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Neighbour known: MACs and egress device in `fib`.
@@ -54,10 +72,34 @@ impl Route {
     }
 }
 
+/// The transport fields a route lookup may use (policy rules, multipath hashing): protocol and
+/// ports as they sit in the packet. [`Ports::NONE`] leaves them out.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Ports {
+    pub const NONE: Ports = Ports {
+        proto: 0,
+        sport: 0,
+        dport: 0,
+    };
+}
+
+/// Whether a router may forward a packet that arrived with hop limit (or TTL) `hl`: it must
+/// decrement it and not reach 0.
+#[inline(always)]
+pub const fn may_forward(hl: u8) -> bool {
+    hl > 1
+}
+
 /// The egress device of the last lookup.
 #[inline(always)]
-pub fn oif(s: &Scratch) -> u32 {
-    s.fib.ifindex
+pub fn oif(fib: &bpf_fib_lookup) -> u32 {
+    fib.ifindex
 }
 
 #[inline(always)]
@@ -65,7 +107,7 @@ fn run(ctx: &TcContext, fib: &mut bpf_fib_lookup) -> Route {
     // SAFETY: `fib` is a valid, initialised params struct of the size passed.
     let rc = unsafe {
         fib_lookup(
-            pkt::skb(ctx).cast(),
+            packet::skb(ctx).cast(),
             fib,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
@@ -83,12 +125,13 @@ fn run(ctx: &TcContext, fib: &mut bpf_fib_lookup) -> Route {
     }
 }
 
+/// Starts a lookup as if the packet arrived on this program's interface.
 #[inline(always)]
 fn reset(ctx: &TcContext, fib: &mut bpf_fib_lookup, family: u8, tot_len: u16) {
     // All-zero is a valid value of this plain-old-data bindgen struct.
     crate::mem::zero(fib);
     fib.family = family;
-    fib.ifindex = pkt::ifindex(ctx);
+    fib.ifindex = packet::ifindex(ctx);
     fib.__bindgen_anon_1.tot_len = tot_len;
 }
 
@@ -107,7 +150,7 @@ pub fn lookup4(
     run(ctx, fib)
 }
 
-/// Route results kept per CPU (in the scratch area), indexed by destination and ingress device.
+/// Route results kept per CPU (in a scratch area), indexed by destination and ingress device.
 pub const ROUTE_SLOTS: usize = 256;
 /// How long a looked-up route is reused: route, neighbour and MTU changes reach established
 /// flows within this time (a new lookup runs for any other destination, source, ingress device
@@ -127,7 +170,7 @@ pub struct RouteSlot {
     smac: [u8; 6],
     ok_len: u16,
     _pad: u16,
-    /// `state::now()` of the lookup; 0 = empty.
+    /// The caller's clock (`bpf_ktime_get_coarse_ns`) at the lookup; 0 = empty.
     stamp: u64,
 }
 
@@ -140,11 +183,11 @@ fn route_slot(dst: [u8; 4], iif: u32) -> usize {
         & (ROUTE_SLOTS - 1)
 }
 
-/// [`lookup4`] for a translated packet of `tot_len` bytes (not 0) at time `t` (`state::now()`),
-/// answered from this CPU's route slots while a lookup for the same source, destination and
-/// ingress device that fitted a packet at least as large is younger than [`ROUTE_TTL_NS`].
-/// Only resolved routes are kept: unresolved neighbours, errors and too-big answers are looked
-/// up every time.
+/// [`lookup4`] for a translated packet of `tot_len` bytes (not 0) at time `t`
+/// (`bpf_ktime_get_coarse_ns`), answered from this CPU's route slots while a lookup for the
+/// same source, destination and ingress device that fitted a packet at least as large is
+/// younger than [`ROUTE_TTL_NS`]. Only resolved routes are kept: unresolved neighbours, errors
+/// and too-big answers are looked up every time.
 #[inline(always)]
 pub fn lookup4_cached(
     ctx: &TcContext,
@@ -155,7 +198,7 @@ pub fn lookup4_cached(
     tot_len: u16,
     t: u64,
 ) -> Route {
-    let iif = pkt::ifindex(ctx);
+    let iif = packet::ifindex(ctx);
     let slot = &mut slots[route_slot(dst, iif)];
     let same = slot.dst == dst
         && slot.src == src
@@ -195,6 +238,7 @@ pub fn lookup6(
     fib: &mut bpf_fib_lookup,
     src: &[u8; 16],
     dst: &[u8; 16],
+    ports: Ports,
     tot_len: u16,
 ) -> Route {
     reset(ctx, fib, AF_INET6, tot_len);
@@ -211,7 +255,26 @@ pub fn lookup6(
             16,
         );
     }
+    if ports.proto != 0 {
+        fib.l4_protocol = ports.proto;
+        fib.sport = ports.sport;
+        fib.dport = ports.dport;
+    }
     run(ctx, fib)
+}
+
+/// Whether local pods are reached straight through their veths (the default; see
+/// `config_flags::NO_POD_FAST_PATH`).
+#[inline(always)]
+pub fn pod_fast_path() -> bool {
+    config::get().is_none_or(|c| c.flags & config_flags::NO_POD_FAST_PATH == 0)
+}
+
+/// Whether `route` leads out of `pod_if` (not 0), the host side of a local pod's veth: the
+/// packet can go straight into the pod instead ([`Route::Peer`]) when [`pod_fast_path`] is on.
+#[inline(always)]
+pub fn peer_of(route: Route, fib: &bpf_fib_lookup, pod_if: u32) -> bool {
+    route == Route::Direct && pod_if != 0 && oif(fib) == pod_if
 }
 
 /// Records the Ethernet addresses of the pod behind host-side veth `pod_if` from a packet it
@@ -219,7 +282,7 @@ pub fn lookup6(
 /// second).
 #[inline(always)]
 pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
-    let Ok(eth) = pkt::load_fast::<[u8; 12]>(ctx, 0) else {
+    let Ok(eth) = packet::load_fast::<[u8; 12]>(ctx, 0) else {
         return;
     };
     // The pod's packet: destination = the host side, source = the pod. Group addresses are
@@ -239,14 +302,15 @@ pub fn learn_pod_link(ctx: &TcContext, pod_if: u32) {
     let _ = POD_LINKS.insert(pod_if, link, 0);
 }
 
-/// The route of a reply into the local pod whose session recorded host-side veth `pod_if`: the
-/// pod's learned link, if the veth still exists and a packet of `len` bytes (IPv6 total length,
-/// 0 for a GSO super-packet) fits its MTU. `None`: no such link (unknown, evicted, veth gone,
-/// fast path switched off); the caller looks the route up instead. A session is its pod's:
-/// its replies go where its packets came from, whatever the node's routes say meanwhile.
+/// The route of a reply into the local pod behind host-side veth `pod_if` (recorded by the
+/// pod's session): the pod's learned link, if the veth still exists and a packet of `len` bytes
+/// (IPv6 total length, 0 for a GSO super-packet) fits its MTU. `None`: no such link (unknown,
+/// evicted, veth gone, fast path switched off); the caller looks the route up instead. A
+/// session is its pod's: its replies go where its packets came from, whatever the node's routes
+/// say meanwhile.
 #[inline(always)]
 pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16) -> Option<Route> {
-    if pod_if == 0 || !crate::conntrack::pod_fast_path() {
+    if pod_if == 0 || !pod_fast_path() {
         return None;
     }
     let link = POD_LINKS.get_ptr(pod_if)?;
@@ -255,7 +319,7 @@ pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16
     let mut mtu = u32::from(len);
     // SAFETY: `mtu` is a valid in/out pointer; the helper only reads the skb. It fails when
     // the device is gone.
-    let rc = unsafe { bpf_check_mtu(pkt::skb(ctx).cast(), pod_if, &mut mtu, 0, 0) };
+    let rc = unsafe { bpf_check_mtu(packet::skb(ctx).cast(), pod_if, &mut mtu, 0, 0) };
     if rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
         return Some(Route::TooBig(mtu));
     }
@@ -268,60 +332,64 @@ pub fn pod_link(ctx: &TcContext, fib: &mut bpf_fib_lookup, pod_if: u32, len: u16
     Some(Route::Peer)
 }
 
-/// Writes `frame` (Ethernet header with its EtherType set, the IP header, and with `ports` the
-/// TCP/UDP ports that follow it) over the start of the packet, MACs from the route included,
-/// and sends the packet along the route: one store instead of four on the common path.
+/// A redirect helper's answer as the tc action to return.
+#[inline(always)]
+fn redirected(r: i64) -> Res<i32> {
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Ok(TC_ACT_REDIRECT)
+    } else {
+        Err(fail::HELPER)
+    }
+}
+
+/// `bpf_redirect` to the route's device, or `bpf_redirect_peer` into a local pod.
+#[inline(always)]
+fn redirect(fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
+    // SAFETY: plain helper calls.
+    redirected(unsafe {
+        if route == Route::Peer {
+            bpf_redirect_peer(fib.ifindex, 0)
+        } else {
+            bpf_redirect(fib.ifindex, 0)
+        }
+    })
+}
+
+/// Writes the first `len` bytes of `frame` (an Ethernet header with its EtherType set, then
+/// whatever else of the packet's headers changed) over the start of the packet, MACs from the
+/// route included, and sends the packet along the route: one store for all of it.
 #[inline(always)]
 pub fn send_frame<F>(
     ctx: &TcContext,
     fib: &bpf_fib_lookup,
     route: Route,
     frame: &mut F,
-    ports: bool,
+    len: usize,
 ) -> Res<i32>
 where
-    F: AsMut<[u8; 14]>,
+    F: AsMut<[u8; ETH_HLEN]>,
 {
-    // Every frame ends with the ports (`scratch::PORTS_LEN`).
-    let len = core::mem::size_of::<F>() - if ports { 0 } else { PORTS_LEN };
     if route == Route::Direct || route == Route::Peer {
         let eth = frame.as_mut();
         eth[..6].copy_from_slice(&fib.dmac);
         eth[6..12].copy_from_slice(&fib.smac);
-        pkt::store_first(ctx, 0, &*frame, len)?;
-        // SAFETY: plain helper calls.
-        let r = unsafe {
-            if route == Route::Peer {
-                bpf_redirect_peer(fib.ifindex, 0)
-            } else {
-                bpf_redirect(fib.ifindex, 0)
-            }
-        };
-        return if r == i64::from(pkt::TC_ACT_REDIRECT) {
-            Ok(pkt::TC_ACT_REDIRECT)
-        } else {
-            Err(Reason::Nat64Error)
-        };
+        packet::store_first(ctx, 0, &*frame, len)?;
+        return redirect(fib, route);
     }
-    pkt::store_first(ctx, 0, &*frame, len)?;
+    packet::store_first(ctx, 0, &*frame, len)?;
     send(ctx, fib, route)
 }
 
 /// Sends the rewritten packet along the last lookup's route: the tc action to return.
 #[inline(always)]
 pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
-    let r = match route {
+    match route {
         Route::Direct | Route::Peer => {
-            pkt::store(ctx, 0, &fib.dmac)?;
-            pkt::store(ctx, 6, &fib.smac)?;
-            // SAFETY: plain helper calls.
-            unsafe {
-                if route == Route::Peer {
-                    bpf_redirect_peer(fib.ifindex, 0)
-                } else {
-                    bpf_redirect(fib.ifindex, 0)
-                }
-            }
+            let mut macs = [0u8; 12];
+            macs[..6].copy_from_slice(&fib.dmac);
+            macs[6..].copy_from_slice(&fib.smac);
+            packet::store(ctx, 0, &macs)?;
+            redirect(fib, route)
         }
         Route::Neigh => {
             let mut slot = core::mem::MaybeUninit::<bpf_redir_neigh>::uninit();
@@ -338,20 +406,35 @@ pub fn send(ctx: &TcContext, fib: &bpf_fib_lookup, route: Route) -> Res<i32> {
                 }
             }
             // SAFETY: `nh` is a valid params struct of the size passed.
-            unsafe {
+            redirected(unsafe {
                 bpf_redirect_neigh(
                     fib.ifindex,
                     &mut *nh,
                     core::mem::size_of::<bpf_redir_neigh>() as i32,
                     0,
                 )
-            }
+            })
         }
-        Route::TooBig(_) | Route::None => return Err(Reason::Nat64NoRoute),
-    };
-    if r == i64::from(pkt::TC_ACT_REDIRECT) {
-        Ok(pkt::TC_ACT_REDIRECT)
-    } else {
-        Err(Reason::Nat64Error)
+        Route::TooBig(_) | Route::None => Err(fail::NO_ROUTE),
     }
+}
+
+/// Sends the (rewritten) packet back out of the interface it arrived on, its Ethernet
+/// addresses swapped: the egress of a pod's host-side veth delivers it to the pod, the uplink's
+/// egress to the uplink's neighbour.
+#[inline(always)]
+pub fn redirect_back(ctx: &TcContext) -> Res<i32> {
+    let macs: [u8; 12] = packet::load(ctx, 0)?;
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    packet::store(ctx, 0, &swapped)?;
+    redirect_out(ctx)
+}
+
+/// Sends the packet, whose Ethernet header is already set, out of the arrival interface.
+#[inline(always)]
+pub fn redirect_out(ctx: &TcContext) -> Res<i32> {
+    // SAFETY: plain helper call.
+    redirected(unsafe { bpf_redirect(packet::ifindex(ctx), 0) })
 }

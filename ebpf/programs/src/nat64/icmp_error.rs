@@ -13,81 +13,45 @@ use sixlane_common::{
     metrics::Reason,
     nat64::{
         addr, csum,
-        header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+        header::{self, Ip4},
         icmp::{self, Rest},
         maps::Config,
     },
+    net::{
+        ETH_HLEN, ETH_P_IP, ETH_P_IPV6, HDR_DIFF, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU,
+        icmp4, icmp6, proto,
+    },
 };
 
-use super::{
-    Done, fwd,
-    pkt::{self, Res},
-    scratch::Scratch,
-    state,
+use super::{TOO_LONG, area::Area, state};
+use crate::{
+    checksum,
+    forward::{self, Ports},
+    packet,
+    verdict::{Res, Verdict},
 };
-use crate::parse::ETH_HLEN;
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ICMP_HLEN: usize = 8;
 /// Chunks covering the largest translated error (IPv6 minimum MTU).
 const CHUNKS: usize = 20;
-
-/// Offset of the transport checksum in a header of protocol `p` (ICMP for both families).
-#[inline(always)]
-const fn csum_field(p: u8) -> usize {
-    match p {
-        PROTO_TCP => 16,
-        PROTO_UDP => 6,
-        _ => 2,
-    }
-}
-
-/// What an ICMP error translation found before rewriting anything: the session the quoted
-/// packet belongs to and how its transport header changes. Kept in the scratch area.
-pub struct Plan {
-    /// Translated ICMP type and code, and how to fill the rest of the header.
-    pub m: icmp::Mapped,
-    /// The original 32-bit field after the checksum (MTU or pointer).
-    pub rest: u32,
-    /// The quoted packet's transport protocol (ICMP for echo in either family).
-    pub proto: u8,
-    /// ICMP type the quoted echo message becomes (0 for TCP/UDP; may be 0 for Echo Reply).
-    pub inner_ty: u8,
-    /// Offset in the quoted transport header of the port or identifier that changes.
-    pub port_off: u8,
-    pub new_port: u16,
-    /// Length the quoted packet had: IPv4 total length, or IPv6 payload length.
-    pub inner_len: u16,
-    /// One's complement sums (big-endian words) of what the quoted checksum covered before
-    /// and covers after.
-    pub old_sum: u32,
-    pub new_sum: u32,
-    /// IPv4 side of the session: T, and the peer Z.
-    pub t_addr: [u8; 4],
-    pub z: [u8; 4],
-    /// IPv6 side: the pod X'.
-    pub x_addr: [u8; 16],
-}
 
 /// ICMPv6 error from the IPv6 side (a pod, or a router on the way to one) about a packet the
 /// translator delivered → ICMPv4 error to the IPv4 peer. The outer header is in `s.ip6`.
 #[inline(never)]
-pub fn out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
-    if let Err(r) = plan_out(ctx, cfg, s, l4 as usize) {
-        return Done::drop(r);
+pub fn v6_to_v4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    if let Err(r) = plan_6to4(ctx, cfg, s, l4 as usize) {
+        return Verdict::drop(r);
     }
-    emit_out(ctx, s, l4)
+    emit_6to4(ctx, s, l4)
 }
 
 #[inline(always)]
-fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()> {
+fn plan_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<()> {
     let (pre, plen) = (&cfg.prefix, cfg.prefix_len);
     let y = addr::extract(pre, plen, &s.ip6.dst).ok_or(Reason::Nat64BadAddr)?;
-    let h: [u8; 8] = pkt::load(ctx, l4)?;
+    let h: [u8; 8] = packet::load(ctx, l4)?;
     let m = icmp::icmp6_to_4(h[0], h[1]).ok_or(Reason::Nat64IcmpDropped)?;
     let inner_off = l4 + ICMP_HLEN;
-    pkt::load_into(ctx, inner_off, &mut s.hdr6)?;
+    packet::load_into(ctx, inner_off, &mut s.hdr6)?;
     if s.hdr6[0] >> 4 != 6 {
         return Err(Reason::Nat64Malformed);
     }
@@ -98,10 +62,10 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
     if z != y {
         return Err(Reason::Nat64IcmpNoSession);
     }
-    let p: [u8; 8] = pkt::load(ctx, il4)?;
+    let p: [u8; 8] = packet::load(ctx, il4)?;
     let next = s.inner6.next;
     let (proto, x_port, z_port, port_off, t6, t4) = match next {
-        PROTO_TCP | PROTO_UDP => (
+        proto::TCP | proto::UDP => (
             next,
             u16::from_be_bytes([p[2], p[3]]),
             u16::from_be_bytes([p[0], p[1]]),
@@ -109,22 +73,29 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
             0,
             0,
         ),
-        PROTO_ICMPV6 => {
+        proto::ICMPV6 => {
             let t4 = match p[0] {
-                icmp::v6::ECHO_REPLY => icmp::v4::ECHO_REPLY,
-                icmp::v6::ECHO_REQUEST => icmp::v4::ECHO_REQUEST,
+                icmp6::ECHO_REPLY => icmp4::ECHO_REPLY,
+                icmp6::ECHO_REQUEST => icmp4::ECHO_REQUEST,
                 _ => return Err(Reason::Nat64IcmpNoSession),
             };
-            (PROTO_ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4, p[0], t4)
+            (
+                proto::ICMP,
+                u16::from_be_bytes([p[4], p[5]]),
+                0,
+                4,
+                p[0],
+                t4,
+            )
         }
         _ => return Err(Reason::Nat64IcmpNoSession),
     };
     let sm = state::peek_out(&mut s.keys.skey, proto, &s.inner6.dst, x_port, z, z_port)
         .ok_or(Reason::Nat64IcmpNoSession)?;
     let ih = &s.inner6;
-    let (old_sum, new_sum) = if proto == PROTO_ICMP {
+    let (old_sum, new_sum) = if proto == proto::ICMP {
         // ICMPv6 → ICMPv4: the pseudo-header leaves the checksum, the type changes.
-        let old = csum::pseudo6(&ih.src, &ih.dst, u32::from(ih.payload_len), PROTO_ICMPV6);
+        let old = csum::pseudo6(&ih.src, &ih.dst, u32::from(ih.payload_len), proto::ICMPV6);
         let old = csum::add16(csum::add16(old, u16::from_be_bytes([t6, p[1]])), x_port);
         let new = csum::add16(u32::from(u16::from_be_bytes([t4, p[1]])), sm.t_port);
         (old, new)
@@ -151,24 +122,24 @@ fn plan_out(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<()
 }
 
 #[inline(never)]
-fn emit_out(ctx: &TcContext, s: &mut Scratch, l4: u32) -> Done {
-    match rewrite_out(ctx, s, l4 as usize) {
-        Ok(a) => Done::new(Reason::Nat64IcmpErrOut, a),
-        Err(r) => Done::drop(r),
+fn emit_6to4(ctx: &TcContext, s: &mut Area, l4: u32) -> Verdict {
+    match rewrite_6to4(ctx, s, l4 as usize) {
+        Ok(a) => Verdict::new(Reason::Nat64IcmpErrOut, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
+fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
     let (t_addr, z) = (s.plan.t_addr, s.plan.z);
-    let route = fwd::lookup4(ctx, &mut s.fib, t_addr, z, 0);
+    let route = forward::lookup4(ctx, &mut s.fib, t_addr, z, 0);
     if !route.usable() {
         return Err(Reason::Nat64NoRoute);
     }
     let rest: [u8; 4] = match s.plan.m.rest {
         Rest::Mtu => {
-            let v4_mtu = pkt::mtu(ctx, fwd::oif(s));
-            let v6_mtu = pkt::mtu(ctx, 0);
+            let v4_mtu = packet::mtu(ctx, forward::oif(&s.fib));
+            let v6_mtu = packet::mtu(ctx, 0);
             let mtu = icmp::frag_needed_mtu(s.plan.rest, v4_mtu, v6_mtu).min(0xffff) as u16;
             let b = mtu.to_be_bytes();
             [0, 0, b[0], b[1]]
@@ -183,7 +154,7 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     };
     let inner_off = l4 + ICMP_HLEN;
     // The quoted header's fields we need, read before the reshaping overwrites them.
-    let raw: [u8; 8] = pkt::load(ctx, inner_off)?;
+    let raw: [u8; 8] = packet::load(ctx, inner_off)?;
     let inner_tc = (raw[0] << 4) | (raw[1] >> 4);
     let inner_hop = raw[7];
     fix_inner(ctx, inner_off + IPV6_HLEN, s)?;
@@ -191,10 +162,8 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     // Reshape: outer 40 → 20 (change_proto), inner 40 → 20 (adjust_room at the end of the new
     // outer header, which takes the ICMP header and the inner header's first 12 bytes: both
     // are rewritten below).
-    ctx.change_proto(ETH_P_IP.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(-(header::HDR_DIFF as i32), BPF_ADJ_ROOM_NET, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IP)?;
+    packet::adjust_room(ctx, -(HDR_DIFF as i32), BPF_ADJ_ROOM_NET)?;
     let inner_len = (IPV4_HLEN as u16).wrapping_add(s.plan.inner_len);
     Ip4 {
         ihl: IPV4_HLEN as u8,
@@ -211,72 +180,77 @@ fn rewrite_out(ctx: &TcContext, s: &mut Scratch, l4: usize) -> Res<i32> {
     }
     .write_into(&mut s.hdr4);
     let off = ETH_HLEN + IPV4_HLEN;
-    pkt::store(ctx, off + ICMP_HLEN, &s.hdr4)?;
+    packet::store(ctx, off + ICMP_HLEN, &s.hdr4)?;
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
     let id = s.ipv4_id();
     let mut outer = header::v4_for_v6(&s.ip6, icmp_len, t_addr, z, id);
     outer.ttl = s.ip6.hop_limit.saturating_sub(1);
     outer.write_into(&mut s.hdr4);
-    pkt::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr4)?;
+    packet::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
+    packet::store(ctx, ETH_HLEN, &s.hdr4)?;
     let (ty, code) = (s.plan.m.ty, s.plan.m.code);
-    pkt::store(
+    packet::store(
         ctx,
         off,
         &[ty, code, 0, 0, rest[0], rest[1], rest[2], rest[3]],
     )?;
-    let acc = pkt::sum_range::<CHUNKS>(ctx, s, off, ctx.len() as usize, 0)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
-    fwd::send(ctx, &s.fib, route)
+    let acc =
+        checksum::sum_range::<CHUNKS>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    forward::send(ctx, &s.fib, route)
 }
 
 /// Applies the plan's change to the quoted transport header at `il4`: the port or identifier,
 /// the echo type, and the checksum (when the quote includes it).
 #[inline(always)]
-fn fix_inner(ctx: &TcContext, il4: usize, s: &Scratch) -> Res<()> {
+fn fix_inner(ctx: &TcContext, il4: usize, s: &Area) -> Res<()> {
     let plan = &s.plan;
-    pkt::store(
+    packet::store(
         ctx,
         il4 + usize::from(plan.port_off),
         &plan.new_port.to_be_bytes(),
     )?;
-    if plan.proto == PROTO_ICMP {
-        pkt::store(ctx, il4, &plan.inner_ty)?;
+    if plan.proto == proto::ICMP {
+        packet::store(ctx, il4, &plan.inner_ty)?;
     }
-    let off = il4 + csum_field(plan.proto);
-    if let Ok(c) = pkt::load::<[u8; 2]>(ctx, off) {
+    // (TCP, UDP or ICMP: a checksum every time.)
+    let Some(field) = checksum::l4_csum_offset(plan.proto) else {
+        return Ok(());
+    };
+    let off = il4 + field;
+    if let Ok(c) = packet::load::<[u8; 2]>(ctx, off) {
         let old = u16::from_be_bytes(c);
         // A zero UDP checksum (IPv4: none) stays none.
-        if !(plan.proto == PROTO_UDP && old == 0) {
+        if !(plan.proto == proto::UDP && old == 0) {
             let mut new = csum::update(old, csum::fold(plan.old_sum), csum::fold(plan.new_sum));
-            if plan.proto == PROTO_UDP && new == 0 {
+            if plan.proto == proto::UDP && new == 0 {
                 new = 0xffff;
             }
-            pkt::store(ctx, off, &new.to_be_bytes())?;
+            packet::store(ctx, off, &new.to_be_bytes())?;
         }
     }
     Ok(())
 }
 
 /// ICMPv4 error from the IPv4 side about a packet the translator sent → ICMPv6 error to the
-/// pod. The outer header is in `s.ip4`. [`Done::NOT_OURS`]: the quoted packet is not a NAT64
+/// pod. The outer header is in `s.ip4`. [`Verdict::NOT_OURS`]: the quoted packet is not a NAT64
 /// one (the node's own traffic).
 #[inline(never)]
-pub fn inb(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
-    match plan_in(ctx, cfg, s, l4 as usize) {
-        Ok(true) => emit_in(ctx, cfg, s, l4),
-        Ok(false) => Done::NOT_OURS,
-        Err(r) => Done::drop(r),
+pub fn v4_to_v6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    match plan_4to6(ctx, cfg, s, l4 as usize) {
+        Ok(true) => emit_4to6(ctx, cfg, s, l4),
+        Ok(false) => Verdict::NOT_OURS,
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<bool> {
-    let Ok(h) = pkt::load::<[u8; 8]>(ctx, l4) else {
+fn plan_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<bool> {
+    let Ok(h) = packet::load::<[u8; 8]>(ctx, l4) else {
         return Ok(false);
     };
     let inner_off = l4 + ICMP_HLEN;
-    if pkt::load_into(ctx, inner_off, &mut s.hdr4).is_err() {
+    if packet::load_into(ctx, inner_off, &mut s.hdr4).is_err() {
         return Ok(false);
     }
     s.inner4.parse_into(&s.hdr4);
@@ -285,18 +259,18 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
         // The translator never sends IPv4 options, so this quotes someone else's packet.
         return Ok(false);
     }
-    let Ok(p) = pkt::load::<[u8; 8]>(ctx, inner_off + IPV4_HLEN) else {
+    let Ok(p) = packet::load::<[u8; 8]>(ctx, inner_off + IPV4_HLEN) else {
         return Ok(false);
     };
     let (proto, t_port, z_port, port_off) = match ih.proto {
-        PROTO_TCP | PROTO_UDP => (
+        proto::TCP | proto::UDP => (
             ih.proto,
             u16::from_be_bytes([p[0], p[1]]),
             u16::from_be_bytes([p[2], p[3]]),
             0,
         ),
-        PROTO_ICMP if p[0] == icmp::v4::ECHO_REQUEST => {
-            (PROTO_ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4)
+        proto::ICMP if p[0] == icmp4::ECHO_REQUEST => {
+            (proto::ICMP, u16::from_be_bytes([p[4], p[5]]), 0, 4)
         }
         _ => return Ok(false),
     };
@@ -319,15 +293,20 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
     // Z' in s.b6.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &ih.dst, &mut s.b6);
     let inner_l4_len = ih.total_len.saturating_sub(IPV4_HLEN as u16);
-    let (old_sum, new_sum, inner_ty) = if proto == PROTO_ICMP {
+    let (old_sum, new_sum, inner_ty) = if proto == proto::ICMP {
         // ICMPv4 → ICMPv6: the pseudo-header joins the checksum, the type changes.
         let old = csum::add16(u32::from(u16::from_be_bytes([p[0], p[1]])), t_port);
-        let new = csum::pseudo6(&s.plan.x_addr, &s.b6, u32::from(inner_l4_len), PROTO_ICMPV6);
+        let new = csum::pseudo6(
+            &s.plan.x_addr,
+            &s.b6,
+            u32::from(inner_l4_len),
+            proto::ICMPV6,
+        );
         let new = csum::add16(
-            csum::add16(new, u16::from_be_bytes([icmp::v6::ECHO_REQUEST, p[1]])),
+            csum::add16(new, u16::from_be_bytes([icmp6::ECHO_REQUEST, p[1]])),
             x_port,
         );
-        (old, new, icmp::v6::ECHO_REQUEST)
+        (old, new, icmp6::ECHO_REQUEST)
     } else {
         let old = csum::add16(csum::sum(&ih.src, csum::sum(&ih.dst, 0)), t_port);
         let new = csum::add16(csum::sum(&s.plan.x_addr, csum::sum(&s.b6, 0)), x_port);
@@ -354,27 +333,27 @@ fn plan_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<boo
 }
 
 #[inline(never)]
-fn emit_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: u32) -> Done {
-    match rewrite_in(ctx, cfg, s, l4 as usize) {
-        Ok(a) => Done::new(Reason::Nat64IcmpErrIn, a),
-        Err(r) => Done::drop(r),
+fn emit_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    match rewrite_4to6(ctx, cfg, s, l4 as usize) {
+        Ok(a) => Verdict::new(Reason::Nat64IcmpErrIn, a),
+        Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<i32> {
+fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i32> {
     // Source the ICMPv6 error from the IPv4 router that sent it (Jool's
     // source-icmpv6-errors-better), so traceroute through the translator shows real hops.
     // The error's source R' goes to s.a6; Z' is in s.b6 (from the plan).
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
-    let route = fwd::lookup6(ctx, &mut s.fib, &s.a6, &s.plan.x_addr, 0);
+    let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.plan.x_addr, Ports::NONE, 0);
     if !route.usable() {
         return Err(Reason::Nat64NoRoute);
     }
     let info: u32 = match s.plan.m.rest {
         Rest::Mtu => {
-            let v6_mtu = pkt::mtu(ctx, fwd::oif(s));
-            let v4_mtu = pkt::mtu(ctx, 0);
+            let v6_mtu = packet::mtu(ctx, forward::oif(&s.fib));
+            let v4_mtu = packet::mtu(ctx, 0);
             icmp::ptb_mtu(s.plan.rest, u32::from(s.plan.inner_len), v6_mtu, v4_mtu)
         }
         Rest::Pointer => icmp::pointer4_to_6(s.plan.rest as u8).ok_or(Reason::Nat64IcmpDropped)?,
@@ -382,20 +361,18 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         _ => 0,
     };
     let inner_off = l4 + ICMP_HLEN;
-    let raw: [u8; 9] = pkt::load(ctx, inner_off)?;
+    let raw: [u8; 9] = packet::load(ctx, inner_off)?;
     let (inner_tos, inner_ttl) = (raw[1], raw[8]);
     fix_inner(ctx, inner_off + IPV4_HLEN, s)?;
 
     // Reshape: outer 20 → 40 (change_proto), inner 20 → 40 (adjust_room right after the new
     // outer header; everything up to the inner transport header is rewritten below).
-    ctx.change_proto(ETH_P_IPV6.to_be(), 0)
-        .map_err(|_| Reason::Nat64Error)?;
-    ctx.adjust_room(header::HDR_DIFF as i32, BPF_ADJ_ROOM_NET, 0)
-        .map_err(|_| Reason::Nat64Error)?;
+    packet::change_proto(ctx, ETH_P_IPV6)?;
+    packet::adjust_room(ctx, HDR_DIFF as i32, BPF_ADJ_ROOM_NET)?;
     // RFC 4443 §2.4(c): the error must fit the IPv6 minimum MTU.
-    let max = ETH_HLEN + icmp::IPV6_MIN_MTU as usize;
+    let max = ETH_HLEN + IPV6_MIN_MTU as usize;
     if ctx.len() as usize > max {
-        pkt::truncate(ctx, max as u32)?;
+        packet::set_len(ctx, max as u32)?;
     }
     let off = ETH_HLEN + IPV6_HLEN;
     header::write6(
@@ -407,29 +384,35 @@ fn rewrite_in(ctx: &TcContext, cfg: &Config, s: &mut Scratch, l4: usize) -> Res<
         &s.plan.x_addr,
         &s.b6,
     );
-    pkt::store(ctx, off + ICMP_HLEN, &s.hdr6)?;
+    packet::store(ctx, off + ICMP_HLEN, &s.hdr6)?;
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
     header::write6(
         &mut s.hdr6,
         s.ip4.tos,
         icmp_len,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
         s.ip4.ttl.saturating_sub(1),
         &s.a6,
         &s.plan.x_addr,
     );
-    pkt::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
-    pkt::store(ctx, ETH_HLEN, &s.hdr6)?;
+    packet::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
+    packet::store(ctx, ETH_HLEN, &s.hdr6)?;
     let i = info.to_be_bytes();
     let (ty, code) = (s.plan.m.ty, s.plan.m.code);
-    pkt::store(ctx, off, &[ty, code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let seed = pkt::native(csum::pseudo6(
+    packet::store(ctx, off, &[ty, code, 0, 0, i[0], i[1], i[2], i[3]])?;
+    let seed = checksum::native(csum::pseudo6(
         &s.a6,
         &s.plan.x_addr,
         u32::from(icmp_len),
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     ));
-    let acc = pkt::sum_range::<CHUNKS>(ctx, s, off, ctx.len() as usize, seed)?;
-    pkt::store(ctx, off + 2, &pkt::finish(acc))?;
-    fwd::send(ctx, &s.fib, route)
+    let acc = checksum::sum_range::<CHUNKS>(
+        ctx,
+        &mut s.chunk,
+        (off, ctx.len() as usize),
+        seed,
+        TOO_LONG,
+    )?;
+    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    forward::send(ctx, &s.fib, route)
 }

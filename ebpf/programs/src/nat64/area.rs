@@ -1,21 +1,25 @@
-//! Per-CPU scratch space. The BPF stack is 512 bytes for a whole call chain; headers, map keys
-//! and values, FIB parameters and checksum chunks live here instead. A tc program runs to
-//! completion on its CPU, so one entry per CPU is never shared by two packets.
+//! The NAT64 stage's scratch area (`crate::scratch`): headers, map keys and values, the route
+//! and checksum chunks of the packet being translated, off the BPF stack; and what this CPU
+//! keeps between packets (its route cache and IPv4 Identification generator).
 
-use aya_ebpf::{
-    bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map, maps::PerCpuArray,
+use aya_ebpf::{bindings::bpf_fib_lookup, helpers::bpf_get_prandom_u32, macros::map};
+use sixlane_common::{
+    nat64::{
+        header::{self, Ip4, Ip6},
+        icmp,
+    },
+    net::{IPV4_HLEN, IPV6_HLEN},
 };
-use sixlane_common::nat64::header::{self, IPV4_HLEN, IPV6_HLEN, Ip4, Ip6};
 
-use super::{
-    fwd::{ROUTE_SLOTS, RouteSlot},
-    icmperr::Plan,
-    pkt,
-    state::{Flow, InFlow, Keys, Mapping},
+use super::state::{Flow, InFlow, Keys, Mapping};
+use crate::{
+    checksum::Chunk,
+    forward::{ROUTE_SLOTS, RouteSlot},
+    scratch::Scratch,
 };
 
 /// Ethernet + IPv4 header of a translated packet, and the ports of a TCP or UDP one: written
-/// to the packet in one store (`fwd::send_frame`).
+/// to the packet in one store (`forward::send_frame`).
 #[repr(C)]
 pub struct Frame4 {
     pub eth: [u8; 14],
@@ -24,7 +28,7 @@ pub struct Frame4 {
 }
 
 /// Ethernet + IPv6 header of a translated packet, and the ports of a TCP or UDP one: written
-/// to the packet in one store (`fwd::send_frame`).
+/// to the packet in one store (`forward::send_frame`).
 #[repr(C)]
 pub struct Frame6 {
     pub eth: [u8; 14],
@@ -38,6 +42,13 @@ pub const PORTS_LEN: usize = 4;
 const _: () = assert!(core::mem::size_of::<Frame4>() == 14 + IPV4_HLEN + PORTS_LEN);
 const _: () = assert!(core::mem::size_of::<Frame6>() == 14 + IPV6_HLEN + PORTS_LEN);
 
+/// How much of frame `F` ([`Frame4`] or [`Frame6`]) a translated packet takes: all of it with
+/// `ports` (TCP and UDP), else up to the ports.
+#[inline(always)]
+pub const fn frame_len<F>(ports: bool) -> usize {
+    core::mem::size_of::<F>() - if ports { 0 } else { PORTS_LEN }
+}
+
 impl AsMut<[u8; 14]> for Frame4 {
     fn as_mut(&mut self) -> &mut [u8; 14] {
         &mut self.eth
@@ -50,12 +61,34 @@ impl AsMut<[u8; 14]> for Frame6 {
     }
 }
 
-/// A checksum chunk; word-aligned so it can be zeroed a word at a time (`crate::mem::zero`).
-#[repr(C, align(4))]
-#[derive(Clone, Copy)]
-pub struct Chunk(pub [u8; pkt::CHUNK]);
+/// What an ICMP error translation found before rewriting anything: the session the quoted
+/// packet belongs to and how its transport header changes. (`icmp_error`)
+pub struct Plan {
+    /// Translated ICMP type and code, and how to fill the rest of the header.
+    pub m: icmp::Mapped,
+    /// The original 32-bit field after the checksum (MTU or pointer).
+    pub rest: u32,
+    /// The quoted packet's transport protocol (ICMP for echo in either family).
+    pub proto: u8,
+    /// ICMP type the quoted echo message becomes (0 for TCP/UDP; may be 0 for Echo Reply).
+    pub inner_ty: u8,
+    /// Offset in the quoted transport header of the port or identifier that changes.
+    pub port_off: u8,
+    pub new_port: u16,
+    /// Length the quoted packet had: IPv4 total length, or IPv6 payload length.
+    pub inner_len: u16,
+    /// One's complement sums (big-endian words) of what the quoted checksum covered before
+    /// and covers after.
+    pub old_sum: u32,
+    pub new_sum: u32,
+    /// IPv4 side of the session: T, and the peer Z.
+    pub t_addr: [u8; 4],
+    pub z: [u8; 4],
+    /// IPv6 side: the pod X'.
+    pub x_addr: [u8; 16],
+}
 
-pub struct Scratch {
+pub struct Area {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
     pub fib: bpf_fib_lookup,
     /// Checksum chunks.
@@ -86,15 +119,15 @@ pub struct Scratch {
     /// The IPv4-side flow being translated (here, not on the stack: the uplink program's call
     /// chain is close to the verifier's 512-byte limit).
     pub inflow: InFlow,
-    /// Recently looked-up routes of translated packets (`fwd::lookup4_cached`).
+    /// Recently looked-up routes of translated packets (`forward::lookup4_cached`).
     pub routes: [RouteSlot; ROUTE_SLOTS],
-    /// This CPU's IPv4 Identification generator ([`Scratch::ipv4_id`]): key (0 until the first
+    /// This CPU's IPv4 Identification generator ([`Area::ipv4_id`]): key (0 until the first
     /// packet) and sequence number.
     pub id_key: u32,
     pub id_seq: u32,
 }
 
-impl Scratch {
+impl Area {
     /// The Identification of the next IPv4 packet this CPU sends
     /// (`sixlane_common::nat64::header::ipv4_id`). The key comes from the kernel's PRNG once per
     /// CPU and load; a PRNG call per packet cost a helper call on every translated packet.
@@ -109,16 +142,11 @@ impl Scratch {
     }
 }
 
-// Not pinned: transient, rebuilt with every load.
 #[map(name = "SL_N64_SCRATCH")]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+static AREA: Scratch<Area> = Scratch::new();
 
-/// This CPU's scratch area.
+/// This CPU's area.
 #[inline(always)]
-pub fn get() -> Option<&'static mut Scratch> {
-    // SAFETY: the entry is this CPU's and a tc program is not re-entered on a CPU while it
-    // runs, so this is the only reference.
-    SCRATCH
-        .get_ptr_mut(0)
-        .map(|p| unsafe { crate::mem::scratch_mut(p) })
+pub fn get() -> Option<&'static mut Area> {
+    AREA.get()
 }
