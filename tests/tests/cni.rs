@@ -303,8 +303,22 @@ fn del_succeeds_whatever_is_already_gone() {
     assert_eq!(net.node_links(), ["lo"]);
 }
 
-/// (verb, container id, netns, ifname, stdin, code, text the message must contain)
-type BadCase<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<u8>, u64, &'a str);
+/// One invocation the plugin must refuse: the CNI environment and stdin it gets, and the error
+/// it must answer with.
+#[derive(Clone)]
+struct BadCase<'a> {
+    /// What is wrong with the invocation (failures print it).
+    name: &'a str,
+    command: &'a str,
+    container_id: &'a str,
+    netns: &'a str,
+    ifname: &'a str,
+    stdin: Vec<u8>,
+    /// The spec's error code.
+    code: u64,
+    /// A fragment of the error's message (`details`, else `msg`).
+    message: &'a str,
+}
 
 #[test]
 fn bad_input_gets_the_right_code_and_writes_nothing() {
@@ -322,230 +336,227 @@ fn bad_input_gets_the_right_code_and_writes_nothing() {
         cur[path[path.len() - 1]] = v;
         serde_json::to_vec(&c).unwrap()
     };
-    let good_bytes = serde_json::to_vec(&good).unwrap();
-    let cases: Vec<BadCase<'_>> = vec![
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            b"{\"cniVersion\": ".to_vec(),
-            6,
-            "",
-        ),
-        ("ADD", "c", &netns, "eth0", b"[]".to_vec(), 6, ""),
-        (
-            "FROB",
-            "c",
-            &netns,
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_COMMAND",
-        ),
-        (
-            "ADD",
-            "",
-            &netns,
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_CONTAINERID",
-        ),
-        (
-            "ADD",
-            "../../etc",
-            &netns,
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_CONTAINERID",
-        ),
-        (
-            "ADD",
-            "a/b",
-            &netns,
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_CONTAINERID",
-        ),
-        (
-            "ADD",
-            &long_id,
-            &netns,
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_CONTAINERID",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0-far-too-long",
-            good_bytes.clone(),
-            4,
-            "CNI_IFNAME",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "../x",
-            good_bytes.clone(),
-            4,
-            "CNI_IFNAME",
-        ),
-        ("ADD", "c", "", "eth0", good_bytes.clone(), 4, "CNI_NETNS"),
-        (
-            "ADD",
-            "c",
-            "/run/netns/nope",
-            "eth0",
-            good_bytes.clone(),
-            4,
-            "CNI_NETNS",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["name"], json!("../escape")),
-            7,
-            "name",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["name"], json!("a/b")),
-            7,
-            "name",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["name"], json!("a\u{0}b")),
-            7,
-            "name",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["name"], json!("n".repeat(300))),
-            7,
-            "name",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["cniVersion"], json!("0.3.1")),
-            1,
-            "0.3.1",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["ipam", "type"], json!("dhcp")),
-            2,
-            "ipam.type",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["ipam", "ranges"], json!([[{"subnet": "10.1.0.0/16"}]])),
-            7,
-            "IPv6-only",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::1/64"}]])),
-            7,
-            "host bits",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/127"}]])),
-            7,
-            "too small",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/128"}]])),
-            7,
-            "too small",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(
+    // A valid ADD: each case changes what it is about, and says what it expects.
+    let add = BadCase {
+        name: "",
+        command: "ADD",
+        container_id: "c",
+        netns: &netns,
+        ifname: "eth0",
+        stdin: serde_json::to_vec(&good).unwrap(),
+        code: 0,
+        message: "",
+    };
+    let cases = [
+        BadCase {
+            name: "configuration cut short",
+            stdin: b"{\"cniVersion\": ".to_vec(),
+            code: 6,
+            message: "EOF while parsing a value",
+            ..add.clone()
+        },
+        BadCase {
+            name: "configuration that is not an object",
+            stdin: b"[]".to_vec(),
+            code: 6,
+            message: "not a JSON object",
+            ..add.clone()
+        },
+        BadCase {
+            name: "unknown CNI_COMMAND",
+            command: "FROB",
+            code: 4,
+            message: "CNI_COMMAND",
+            ..add.clone()
+        },
+        BadCase {
+            name: "empty container id",
+            container_id: "",
+            code: 4,
+            message: "CNI_CONTAINERID",
+            ..add.clone()
+        },
+        BadCase {
+            name: "container id climbing out of the data dir",
+            container_id: "../../etc",
+            code: 4,
+            message: "CNI_CONTAINERID",
+            ..add.clone()
+        },
+        BadCase {
+            name: "container id with a slash",
+            container_id: "a/b",
+            code: 4,
+            message: "CNI_CONTAINERID",
+            ..add.clone()
+        },
+        BadCase {
+            name: "container id of 300 bytes",
+            container_id: &long_id,
+            code: 4,
+            message: "CNI_CONTAINERID",
+            ..add.clone()
+        },
+        BadCase {
+            name: "interface name longer than 15 bytes",
+            ifname: "eth0-far-too-long",
+            code: 4,
+            message: "CNI_IFNAME",
+            ..add.clone()
+        },
+        BadCase {
+            name: "interface name that is a path",
+            ifname: "../x",
+            code: 4,
+            message: "CNI_IFNAME",
+            ..add.clone()
+        },
+        BadCase {
+            name: "ADD without a namespace",
+            netns: "",
+            code: 4,
+            message: "CNI_NETNS",
+            ..add.clone()
+        },
+        BadCase {
+            name: "namespace that does not exist",
+            netns: "/run/netns/nope",
+            code: 4,
+            message: "CNI_NETNS",
+            ..add.clone()
+        },
+        BadCase {
+            name: "network name climbing out of the data dir",
+            stdin: with(&["name"], json!("../escape")),
+            code: 7,
+            message: "name",
+            ..add.clone()
+        },
+        BadCase {
+            name: "network name with a slash",
+            stdin: with(&["name"], json!("a/b")),
+            code: 7,
+            message: "name",
+            ..add.clone()
+        },
+        BadCase {
+            name: "network name with a NUL",
+            stdin: with(&["name"], json!("a\u{0}b")),
+            code: 7,
+            message: "name",
+            ..add.clone()
+        },
+        BadCase {
+            name: "network name of 300 bytes",
+            stdin: with(&["name"], json!("n".repeat(300))),
+            code: 7,
+            message: "name",
+            ..add.clone()
+        },
+        BadCase {
+            name: "unsupported cniVersion",
+            stdin: with(&["cniVersion"], json!("0.3.1")),
+            code: 1,
+            message: "0.3.1",
+            ..add.clone()
+        },
+        BadCase {
+            name: "an IPAM type other than sixlane's",
+            stdin: with(&["ipam", "type"], json!("dhcp")),
+            code: 2,
+            message: "ipam.type",
+            ..add.clone()
+        },
+        BadCase {
+            name: "an IPv4 range",
+            stdin: with(&["ipam", "ranges"], json!([[{"subnet": "10.1.0.0/16"}]])),
+            code: 7,
+            message: "IPv6-only",
+            ..add.clone()
+        },
+        BadCase {
+            name: "a subnet with host bits set",
+            stdin: with(&["ipam", "ranges"], json!([[{"subnet": "fd00::1/64"}]])),
+            code: 7,
+            message: "host bits",
+            ..add.clone()
+        },
+        BadCase {
+            name: "a /127 subnet",
+            stdin: with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/127"}]])),
+            code: 7,
+            message: "too small",
+            ..add.clone()
+        },
+        BadCase {
+            name: "a /128 subnet",
+            stdin: with(&["ipam", "ranges"], json!([[{"subnet": "fd00::/128"}]])),
+            code: 7,
+            message: "too small",
+            ..add.clone()
+        },
+        BadCase {
+            name: "rangeStart outside the subnet",
+            stdin: with(
                 &["ipam", "ranges"],
                 json!([[{"subnet": "fd00::/64", "rangeStart": "fd01::5"}]]),
             ),
-            7,
-            "rangeStart",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(
+            code: 7,
+            message: "rangeStart",
+            ..add.clone()
+        },
+        BadCase {
+            name: "overlapping range sets",
+            stdin: with(
                 &["ipam", "ranges"],
                 json!([[{"subnet": "fd00::/64"}], [{"subnet": "fd00::/80"}]]),
             ),
-            7,
-            "overlaps",
-        ),
-        (
-            "ADD",
-            "c",
-            &netns,
-            "eth0",
-            with(&["runtimeConfig"], json!({"ips": ["fd00:99::1"]})),
-            7,
-            "runtimeConfig.ips[0]",
-        ),
-        ("GC", "", "", "", good_bytes.clone(), 1, "GC"),
+            code: 7,
+            message: "overlaps",
+            ..add.clone()
+        },
+        BadCase {
+            name: "a requested address outside the ranges",
+            stdin: with(&["runtimeConfig"], json!({"ips": ["fd00:99::1"]})),
+            code: 7,
+            message: "runtimeConfig.ips[0]",
+            ..add.clone()
+        },
+        BadCase {
+            name: "GC in a spec version before 1.1.0",
+            command: "GC",
+            container_id: "",
+            netns: "",
+            ifname: "",
+            code: 1,
+            message: "GC",
+            ..add.clone()
+        },
     ];
-    for (i, (verb, id, ns, ifname, stdin, code, needle)) in cases.iter().enumerate() {
-        let out = net
-            .plugin
-            .call_raw(Some(&net.node), &Call::new(verb, id, ns, ifname), stdin);
-        assert_eq!(out.code(), *code, "case {i}: {}", out.stdout);
+    for case in &cases {
+        let name = case.name;
         assert!(
-            out.message().contains(needle),
-            "case {i}: {:?} lacks {needle:?}",
-            out.message()
+            !name.is_empty() && case.code != 0 && !case.message.is_empty(),
+            "every case is named and says which error it expects"
+        );
+        let call = Call::new(case.command, case.container_id, case.netns, case.ifname);
+        let out = net.plugin.call_raw(Some(&net.node), &call, &case.stdin);
+        assert_eq!(
+            out.code(),
+            case.code,
+            "{name}: error code of {}",
+            out.stdout
+        );
+        let message = out.message();
+        assert!(
+            message.contains(case.message),
+            "{name}: message {message:?} lacks {:?}",
+            case.message
         );
         // Nothing written: not even the network directory, no link.
         let entries: Vec<_> = fs::read_dir(net.data.path()).unwrap().flatten().collect();
-        assert!(entries.is_empty(), "case {i} wrote {entries:?}");
-        assert_eq!(net.node_links(), ["lo"], "case {i}");
+        assert!(entries.is_empty(), "{name}: wrote {entries:?}");
+        assert_eq!(net.node_links(), ["lo"], "{name}: left a link");
     }
     // Nothing escaped the data dir either.
     assert!(!net.data.path().parent().unwrap().join("escape").exists());
