@@ -104,6 +104,8 @@ pub struct Ctx {
     pub xtask: PathBuf,
     /// The release `sixlane-agent` binary.
     pub agent: PathBuf,
+    /// The agent's `svc_plan` example (release): a 10,000-service apply, step by step.
+    pub svc_plan: PathBuf,
 }
 
 pub type Values = BTreeMap<&'static str, f64>;
@@ -168,12 +170,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "sixlane-agent",
         "--package",
         "sixlane-cni",
+        "--bins",
+        "--example",
+        "svc_plan",
     ]))?;
     let root = crate::workspace_root();
     let ctx = Ctx {
         secs: if args.quick { 1.0 } else { args.secs },
         xtask: std::env::current_exe().context("locating the xtask binary")?,
         agent: root.join("target/release/sixlane-agent"),
+        svc_plan: root.join("target/release/examples/svc_plan"),
     };
     let interrupt = interrupt::Interrupt::install()?;
     let rounds = if args.quick { 1 } else { args.rounds.max(1) };
