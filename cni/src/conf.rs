@@ -599,7 +599,18 @@ mod tests {
         })
     }
 
-    type Case = (&'static str, Option<Value>, u32, &'static str);
+    /// One invalid configuration: [`base`] with `value` set at `path` (removed with `None`),
+    /// and the error it must give.
+    struct Case {
+        /// What is wrong with it (failures print it).
+        name: &'static str,
+        path: &'static str,
+        value: Option<Value>,
+        /// The spec's error code.
+        code: u32,
+        /// A fragment of the error's message.
+        message: &'static str,
+    }
 
     /// Sets (or with `None` removes) the value at a `/a/b` path, creating objects on the way.
     fn set(v: &mut Value, path: &str, value: Option<Value>) {
@@ -706,138 +717,282 @@ mod tests {
 
     #[test]
     fn bad_configs_get_the_right_code_and_field() {
-        let cases: Vec<Case> = vec![
-            ("/cniVersion", Some(json!("0.3.1")), 1, "0.3.1"),
-            ("/cniVersion", None, 1, "cniVersion"),
-            ("/cniVersions", Some(json!("1.0.0")), 7, "cniVersions"),
-            ("/name", Some(json!("../etc")), 7, "name"),
-            ("/name", Some(json!("a/b")), 7, "name"),
-            ("/name", Some(json!("a\u{0}b")), 7, "name"),
-            ("/name", Some(json!("x".repeat(300))), 7, "name"),
-            ("/name", None, 7, "name"),
-            ("/mtu", Some(json!("big")), 7, "mtu"),
-            ("/mtu", Some(json!(1000)), 7, "mtu"),
-            ("/dataplane", Some(json!("maybe")), 7, "dataplane"),
-            ("/attach", Some(json!("xdp")), 7, "attach"),
-            ("/attach", Some(json!(1)), 7, "attach"),
-            ("/pinRoot", Some(json!("rel/ative")), 7, "pinRoot"),
-            ("/podGateway", Some(json!("fd00::1")), 7, "podGateway"),
-            ("/logLevel", Some(json!("loud")), 7, "logLevel"),
-            ("/ipam/type", Some(json!("dhcp")), 2, "ipam.type"),
-            ("/ipam", None, 7, "ipam"),
-            ("/ipam/ranges", Some(json!([])), 7, "ipam.ranges"),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "10.0.0.0/24"}]])),
-                7,
-                "IPv6-only",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "::ffff:10.0.0.0/120"}]])),
-                7,
-                "IPv6-only",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::1/64"}]])),
-                7,
-                "ipam.ranges[0][0].subnet",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/127"}]])),
-                7,
-                "too small",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/128"}]])),
-                7,
-                "too small",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/64", "rangeStart": "fd01::1"}]])),
-                7,
-                "ipam.ranges[0][0].rangeStart",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/64", "rangeEnd": "fd01::1"}]])),
-                7,
-                "ipam.ranges[0][0].rangeEnd",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/64", "gateway": "10.0.0.1"}]])),
-                7,
-                "ipam.ranges[0][0].gateway",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/64"}], [{"subnet": "fd00::/96"}]])),
-                7,
-                "range set 0 overlaps with 1",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "fd00::/64"}, {"subnet": "fd00::/96"}]])),
-                7,
-                "overlap",
-            ),
-            (
-                "/ipam/ranges",
-                Some(json!([[{"subnet": "nonsense"}]])),
-                7,
-                "subnet",
-            ),
-            (
-                "/ipam/routes",
-                Some(json!([{"dst": "0.0.0.0/0"}])),
-                7,
-                "ipam.routes[0].dst",
-            ),
-            (
-                "/ipam/routes",
-                Some(json!([{"dst": "::/0", "mtu": 500}])),
-                7,
-                "ipam.routes[0].mtu",
-            ),
-            (
-                "/ipam/routes",
-                Some(json!([{"gw": "fe80::1"}])),
-                7,
-                "ipam.routes[0].dst",
-            ),
-            (
-                "/runtimeConfig/ips",
-                Some(json!(["10.1.1.1"])),
-                7,
-                "runtimeConfig.ips[0]",
-            ),
-            (
-                "/runtimeConfig/ips",
-                Some(json!(["fd00:99::1"])),
-                7,
-                "runtimeConfig.ips[0]",
-            ),
-            (
-                "/runtimeConfig/ips",
-                Some(json!(["fd00:10:244:1::1"])),
-                7,
-                "gateway",
-            ),
-            ("/args/cni/ips", Some(json!(["nope"])), 7, "args.cni.ips[0]"),
+        let cases = [
+            Case {
+                name: "unsupported cniVersion",
+                path: "/cniVersion",
+                value: Some(json!("0.3.1")),
+                code: 1,
+                message: "0.3.1",
+            },
+            Case {
+                name: "no cniVersion",
+                path: "/cniVersion",
+                value: None,
+                code: 1,
+                message: "cniVersion",
+            },
+            Case {
+                name: "cniVersions that is not a list",
+                path: "/cniVersions",
+                value: Some(json!("1.0.0")),
+                code: 7,
+                message: "cniVersions",
+            },
+            Case {
+                name: "network name climbing out of the data dir",
+                path: "/name",
+                value: Some(json!("../etc")),
+                code: 7,
+                message: "name",
+            },
+            Case {
+                name: "network name with a slash",
+                path: "/name",
+                value: Some(json!("a/b")),
+                code: 7,
+                message: "name",
+            },
+            Case {
+                name: "network name with a NUL",
+                path: "/name",
+                value: Some(json!("a\u{0}b")),
+                code: 7,
+                message: "name",
+            },
+            Case {
+                name: "network name of 300 bytes",
+                path: "/name",
+                value: Some(json!("x".repeat(300))),
+                code: 7,
+                message: "name",
+            },
+            Case {
+                name: "no network name",
+                path: "/name",
+                value: None,
+                code: 7,
+                message: "name",
+            },
+            Case {
+                name: "MTU that is not a number",
+                path: "/mtu",
+                value: Some(json!("big")),
+                code: 7,
+                message: "mtu",
+            },
+            Case {
+                name: "MTU below IPv6's 1280",
+                path: "/mtu",
+                value: Some(json!(1000)),
+                code: 7,
+                message: "mtu",
+            },
+            Case {
+                name: "unknown dataplane mode",
+                path: "/dataplane",
+                value: Some(json!("maybe")),
+                code: 7,
+                message: "dataplane",
+            },
+            Case {
+                name: "unknown attach mode",
+                path: "/attach",
+                value: Some(json!("xdp")),
+                code: 7,
+                message: "attach",
+            },
+            Case {
+                name: "attach mode that is not a string",
+                path: "/attach",
+                value: Some(json!(1)),
+                code: 7,
+                message: "attach",
+            },
+            Case {
+                name: "relative pin root",
+                path: "/pinRoot",
+                value: Some(json!("rel/ative")),
+                code: 7,
+                message: "pinRoot",
+            },
+            Case {
+                name: "pod gateway that is not link-local",
+                path: "/podGateway",
+                value: Some(json!("fd00::1")),
+                code: 7,
+                message: "podGateway",
+            },
+            Case {
+                name: "unknown log level",
+                path: "/logLevel",
+                value: Some(json!("loud")),
+                code: 7,
+                message: "logLevel",
+            },
+            Case {
+                name: "an IPAM type other than sixlane's",
+                path: "/ipam/type",
+                value: Some(json!("dhcp")),
+                code: 2,
+                message: "ipam.type",
+            },
+            Case {
+                name: "no ipam section",
+                path: "/ipam",
+                value: None,
+                code: 7,
+                message: "ipam",
+            },
+            Case {
+                name: "no ranges",
+                path: "/ipam/ranges",
+                value: Some(json!([])),
+                code: 7,
+                message: "ipam.ranges",
+            },
+            Case {
+                name: "an IPv4 range",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "10.0.0.0/24"}]])),
+                code: 7,
+                message: "IPv6-only",
+            },
+            Case {
+                name: "an IPv4-mapped range",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "::ffff:10.0.0.0/120"}]])),
+                code: 7,
+                message: "IPv6-only",
+            },
+            Case {
+                name: "a subnet with host bits set",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::1/64"}]])),
+                code: 7,
+                message: "ipam.ranges[0][0].subnet",
+            },
+            Case {
+                name: "a /127 subnet",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/127"}]])),
+                code: 7,
+                message: "too small",
+            },
+            Case {
+                name: "a /128 subnet",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/128"}]])),
+                code: 7,
+                message: "too small",
+            },
+            Case {
+                name: "rangeStart outside the subnet",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/64", "rangeStart": "fd01::1"}]])),
+                code: 7,
+                message: "ipam.ranges[0][0].rangeStart",
+            },
+            Case {
+                name: "rangeEnd outside the subnet",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/64", "rangeEnd": "fd01::1"}]])),
+                code: 7,
+                message: "ipam.ranges[0][0].rangeEnd",
+            },
+            Case {
+                name: "an IPv4 gateway",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/64", "gateway": "10.0.0.1"}]])),
+                code: 7,
+                message: "ipam.ranges[0][0].gateway",
+            },
+            Case {
+                name: "overlapping range sets",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/64"}], [{"subnet": "fd00::/96"}]])),
+                code: 7,
+                message: "range set 0 overlaps with 1",
+            },
+            Case {
+                name: "overlapping ranges in one set",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "fd00::/64"}, {"subnet": "fd00::/96"}]])),
+                code: 7,
+                message: "overlap",
+            },
+            Case {
+                name: "a subnet that is no prefix",
+                path: "/ipam/ranges",
+                value: Some(json!([[{"subnet": "nonsense"}]])),
+                code: 7,
+                message: "subnet",
+            },
+            Case {
+                name: "an IPv4 route",
+                path: "/ipam/routes",
+                value: Some(json!([{"dst": "0.0.0.0/0"}])),
+                code: 7,
+                message: "ipam.routes[0].dst",
+            },
+            Case {
+                name: "a route MTU below 1280",
+                path: "/ipam/routes",
+                value: Some(json!([{"dst": "::/0", "mtu": 500}])),
+                code: 7,
+                message: "ipam.routes[0].mtu",
+            },
+            Case {
+                name: "a route without a destination",
+                path: "/ipam/routes",
+                value: Some(json!([{"gw": "fe80::1"}])),
+                code: 7,
+                message: "ipam.routes[0].dst",
+            },
+            Case {
+                name: "a requested IPv4 address",
+                path: "/runtimeConfig/ips",
+                value: Some(json!(["10.1.1.1"])),
+                code: 7,
+                message: "runtimeConfig.ips[0]",
+            },
+            Case {
+                name: "a requested address outside the ranges",
+                path: "/runtimeConfig/ips",
+                value: Some(json!(["fd00:99::1"])),
+                code: 7,
+                message: "runtimeConfig.ips[0]",
+            },
+            Case {
+                name: "the gateway requested as a pod address",
+                path: "/runtimeConfig/ips",
+                value: Some(json!(["fd00:10:244:1::1"])),
+                code: 7,
+                message: "gateway",
+            },
+            Case {
+                name: "a requested address that is no address",
+                path: "/args/cni/ips",
+                value: Some(json!(["nope"])),
+                code: 7,
+                message: "args.cni.ips[0]",
+            },
         ];
-        for (i, (path, value, code, needle)) in cases.iter().enumerate() {
+        for Case {
+            name,
+            path,
+            value,
+            code,
+            message,
+        } in cases
+        {
             let mut v = base();
-            set(&mut v, path, value.clone());
+            set(&mut v, path, value);
             let e = parse_value(&v).unwrap_err();
-            assert_eq!(e.code(), *code, "case {i}: {e}");
+            assert_eq!(e.code(), code, "{name}: error code of {e}");
             assert!(
-                e.to_string().contains(needle),
-                "case {i}: {e:?} lacks {needle:?}"
+                e.to_string().contains(message),
+                "{name}: {e:?} lacks {message:?}"
             );
         }
         // Malformed JSON is a decode failure.

@@ -2,6 +2,7 @@
 
 pub mod bins;
 pub mod cni;
+pub mod cni_node;
 pub use sixlane_testkit::dns64;
 pub mod cluster;
 pub mod cri;

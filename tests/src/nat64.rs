@@ -1,6 +1,9 @@
 //! Helpers for the NAT64 tests: raw packet builders written from the RFCs (independent of both
 //! the datapath and `sixlane_common::nat64`), programming the translator, and a namespace whose
 //! routes and neighbours make the datapath's FIB lookups deterministic for `BPF_PROG_TEST_RUN`.
+//! [`xlat`]: the translator under `BPF_PROG_TEST_RUN`, as the `nat64_xlat_*` tests drive it.
+
+pub mod xlat;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -4,12 +4,18 @@
 //! - real traffic through a veth between two namespaces, counted by links pinned under a
 //!   per-test bpffs directory;
 //! - reloading the object keeps the pinned maps (counters survive) and swaps the programs behind
-//!   the links atomically, with exactly one program per hook afterwards;
+//!   the links atomically (traffic during the swap is counted frame for frame), with exactly one
+//!   program per hook afterwards;
 //! - a pinned map with another layout is refused unless replacement is asked for.
 
 use std::{
     net::{Ipv6Addr, SocketAddr, UdpSocket},
-    time::Duration,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -330,6 +336,87 @@ fn ping_pong(p: &Pair, n: usize) {
     echo.join().unwrap();
 }
 
+/// Round trips from A (ns1) to an echo server at B (ns2), one datagram in flight, until
+/// stopped: each is exactly one frame out of `a` and one into it, whichever programs run there.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    trips: Arc<AtomicU64>,
+    client: JoinHandle<u64>,
+    server: JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(p: &Pair) -> Self {
+        let server = p
+            .ns2
+            .enter(|| UdpSocket::bind(SocketAddr::from((B, 0))).unwrap());
+        let server_addr = server.local_addr().unwrap();
+        let client = p
+            .ns1
+            .enter(|| UdpSocket::bind(SocketAddr::from((A, 0))).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let trips = Arc::new(AtomicU64::new(0));
+        // The server polls `stop` between reads; the client stops after a complete round trip,
+        // so no datagram is left in flight.
+        server
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let server = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((len, from)) = server.recv_from(&mut buf) {
+                        server.send_to(&buf[..len], from).unwrap();
+                    }
+                }
+            })
+        };
+        let client = {
+            let (stop, trips) = (stop.clone(), trips.clone());
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    client.send_to(&[n as u8; PAYLOAD], server_addr).unwrap();
+                    let (len, _) = client.recv_from(&mut buf).expect("echo reply");
+                    assert_eq!(len, PAYLOAD);
+                    n += 1;
+                    trips.store(n, Ordering::Relaxed);
+                }
+                n
+            })
+        };
+        Self {
+            stop,
+            trips,
+            client,
+            server,
+        }
+    }
+
+    /// Returns once `n` more round trips than now have completed.
+    fn wait_for(&self, n: u64) {
+        let target = self.trips.load(Ordering::Relaxed) + n;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.trips.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the traffic stalled");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops after the round trip under way; returns how many completed.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let n = self.client.join().unwrap();
+        self.server.join().unwrap();
+        n
+    }
+}
+
 fn total(layout: &PinLayout, dir: Direction, reason: Reason) -> Counter {
     metrics::get(&metrics::read(layout).unwrap(), dir, reason)
 }
@@ -434,6 +521,30 @@ fn reload_keeps_state_and_swaps_programs_atomically() {
         assert_eq!(got, Attached::Replaced);
     });
     assert_eq!(tcx_program_ids(&p, TcAttachType::Ingress).len(), 1);
+    drop(dp2);
+
+    // Atomically: another restart swaps the programs while datagrams cross the link. Each frame
+    // is counted once, by the old programs or the new ones: none passed a hook while it had no
+    // program, or two.
+    let (e0, i0) = (
+        total(&layout, Direction::Egress, Reason::Pass),
+        total(&layout, Direction::Ingress, Reason::Pass),
+    );
+    let traffic = Traffic::start(&p);
+    traffic.wait_for(100);
+    let mut dp3 = Datapath::load(&layout, &LoadOptions::default()).unwrap();
+    let report = dp3.repoint_attachments().unwrap();
+    traffic.wait_for(100);
+    let trips = traffic.stop();
+    assert_eq!(report.tcx.replaced, 2, "{report:?}");
+    assert_ne!(
+        tcx_program_ids(&p, TcAttachType::Ingress),
+        new_ingress,
+        "swapped under traffic"
+    );
+    let counted = |dir| total(&layout, dir, Reason::Pass).packets;
+    assert_eq!(counted(Direction::Egress) - e0.packets, trips, "egress");
+    assert_eq!(counted(Direction::Ingress) - i0.packets, trips, "ingress");
 }
 
 #[test]

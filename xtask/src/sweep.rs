@@ -4,13 +4,19 @@
 //! that do not follow the harness format are not ours and never touched. Finding one fails the
 //! run: a guard that did not clean up is a bug even if the sweep mops up after it. Leftovers
 //! that were already there before this run started (an earlier run that was killed) are
-//! removed but do not fail this run: it did not make them.
+//! removed but do not fail this run: it did not make them. [`own`] removes what the running
+//! process made, for a command told to stop (the bench on a signal).
 
 use std::{collections::BTreeSet, fs, process::Command};
 
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use sixlane_testkit::{
     containerd,
-    names::{PREFIX, owner_pid},
+    names::{PREFIX, made_here, owner_pid},
+    process,
 };
 
 use crate::sh;
@@ -88,6 +94,10 @@ fn remove(kind: &str, name: &str, report: &mut Vec<String>) {
         "cgroup" => {
             containerd::remove_cgroup(&std::path::Path::new(containerd::CGROUP_ROOT).join(name));
         }
+        "temp" => {
+            let p = std::env::temp_dir().join(name);
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
         _ => {
             let p = std::path::Path::new("/sys/fs/bpf").join(name);
             let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
@@ -112,6 +122,45 @@ pub fn sweep(before: &Before) -> (Vec<String>, Vec<String>) {
         remove(kind, &name, report);
     }
     (ours, earlier)
+}
+
+/// Harness-named files and directories in the temporary directory (`TempDir`, the benches'
+/// configuration files).
+fn temp_entries() -> BTreeSet<(&'static str, String)> {
+    fs::read_dir(std::env::temp_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| ("temp", e.file_name().to_string_lossy().into_owned()))
+                .filter(|(_, name)| name.starts_with(PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILLs every process this one started, and theirs; returns their pids.
+pub fn end_children() -> Vec<i32> {
+    let me = i32::try_from(std::process::id()).expect("pids fit in i32");
+    process::descendants(&[me])
+        .into_iter()
+        .filter(|pid| kill(Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
+        .collect()
+}
+
+/// Ends this process's children and removes every resource named after it (namespaces with the
+/// processes in them, links, pins, cgroups, temporary files): what a guard of an interrupted
+/// command could not remove, or not in time. Returns what it found.
+pub fn own() -> Vec<String> {
+    let mut report: Vec<String> = end_children()
+        .into_iter()
+        .map(|pid| format!("process {pid}"))
+        .collect();
+    for (kind, name) in inventory().into_iter().chain(temp_entries()) {
+        if made_here(&name) {
+            report.push(format!("{kind} {name}"));
+            remove(kind, &name, &mut report);
+        }
+    }
+    report
 }
 
 #[cfg(test)]

@@ -19,14 +19,21 @@ pub fn unique(tag: char) -> String {
         "tag {tag:?} must be one ASCII letter"
     );
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // pid: at most 22 bits on Linux (pid_max ≤ 4194304) = 6 hex digits; n wraps at 4096.
-    let name = format!(
-        "{PREFIX}{tag}_{:x}_{:x}",
-        std::process::id() & 0x3f_ffff,
-        n & 0xfff
-    );
+    // n wraps at 4096.
+    let name = format!("{PREFIX}{tag}_{:x}_{:x}", pid_field(), n & 0xfff);
     debug_assert!(name.len() <= 15, "{name}");
     name
+}
+
+/// This process's id as names carry it: at most 22 bits on Linux (pid_max ≤ 4194304), 6 hex
+/// digits.
+fn pid_field() -> u32 {
+    std::process::id() & 0x3f_ffff
+}
+
+/// Whether [`unique`] made `name` in this process.
+pub fn made_here(name: &str) -> bool {
+    owner_pid(name) == Some(pid_field())
 }
 
 /// The process id embedded in a name made by [`unique`], if it is one.
@@ -52,6 +59,7 @@ mod tests {
             assert!(n.len() <= 15, "{n}");
             assert!(n.starts_with(PREFIX));
             assert_eq!(owner_pid(&n), Some(std::process::id() & 0x3f_ffff));
+            assert!(made_here(&n));
             assert!(seen.insert(n));
         }
     }
@@ -62,5 +70,7 @@ mod tests {
         assert_eq!(owner_pid("sltxx_12_3"), None);
         assert_eq!(owner_pid("sltn_zz_3"), None);
         assert_eq!(owner_pid("sltn_1f_3"), Some(0x1f));
+        assert!(!made_here("sltn_3fffff_3"));
+        assert!(!made_here("eth0"));
     }
 }

@@ -8,10 +8,12 @@
 //! to `target/bench/*.jsonl`. A trial during which the hypervisor stole more than 2% of the CPU
 //! time is repeated (up to 3 times; the stolen attempts stay in the log, marked `discarded`);
 //! the table counts the trials kept stolen after that, per mode.
-//! Nothing here asserts a timing: claims are read off the table.
+//! Nothing here asserts a timing: claims are read off the table. Ctrl-C (or SIGTERM) stops the
+//! run and removes everything it made (`interrupt`).
 
 mod baseline;
 mod cni;
+mod interrupt;
 mod kubeproxy;
 mod measure;
 mod nat64;
@@ -102,6 +104,8 @@ pub struct Ctx {
     pub xtask: PathBuf,
     /// The release `sixlane-agent` binary.
     pub agent: PathBuf,
+    /// The agent's `svc_plan` example (release): a 10,000-service apply, step by step.
+    pub svc_plan: PathBuf,
 }
 
 pub type Values = BTreeMap<&'static str, f64>;
@@ -166,13 +170,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "sixlane-agent",
         "--package",
         "sixlane-cni",
+        "--bins",
+        "--example",
+        "svc_plan",
     ]))?;
     let root = crate::workspace_root();
     let ctx = Ctx {
         secs: if args.quick { 1.0 } else { args.secs },
         xtask: std::env::current_exe().context("locating the xtask binary")?,
         agent: root.join("target/release/sixlane-agent"),
+        svc_plan: root.join("target/release/examples/svc_plan"),
     };
+    let interrupt = interrupt::Interrupt::install()?;
     let rounds = if args.quick { 1 } else { args.rounds.max(1) };
     let out_dir = root.join("target/bench");
     fs::create_dir_all(&out_dir)?;
@@ -193,7 +202,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 args.modes
             );
         }
-        let run = run_scenario(s.as_ref(), &modes, &ctx, rounds, &path)?;
+        let run = run_scenario(s.as_ref(), &modes, &ctx, rounds, &path, &interrupt);
+        // Interrupted: the trial's guards are gone by now; remove what is left, and exit.
+        interrupt.exit_if_signalled();
+        let run = run?;
         failed.extend(run.failures);
         let table = stats::table(
             s.name(),
@@ -238,6 +250,7 @@ fn run_scenario(
     ctx: &Ctx,
     rounds: usize,
     jsonl: &std::path::Path,
+    interrupt: &interrupt::Interrupt,
 ) -> anyhow::Result<Run> {
     let mut log = OpenOptions::new().create(true).append(true).open(jsonl)?;
     let mut results: Results = BTreeMap::new();
@@ -259,6 +272,7 @@ fn run_scenario(
             );
             let mut attempt = 0;
             loop {
+                interrupt.check()?;
                 let steal0 = stats::cpu_steal();
                 match s.trial(mode, ctx) {
                     Ok(values) => {
@@ -297,6 +311,8 @@ fn run_scenario(
                         results.entry(mode.name).or_default().push(values);
                     }
                     Err(e) => {
+                        // Failed because it was stopped: not a result.
+                        interrupt.check()?;
                         failures.push(format!("{} {} round {}", s.name(), mode.name, round + 1));
                         eprintln!(
                             "bench {}: trial {} of {} failed: {e:#}",

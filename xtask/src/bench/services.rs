@@ -10,6 +10,9 @@
 //! - `svc-prog`: time to program 10,000 services into empty state, to add one more, and to
 //!   change one service's endpoints, for sixlane (in-process API and end-to-end CLI) and the
 //!   peers (`nft -f`, `ip6tables-restore`); the limit is sixlane's own map syscalls alone.
+//! - `svc-plan`: where the time of a 10,000-service apply goes without map syscalls (the whole
+//!   apply, the same state again, each planning step alone), from the agent's `svc_plan`
+//!   example run in-process. Only sixlane's numbers: it shows what to optimise, no ratio.
 //!
 //! Fresh namespaces (and pin directory) per trial; peers' rulesets are generated like
 //! kube-proxy's (see `kubeproxy.rs`); the measured service is the last one (worst case for
@@ -54,6 +57,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
             name: "svc-10k",
         }),
         Box::new(Programming),
+        Box::new(Planning),
     ]
 }
 
@@ -494,4 +498,79 @@ fn timed(cmd: &mut Command) -> anyhow::Result<f64> {
     let start = Instant::now();
     sh::output(cmd)?;
     Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// What the agent's `svc_plan` example measures, in the order it runs them.
+const PLAN_METRICS: [&str; 7] = [
+    "apply_ms",
+    "noop_ms",
+    "contribute_ms",
+    "diff_ms",
+    "pack_ms",
+    "clone_ms",
+    "owners_ms",
+];
+
+/// Where a 10,000-service apply's time goes: the agent's `svc_plan` example, once per trial.
+pub struct Planning;
+
+impl Scenario for Planning {
+    fn name(&self) -> &'static str {
+        "svc-plan"
+    }
+
+    fn about(&self) -> &'static str {
+        "a 10,000-service apply without map syscalls: whole, repeated unchanged, step by step"
+    }
+
+    fn modes(&self) -> Vec<Mode> {
+        vec![mode(
+            "sixlane",
+            Role::Ours,
+            "Programmer::apply over a store that discards writes, then contribute, diff, pack, \
+             clone and owners alone",
+        )]
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        PLAN_METRICS
+            .iter()
+            .map(|&m| Metric::new(m, "ms", false))
+            .collect()
+    }
+
+    fn trial(&self, _mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values> {
+        plan_values(&sh::output(&mut Command::new(&ctx.svc_plan))?)
+    }
+}
+
+/// The example's one JSON object as the scenario's values.
+fn plan_values(out: &str) -> anyhow::Result<Values> {
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("svc_plan's output")?;
+    PLAN_METRICS
+        .iter()
+        .map(|&m| {
+            let ms = v[m]
+                .as_f64()
+                .with_context(|| format!("svc_plan printed no {m}: {out}"))?;
+            Ok((m, ms))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_values_take_every_metric_and_nothing_else() {
+        let out = r#"{"apply_ms":210.5,"noop_ms":9.0,"contribute_ms":120.25,"diff_ms":40.0,
+            "pack_ms":1.5,"clone_ms":12.0,"owners_ms":3.0,"other":1}"#;
+        let v = plan_values(out).unwrap();
+        assert_eq!(v.len(), PLAN_METRICS.len());
+        assert_eq!(v["apply_ms"], 210.5);
+        assert_eq!(v["contribute_ms"], 120.25);
+        let e = plan_values(r#"{"apply_ms": 1}"#).unwrap_err().to_string();
+        assert!(e.contains("no noop_ms"), "{e}");
+    }
 }

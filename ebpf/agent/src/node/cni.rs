@@ -148,6 +148,15 @@ pub fn default_pin_root() -> &'static Path {
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        io::Read as _,
+        sync::{
+            Barrier,
+            atomic::{AtomicBool, Ordering},
+        },
+        thread,
+    };
+
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
@@ -221,6 +230,45 @@ mod tests {
             !install(&i).unwrap().1,
             "unchanged content is not rewritten"
         );
+        let leftovers: Vec<_> = fs::read_dir(d.join("net.d")).unwrap().flatten().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left");
+
+        // A changed conflist replaces the file rather than rewriting it: a runtime that opened
+        // the old one still reads all of it.
+        let mut old = fs::File::open(&path).unwrap();
+        let changed = Inputs {
+            mtu: 1500,
+            ..i.clone()
+        };
+        assert!(install(&changed).unwrap().1);
+        let mut was = String::new();
+        old.read_to_string(&mut was).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&was).unwrap(), v);
+        let now: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(now["plugins"][0]["mtu"], 1500);
+
+        // A reader polling the path while it is rewritten sees one whole conflist or the other,
+        // never a missing, empty or partial file.
+        let (started, done) = (Barrier::new(2), AtomicBool::new(false));
+        thread::scope(|s| {
+            s.spawn(|| {
+                started.wait();
+                loop {
+                    let body = fs::read(&path).expect("the conflist is always there");
+                    let v: Value = serde_json::from_slice(&body).expect("a whole conflist");
+                    let mtu = &v["plugins"][0]["mtu"];
+                    assert!(mtu == 1400 || mtu == 1500, "{mtu}");
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            });
+            started.wait();
+            for n in 0..50 {
+                assert!(install(if n % 2 == 0 { &i } else { &changed }).unwrap().1);
+            }
+            done.store(true, Ordering::Relaxed);
+        });
         let leftovers: Vec<_> = fs::read_dir(d.join("net.d")).unwrap().flatten().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left");
         fs::remove_dir_all(&d).unwrap();
