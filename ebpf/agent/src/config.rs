@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// Where the agent keeps small state across restarts (the chosen node address) and its
     /// status file for `sixlane-agent status`.
     pub state_dir: PathBuf,
+    /// Where the agent writes the sysctls it needs (`node::sysctl`): a `/proc/sys` of this
+    /// node's network namespace. The DaemonSet mounts the host's `/proc/sys/net` under
+    /// `/host/proc/sys` because the runtime mounts the container's own read-only.
+    pub sysctl_dir: PathBuf,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +64,7 @@ impl Default for NodeConfig {
             uplink: None,
             pod_cidr: None,
             state_dir: "/var/lib/sixlane".into(),
+            sysctl_dir: crate::node::sysctl::PROC_SYS.into(),
         }
     }
 }
@@ -427,6 +432,12 @@ impl Config {
                 format!("{} must be absolute", self.node.state_dir.display()),
             );
         }
+        if !self.node.sysctl_dir.is_absolute() {
+            bad(
+                "node.sysctlDir",
+                format!("{} must be absolute", self.node.sysctl_dir.display()),
+            );
+        }
 
         match (self.source.mode, &self.source.manifest_dir) {
             (SourceMode::Static, None) => bad(
@@ -735,6 +746,7 @@ mod tests {
             ),
             ("node:\n  podCIDR: fd00:10:1::/124\n", &["too small"]),
             ("node:\n  stateDir: var/lib\n", &["node.stateDir"]),
+            ("node:\n  sysctlDir: host/proc/sys\n", &["node.sysctlDir"]),
             (
                 "source:\n  mode: static\n",
                 &["source.manifestDir: required"],

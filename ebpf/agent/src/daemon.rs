@@ -38,6 +38,7 @@ use crate::{
         address::{self, Choice},
         cni,
         netlink::{self, RouteTable},
+        sysctl,
     },
     ops::{
         http::{self, Ctx, NodePortServers},
@@ -176,6 +177,7 @@ fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
     if s.conflist.is_none() {
         r.push("CNI configuration not written".into());
     }
+    r.extend(s.sysctls.iter().cloned());
     if s.last_reconcile.as_ref().is_none_or(|l| l.error.is_some()) {
         r.push("services not applied yet".into());
     }
@@ -241,12 +243,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
     );
     // NAT64 before anything else can create pods: its configuration entry also says "off".
     let n64 = nat64::state::apply(&pins, &cfg.nat64).context("programming NAT64")?;
-    if cfg.nat64.mode == Nat64Mode::Translate {
-        // bpf_fib_lookup refuses IPv4 forwarding lookups where forwarding is off.
-        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-            warn!(error = %e, "cannot enable net.ipv4.ip_forward; NAT64 needs it");
-        }
-    }
+    // Before pods can exist; retried with the node checks. One not applied: not ready.
+    let sysctls = sysctl::ensure(&cfg);
     info!(
         mode = ?cfg.nat64.mode,
         prefix = %cfg.nat64.prefix,
@@ -287,6 +285,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         },
         sink: sink.name().into(),
         node_eligible: true,
+        sysctls,
         not_ready: vec!["starting".into()],
         ..Default::default()
     }));
@@ -586,7 +585,9 @@ impl Agent {
         let uplink = self.uplink.clone();
         let pod = self.pod_cidr.clone();
         let eligible = me.as_ref().is_none_or(|n| !n.leaving);
+        let sysctls = sysctl::ensure(&self.cfg);
         self.shared.update(|s| {
+            s.sysctls = sysctls;
             s.node_address = choice;
             s.uplink = uplink;
             s.pod_cidr = pod.as_ref().map(|p| p.0.to_string());
