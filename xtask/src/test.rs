@@ -139,6 +139,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Ok("manifests validated; the cluster run itself is not executed here".into())
     });
     if !args.unit_only {
+        // The DaemonSet test runs this image (and rebuilds it for its rolling update).
+        step("image", &mut || {
+            let out = crate::image::run(&crate::image::Args::default())?;
+            Ok(out.display().to_string())
+        });
         step("privileged integration tests", &mut || {
             if !nix::unistd::geteuid().is_root() {
                 bail!("needs root (network namespaces, BPF)");
