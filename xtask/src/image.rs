@@ -6,8 +6,8 @@
 //! bookworm root filesystem that `mmdebstrap` builds from Debian's packages into
 //! `target/image/` (reproducibly: `SOURCE_DATE_EPOCH` fixed, cached until its recipe changes),
 //! then the release binaries. buildah's own storage lives under `target/image/` too, so nothing
-//! of the host's container storage is read or changed. `--timestamp 0` makes rebuilding the
-//! same sources give the same image ID.
+//! of the host's container storage is read or changed. `--timestamp 0` makes the same base and
+//! binaries give the same image ID, on empty storage as from buildah's layer cache.
 
 use std::{fs, path::PathBuf, process::Command};
 
