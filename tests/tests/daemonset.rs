@@ -55,8 +55,9 @@ const PREFIX: &str = "fd00:6464::/96";
 const API_PORT: u16 = 6443;
 /// The pods' image (busybox): also the sandbox ("pause") image.
 const POD_IMAGE: &str = "docker.io/library/slpod:latest";
-/// The image the manifests name, and the one a rolling update moves to.
+/// The image the manifests name.
 const IMAGE: &str = "sixlane/sixlane:dev";
+/// The rebuilt image a rolling update moves to.
 const NEXT_IMAGE: &str = "sixlane/sixlane:next";
 /// The agent container's capabilities, as the manifest adds them: CAP_NET_ADMIN (12),
 /// CAP_PERFMON (38), CAP_BPF (39).
@@ -102,8 +103,8 @@ impl NodeFs {
         self.root.parent().unwrap()
     }
 
-    /// The node path → test directory map (`/var/lib/sixlane` is left for kubelet's
-    /// DirectoryOrCreate to make).
+    /// The node path → test directory map (`/var/lib/sixlane` does not exist yet: kubelet's
+    /// DirectoryOrCreate makes it).
     fn host_paths(&self) -> BTreeMap<String, PathBuf> {
         let mut m: BTreeMap<String, PathBuf> = [
             "/etc/cni/net.d",
@@ -125,7 +126,6 @@ impl NodeFs {
     /// What containerd and the CNI plugin see at the node's paths.
     fn binds(&self) -> Vec<(PathBuf, &'static str)> {
         let hp = self.host_paths();
-        fs::create_dir_all(&hp["/var/lib/sixlane"]).unwrap();
         [
             "/etc/cni/net.d",
             "/opt/cni/bin",
@@ -158,12 +158,15 @@ fn node_object() -> Value {
 fn service(ns: &str, name: &str, vip: Ipv6Addr, ports: &[(&str, u16, u16)]) -> Value {
     let ports: Vec<Value> = ports
         .iter()
-        .map(|(n, port, target)| json!({"name": n, "port": port, "targetPort": target, "protocol": "TCP"}))
+        .map(|(n, port, target)| {
+            json!({"name": n, "port": port, "targetPort": target, "protocol": "TCP"})
+        })
         .collect();
+    let vip = vip.to_string();
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
-        "spec": {"type": "ClusterIP", "clusterIP": vip.to_string(), "clusterIPs": [vip.to_string()],
+        "spec": {"type": "ClusterIP", "clusterIP": vip, "clusterIPs": [vip],
                  "ipFamilies": ["IPv6"], "ports": ports},
     })
 }
@@ -235,7 +238,8 @@ fn config_maps() -> BTreeMap<String, BTreeMap<String, String>> {
         "the shipped configuration sets nat64 now: {text}"
     );
     text.push_str(&format!(
-        "nat64:\n  mode: translate\n  prefix: {PREFIX}\n  pool: [{NODE4}]\n  podCIDRs: [fd00:10:244::/56]\n"
+        "nat64:\n  mode: translate\n  prefix: {PREFIX}\n  pool: [{NODE4}]\n  \
+         podCIDRs: [fd00:10:244::/56]\n"
     ));
     out
 }
@@ -418,58 +422,58 @@ struct World {
     kubelet_node: Node,
 }
 
+/// The node and its networks: the uplink carries the node's IPv6 address (fd00:1::1) and the
+/// NAT64 pool; the router beside it hosts the Service's backend (fd00:1::2) and routes the pod
+/// range back to the node. IPv4 forwarding is off, as on a node that never needed it: the agent
+/// must turn it on.
+fn node_network() -> (NetNs, Internet) {
+    let node = sim::node().unwrap();
+    let net = Internet::new(&node).unwrap();
+    node.sysctl("net.ipv4.ip_forward", "0").unwrap();
+    let add6 = |addr: Ipv6Addr| format!("{addr}/64");
+    node.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &add6(NODE6),
+        "dev",
+        net.uplink(),
+        "nodad",
+    ])
+    .unwrap();
+    net.up
+        .b
+        .ip(&["-6", "addr", "add", &add6(BACKEND6), "dev", "{}", "nodad"])
+        .unwrap();
+    let via = NODE6.to_string();
+    net.rtr
+        .ip(&["-6", "route", "add", "fd00:10:244::/56", "via", &via])
+        .unwrap();
+    (node, net)
+}
+
+/// The Service's backend (HTTP, echo) and the IPv4-only server (HTTP, echo).
+fn servers(net: &Internet) -> (HttpServer, HttpServer, EchoServer, EchoServer) {
+    (
+        HttpServer::start(
+            &net.rtr,
+            (BACKEND6, 8080).into(),
+            b"hello from web".to_vec(),
+        ),
+        HttpServer::start(
+            &net.inet,
+            (SERVER4, 8080).into(),
+            b"hello over NAT64".to_vec(),
+        ),
+        EchoServer::start(&net.rtr, (BACKEND6, 7).into()),
+        EchoServer::start(&net.inet, (SERVER4, 7).into()),
+    )
+}
+
 impl World {
     fn new() -> Self {
-        let node = sim::node().unwrap();
-        let net = Internet::new(&node).unwrap();
-        // IPv4 forwarding off, as on a node that never needed it: the agent must turn it on.
-        node.sysctl("net.ipv4.ip_forward", "0").unwrap();
-        node.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{NODE6}/64"),
-            "dev",
-            net.uplink(),
-            "nodad",
-        ])
-        .unwrap();
-        net.up
-            .b
-            .ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{BACKEND6}/64"),
-                "dev",
-                "{}",
-                "nodad",
-            ])
-            .unwrap();
-        net.rtr
-            .ip(&[
-                "-6",
-                "route",
-                "add",
-                "fd00:10:244::/56",
-                "via",
-                &NODE6.to_string(),
-            ])
-            .unwrap();
-        let servers = (
-            HttpServer::start(
-                &net.rtr,
-                SocketAddr::from((BACKEND6, 8080)),
-                b"hello from web".to_vec(),
-            ),
-            HttpServer::start(
-                &net.inet,
-                SocketAddr::from((SERVER4, 8080)),
-                b"hello over NAT64".to_vec(),
-            ),
-            EchoServer::start(&net.rtr, SocketAddr::from((BACKEND6, 7))),
-            EchoServer::start(&net.inet, SocketAddr::from((SERVER4, 7))),
-        );
+        let (node, net) = node_network();
+        let servers = servers(&net);
         let fs_ = NodeFs::new();
         let pod_image = containerd::busybox_image_as(
             &fs_.dir().join("pod-image"),

@@ -65,7 +65,8 @@ impl HttpProbe {
             s.set_read_timeout(Some(timeout))?;
             write!(
                 s,
-                "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kube-probe/test\r\nConnection: close\r\n\r\n",
+                "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kube-probe/test\r\n\
+                 Connection: close\r\n\r\n",
                 self.path, self.addr
             )?;
             let mut text = String::new();
@@ -75,7 +76,10 @@ impl HttpProbe {
                 .nth(1)
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0);
-            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+            let body = text
+                .split_once("\r\n\r\n")
+                .map_or("", |(_, b)| b)
+                .to_owned();
             Ok(Answer { status, body })
         })
     }

@@ -283,8 +283,10 @@ impl Containerd {
         let mut script = format!(
             "set -e\n\
              mount -t tmpfs sltopt /opt\n\
-             mount -t overlay sltetc -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc\n\
-             mount -t overlay sltvar -o lowerdir=/var,upperdir={d}/var-up,workdir={d}/var-work /var\n",
+             mount -t overlay sltetc -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work \
+             /etc\n\
+             mount -t overlay sltvar -o lowerdir=/var,upperdir={d}/var-up,workdir={d}/var-work \
+             /var\n",
             d = dir.display(),
         );
         for (src, dst) in binds {
