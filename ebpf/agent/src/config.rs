@@ -704,6 +704,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.source.mode, SourceMode::Kubernetes);
         assert_eq!(c.logging.format, LogFormat::Json);
+        // The DaemonSet's proc-sys-net mount.
+        assert_eq!(c.node.sysctl_dir, Path::new("/host/proc/sys"));
     }
 
     #[test]
