@@ -9,14 +9,21 @@
 #                                and the agent configuration, and print every command the real
 #                                run would execute without executing any.
 #
+# The image is built exactly as everywhere else: `cargo xtask image` (buildah, from Debian
+# packages, no registry) writes target/image/sixlane.tar, which `kind load image-archive` puts on
+# the nodes; the manifests are applied unchanged. tests/tests/daemonset.rs runs the same image
+# and manifests under containerd's CRI on the development machine.
+#
 # Needs for a real run: kind, kubectl, docker (or podman with KIND_EXPERIMENTAL_PROVIDER=podman)
-# and a machine that can pull images. NOT run on sixlane's development machine (no container
-# engine there): only the dry run is exercised in CI.
+# for the cluster, buildah and mmdebstrap for the image (cargo xtask setup installs them), and a
+# machine that can pull kind's node and test images. NOT run on sixlane's development machine
+# (kind cannot run there): only the dry run is exercised in CI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CLUSTER=${CLUSTER:-sixlane}
-IMAGE=${IMAGE:-sixlane/sixlane:dev}
+IMAGE=sixlane/sixlane:dev
+IMAGE_ARCHIVE=$ROOT/target/image/sixlane.tar
 ENGINE=${ENGINE:-docker}
 NAT64_PREFIX=${NAT64_PREFIX:-64:ff9b::}
 VALIDATOR_VERSION=1.37.0
@@ -33,7 +40,7 @@ for arg in "$@"; do
     --dry-run) DRY=1 ;;
     --keep) KEEP=1 ;;
     -h | --help)
-      sed -n '2,16p' "$0"
+      sed -n '2,20p' "$0"
       exit 0
       ;;
     *)
@@ -109,6 +116,16 @@ static_checks() {
       fail "manifests do not validate against Kubernetes $v"
   done
 
+  step "checking the DaemonSet runs the image cargo xtask image builds"
+  "$venv/bin/python" - "$ROOT/manifests/daemonset.yaml" "$IMAGE" <<'PY' || fail "DaemonSet image"
+import sys, yaml
+ds = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "DaemonSet")
+spec = ds["spec"]["template"]["spec"]
+images = {c["image"] for c in spec.get("initContainers", []) + spec["containers"]}
+assert images == {sys.argv[2]}, f"DaemonSet images {images}, the build makes {sys.argv[2]}"
+print(f"DaemonSet image: {sys.argv[2]}")
+PY
+
   step "checking the kind config"
   "$venv/bin/python" - "$ROOT/manifests/kind-ipv6.yaml" <<'PY' || fail "kind config"
 import sys, yaml
@@ -155,19 +172,18 @@ cleanup() {
 e2e() {
   if ((!DRY)); then
     local t
-    for t in kind kubectl "$ENGINE" cargo; do
+    for t in kind kubectl "$ENGINE" cargo buildah mmdebstrap; do
       command -v "$t" >/dev/null || fail "$t is needed for a real run"
     done
   fi
 
-  step "building sixlane and its image"
-  run cargo build --release -p sixlane-agent -p sixlane-cni
-  run "$ENGINE" build -f "$ROOT/manifests/Containerfile" -t "$IMAGE" "$ROOT"
+  step "building sixlane's image (the DaemonSet's $IMAGE)"
+  run cargo xtask image --tag "$IMAGE" --out "$IMAGE_ARCHIVE"
 
   step "creating the IPv6-only kind cluster $CLUSTER"
   run kind create cluster --name "$CLUSTER" --config "$ROOT/manifests/kind-ipv6.yaml" --wait 0s
   if ((DRY)); then cleanup; else trap cleanup EXIT; fi
-  run kind load docker-image "$IMAGE" --name "$CLUSTER"
+  run kind load image-archive "$IMAGE_ARCHIVE" --name "$CLUSTER"
 
   step "deploying sixlane"
   local apiserver

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, DnsConfig,
-    ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, DnsConfig, ExecSyncRequest, ImageSpec, ImageStatusRequest,
+    LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxState, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    VersionRequest, image_service_client::ImageServiceClient,
     runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -102,10 +104,24 @@ pub struct Exec {
     pub stderr: Vec<u8>,
 }
 
-/// A CRI runtime-service client on a Unix socket, with its own single-threaded runtime.
+/// What `ContainerStatus` reports about a container's life (what kubelet's status sync reads).
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    pub state: ContainerState,
+    /// Meaningful once exited.
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// The container's log file (CRI log format), under the pod's log directory.
+    pub log_path: PathBuf,
+}
+
+/// A CRI client on a Unix socket (runtime and image services), with its own single-threaded
+/// runtime.
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
 }
 
 impl Cri {
@@ -132,7 +148,8 @@ impl Cri {
             .map_err(|source| CriError::Connect { path, source })?;
         Ok(Self {
             rt,
-            client: RuntimeServiceClient::new(channel),
+            client: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
         })
     }
 
@@ -148,8 +165,13 @@ impl Cri {
     /// `RunPodSandbox`: creates the pod's network namespace, calls the CNI ADD, starts the
     /// sandbox container. Returns the sandbox ID.
     pub fn run_pod(&mut self, pod: &Pod) -> Result<String> {
+        self.run_sandbox(pod.config())
+    }
+
+    /// `RunPodSandbox` with a whole sandbox configuration. Returns the sandbox ID.
+    pub fn run_sandbox(&mut self, config: PodSandboxConfig) -> Result<String> {
         let req = RunPodSandboxRequest {
-            config: Some(pod.config()),
+            config: Some(config),
             runtime_handler: String::new(),
         };
         let r = block(&self.rt, "RunPodSandbox", self.client.run_pod_sandbox(req))?;
@@ -210,22 +232,98 @@ impl Cri {
             log_path: format!("{name}.log"),
             ..Default::default()
         };
+        let id = self.create_container(pod_id, config, &pod.config())?;
+        self.start(&id)?;
+        Ok(id)
+    }
+
+    /// `CreateContainer` with a whole container configuration in sandbox `pod_id` (created
+    /// from `sandbox`). Returns the container ID.
+    pub fn create_container(
+        &mut self,
+        pod_id: &str,
+        config: ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Result<String> {
         let req = CreateContainerRequest {
             pod_sandbox_id: pod_id.into(),
             config: Some(config),
-            sandbox_config: Some(pod.config()),
+            sandbox_config: Some(sandbox.clone()),
         };
-        let id = block(
+        let r = block(
             &self.rt,
             "CreateContainer",
             self.client.create_container(req),
-        )?
-        .container_id;
+        )?;
+        Ok(r.container_id)
+    }
+
+    /// `StartContainer`.
+    pub fn start(&mut self, id: &str) -> Result<()> {
         let req = StartContainerRequest {
-            container_id: id.clone(),
+            container_id: id.into(),
         };
         block(&self.rt, "StartContainer", self.client.start_container(req))?;
-        Ok(id)
+        Ok(())
+    }
+
+    /// `ContainerStatus`: the container's state, exit code and log.
+    pub fn lifecycle(&mut self, id: &str) -> Result<Lifecycle> {
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        let r = block(
+            &self.rt,
+            "ContainerStatus",
+            self.client.container_status(req),
+        )?;
+        let s = r.status.ok_or(CriError::Empty("ContainerStatus"))?;
+        Ok(Lifecycle {
+            state: ContainerState::try_from(s.state).unwrap_or(ContainerState::ContainerUnknown),
+            exit_code: s.exit_code,
+            reason: s.reason,
+            message: s.message,
+            log_path: s.log_path.into(),
+        })
+    }
+
+    /// `StopContainer`: SIGTERM (the image's stop signal), SIGKILL after `timeout_secs` (what
+    /// kubelet passes from the pod's `terminationGracePeriodSeconds`).
+    pub fn stop_container(&mut self, id: &str, timeout_secs: i64) -> Result<()> {
+        let req = StopContainerRequest {
+            container_id: id.into(),
+            timeout: timeout_secs,
+        };
+        block(&self.rt, "StopContainer", self.client.stop_container(req))?;
+        Ok(())
+    }
+
+    /// `RemoveContainer`.
+    pub fn remove_container(&mut self, id: &str) -> Result<()> {
+        let req = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        block(
+            &self.rt,
+            "RemoveContainer",
+            self.client.remove_container(req),
+        )?;
+        Ok(())
+    }
+
+    /// `ImageStatus`: whether the runtime has `image` (what `imagePullPolicy: IfNotPresent`
+    /// asks before deciding to pull).
+    pub fn image_present(&mut self, image: &str) -> Result<bool> {
+        let req = ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let r = block(&self.rt, "ImageStatus", self.images.image_status(req))?;
+        Ok(r.image.is_some())
     }
 
     /// Host PID of container `id`'s process, from `ContainerStatus`'s verbose info (containerd

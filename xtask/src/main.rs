@@ -4,9 +4,11 @@
 //! - `test`: the one test command (fmt, clippy, unit tests, privileged integration tests).
 //! - `demo`: sixlane's main job, locally.
 //! - `bench`: side-by-side benchmarks against peers, printed as ratios.
+//! - `image`: the container image the DaemonSet runs (buildah, from Debian packages).
 
 mod bench;
 mod demo;
+mod image;
 mod kbench;
 mod setup;
 mod sh;
@@ -35,6 +37,9 @@ enum Cmd {
     Demo(demo::Args),
     /// Side-by-side benchmark scenarios: sixlane vs peers vs the limit, as ratios.
     Bench(bench::Args),
+    /// The DaemonSet's container image from manifests/Containerfile (buildah, no registry),
+    /// written as an image archive (target/image/sixlane.tar).
+    Image(image::Args),
     /// The request/response load generator the benchmarks run inside namespaces.
     #[command(hide = true)]
     Kbench(kbench::Args),
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Cmd::Test(a) => test::run(&a),
         Cmd::Demo(a) => demo::run(&a),
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::Image(a) => image::run(&a).map(|_| ()),
         Cmd::Kbench(a) => kbench::run(&a),
     };
     match res {

@@ -51,6 +51,11 @@ const TEST: &[&str] = &[
     "busybox-static",
     // The CRI test's gRPC client (k8s-cri) generates its code with protoc at build time.
     "protobuf-compiler",
+    // The image (cargo xtask image): a Debian base from packages, built without a daemon; the
+    // DaemonSet test's API server certificates.
+    "mmdebstrap",
+    "buildah",
+    "openssl",
     // NAT64 tests: a real DNS64 resolver (unbound's dns64 module) and dig to query it.
     "unbound",
     "dnsutils",

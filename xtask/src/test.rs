@@ -73,6 +73,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     });
     step(&mut steps, "kind e2e (dry run)", kind_dry_run);
     if !args.unit_only {
+        // The DaemonSet test runs this image (and rebuilds it for its rolling update).
+        step(&mut steps, "image", || {
+            let out = crate::image::run(&crate::image::Args::default())?;
+            Ok(out.display().to_string())
+        });
         step(&mut steps, "privileged integration tests", || {
             privileged(&args.filter)
         });

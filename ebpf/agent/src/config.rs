@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// Where the agent keeps small state across restarts (the chosen node address) and its
     /// status file for `sixlane-agent status`.
     pub state_dir: PathBuf,
+    /// Where the agent writes the sysctls it needs (`node::sysctl`): a `/proc/sys` of this
+    /// node's network namespace. The DaemonSet mounts the host's `/proc/sys/net` under
+    /// `/host/proc/sys` because the runtime mounts the container's own read-only.
+    pub sysctl_dir: PathBuf,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +68,7 @@ impl Default for NodeConfig {
             uplink: None,
             pod_cidr: None,
             state_dir: "/var/lib/sixlane".into(),
+            sysctl_dir: crate::node::sysctl::PROC_SYS.into(),
         }
     }
 }
@@ -416,11 +421,13 @@ impl NodeConfig {
         if let Some(net) = self.pod_cidr {
             pod_cidr_problems(net, &mut p);
         }
-        if !self.state_dir.is_absolute() {
-            p.add(
-                "stateDir",
-                format!("{} must be absolute", self.state_dir.display()),
-            );
+        for (key, dir) in [
+            ("stateDir", &self.state_dir),
+            ("sysctlDir", &self.sysctl_dir),
+        ] {
+            if !dir.is_absolute() {
+                p.add(key, format!("{} must be absolute", dir.display()));
+            }
         }
         p.into_vec()
     }
@@ -716,6 +723,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.source.mode, SourceMode::Kubernetes);
         assert_eq!(c.logging.format, LogFormat::Json);
+        // The DaemonSet's proc-sys-net mount.
+        assert_eq!(c.node.sysctl_dir, Path::new("/host/proc/sys"));
     }
 
     #[test]
@@ -758,6 +767,7 @@ mod tests {
             ),
             ("node:\n  podCIDR: fd00:10:1::/124\n", &["too small"]),
             ("node:\n  stateDir: var/lib\n", &["node.stateDir"]),
+            ("node:\n  sysctlDir: host/proc/sys\n", &["node.sysctlDir"]),
             (
                 "source:\n  mode: static\n",
                 &["source.manifestDir: required"],

@@ -36,6 +36,7 @@ use crate::{
         address::{self, Choice},
         cni,
         netlink::{self, RouteTable},
+        sysctl,
     },
     ops::{
         http::{self, Ctx, NodePortServers},
@@ -166,6 +167,7 @@ fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
     if s.conflist.is_none() {
         r.push("CNI configuration not written".into());
     }
+    r.extend(s.sysctls.iter().cloned());
     if s.last_reconcile.as_ref().is_none_or(|l| l.error.is_some()) {
         r.push("services not applied yet".into());
     }
@@ -189,6 +191,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     // Datapath first: pods created from here on find programs to attach.
     let mut dp = load_datapath(&cfg, &pins)?;
     configure_nat64(&cfg, &pins)?;
+    // Before pods can exist; retried with the node checks. One not applied: not ready.
+    let sysctls = sysctl::ensure(&cfg);
     if cfg.logging.ebpf {
         forward_ebpf_logs(&mut dp);
     }
@@ -197,7 +201,13 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     let sink =
         (rt.sink)(&mut dp, &metrics, &cfg.services).map_err(step("setting up the service sink"))?;
     info!(sink = sink.name(), "service sink ready");
-    let shared = Arc::new(Shared::new(initial_status(&cfg, &node, &pins, sink.name())));
+    let shared = Arc::new(Shared::new(initial_status(
+        &cfg,
+        &node,
+        &pins,
+        sink.name(),
+        sysctls,
+    )));
     let servers = serve_http(
         &cfg,
         Ctx {
@@ -290,12 +300,6 @@ fn load_datapath(cfg: &Config, pins: &PinLayout) -> Result<Datapath> {
 /// NAT64 before anything else can create pods: its configuration entry also says "off".
 fn configure_nat64(cfg: &Config, pins: &PinLayout) -> Result<()> {
     let n64 = nat64::state::apply(pins, &cfg.nat64).map_err(step("programming NAT64"))?;
-    if cfg.nat64.mode == Nat64Mode::Translate {
-        // bpf_fib_lookup refuses IPv4 forwarding lookups where forwarding is off.
-        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-            warn!(error = %e, "cannot enable net.ipv4.ip_forward; NAT64 needs it");
-        }
-    }
     info!(
         mode = ?cfg.nat64.mode,
         prefix = %cfg.nat64.prefix,
@@ -308,7 +312,13 @@ fn configure_nat64(cfg: &Config, pins: &PinLayout) -> Result<()> {
 }
 
 /// The status before the first listing: what the configuration and the loaded datapath say.
-fn initial_status(cfg: &Config, node: &str, pins: &PinLayout, sink: &str) -> Status {
+fn initial_status(
+    cfg: &Config,
+    node: &str,
+    pins: &PinLayout,
+    sink: &str,
+    sysctls: Vec<String>,
+) -> Status {
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
@@ -333,6 +343,7 @@ fn initial_status(cfg: &Config, node: &str, pins: &PinLayout, sink: &str) -> Sta
         },
         sink: sink.into(),
         node_eligible: true,
+        sysctls,
         not_ready: vec!["starting".into()],
         ..Default::default()
     }
@@ -560,7 +571,9 @@ impl Agent {
         let uplink = self.setup.uplink.clone();
         let pod = self.setup.pod_cidr.clone();
         let eligible = me.as_ref().is_none_or(|n| !n.leaving);
+        let sysctls = sysctl::ensure(&self.cfg);
         self.shared.update(|s| {
+            s.sysctls = sysctls;
             s.node_address = choice;
             s.uplink = uplink;
             s.pod_cidr = pod.as_ref().map(|p| p.0.to_string());

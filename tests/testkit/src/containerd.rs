@@ -177,7 +177,8 @@ impl Containerd {
         conf: &[(&str, String)],
         bins: &[(&str, &Path)],
     ) -> Result<Self> {
-        Self::launch(node, dir, conf, bins, None)
+        let binds = cni_dirs(dir, conf, bins)?;
+        Self::launch(node, dir, &binds, None)
     }
 
     /// Like [`Containerd::start`], with the CRI plugin on: what kubelet drives. Its gRPC API is
@@ -192,14 +193,37 @@ impl Containerd {
         bins: &[(&str, &Path)],
         sandbox_image: &str,
     ) -> Result<Self> {
-        Self::launch(node, dir, conf, bins, Some(sandbox_image))
+        let binds = cni_dirs(dir, conf, bins)?;
+        Self::launch(node, dir, &binds, Some(sandbox_image))
+    }
+
+    /// Like [`Containerd::start_cri`] on a node whose filesystem is given whole: each of
+    /// `binds` (a host directory, the node path it is mounted at, e.g. `/etc/cni/net.d`,
+    /// `/var/lib/cni/networks`, `/sys/fs/bpf`) is what this containerd, its containers' hostPath
+    /// mounts and the CNI plugins it runs see there. Sources must not lie under `/etc`, `/opt`
+    /// or `/var`, which this mount namespace replaces.
+    pub fn start_cri_node(
+        node: &NetNs,
+        dir: &Path,
+        binds: &[(PathBuf, &str)],
+        sandbox_image: &str,
+    ) -> Result<Self> {
+        for (src, _) in binds {
+            if ["/etc", "/opt", "/var"].iter().any(|d| src.starts_with(d)) {
+                return Err(Error::Io {
+                    what: "binding",
+                    path: src.clone(),
+                    source: std::io::Error::other("sources under /etc, /opt or /var are hidden"),
+                });
+            }
+        }
+        Self::launch(node, dir, binds, Some(sandbox_image))
     }
 
     fn launch(
         node: &NetNs,
         dir: &Path,
-        conf: &[(&str, String)],
-        bins: &[(&str, &Path)],
+        binds: &[(PathBuf, &str)],
         sandbox_image: Option<&str>,
     ) -> Result<Self> {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
@@ -243,17 +267,7 @@ impl Containerd {
             ));
         }
         write(&dir.join("config.toml"), cfg.as_bytes())?;
-        let netd = dir.join("net.d");
-        fs::create_dir_all(&netd).map_err(io("creating", &netd))?;
-        for (name, text) in conf {
-            write(&netd.join(name), text.as_bytes())?;
-        }
-        let cnibin = dir.join("cni-bin");
-        fs::create_dir_all(&cnibin).map_err(io("creating", &cnibin))?;
-        for (name, path) in bins {
-            symlink(path, cnibin.join(name)).map_err(io("linking", path))?;
-        }
-        for d in ["etc-up", "etc-work"] {
+        for d in ["etc-up", "etc-work", "var-up", "var-work"] {
             let p = dir.join(d);
             fs::create_dir_all(&p).map_err(io("creating", &p))?;
         }
@@ -264,23 +278,29 @@ impl Containerd {
         } else {
             ""
         };
-        // /etc and /opt get private, writable views; the host's stay untouched.
-        let script = format!(
+        // /etc, /opt and /var get private, writable views (the host's stay untouched), on which
+        // the binds are made.
+        let mut script = format!(
             "set -e\n\
              mount -t tmpfs sltopt /opt\n\
-             mkdir -p /opt/cni/bin\n\
-             mount --bind {cnibin} /opt/cni/bin\n\
-             mount -t overlay sltetc -o lowerdir=/etc,upperdir={up},workdir={work} /etc\n\
-             mkdir -p /etc/cni/net.d\n\
-             mount --bind {netd} /etc/cni/net.d\n\
-             {netns}\
-             exec containerd --config {cfg} --log-level warn\n",
-            cnibin = cnibin.display(),
-            up = dir.join("etc-up").display(),
-            work = dir.join("etc-work").display(),
-            netd = netd.display(),
-            cfg = dir.join("config.toml").display(),
+             mount -t overlay sltetc -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work \
+             /etc\n\
+             mount -t overlay sltvar -o lowerdir=/var,upperdir={d}/var-up,workdir={d}/var-work \
+             /var\n",
+            d = dir.display(),
         );
+        for (src, dst) in binds {
+            script.push_str(&format!(
+                "mkdir -p {dst}\nmount --bind {src} {dst}\n",
+                src = src.display()
+            ));
+        }
+        // Shared as on a systemd host, so containers may mount with HostToContainer
+        // propagation; the peer groups are this namespace's own (it was made private first).
+        script.push_str(&format!(
+            "mount --make-rshared /\n{netns}exec containerd --config {cfg} --log-level warn\n",
+            cfg = dir.join("config.toml").display(),
+        ));
         let log_path = dir.join("containerd.log");
         let log = fs::File::create(&log_path).map_err(io("creating", &log_path))?;
         let log2 = log.try_clone().map_err(io("cloning", &log_path))?;
@@ -416,6 +436,26 @@ impl Containerd {
     }
 }
 
+/// The CNI directories of [`Containerd::start`]: `conf` (name, contents) written to `dir/net.d`
+/// and `bins` (name, path) linked in `dir/cni-bin`; returned as binds over the default paths.
+fn cni_dirs(
+    dir: &Path,
+    conf: &[(&str, String)],
+    bins: &[(&str, &Path)],
+) -> Result<Vec<(PathBuf, &'static str)>> {
+    let netd = dir.join("net.d");
+    fs::create_dir_all(&netd).map_err(io("creating", &netd))?;
+    for (name, text) in conf {
+        write(&netd.join(name), text.as_bytes())?;
+    }
+    let cnibin = dir.join("cni-bin");
+    fs::create_dir_all(&cnibin).map_err(io("creating", &cnibin))?;
+    for (name, path) in bins {
+        symlink(path, cnibin.join(name)).map_err(io("linking", path))?;
+    }
+    Ok(vec![(netd, "/etc/cni/net.d"), (cnibin, "/opt/cni/bin")])
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         // Containers first: a container's PID 1 ignores SIGTERM, and once its shim is gone it is
@@ -435,9 +475,30 @@ impl Drop for Containerd {
         }
         self.daemon.terminate();
         if let Some(cg) = &self.cgroup {
-            remove_cgroup(&Path::new(CGROUP_ROOT).join(cg));
+            for root in cgroup_roots() {
+                remove_cgroup(&root.join(cg));
+            }
         }
     }
+}
+
+/// Where a top-level cgroup can be: the v2 root, and each v1 hierarchy under it on a host
+/// with the hybrid layout (`/sys/fs/cgroup/memory`, `…/unified`, …), where runc makes a pod's
+/// cgroup in every one.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    let mut roots = vec![root.to_owned()];
+    if !root.join("cgroup.procs").exists() {
+        roots.extend(
+            fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("cgroup.procs").exists()),
+        );
+    }
+    roots
 }
 
 /// Removes a cgroup tree, children first, killing what is left in it (a pod's processes that
@@ -455,8 +516,15 @@ pub fn remove_cgroup(path: &Path) {
         if procs.trim().is_empty() {
             break;
         }
-        // cgroup.kill (cgroup v2, 5.14+) kills every process inside at once.
-        let _ = fs::write(path.join("cgroup.kill"), "1");
+        // cgroup.kill (cgroup v2, 5.14+) kills every process inside at once; v1 has none.
+        if fs::write(path.join("cgroup.kill"), "1").is_err() {
+            for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         thread::sleep(Duration::from_millis(20));
     }
     let _ = fs::remove_dir(path);

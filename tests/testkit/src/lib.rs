@@ -1,9 +1,9 @@
 //! sixlane's test harness.
 //!
 //! - [`names`]: unique, short names (interface names are ≤ 15 bytes) so tests run in parallel.
-//! - [`netns`], [`veth`], [`pins`], [`process`]: RAII guards. Dropping one removes what it made,
-//!   also when the test panics; `cargo xtask test` sweeps anything named with [`names::PREFIX`]
-//!   afterwards and fails the run if it finds leftovers.
+//! - [`netns`], [`veth`], [`pins`], [`bpffs`], [`process`]: RAII guards. Dropping one removes
+//!   what it made, also when the test panics; `cargo xtask test` sweeps anything named with
+//!   [`names::PREFIX`] afterwards and fails the run if it finds leftovers.
 //! - [`containerd`]: a private containerd (driven with `ctr` or through its CRI) and locally
 //!   built busybox OCI images.
 //! - [`dns64`]: real resolvers (unbound, with its dns64 module) in namespaces.
@@ -12,6 +12,7 @@
 //!
 //! Privileged helpers refuse to run without root instead of silently skipping.
 
+pub mod bpffs;
 pub mod cmd;
 pub mod containerd;
 pub mod dns64;

@@ -2,7 +2,7 @@
 
 use std::{
     fs::File,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
     thread,
 };
@@ -102,18 +102,7 @@ impl NetNs {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let path = self.path();
-        thread::scope(|s| {
-            s.spawn(move || {
-                let file =
-                    File::open(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-                setns(&file, CloneFlags::CLONE_NEWNET)
-                    .unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
+        enter_path(&self.path(), f)
     }
 
     /// PIDs of processes whose network namespace is this one.
@@ -126,6 +115,26 @@ impl NetNs {
             })
             .unwrap_or_default()
     }
+}
+
+/// Runs `f` on a thread in the network namespace at `path` (`/run/netns/<name>`, or a process's
+/// `/proc/<pid>/ns/net`, e.g. a CRI pod's).
+pub fn enter_path<F, R>(path: &Path, f: F) -> R
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    thread::scope(|s| {
+        s.spawn(move || {
+            let file =
+                File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            setns(&file, CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 impl Drop for NetNs {

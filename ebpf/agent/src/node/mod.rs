@@ -1,5 +1,7 @@
-//! Node setup: the node address, the CNI configuration, and routes to other nodes' pods.
+//! Node setup: the node address, the CNI configuration, routes to other nodes' pods, and the
+//! sysctls the datapath needs.
 
 pub mod address;
 pub mod cni;
 pub mod netlink;
+pub mod sysctl;

@@ -61,6 +61,10 @@ pub struct Status {
     pub datapath_loaded: bool,
     pub links: Vec<LinkRow>,
     pub conflist: Option<PathBuf>,
+    /// Sysctls the agent needs but could not apply, each with its fix (`node::sysctl`).
+    /// Defaulted: a status file from an agent without it still reads.
+    #[serde(default)]
+    pub sysctls: Vec<String>,
     pub routing: String,
     pub routes: Vec<RouteRow>,
     /// Per kind: listed completely at least once.
