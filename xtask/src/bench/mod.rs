@@ -18,6 +18,7 @@ mod kubeproxy;
 mod measure;
 mod nat64;
 mod services;
+mod stamp;
 pub mod stats;
 pub mod topo;
 
@@ -216,6 +217,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &run.stolen,
             rounds,
         );
+        // Under the table, so a figure copied from it carries where it was measured.
+        let table = format!("{table}{}\n", stamp::line());
         println!("{table}");
         eprintln!("raw trials: {}", path.display());
         tables.push(table);
