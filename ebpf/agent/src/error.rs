@@ -85,7 +85,6 @@ pub enum Error {
     #[error("invalid configuration:\n{}", list(.0))]
     ConfigInvalid(Vec<Problem>),
     // The node agent (`daemon::run`) could not start, or had to stop. Context only, as above.
-    #[cfg(feature = "daemon")]
     #[error("reading the host name")]
     HostName(#[source] nix::errno::Errno),
     /// A start-up step (loading the datapath, programming NAT64, the service sink) failed.
@@ -102,10 +101,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[cfg(feature = "daemon")]
     #[error("connecting to the API server (in-cluster config or $KUBECONFIG)")]
     KubeClient(#[source] kube::Error),
-    #[cfg(feature = "daemon")]
     #[error("opening rtnetlink")]
     Rtnetlink(#[source] crate::node::netlink::NetlinkError),
     #[error("{signal} handler")]
