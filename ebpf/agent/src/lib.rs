@@ -15,6 +15,7 @@ pub mod model;
 pub mod nat64;
 pub mod node;
 pub mod ops;
+pub mod problem;
 pub mod reconcile;
 pub mod services;
 pub mod sink;
