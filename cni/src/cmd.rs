@@ -7,6 +7,7 @@ use std::{
 
 use ipnet::{IpNet, Ipv6Net};
 use serde_json::Value;
+use sixlane_attach::chain;
 
 use crate::{
     conf::{Conf, Dataplane},
@@ -27,9 +28,9 @@ fn store(conf: &Conf) -> Result<Store> {
 }
 
 fn open_pod_ns(env: &Env, host: &Netns) -> Result<Netns> {
-    let ns = Netns::open(Path::new(&env.netns)).map_err(|e| Error::Env {
+    let ns = Netns::open(Path::new(&env.netns)).map_err(|e| Error::EnvUnusable {
         var: "CNI_NETNS",
-        reason: format!("cannot open {}: {e}", env.netns),
+        source: Box::new(e),
     })?;
     if ns.same_as(host) {
         return Err(Error::Env {
@@ -105,12 +106,12 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
     let plumbed = match res {
         Ok(p) => p,
         Err(e) => {
-            log::error(&format!("ADD failed, rolling back: {e}"));
+            log::error(&format!("ADD failed, rolling back: {}", chain(&e)));
             if plumbed_ok && let Err(e2) = nl.del_link_by_name(&host_if) {
-                log::error(&format!("rollback: deleting {host_if}: {e2}"));
+                log::error(&format!("rollback: deleting {host_if}: {}", chain(&e2)));
             }
             if let Err(e2) = ipam::undo(&store, &allocs) {
-                log::error(&format!("rollback: releasing addresses: {e2}"));
+                log::error(&format!("rollback: releasing addresses: {}", chain(&e2)));
             }
             return Err(e);
         }

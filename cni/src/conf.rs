@@ -64,11 +64,9 @@ pub struct Conf {
 
 /// Just enough to report errors in the right version before the rest is validated.
 pub fn decode(stdin: &[u8]) -> Result<(Map<String, Value>, Version)> {
-    let v: Value = serde_json::from_slice(stdin).map_err(|e| Error::Decode(e.to_string()))?;
+    let v: Value = serde_json::from_slice(stdin).map_err(Error::Decode)?;
     let Value::Object(obj) = v else {
-        return Err(Error::Decode(
-            "the configuration is not a JSON object".into(),
-        ));
+        return Err(Error::NotAnObject);
     };
     let cni_version = opt_str(&obj, "cniVersion", "cniVersion")?;
     let list: Vec<String> = match obj.get("cniVersions") {
@@ -528,7 +526,7 @@ fn parse_dns(v: Option<&Value>, field: &str) -> Result<Dns> {
     match v {
         None | Some(Value::Null) => Ok(Dns::default()),
         Some(v @ Value::Object(_)) => {
-            serde_json::from_value(v.clone()).map_err(|e| Error::config(field, e.to_string()))
+            serde_json::from_value(v.clone()).map_err(|e| Error::config_decode(field, e))
         }
         Some(_) => Err(Error::config(field, "must be an object")),
     }
@@ -998,6 +996,19 @@ mod tests {
         // Malformed JSON is a decode failure.
         assert_eq!(decode(b"{\"cniVersion\": ").unwrap_err().code(), 6);
         assert_eq!(decode(b"[1,2]").unwrap_err().code(), 6);
+    }
+
+    #[test]
+    fn a_decode_failure_names_the_parser_error_once() {
+        let e = decode(b"{\"cniVersion\": ").unwrap_err();
+        let doc = crate::spec::error_json(Version::V1_1_0, &e);
+        assert_eq!(doc["msg"], "failed to decode content");
+        let details = doc["details"].as_str().unwrap();
+        assert!(
+            details.starts_with("decoding the network configuration: EOF while parsing"),
+            "{details}"
+        );
+        assert_eq!(details.matches("EOF").count(), 1, "{details}");
     }
 
     #[test]

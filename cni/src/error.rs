@@ -1,5 +1,7 @@
 //! The plugin's one error type. Every variant maps to a CNI spec error code, and its message names
 //! the environment variable or configuration field at fault so an operator can act on it alone.
+//! A message is that context only; the cause is the `#[source]`, so the error document's
+//! `details` and the log print the whole [`chain`](sixlane_attach::chain).
 
 use std::{io, path::PathBuf};
 
@@ -32,23 +34,39 @@ pub enum Error {
     UnknownContainer(String),
     #[error("invalid environment variable {var}: {reason}")]
     Env { var: &'static str, reason: String },
-    #[error("{what} {path}: {source}")]
+    /// The variable names something the plugin cannot use (`CNI_NETNS` it cannot open).
+    #[error("invalid environment variable {var}")]
+    EnvUnusable {
+        var: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("netlink {what}: {source}")]
+    #[error("netlink {what}")]
     Netlink {
         what: String,
         #[source]
         source: io::Error,
     },
-    #[error("decoding the network configuration: {0}")]
-    Decode(String),
+    #[error("decoding the network configuration")]
+    Decode(#[source] serde_json::Error),
+    #[error("decoding the network configuration: it is not a JSON object")]
+    NotAnObject,
     #[error("invalid network configuration: {field}: {reason}")]
     Config { field: String, reason: String },
+    /// A field serde could not decode into its type (`prevResult`, `dns`).
+    #[error("invalid network configuration: {field}")]
+    ConfigDecode {
+        field: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     TryAgain(String),
     #[error("{0}")]
@@ -56,14 +74,15 @@ pub enum Error {
     #[error("CHECK: {0}")]
     Check(String),
     /// Boxed: aya's errors inside are large, and every `Result` of the plugin carries this type.
-    #[error("dataplane: {what}: {source}")]
+    #[error("dataplane: {what}")]
     Dataplane {
         what: String,
         #[source]
         source: Box<sixlane_attach::Error>,
     },
-    /// Several independent failures (DEL and GC go on after an error and report them all).
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    /// Several independent failures (DEL and GC go on after an error and report them all), each
+    /// with its causes: they are not one chain, so the message holds them.
+    #[error("{}", many(.0))]
     Many(Vec<Error>),
 }
 
@@ -90,6 +109,13 @@ impl Error {
         }
     }
 
+    pub fn config_decode(field: impl Into<String>, source: serde_json::Error) -> Self {
+        Self::ConfigDecode {
+            field: field.into(),
+            source,
+        }
+    }
+
     pub fn dataplane(what: impl Into<String>, source: sixlane_attach::Error) -> Self {
         Self::Dataplane {
             what: what.into(),
@@ -103,10 +129,10 @@ impl Error {
             Self::IncompatibleVersion(_) => code::INCOMPATIBLE_VERSION,
             Self::Unsupported { .. } => code::UNSUPPORTED_FIELD,
             Self::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
-            Self::Env { .. } => code::INVALID_ENV,
+            Self::Env { .. } | Self::EnvUnusable { .. } => code::INVALID_ENV,
             Self::Io { .. } | Self::Netlink { .. } | Self::Dataplane { .. } => code::IO,
-            Self::Decode(_) => code::DECODE,
-            Self::Config { .. } => code::INVALID_CONFIG,
+            Self::Decode(_) | Self::NotAnObject => code::DECODE,
+            Self::Config { .. } | Self::ConfigDecode { .. } => code::INVALID_CONFIG,
             Self::TryAgain(_) => code::TRY_AGAIN,
             Self::NotAvailable(_) => code::NOT_AVAILABLE,
             Self::Check(_) => code::CHECK_FAILED,
@@ -146,3 +172,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The failures of [`Error::Many`], each with its chain, separated by "; ".
+fn many(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| sixlane_attach::chain(e).to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

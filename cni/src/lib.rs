@@ -37,7 +37,7 @@ pub fn run(
     match run_inner(getenv, read_stdin, &mut version) {
         Ok(doc) => Outcome { doc, ok: true },
         Err(e) => {
-            log::error(&e.to_string());
+            log::error(&sixlane_attach::chain(&e).to_string());
             Outcome {
                 doc: Some(spec::error_json(version, &e)),
                 ok: false,

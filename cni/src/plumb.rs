@@ -16,6 +16,7 @@ use std::{
 
 use netlink_packet_route::address::AddressFlags;
 use nix::sched::{CloneFlags, setns};
+use sixlane_attach::chain;
 
 use crate::{
     conf::PodGateway,
@@ -87,10 +88,12 @@ impl Netns {
 pub fn inside<T>(ns: &Netns, home: &Netns, f: impl FnOnce() -> Result<T>) -> Result<T> {
     ns.enter()?;
     let r = f();
-    home.enter().map_err(|e| {
+    home.enter().inspect_err(|e| {
         // Continuing in the wrong namespace would configure the wrong place: give up loudly.
-        crate::log::error(&format!("cannot return to the host network namespace: {e}"));
-        e
+        crate::log::error(&format!(
+            "cannot return to the host network namespace: {}",
+            chain(e)
+        ));
     })?;
     r
 }
@@ -188,7 +191,11 @@ pub fn add(
         }),
         Err(e) => {
             if let Err(e2) = host_nl.del_link_by_name(plan.host_if) {
-                crate::log::error(&format!("rollback: deleting {}: {e2}", plan.host_if));
+                crate::log::error(&format!(
+                    "rollback: deleting {}: {}",
+                    plan.host_if,
+                    chain(&e2)
+                ));
             }
             Err(e)
         }

@@ -267,7 +267,7 @@ pub fn error_json(version: Version, err: &Error) -> Value {
         "cniVersion": version.as_str(),
         "code": err.code(),
         "msg": err.summary(),
-        "details": err.to_string(),
+        "details": sixlane_attach::chain(err).to_string(),
     })
 }
 
@@ -378,7 +378,7 @@ pub struct CniResult {
 impl CniResult {
     /// Decodes a `prevResult` (any supported version: 0.4.0 adds `version` to `ips`, ignored).
     pub fn from_prev(v: &Value) -> Result<Self> {
-        serde_json::from_value(v.clone()).map_err(|e| Error::config("prevResult", e.to_string()))
+        serde_json::from_value(v.clone()).map_err(|e| Error::config_decode("prevResult", e))
     }
 
     /// The document for `version`: 0.4.0 tags each IP with its family; fields added in 1.1
@@ -724,5 +724,46 @@ mod tests {
         );
         assert_eq!(version_json(Some("0.4.0"))["cniVersion"], "0.4.0");
         assert_eq!(version_json(Some("9.9.9"))["cniVersion"], "1.1.0");
+    }
+
+    #[test]
+    fn an_error_document_says_each_cause_once() {
+        let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = Error::io("reading", "/var/lib/cni/networks/x/lock", enoent());
+        let v = error_json(Version::V1_1_0, &e);
+        assert_eq!(v["msg"], "I/O failure");
+        assert_eq!(
+            v["details"],
+            "reading /var/lib/cni/networks/x/lock: No such file or directory (os error 2)"
+        );
+
+        let e = Error::dataplane(
+            "attaching sl_to_pod to slabc (tcx)",
+            sixlane_attach::Error::Tc {
+                what: "listing filters",
+                iface: "slabc".into(),
+                source: enoent(),
+            },
+        );
+        let details = error_json(Version::V1_1_0, &e)["details"].to_string();
+        assert!(
+            details.contains(
+                "dataplane: attaching sl_to_pod to slabc (tcx): tc: listing filters on slabc: \
+                 No such file or directory"
+            ),
+            "{details}"
+        );
+        assert_eq!(details.matches("No such file").count(), 1, "{details}");
+
+        // DEL's several failures: each with its cause, once.
+        let e = Error::Many(vec![
+            Error::netlink("deleting slabc", enoent()),
+            Error::io("removing", "/run/x", enoent()),
+        ]);
+        assert_eq!(
+            error_json(Version::V1_1_0, &e)["details"],
+            "netlink deleting slabc: No such file or directory (os error 2); \
+             removing /run/x: No such file or directory (os error 2)"
+        );
     }
 }

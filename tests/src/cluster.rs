@@ -21,7 +21,7 @@ use sixlane_agent::{
     PinLayout,
     loader::{Datapath, LoadOptions},
 };
-use sixlane_attach::tcx;
+use sixlane_attach::{chain, tcx};
 use sixlane_common::layout::UPLINK_PROGRAMS;
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
 
@@ -63,7 +63,7 @@ impl SimNode {
         self.ns.enter(move || {
             for (prog, hook) in UPLINK_PROGRAMS {
                 tcx::attach_pinned(&layout, prog, &ifname, hook)
-                    .unwrap_or_else(|e| panic!("attaching {prog} to {ifname}: {e}"));
+                    .unwrap_or_else(|e| panic!("attaching {prog} to {ifname}: {}", chain(&e)));
             }
         });
     }
@@ -245,7 +245,7 @@ pub fn curl(ns: &NetNs, url: &str, timeout_s: u32) -> Result<String, String> {
             "curl",
             &["-sS", "-g", "--max-time", &timeout_s.to_string(), url],
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e).to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -17,17 +17,19 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// A failed CRI call: which, and the runtime's status.
+/// A failed CRI call: which, and the runtime's status as the source (print the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
-    #[error("connecting to the CRI at {path}: {source}")]
+    #[error("connecting to the CRI at {path}")]
     Connect {
         path: PathBuf,
+        #[source]
         source: tonic::transport::Error,
     },
-    #[error("CRI {call}: {status}")]
+    #[error("CRI {call}")]
     Call {
         call: &'static str,
+        #[source]
         status: tonic::Status,
     },
     #[error("CRI {0}: the response lacks its payload")]

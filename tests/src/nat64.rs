@@ -11,6 +11,7 @@ use sixlane_agent::{
     PinLayout,
     nat64::{Mode, Nat64Config, Ports, Span, state},
 };
+use sixlane_attach::chain;
 use sixlane_testkit::{NetNs, Veth, packet::checksum};
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -358,7 +359,7 @@ fn permanent_neighbour(end: &sixlane_testkit::veth::End, addr: &str, mac: [u8; 6
         "nud",
         "permanent",
     ])
-    .unwrap_or_else(|e| panic!("neighbour {addr}: {e}"));
+    .unwrap_or_else(|e| panic!("neighbour {addr}: {}", chain(&e)));
 }
 
 pub fn fmt_mac(m: [u8; 6]) -> String {
@@ -521,7 +522,7 @@ pub fn attach_uplink(ns: &NetNs, layout: &PinLayout, iface: &str) {
     ns.enter(|| {
         for (prog, hook) in UPLINK_PROGRAMS {
             sixlane_attach::tcx::attach_pinned(layout, prog, iface, hook)
-                .unwrap_or_else(|e| panic!("attaching {prog} to {iface}: {e}"));
+                .unwrap_or_else(|e| panic!("attaching {prog} to {iface}: {}", chain(&e)));
         }
     });
 }

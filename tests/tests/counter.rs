@@ -559,11 +559,14 @@ fn incompatible_pinned_map_is_refused_unless_replaced() {
 
     let err = Datapath::load(&layout, &LoadOptions::default()).unwrap_err();
     match &err {
-        Error::IncompatibleMap { name, detail, .. } => {
+        Error::IncompatibleMap { name, diffs, .. } => {
             assert_eq!(name, MAP_METRICS);
-            assert!(detail.contains("value size 8 != 16"), "{detail}");
+            assert!(diffs.to_string().contains("value size 8 != 16"), "{diffs}");
         }
-        other => panic!("expected IncompatibleMap, got {other}"),
+        other => panic!(
+            "expected IncompatibleMap, got {}",
+            sixlane_attach::chain(other)
+        ),
     }
     let opts = LoadOptions {
         replace_incompatible_maps: true,

@@ -17,6 +17,7 @@ use std::{
 };
 
 use sixlane_agent::{config::CniConfig, nat64::Span, node::cni};
+use sixlane_attach::chain;
 use sixlane_cni::plumb;
 use sixlane_testkit::containerd::{self, Containerd};
 use sixlane_tests::{
@@ -150,9 +151,14 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
         cgroup_parent: cd.cgroup_parent().unwrap(),
         log_directory: tmp.path().join("pod-logs"),
     };
-    let pod_id = cri
-        .run_pod(&pod)
-        .unwrap_or_else(|e| panic!("{e}\ncontainerd:\n{}\nCNI:\n{}", cd_log(), cni_log()));
+    let pod_id = cri.run_pod(&pod).unwrap_or_else(|e| {
+        panic!(
+            "{}\ncontainerd:\n{}\nCNI:\n{}",
+            chain(&e),
+            cd_log(),
+            cni_log()
+        )
+    });
 
     // The pod IP kubelet would publish comes from sixlane's CNI result, and is the address
     // sixlane's IPAM reserved for this sandbox.
@@ -169,11 +175,11 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
 
     let ctr = cri
         .start_container(&pod_id, &pod, "client", IMAGE, &["/bin/sleep", "3600"])
-        .unwrap_or_else(|e| panic!("{e}\ncontainerd:\n{}", cd_log()));
+        .unwrap_or_else(|e| panic!("{}\ncontainerd:\n{}", chain(&e), cd_log()));
     let run = |cri: &mut Cri, cmd: &[&str]| {
         let out = cri
             .exec_sync(&ctr, cmd, 30)
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            .unwrap_or_else(|e| panic!("{cmd:?}: {}", chain(&e)));
         assert_eq!(
             out.exit_code,
             0,

@@ -25,6 +25,7 @@ use std::{
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use serde_json::{Value, json};
+use sixlane_attach::chain;
 use sixlane_cni::plumb;
 use sixlane_testkit::{
     NetNs,
@@ -331,7 +332,7 @@ fn wait_ready(k: &mut Kubelet<'_>, node: &NetNs, pod: &PodRun, ds: &Value) {
 fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> String {
     let out = cri
         .exec_sync(id, cmd, 30)
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        .unwrap_or_else(|e| panic!("{cmd:?}: {}", chain(&e)));
     assert_eq!(
         out.exit_code,
         0,
@@ -553,7 +554,7 @@ fn workload(cri: &mut Cri, w: &World) -> (String, String, PathBuf) {
     let cd_log = || fs::read_to_string(w.cd.dir().join("containerd.log")).unwrap_or_default();
     let sandbox = cri
         .run_pod(&pod)
-        .unwrap_or_else(|e| panic!("{e}\ncontainerd:\n{}", cd_log()));
+        .unwrap_or_else(|e| panic!("{}\ncontainerd:\n{}", chain(&e), cd_log()));
     let status = cri.pod_status(&sandbox).unwrap();
     let ip: Ipv6Addr = status.ip.parse().unwrap_or_else(|_| panic!("{status:?}"));
     let cidr: ipnet::Ipv6Net = POD_CIDR.parse().unwrap();

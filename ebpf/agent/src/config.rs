@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
-    error::{Problem, Problems},
+    node::candidate::{is_ula, unusable_node_address},
+    problem::{Problem, Problems},
 };
+
+/// `/proc/sys` as the agent sees it: its own network namespace's sysctls, the node's (where
+/// `node::sysctl` reads them, and `node.sysctlDir`'s default).
+pub const PROC_SYS: &str = "/proc/sys";
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,7 +73,7 @@ impl Default for NodeConfig {
             uplink: None,
             pod_cidr: None,
             state_dir: "/var/lib/sixlane".into(),
-            sysctl_dir: crate::node::sysctl::PROC_SYS.into(),
+            sysctl_dir: PROC_SYS.into(),
         }
     }
 }
@@ -618,30 +623,6 @@ impl LoggingConfig {
         }
         p.into_vec()
     }
-}
-
-/// Why `a` cannot be a node (or pod) address, if it cannot.
-pub fn unusable_node_address(a: Ipv6Addr) -> Option<&'static str> {
-    let s = a.segments();
-    if a.is_unspecified() {
-        Some("the unspecified address")
-    } else if a.is_loopback() {
-        Some("the loopback address")
-    } else if a.is_multicast() {
-        Some("a multicast address")
-    } else if s[0] & 0xffc0 == 0xfe80 {
-        Some("link-local (other nodes cannot route to it; kubernetes#130409)")
-    } else if a.to_ipv4_mapped().is_some() {
-        Some("an IPv4-mapped address")
-    } else if s[0] & 0xfe00 != 0xfc00 && s[0] & 0xe000 != 0x2000 {
-        Some("neither global unicast (2000::/3) nor ULA (fc00::/7)")
-    } else {
-        None
-    }
-}
-
-pub fn is_ula(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xfe00 == 0xfc00
 }
 
 /// An IPv6 network from a Kubernetes field (`podCIDRs` entries); IPv4 ones give `None`.

@@ -18,6 +18,7 @@ use std::{
 };
 
 use ipnet::Ipv6Net;
+use sixlane_attach::chain;
 use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
@@ -107,12 +108,12 @@ fn forward_ebpf_logs(dp: &mut Datapath) {
                     }
                 });
             }
-            Err(e) => warn!(error = %e, "cannot poll the eBPF log ring buffer"),
+            Err(e) => warn!(error = %chain(&e), "cannot poll the eBPF log ring buffer"),
         },
         Err(aya_log::Error::MapNotFound) => {
             info!("the datapath has no log statements; nothing to forward");
         }
-        Err(e) => warn!(error = %e, "eBPF log forwarding unavailable"),
+        Err(e) => warn!(error = %chain(&e), "eBPF log forwarding unavailable"),
     }
 }
 
@@ -221,7 +222,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
 
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
-    let netlink = netlink::connect().map_err(Error::Rtnetlink)?;
+    let netlink = netlink::connect()?;
     let mut agent = Agent {
         routes: (cfg.routing.mode == RoutingMode::Static)
             .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table)),
@@ -392,7 +393,7 @@ async fn start_source(
                 tx,
                 move |e| {
                     m.manifest_errors.inc();
-                    error!(error = %e, "manifest directory not applied; previous state kept");
+                    error!(error = %chain(e), "manifest directory not applied; previous state kept");
                 },
             ))
         }
@@ -591,7 +592,7 @@ impl Agent {
         let locals = match netlink::local_addrs(&self.netlink).await {
             Ok(l) => l,
             Err(e) => {
-                error!(error = %e, "reading local addresses");
+                error!(error = %chain(&e), "reading local addresses");
                 return;
             }
         };
@@ -609,7 +610,7 @@ impl Agent {
         let c = match address::choose(&locals, &inputs) {
             Ok(c) => c,
             Err(e) => {
-                error!(error = %e, "no node address");
+                error!(error = %chain(&e), "no node address");
                 return;
             }
         };
@@ -623,7 +624,7 @@ impl Agent {
                 &self.cfg.node.state_dir.join(PREVIOUS_ADDRESS_FILE),
                 format!("{}\n", c.addr).as_bytes(),
             ) {
-                warn!(error = %e, "cannot remember the node address");
+                warn!(error = %chain(&e), "cannot remember the node address");
             }
         }
         self.reconciler.set_local_addresses(vec![c.addr]);
@@ -652,7 +653,7 @@ impl Agent {
                 }
                 Err(e) => {
                     ok = false;
-                    error!(uplink = %up, program = prog, error = %e, "cannot attach uplink program");
+                    error!(uplink = %up, program = prog, error = %chain(&e), "cannot attach uplink program");
                 }
             }
         }
@@ -679,7 +680,7 @@ impl Agent {
         if self.cfg.cni.check_binaries
             && let Err(e) = cni::check_binaries(&self.cfg.cni.bin_dir)
         {
-            error!(error = %e, "CNI plugin missing; conflist not written");
+            error!(error = %chain(&e), "CNI plugin missing; conflist not written");
             return None;
         }
         let mtu = match (self.cfg.cni.mtu, &self.setup.uplink) {
@@ -712,7 +713,7 @@ impl Agent {
                 Some(path)
             }
             Err(e) => {
-                error!(error = %e, "writing the CNI configuration");
+                error!(error = %chain(&e), "writing the CNI configuration");
                 None
             }
         }
@@ -724,12 +725,12 @@ impl Agent {
     fn gc(&self) {
         match crate::services::gc_pinned(&self.pins) {
             Ok(r) => debug!(report = ?r, "conntrack garbage collection"),
-            Err(e) => warn!(error = %e, "conntrack garbage collection"),
+            Err(e) => warn!(error = %chain(&e), "conntrack garbage collection"),
         }
         if self.cfg.nat64.mode == Nat64Mode::Translate {
             match nat64::gc::collect(&self.pins, &self.cfg.nat64) {
                 Ok(r) => debug!(report = ?r, "NAT64 garbage collection"),
-                Err(e) => warn!(error = %e, "NAT64 garbage collection"),
+                Err(e) => warn!(error = %chain(&e), "NAT64 garbage collection"),
             }
         }
     }
@@ -743,7 +744,7 @@ impl Agent {
 
     fn write_status(&self) {
         if let Err(e) = status::write_file(&self.cfg.node.state_dir, &self.shared.status()) {
-            debug!(error = %e, "writing the status file");
+            debug!(error = %chain(&e), "writing the status file");
         }
     }
 
@@ -796,9 +797,9 @@ impl Agent {
             }
             Err(e) => {
                 self.metrics.reconcile_errors.inc();
-                error!(sink = self.sink.name(), error = %e, "applying the desired state failed; retrying");
+                error!(sink = self.sink.name(), error = %chain(&*e), "applying the desired state failed; retrying");
                 self.published.failed = true;
-                Some(e.to_string())
+                Some(chain(&*e).to_string())
             }
         }
     }
@@ -843,7 +844,7 @@ impl Agent {
         let (_, errors) = rt.sync(&want).await;
         for e in &errors {
             self.metrics.route_errors.inc();
-            warn!(error = %e, "route update");
+            warn!(error = %chain(e), "route update");
         }
         self.metrics.routes.set(want.len() as i64);
         Some(

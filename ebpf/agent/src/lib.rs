@@ -5,27 +5,20 @@
 //! Attaching the pinned programs (tc filters, TCX links) is `sixlane_attach`'s, shared with the
 //! CNI plugin; the agent binary and the tests use [`loader`] to load (or upgrade) the object.
 
-#[cfg(feature = "daemon")]
 pub mod cli;
-#[cfg(feature = "daemon")]
 pub mod config;
-#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod error;
 pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod nat64;
-#[cfg(feature = "daemon")]
 pub mod node;
-#[cfg(feature = "daemon")]
 pub mod ops;
-#[cfg(feature = "daemon")]
+pub mod problem;
 pub mod reconcile;
 pub mod services;
-#[cfg(feature = "daemon")]
 pub mod sink;
-#[cfg(feature = "daemon")]
 pub mod source;
 
 pub use error::{Error, Result};

@@ -12,7 +12,10 @@ use sixlane_attach::{Attached, RepointReport, pins::remove_pin, tcx};
 use sixlane_common::layout::{self, Hook};
 use tracing::{debug, info, warn};
 
-use crate::{Error, PinLayout, Result};
+use crate::{
+    Error, PinLayout, Result,
+    error::{MapDiff, MapDiffs},
+};
 
 /// Knobs for [`Datapath::load`].
 #[derive(Clone, Debug, Default)]
@@ -224,44 +227,41 @@ fn check_pinned_maps(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> R
             .get(name)
             .copied()
             .unwrap_or(def.max_entries());
-        let have_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
-        let mut diffs = Vec::new();
-        if have_type != def.map_type() {
-            diffs.push(format!("type {} != {}", have_type, def.map_type()));
-        }
-        if info.key_size() != def.key_size() {
-            diffs.push(format!(
-                "key size {} != {}",
-                info.key_size(),
-                def.key_size()
-            ));
-        }
-        if info.value_size() != def.value_size() {
-            diffs.push(format!(
-                "value size {} != {}",
-                info.value_size(),
-                def.value_size()
-            ));
-        }
-        if info.max_entries() != want_entries {
-            diffs.push(format!(
-                "max entries {} != {}",
-                info.max_entries(),
-                want_entries
-            ));
-        }
+        let pinned_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+        let diffs = MapDiffs(
+            [
+                MapDiff::Type {
+                    pinned: pinned_type,
+                    built: def.map_type(),
+                },
+                MapDiff::KeySize {
+                    pinned: info.key_size(),
+                    built: def.key_size(),
+                },
+                MapDiff::ValueSize {
+                    pinned: info.value_size(),
+                    built: def.value_size(),
+                },
+                MapDiff::MaxEntries {
+                    pinned: info.max_entries(),
+                    built: want_entries,
+                },
+            ]
+            .into_iter()
+            .filter(MapDiff::differs)
+            .collect(),
+        );
         if diffs.is_empty() {
             continue;
         }
-        let detail = diffs.join(", ");
         if opts.replace_incompatible_maps {
-            warn!(map = %name, %detail, "replacing incompatible pinned map; its state is lost");
+            warn!(map = %name, %diffs, "replacing incompatible pinned map; its state is lost");
             remove_pin(&path)?;
         } else {
             return Err(Error::IncompatibleMap {
                 name: name.clone(),
                 path,
-                detail,
+                diffs,
             });
         }
     }

@@ -68,7 +68,7 @@ impl Rtnl {
                 let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk) {
                     Ok(m) => m,
                     Err(e) => {
-                        debug!(error = %e, "skipping an unparsable netlink message");
+                        debug!(error = %crate::chain(&e), "skipping an unparsable netlink message");
                         continue;
                     }
                 };

@@ -30,6 +30,7 @@ use k8s_cri::v1::{
     MountPropagation, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 use serde_json::Value;
+use sixlane_attach::chain;
 
 use self::{
     security::{namespaces, resources, security_context},
@@ -144,7 +145,7 @@ impl Kubelet<'_> {
         let sandbox_id = self
             .cri
             .run_sandbox(sandbox.clone())
-            .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}"));
+            .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {}", chain(&e)));
         let ctx = PodCtx {
             spec,
             namespace: &namespace,
@@ -183,7 +184,7 @@ impl Kubelet<'_> {
         for (name, id) in &pod.containers {
             self.cri
                 .stop_container(id, pod.grace_secs)
-                .unwrap_or_else(|e| panic!("StopContainer {name}: {e}"));
+                .unwrap_or_else(|e| panic!("StopContainer {name}: {}", chain(&e)));
             let l = self.cri.lifecycle(id).expect("ContainerStatus");
             assert_eq!(l.state, ContainerState::ContainerExited, "{name}: {l:?}");
             codes.push((name.clone(), l.exit_code));
@@ -214,10 +215,10 @@ impl Kubelet<'_> {
         let id = self
             .cri
             .create_container(sandbox_id, config, sandbox)
-            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {}", chain(&e)));
         self.cri
             .start(&id)
-            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", self.log(&id)));
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {}\n{}", chain(&e), self.log(&id)));
         id
     }
 

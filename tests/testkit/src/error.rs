@@ -1,6 +1,8 @@
 use std::{io, path::PathBuf};
 
-/// Harness errors: a failed command carries its full command line and stderr.
+/// Harness errors: a failed command carries its full command line and stderr. A message is the
+/// context only; the cause is the `#[source]` (print the chain: `{:#}` through anyhow, or
+/// `sixlane_attach::chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("`{cmd}` failed ({status}): {stderr}")]
@@ -9,20 +11,20 @@ pub enum Error {
         status: String,
         stderr: String,
     },
-    #[error("`{cmd}` could not be started: {source}")]
+    #[error("`{cmd}` could not be started")]
     Spawn {
         cmd: String,
         #[source]
         source: io::Error,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] nix::Error),
     #[error("timed out after {secs}s waiting for {what}")]
     Timeout { what: String, secs: u64 },

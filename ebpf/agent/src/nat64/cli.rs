@@ -245,3 +245,28 @@ fn attach(layout: &PinLayout, pod: &[String], uplink: Option<&str>) -> anyhow::R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_config_file_is_reported_once() {
+        // `sixlane-agent nat64 apply --config /missing` as `main` prints it (`{:#}`).
+        let dir = std::env::temp_dir().join(format!("sixlane-nat64-cli-{}", std::process::id()));
+        let config = dir.join("missing.yaml");
+        let args = Args {
+            cmd: Some(Cmd::Apply {
+                config: config.clone(),
+            }),
+        };
+        let e = run(&PinLayout::new(&dir), false, args).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "reading {}: No such file or directory (os error 2)",
+                config.display()
+            )
+        );
+    }
+}

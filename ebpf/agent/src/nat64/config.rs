@@ -32,7 +32,7 @@ use sixlane_common::nat64::{
 
 use crate::{
     Error, Result,
-    error::{Problem, Problems},
+    problem::{Problem, Problems},
 };
 
 /// What this node does with the NAT64 prefix.

@@ -15,30 +15,8 @@ use std::net::Ipv6Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{is_ula, unusable_node_address};
-
-/// An IPv6 address configured on this host, with the kernel's flags.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalAddr {
-    pub addr: Ipv6Addr,
-    pub interface: String,
-    pub prefix_len: u8,
-    /// `IFA_F_PERMANENT`: configured statically or by DHCPv6, not by SLAAC.
-    pub permanent: bool,
-    /// `IFA_F_SECONDARY` on IPv6: an RFC 8981 temporary (privacy) address.
-    pub temporary: bool,
-    pub deprecated: bool,
-    pub tentative: bool,
-    pub dad_failed: bool,
-}
-
-/// A rejected candidate and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejected {
-    pub addr: Ipv6Addr,
-    pub interface: Option<String>,
-    pub why: String,
-}
+use super::candidate::{LocalAddr, Rejected, is_eui64, is_ula};
+use crate::{Error, Result};
 
 /// The chosen address and the reasoning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,54 +37,6 @@ pub struct Inputs {
     pub uplink: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AddressError {
-    #[error("node.address {addr} is not configured on any interface of this node")]
-    ConfiguredNotLocal { addr: Ipv6Addr },
-    #[error("node.address {addr} on {interface} cannot be used: {why}")]
-    ConfiguredUnusable {
-        addr: Ipv6Addr,
-        interface: String,
-        why: String,
-    },
-    #[error(
-        "no usable IPv6 address on this node (need a global or ULA address that is not \
-         temporary, deprecated or tentative){}",
-        rejected_list(.0)
-    )]
-    NoCandidate(Vec<Rejected>),
-}
-
-fn rejected_list(r: &[Rejected]) -> String {
-    r.iter()
-        .map(|r| format!("; {} {}", r.addr, r.why))
-        .collect()
-}
-
-/// Why a local address cannot be the node address.
-pub fn unusable(l: &LocalAddr) -> Option<String> {
-    if let Some(why) = unusable_node_address(l.addr) {
-        return Some(why.to_owned());
-    }
-    if l.temporary {
-        Some("is a temporary (privacy) address that rotates".into())
-    } else if l.dad_failed {
-        Some("failed duplicate address detection".into())
-    } else if l.tentative {
-        Some("is tentative (duplicate address detection not finished)".into())
-    } else if l.deprecated {
-        Some("is deprecated (preferred lifetime over)".into())
-    } else {
-        None
-    }
-}
-
-/// Modified EUI-64 interface identifier (`…ff:fe…` in the middle): derived from the MAC.
-pub fn is_eui64(a: Ipv6Addr) -> bool {
-    let o = a.octets();
-    o[11] == 0xff && o[12] == 0xfe
-}
-
 fn describe(l: &LocalAddr) -> String {
     format!(
         "{} {} address on {}",
@@ -122,15 +52,15 @@ fn describe(l: &LocalAddr) -> String {
     )
 }
 
-pub fn choose(locals: &[LocalAddr], inputs: &Inputs) -> Result<Choice, AddressError> {
+pub fn choose(locals: &[LocalAddr], inputs: &Inputs) -> Result<Choice> {
     let mut rejected = Vec::new();
     let mut usable = Vec::new();
     for l in locals {
-        match unusable(l) {
+        match l.unusable() {
             Some(why) => rejected.push(Rejected {
                 addr: l.addr,
                 interface: Some(l.interface.clone()),
-                why,
+                why: why.to_string(),
             }),
             None => usable.push(l),
         }
@@ -150,13 +80,17 @@ pub fn choose(locals: &[LocalAddr], inputs: &Inputs) -> Result<Choice, AddressEr
                 format!("configured (node.address), {}", describe(l)),
                 rejected,
             )),
-            None => match locals.iter().find(|l| l.addr == want) {
-                Some(l) => Err(AddressError::ConfiguredUnusable {
+            None => match locals
+                .iter()
+                .find(|l| l.addr == want)
+                .and_then(|l| Some((l, l.unusable()?)))
+            {
+                Some((l, why)) => Err(Error::NodeAddressUnusable {
                     addr: want,
                     interface: l.interface.clone(),
-                    why: unusable(l).unwrap_or_default(),
+                    why,
                 }),
-                None => Err(AddressError::ConfiguredNotLocal { addr: want }),
+                None => Err(Error::NodeAddressNotLocal { addr: want }),
             },
         };
     }
@@ -172,7 +106,11 @@ pub fn choose(locals: &[LocalAddr], inputs: &Inputs) -> Result<Choice, AddressEr
                 rejected,
             ));
         }
-        let why = match locals.iter().find(|l| l.addr == *r).and_then(unusable) {
+        let why = match locals
+            .iter()
+            .find(|l| l.addr == *r)
+            .and_then(LocalAddr::unusable)
+        {
             Some(why) => format!("reported by kubelet as InternalIP but {why}"),
             None => "reported by kubelet as InternalIP but not configured on this host".into(),
         };
@@ -215,7 +153,7 @@ pub fn choose(locals: &[LocalAddr], inputs: &Inputs) -> Result<Choice, AddressEr
             format!("best candidate: {}", describe(l)),
             rejected,
         )),
-        None => Err(AddressError::NoCandidate(rejected)),
+        None => Err(Error::NoNodeAddress(rejected)),
     }
 }
 

@@ -14,7 +14,10 @@ use std::{
 use ipnet::Ipv6Net;
 use serde_json::{Value, json};
 
-use crate::config::{CniConfig, Dataplane};
+use crate::{
+    Error, Result,
+    config::{CniConfig, Dataplane},
+};
 use sixlane_common::layout::DEFAULT_PIN_ROOT;
 
 /// The plugin binaries that must be in `cni.binDir`.
@@ -92,52 +95,29 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     res
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CniError {
-    #[error(
-        "CNI plugin {path} is not installed (the DaemonSet's install-cni init container copies it; \
-         set cni.checkBinaries: false to skip this check)"
-    )]
-    Missing { path: PathBuf },
-    #[error("CNI plugin {path} is not executable")]
-    NotExecutable { path: PathBuf },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// Checks that every plugin binary is installed and executable.
-pub fn check_binaries(bin_dir: &Path) -> Result<(), CniError> {
+pub fn check_binaries(bin_dir: &Path) -> Result<()> {
     for b in BINARIES {
         let path = bin_dir.join(b);
         match fs::metadata(&path) {
             Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => {}
-            Ok(_) => return Err(CniError::NotExecutable { path }),
-            Err(_) => return Err(CniError::Missing { path }),
+            Ok(_) => return Err(Error::CniPluginNotExecutable { path }),
+            Err(_) => return Err(Error::CniPluginMissing { path }),
         }
     }
     Ok(())
 }
 
 /// Writes the conflist if its content changed; returns its path and whether it was written.
-pub fn install(i: &Inputs<'_>) -> Result<(PathBuf, bool), CniError> {
+pub fn install(i: &Inputs<'_>) -> Result<(PathBuf, bool)> {
     let path = i.cni.conf_dir.join(&i.cni.conf_name);
     let mut body = serde_json::to_vec_pretty(&conflist(i)).expect("json");
     body.push(b'\n');
     if fs::read(&path).is_ok_and(|old| old == body) {
         return Ok((path, false));
     }
-    fs::create_dir_all(&i.cni.conf_dir).map_err(|source| CniError::Write {
-        path: i.cni.conf_dir.clone(),
-        source,
-    })?;
-    write_atomic(&path, &body).map_err(|source| CniError::Write {
-        path: path.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&i.cni.conf_dir).map_err(|e| Error::io("writing", &i.cni.conf_dir, e))?;
+    write_atomic(&path, &body).map_err(|e| Error::io("writing", &path, e))?;
     Ok((path, true))
 }
 
@@ -284,7 +264,7 @@ mod tests {
         }
         assert!(matches!(
             check_binaries(&d),
-            Err(CniError::NotExecutable { .. })
+            Err(Error::CniPluginNotExecutable { .. })
         ));
         for b in BINARIES {
             fs::set_permissions(d.join(b), fs::Permissions::from_mode(0o755)).unwrap();

@@ -2,6 +2,7 @@
 //! sysctls the datapath needs.
 
 pub mod address;
+pub mod candidate;
 pub mod cni;
 pub mod netlink;
 pub mod sysctl;

@@ -14,41 +14,28 @@ use rtnetlink::{
     },
 };
 use serde::Serialize;
+use sixlane_attach::chain;
 use tracing::{info, warn};
 
-use crate::{node::address::LocalAddr, reconcile::NodeInfo};
+use super::candidate::LocalAddr;
+use crate::{Error, Result, error::NetlinkRequest, reconcile::NodeInfo};
 
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
-    #[error("netlink socket: {0}")]
-    Socket(#[from] std::io::Error),
-    #[error("{what}: {source}")]
-    Request {
-        what: String,
-        #[source]
-        source: rtnetlink::Error,
-    },
-    #[error("interface {0} does not exist")]
-    NoSuchLink(String),
-}
-
-fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
-    let what = what.into();
-    move |source| NetlinkError::Request { what, source }
+fn req(request: NetlinkRequest) -> impl FnOnce(rtnetlink::Error) -> Error {
+    move |source| Error::Netlink { request, source }
 }
 
 /// Opens an rtnetlink connection (its driver runs on the current tokio runtime).
-pub fn connect() -> Result<Handle, NetlinkError> {
-    let (conn, handle, _) = rtnetlink::new_connection()?;
+pub fn connect() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(Error::Rtnetlink)?;
     tokio::spawn(conn);
     Ok(handle)
 }
 
 /// Interface index → name.
-pub async fn links(h: &Handle) -> Result<BTreeMap<u32, (String, u32)>, NetlinkError> {
+pub async fn links(h: &Handle) -> Result<BTreeMap<u32, (String, u32)>> {
     let mut out = BTreeMap::new();
     let mut s = h.link().get().execute();
-    while let Some(m) = s.try_next().await.map_err(req("listing links"))? {
+    while let Some(m) = s.try_next().await.map_err(req(NetlinkRequest::ListLinks))? {
         let mut name = String::new();
         let mut mtu = 0;
         for a in &m.attributes {
@@ -64,21 +51,25 @@ pub async fn links(h: &Handle) -> Result<BTreeMap<u32, (String, u32)>, NetlinkEr
 }
 
 /// MTU of `ifname`.
-pub async fn link_mtu(h: &Handle, ifname: &str) -> Result<u32, NetlinkError> {
+pub async fn link_mtu(h: &Handle, ifname: &str) -> Result<u32> {
     links(h)
         .await?
         .into_values()
         .find(|(n, _)| n == ifname)
         .map(|(_, mtu)| mtu)
-        .ok_or_else(|| NetlinkError::NoSuchLink(ifname.into()))
+        .ok_or_else(|| Error::NoSuchLink(ifname.into()))
 }
 
 /// Every IPv6 address on this host with its flags.
-pub async fn local_addrs(h: &Handle) -> Result<Vec<LocalAddr>, NetlinkError> {
+pub async fn local_addrs(h: &Handle) -> Result<Vec<LocalAddr>> {
     let names = links(h).await?;
     let mut out = Vec::new();
     let mut s = h.address().get().execute();
-    while let Some(m) = s.try_next().await.map_err(req("listing addresses"))? {
+    while let Some(m) = s
+        .try_next()
+        .await
+        .map_err(req(NetlinkRequest::ListAddresses))?
+    {
         if m.header.family != AddressFamily::Inet6 {
             continue;
         }
@@ -205,13 +196,15 @@ impl RouteTable {
     }
 
     /// Our routes currently in the kernel.
-    pub async fn list(
-        &self,
-    ) -> Result<Vec<(RouteMessage, Ipv6Net, Option<Ipv6Addr>)>, NetlinkError> {
+    pub async fn list(&self) -> Result<Vec<(RouteMessage, Ipv6Net, Option<Ipv6Addr>)>> {
         let msg = RouteMessageBuilder::<Ipv6Addr>::new().build();
         let mut s = self.handle.route().get(msg).execute();
         let mut out = Vec::new();
-        while let Some(m) = s.try_next().await.map_err(req("listing routes"))? {
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(req(NetlinkRequest::ListRoutes))?
+        {
             if m.header.protocol != RouteProtocol::from(self.protocol)
                 || route_table(&m) != self.table
             {
@@ -226,7 +219,7 @@ impl RouteTable {
 
     /// Adds, replaces and removes our routes so exactly `want` exists. Returns the number of
     /// changes; every failure is reported, none stops the others.
-    pub async fn sync(&self, want: &[PodRoute]) -> (usize, Vec<NetlinkError>) {
+    pub async fn sync(&self, want: &[PodRoute]) -> (usize, Vec<Error>) {
         let mut errors = Vec::new();
         let mut changes = 0;
         let have = match self.list().await {
@@ -240,7 +233,7 @@ impl RouteTable {
                         info!(%dst, via = ?via, "removed pod CIDR route");
                         changes += 1;
                     }
-                    Err(e) => errors.push(req(format!("removing route {dst}"))(e)),
+                    Err(e) => errors.push(req(NetlinkRequest::RemoveRoute { dst: *dst })(e)),
                 }
             }
         }
@@ -263,8 +256,11 @@ impl RouteTable {
                     changes += 1;
                 }
                 Err(e) => {
-                    warn!(dst = %w.dst, via = %w.via, error = %e, "cannot install pod CIDR route");
-                    errors.push(req(format!("adding route {} via {}", w.dst, w.via))(e));
+                    warn!(dst = %w.dst, via = %w.via, error = %chain(&e), "cannot install pod CIDR route");
+                    errors.push(req(NetlinkRequest::AddRoute {
+                        dst: w.dst,
+                        via: w.via,
+                    })(e));
                 }
             }
         }

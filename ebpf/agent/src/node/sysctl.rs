@@ -11,14 +11,17 @@
 //! directory that is not this node's (a wrong mount) is caught too.
 
 use std::{
-    fs, io,
+    fs,
     path::{Path, PathBuf},
 };
 
-use crate::{config::Config, nat64::config::Mode as Nat64Mode};
+use sixlane_attach::chain;
 
-/// Where the agent reads its own namespace's sysctls.
-pub const PROC_SYS: &str = "/proc/sys";
+use crate::{
+    Error, Result,
+    config::{Config, PROC_SYS},
+    nat64::config::Mode as Nat64Mode,
+};
 
 /// One setting the agent needs, and why (for the reason it reports when it cannot apply it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,73 +54,21 @@ pub fn wanted(cfg: &Config) -> Vec<Sysctl> {
     w
 }
 
-/// A sysctl the agent could not apply.
-#[derive(Debug, thiserror::Error)]
-pub enum SysctlError {
-    #[error(
-        "cannot set {key}={value}, which {needed_by} needs (mount the host's /proc/sys/net under \
-         node.sysctlDir, the DaemonSet's proc-sys-net volume, or run `sysctl -w {key}={value}` \
-         on the node): writing {path}"
-    )]
-    Write {
-        key: &'static str,
-        value: &'static str,
-        needed_by: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "{key}: wrote {value} to {path}, but {read} still reads {got:?}: {path} is not this \
-         node's (point node.sysctlDir at the host's /proc/sys, or run `sysctl -w {key}={value}` \
-         on the node)"
-    )]
-    NotApplied {
-        key: &'static str,
-        value: &'static str,
-        path: PathBuf,
-        read: PathBuf,
-        got: String,
-    },
-    #[error("reading {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl SysctlError {
-    /// The whole chain on one line, for a readiness reason.
-    pub fn reason(&self) -> String {
-        let mut s = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            s.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        s
-    }
-}
-
-fn read(path: &Path) -> Result<String, SysctlError> {
+fn read(path: &Path) -> Result<String> {
     fs::read_to_string(path)
         .map(|v| v.trim().to_owned())
-        .map_err(|source| SysctlError::Read {
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(|e| Error::io("reading", path, e))
 }
 
 /// Applies one setting: read through `read_root` (the agent's own `/proc/sys`), written under
 /// `write_root` only when it differs, then read back.
-pub fn apply(s: &Sysctl, read_root: &Path, write_root: &Path) -> Result<(), SysctlError> {
+pub fn apply(s: &Sysctl, read_root: &Path, write_root: &Path) -> Result<()> {
     let read_path = s.path_under(read_root);
     if read(&read_path)? == s.value {
         return Ok(());
     }
     let path = s.path_under(write_root);
-    fs::write(&path, s.value).map_err(|source| SysctlError::Write {
+    fs::write(&path, s.value).map_err(|source| Error::SysctlWrite {
         key: s.key,
         value: s.value,
         needed_by: s.needed_by,
@@ -126,7 +77,7 @@ pub fn apply(s: &Sysctl, read_root: &Path, write_root: &Path) -> Result<(), Sysc
     })?;
     let got = read(&read_path)?;
     if got != s.value {
-        return Err(SysctlError::NotApplied {
+        return Err(Error::SysctlNotApplied {
             key: s.key,
             value: s.value,
             path,
@@ -144,7 +95,7 @@ pub fn ensure(cfg: &Config) -> Vec<String> {
         .iter()
         .filter_map(|s| apply(s, Path::new(PROC_SYS), &cfg.node.sysctl_dir).err())
         .map(|e| {
-            let reason = e.reason();
+            let reason = chain(&e).to_string();
             tracing::error!("{reason}");
             reason
         })
@@ -206,8 +157,8 @@ mod tests {
         // What the DaemonSet looks like without the proc-sys-net mount.
         let host = proc_sys.0.join("host/proc/sys");
         let e = apply(&FWD, &proc_sys.0, &host).unwrap_err();
-        assert!(matches!(e, SysctlError::Write { .. }), "{e:?}");
-        let msg = e.reason();
+        assert!(matches!(e, Error::SysctlWrite { .. }), "{e:?}");
+        let msg = chain(&e).to_string();
         for part in [
             "cannot set net.ipv4.ip_forward=1, which NAT64 (nat64.mode: translate) needs",
             &format!(
@@ -219,6 +170,7 @@ mod tests {
         ] {
             assert!(msg.contains(part), "{part:?} missing from: {msg}");
         }
+        assert_eq!(msg.matches("No such file").count(), 1, "{msg}");
         assert_eq!(proc_sys.value(), "0\n");
     }
 
@@ -228,7 +180,7 @@ mod tests {
         let elsewhere = Root::new("other", "0");
         let e = apply(&FWD, &proc_sys.0, &elsewhere.0).unwrap_err();
         assert!(
-            matches!(&e, SysctlError::NotApplied { got, .. } if got == "0"),
+            matches!(&e, Error::SysctlNotApplied { got, .. } if got == "0"),
             "{e:?}"
         );
         assert!(e.to_string().contains("is not this node's"), "{e}");

@@ -18,6 +18,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
+use sixlane_attach::chain;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{debug, info, warn};
 
@@ -51,7 +52,7 @@ where
             let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
+                    warn!(error = %chain(&e), "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -66,7 +67,7 @@ where
                     .serve_connection(TokioIo::new(stream), svc)
                     .await
                 {
-                    debug!(%peer, error = %e, "http connection");
+                    debug!(%peer, error = %chain(&e), "http connection");
                 }
             });
         }
@@ -244,7 +245,7 @@ impl NodePortServers {
                         .insert(port, serve(l, move |_| node_port_answer(&shared, port)));
                 }
                 // Another process on the port: retried at the next sync.
-                Err(e) => warn!(%addr, error = %e, "cannot serve healthCheckNodePort"),
+                Err(e) => warn!(%addr, error = %chain(&e), "cannot serve healthCheckNodePort"),
             }
         }
     }

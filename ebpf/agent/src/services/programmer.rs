@@ -8,6 +8,7 @@ use std::{
 };
 
 use serde::Serialize;
+use sixlane_attach::chain;
 use sixlane_common::services::{
     Backend, Config, RevNat, Service, Slot, SlotKey, SvcKey, SvcPortInfo, config_flags, sizes,
 };
@@ -244,7 +245,7 @@ impl<S: MapStore> Programmer<S> {
         let map_time = map_start.elapsed();
         if let Err(e) = res {
             // The maps may hold part of this apply: start over from what they hold.
-            warn!(error = %e, "service map update failed; re-reading the maps");
+            warn!(error = %chain(&e), "service map update failed; re-reading the maps");
             self.resync()?;
             return Err(e);
         }

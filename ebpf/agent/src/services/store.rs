@@ -17,7 +17,10 @@ use sixlane_common::{
 };
 
 use super::sys;
-use crate::{Error, PinLayout, Result};
+use crate::{
+    Error, PinLayout, Result,
+    error::{MapDiff, MapDiffs},
+};
 
 /// The maps of the service datapath.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -164,15 +167,26 @@ impl PinnedMaps {
             let data = MapData::from_pin(&path).map_err(map_err)?;
             let info = data.info().map_err(map_err)?;
             let (k, v) = id.sizes();
-            if info.key_size() as usize != k || info.value_size() as usize != v {
+            let diffs = MapDiffs(
+                [
+                    MapDiff::KeySize {
+                        pinned: info.key_size(),
+                        built: k as u32,
+                    },
+                    MapDiff::ValueSize {
+                        pinned: info.value_size(),
+                        built: v as u32,
+                    },
+                ]
+                .into_iter()
+                .filter(MapDiff::differs)
+                .collect(),
+            );
+            if !diffs.is_empty() {
                 return Err(Error::IncompatibleMap {
                     name: id.name().to_owned(),
                     path,
-                    detail: format!(
-                        "key/value size {}/{} != {k}/{v}",
-                        info.key_size(),
-                        info.value_size()
-                    ),
+                    diffs,
                 });
             }
             maps.insert(id, data);
@@ -184,7 +198,7 @@ impl PinnedMaps {
         self.maps
             .get(&id)
             .map(|m| m.fd().as_fd())
-            .ok_or(Error::MapNotOpened(id))
+            .ok_or(Error::MapNotOpened { map: id.name() })
     }
 
     /// Looks one element up.

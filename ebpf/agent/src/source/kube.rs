@@ -17,6 +17,7 @@ use kube::{
     Api, Client, Resource,
     runtime::{WatchStreamExt as _, watcher},
 };
+use sixlane_attach::chain;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -110,7 +111,7 @@ async fn watch_kind<K>(
             }
             Err(e) => {
                 metrics.watch_errors.get_or_create(&label).inc();
-                warn!(kind = kind.name(), error = %e, "watch error; retrying with backoff");
+                warn!(kind = kind.name(), error = %chain(&e), "watch error; retrying with backoff");
                 continue;
             }
         };

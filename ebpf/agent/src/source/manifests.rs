@@ -18,28 +18,14 @@ use std::{
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::source::store::{Change, Kind, Object};
-
-/// Why a manifest could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: document {doc}: {message}")]
-    Parse {
-        path: PathBuf,
-        doc: usize,
-        message: String,
-    },
-}
+use crate::{
+    Error, Result,
+    source::store::{Change, Kind, Object},
+};
 
 /// Turns one API object (as JSON) into an [`Object`]; `List`s are flattened. Kinds the agent
 /// does not use give nothing (a directory may hold Deployments next to the Services).
-pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<(), String> {
+pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<()> {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = v
         .get("apiVersion")
@@ -50,7 +36,7 @@ pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<(), String>
             let items = match v.get("items") {
                 Some(Value::Array(items)) => items.clone(),
                 Some(Value::Null) | None => Vec::new(),
-                Some(_) => return Err(format!("{kind}: items is not a list")),
+                Some(_) => return Err(Error::ManifestItems { kind: kind.into() }),
             };
             for (i, item) in items.into_iter().enumerate() {
                 // Typed lists leave kind/apiVersion off their items.
@@ -73,62 +59,68 @@ pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<(), String>
                     }
                     (_, item) => item,
                 };
-                objects_from_value(item, out).map_err(|e| format!("items[{i}]: {e}"))?;
+                objects_from_value(item, out).map_err(|e| Error::ManifestItem {
+                    index: i,
+                    source: Box::new(e),
+                })?;
             }
             Ok(())
         }
         ("v1", "Service") => {
-            let o = serde_json::from_value(v).map_err(|e| format!("Service: {e}"))?;
-            out.push(Object::Service(Box::new(o)));
+            out.push(Object::Service(Box::new(decode("Service", v)?)));
             Ok(())
         }
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            let o = serde_json::from_value(v).map_err(|e| format!("EndpointSlice: {e}"))?;
-            out.push(Object::EndpointSlice(Box::new(o)));
+            out.push(Object::EndpointSlice(Box::new(decode("EndpointSlice", v)?)));
             Ok(())
         }
         ("v1", "Node") => {
-            let o = serde_json::from_value(v).map_err(|e| format!("Node: {e}"))?;
-            out.push(Object::Node(Box::new(o)));
+            out.push(Object::Node(Box::new(decode("Node", v)?)));
             Ok(())
         }
-        (_, "Service" | "EndpointSlice" | "Node") => Err(format!(
-            "{kind} with apiVersion {api_version:?} (want {})",
-            if kind == "EndpointSlice" {
+        (_, "Service" | "EndpointSlice" | "Node") => Err(Error::ManifestApiVersion {
+            kind: kind.into(),
+            api_version: api_version.into(),
+            want: if kind == "EndpointSlice" {
                 "discovery.k8s.io/v1"
             } else {
                 "v1"
-            }
-        )),
-        ("", "") => Err("not a Kubernetes object (no apiVersion/kind)".into()),
+            },
+        }),
+        ("", "") => Err(Error::NotKubernetesObject),
         _ => Ok(()),
     }
 }
 
+/// An object of a known kind from its JSON.
+fn decode<T: serde::de::DeserializeOwned>(kind: &'static str, v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|source| Error::ManifestDecode { kind, source })
+}
+
 /// Parses a YAML (or JSON, which is YAML) text with any number of documents.
-pub fn parse_text(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
+pub fn parse_text(path: &Path, text: &str) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let err = |message: String| ManifestError::Parse {
+        let v = Value::deserialize(de).map_err(|source| Error::ManifestYaml {
             path: path.to_owned(),
             doc: doc + 1,
-            message,
-        };
-        let v = Value::deserialize(de).map_err(|e| err(e.to_string()))?;
+            source,
+        })?;
         if v.is_null() {
             continue; // an empty document (`---` at the end)
         }
-        objects_from_value(v, &mut out).map_err(err)?;
+        objects_from_value(v, &mut out).map_err(|e| Error::ManifestDocument {
+            path: path.to_owned(),
+            doc: doc + 1,
+            source: Box::new(e),
+        })?;
     }
     Ok(out)
 }
 
 /// The manifest files of `dir`, sorted (hidden files and editor leftovers skipped).
-pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
-    let read_err = |source| ManifestError::Read {
-        path: dir.to_owned(),
-        source,
-    };
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read_err = |e| Error::io("reading", dir, e);
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_err)? {
         let path = entry.map_err(read_err)?.path();
@@ -149,13 +141,10 @@ pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
 }
 
 /// Reads the whole directory into one snapshot: a [`Change::Replace`] for every kind.
-pub fn read_dir(dir: &Path) -> Result<Vec<Change>, ManifestError> {
+pub fn read_dir(dir: &Path) -> Result<Vec<Change>> {
     let mut objects = Vec::new();
     for path in manifest_files(dir)? {
-        let text = fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
         objects.extend(parse_text(&path, &text)?);
     }
     let mut by_kind: BTreeMap<Kind, Vec<Object>> = Kind::ALL.iter().map(|k| (*k, vec![])).collect();
@@ -169,13 +158,10 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Change>, ManifestError> {
 }
 
 /// A cheap fingerprint of the directory (names, sizes, mtimes) to notice changes between polls.
-pub fn fingerprint(dir: &Path) -> Result<Vec<(PathBuf, u64, SystemTime)>, ManifestError> {
+pub fn fingerprint(dir: &Path) -> Result<Vec<(PathBuf, u64, SystemTime)>> {
     let mut fp = Vec::new();
     for path in manifest_files(dir)? {
-        let md = fs::metadata(&path).map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let md = fs::metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
         fp.push((
             path,
             md.len(),
@@ -191,7 +177,7 @@ pub async fn watch(
     dir: PathBuf,
     poll: Duration,
     changes: tokio::sync::mpsc::Sender<Vec<Change>>,
-    on_error: impl Fn(&ManifestError),
+    on_error: impl Fn(&Error),
 ) {
     let mut last_fp = None;
     // Re-read even without a visible change now and then: an edit within the same second and
@@ -278,26 +264,32 @@ metadata: {name: ignored}
 
     #[test]
     fn errors_name_the_file_and_document() {
+        // As the daemon logs them: the error and its causes.
+        let err = |path: &str, text: &str| {
+            let e = parse_text(Path::new(path), text).unwrap_err();
+            sixlane_attach::chain(&e).to_string()
+        };
         let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nspec: {ports: 5}\n";
-        let e = parse_text(Path::new("/m/svc.yaml"), bad)
-            .unwrap_err()
-            .to_string();
+        let e = err("/m/svc.yaml", bad);
         assert!(e.starts_with("/m/svc.yaml: document 2: Service:"), "{e}");
-        let e = parse_text(Path::new("/m/x.yaml"), "a: [\n")
-            .unwrap_err()
-            .to_string();
+        assert_eq!(e.matches("invalid type").count(), 1, "{e}");
+        let e = err("/m/x.yaml", "a: [\n");
         assert!(e.starts_with("/m/x.yaml: document 1:"), "{e}");
-        let e = parse_text(Path::new("/m/x.yaml"), "foo: bar\n")
-            .unwrap_err()
-            .to_string();
+        let e = err("/m/x.yaml", "foo: bar\n");
         assert!(e.contains("not a Kubernetes object"), "{e}");
-        let e = parse_text(
-            Path::new("/m/x.yaml"),
+        let e = err(
+            "/m/x.yaml",
             "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\n",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(e.contains("want discovery.k8s.io/v1"), "{e}");
+        let e = err(
+            "/m/l.yaml",
+            "apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Node, metadata: 5}]\n",
+        );
+        assert!(
+            e.starts_with("/m/l.yaml: document 1: items[0]: Node: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
