@@ -236,8 +236,8 @@ fn open(ep: &Epoll, to: SocketAddr, bind: Option<IpAddr>, token: usize) -> anyho
 
 /// CRR with `conns` connections in flight from one thread: each connects, sends one byte, reads
 /// the echo and closes, and a new one takes its place until `dur` or `max` connections. The
-/// rate is what the path sustains under load (wrk `-t1 -cN` against a server, as the peer
-/// figures in `benchmarks.md` were measured); latencies include waiting behind the others.
+/// rate is what the path sustains under load (wrk `-t1 -cN` against a server, the shape of
+/// published connect-rate figures); latencies include waiting behind the others.
 fn crr_many(
     to: SocketAddr,
     dur: Duration,

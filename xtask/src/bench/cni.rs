@@ -1,4 +1,4 @@
-//! CNI ADD/DEL latency (benchmarks.md §4.5): the plugin binary exec'd the way a runtime does (CNI_*
+//! CNI ADD/DEL latency: the plugin binary exec'd the way a runtime does (CNI_*
 //! environment, configuration on stdin) from a thread inside a fresh node namespace, against pod
 //! namespaces created beforehand (not timed). Serial: one ADD after another, then the DELs.
 //! Parallel: 32 ADDs released at once, then 32 DELs. Same IPv6 /64, same host-local-format data

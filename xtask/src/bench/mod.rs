@@ -35,7 +35,7 @@ use anyhow::{Context as _, bail};
 use crate::{setup, sh};
 
 /// A trial during which the hypervisor stole more than this share of the CPU time is repeated
-/// (benchmarks.md: discard trials with steal above 2 %): a noisy neighbour, not the datapath.
+/// (a noisy neighbour on the hypervisor, not the datapath).
 pub const MAX_STEAL: f64 = 0.02;
 /// Repeats of a stolen trial before its last attempt is kept anyway (and logged as stolen).
 pub const STEAL_RETRIES: usize = 3;

@@ -1,13 +1,12 @@
-//! NAT64: an IPv6-only client reaching an IPv4-only server through a node (benchmarks.md
-//! §4.4). The limit is plain IPv4 routing through the same node (the same client, dual-stack
+//! NAT64: an IPv6-only client reaching an IPv4-only server through a node. The limit is plain IPv4 routing through the same node (the same client, dual-stack
 //! only for that); the peer is Tayga (Debian's userspace TUN translator) with nft masquerade for
 //! the stateful part (Lencse's "tayga + iptables" setup); ours is sixlane's stateful NAT64 in the
 //! node's tc programs. A second reference, `direct6`, is native IPv6 through the same node to
 //! the server's IPv6 address (given back for that mode only): what the client's IPv6 stack
 //! costs by itself, so the translation's own share of any gap is visible. A third, `nat44`, is
 //! the kernel's own stateful NAT in the same family (conntrack + nft masquerade of the client's
-//! IPv4 address on the node): what "state + rewrite" costs without a protocol change
-//! (benchmarks.md §4.4's reference R; its pass bar is NAT64 at least as cheap).
+//! IPv4 address on the node): what "state + rewrite" costs without a protocol change (NAT64's
+//! bar there is to be at least as cheap).
 //!
 //! ```text
 //!  cli ns: c6 fd00:a::2/64 + 198.18.0.2/24 <-veth-> node ns: hc6 fd00:a::1/64 + 198.18.0.1/24
@@ -371,8 +370,8 @@ fn measure(t: &Topo, ctx: &Ctx, dst: &str, listen: &str) -> anyhow::Result<Value
     let crr = measure::crr(&t.cli, ctx, to)?;
     v.insert("crr_rate", crr.rate);
     v.insert("crr_p50", crr.p50_us);
-    // The sustained rate with 8 connections in flight, the shape the peer figures in
-    // benchmarks.md were taken with (wrk -t1 -c8); from a second client address, so every
+    // The sustained rate with 8 connections in flight, the shape of published NAT64
+    // connect-rate figures (wrk -t1 -c8); from a second client address, so every
     // connection opens a new binding, with the sequential run's still in the pool, as on a
     // busy node.
     let from_s = if ip.is_ipv6() { CLI2_6 } else { CLI2_4 };

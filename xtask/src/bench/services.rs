@@ -1,4 +1,4 @@
-//! Service benchmarks (benchmarks.md §4.2, §4.3):
+//! Service benchmarks (results in docs/benchmarks.md):
 //!
 //! - `svc-1`, `svc-1k`, `svc-10k`: a ClusterIP in front of the server with N services
 //!   installed. TCP connect rate (CRR), request/response rate and latency (RR), iperf3
