@@ -23,7 +23,7 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, area::Area, state};
+use super::{TOO_LONG, area::Area, reply::Icmp6, state};
 use crate::{
     checksum,
     forward::{self, Ports},
@@ -397,22 +397,12 @@ fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
     );
     packet::store(ctx, 12, &ETH_P_IPV6.to_be_bytes())?;
     packet::store(ctx, ETH_HLEN, &s.hdr6)?;
-    let i = info.to_be_bytes();
-    let (ty, code) = (s.plan.m.ty, s.plan.m.code);
-    packet::store(ctx, off, &[ty, code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let seed = checksum::native(csum::pseudo6(
-        &s.a6,
-        &s.plan.x_addr,
-        u32::from(icmp_len),
-        proto::ICMPV6,
-    ));
-    let acc = checksum::sum_range::<CHUNKS>(
-        ctx,
-        &mut s.chunk,
-        (off, ctx.len() as usize),
-        seed,
-        TOO_LONG,
-    )?;
-    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    let icmp = Icmp6 {
+        ty: s.plan.m.ty,
+        code: s.plan.m.code,
+        info,
+        len: icmp_len,
+    };
+    icmp.write(ctx, &mut s.chunk, &s.a6, &s.plan.x_addr)?;
     forward::send(ctx, &s.fib, route)
 }

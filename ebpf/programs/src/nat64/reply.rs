@@ -19,7 +19,7 @@ use sixlane_common::{
 
 use super::{TOO_LONG, area::Area};
 use crate::{
-    checksum,
+    checksum::{self, Chunk},
     forward::{self, Ports},
     packet,
     verdict::{Res, Verdict},
@@ -31,6 +31,40 @@ const ICMP4_MAX: usize = 576;
 pub const CHUNKS6: usize = 20;
 /// Chunks covering the largest ICMPv4 error (556 bytes after the header).
 pub const CHUNKS4: usize = 9;
+
+/// The ICMPv6 header of an error whose IPv6 header is in place: written right after it, with
+/// the checksum over the whole message (translated errors and originated ones alike).
+pub struct Icmp6 {
+    pub ty: u8,
+    pub code: u8,
+    /// The 32-bit field after the checksum: an MTU, a pointer or unused.
+    pub info: u32,
+    /// The ICMPv6 message's length (header and quote), as in the IPv6 payload length.
+    pub len: u16,
+}
+
+impl Icmp6 {
+    #[inline(always)]
+    pub fn write(
+        &self,
+        ctx: &TcContext,
+        chunk: &mut Chunk,
+        src: &[u8; 16],
+        dst: &[u8; 16],
+    ) -> Res<()> {
+        let off = ETH_HLEN + IPV6_HLEN;
+        let i = self.info.to_be_bytes();
+        packet::store(
+            ctx,
+            off,
+            &[self.ty, self.code, 0, 0, i[0], i[1], i[2], i[3]],
+        )?;
+        let seed = checksum::native(csum::pseudo6(src, dst, u32::from(self.len), proto::ICMPV6));
+        let end = ctx.len() as usize;
+        let acc = checksum::sum_range::<CHUNKS6>(ctx, chunk, (off, end), seed, TOO_LONG)?;
+        packet::store(ctx, off + 2, &checksum::field(acc))
+    }
+}
 
 /// An error to originate: type, code, the 32-bit field after the checksum (MTU or pointer) and
 /// the reason the packet is counted under when the error goes out.
@@ -84,23 +118,13 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
         &s.ip6.src,
     );
     packet::store(ctx, ETH_HLEN, &s.hdr6)?;
-    let i = e.info.to_be_bytes();
-    let off = ETH_HLEN + IPV6_HLEN;
-    packet::store(ctx, off, &[e.ty, e.code, 0, 0, i[0], i[1], i[2], i[3]])?;
-    let seed = checksum::native(csum::pseudo6(
-        &s.a6,
-        &s.ip6.src,
-        u32::from(icmp_len),
-        proto::ICMPV6,
-    ));
-    let acc = checksum::sum_range::<CHUNKS6>(
-        ctx,
-        &mut s.chunk,
-        (off, ctx.len() as usize),
-        seed,
-        TOO_LONG,
-    )?;
-    packet::store(ctx, off + 2, &checksum::field(acc))?;
+    let icmp = Icmp6 {
+        ty: e.ty,
+        code: e.code,
+        info: e.info,
+        len: icmp_len,
+    };
+    icmp.write(ctx, &mut s.chunk, &s.a6, &s.ip6.src)?;
     let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, Ports::NONE, 0);
     forward::send(ctx, &s.fib, route)
 }
