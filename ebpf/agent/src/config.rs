@@ -39,6 +39,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// NAT64 from pods to the IPv4 internet (`docs/nat64.md`); off by default.
     pub nat64: crate::nat64::Nat64Config,
+    /// LoadBalancer IP assignment (`docs/lb.md`); off by default.
+    pub load_balancer: crate::lb::LbConfig,
 }
 
 /// This node.
@@ -364,6 +366,7 @@ impl Config {
         p.extend(self.logging.problems());
         p.extend(self.datapath.problems());
         p.extend(self.nat64.problems());
+        p.extend(self.load_balancer.problems());
         p.extend(self.cross_section_problems());
         if p.is_empty() {
             Ok(())

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod lb;
 pub mod loader;
 pub mod metrics;
 pub mod model;
