@@ -256,6 +256,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         lb,
     };
     agent.event_loop(rx, rt.stop).await?;
+    agent.lb.stop().await;
 
     source_task.abort();
     for s in servers {

@@ -2,20 +2,28 @@
 //! or sixlane's get an address from the configured pools (`docs/lb.md`).
 //!
 //! Every agent runs the same pure assignment ([`assign`]) over the Services in its store on
-//! every reconcile ([`LoadBalancing::reconcile`]). With static manifests there is no status to
-//! write: the assignments become the Services' load-balancer addresses in this node's desired
-//! state, so the demo and the tests run the same assignment code.
+//! every reconcile ([`LoadBalancing::reconcile`]). What happens with the result depends on the
+//! source:
+//! - Kubernetes: the status changes ([`patch`]) go to the [`writer`], which writes them only
+//!   while this agent holds the cluster's Lease. Every node's datapath serves the addresses the
+//!   Services' status then says, like any other implementation's.
+//! - Static manifests: there is no status to write; the assignments become the Services'
+//!   load-balancer addresses in this node's desired state, so the demo and the tests run the
+//!   same assignment code.
 //!
 //! Layout: [`config`] (the `loadBalancer:` section), [`input`] (Service objects to the
-//! assignment's input), [`assign`] (the rules), [`report`] (what `status` and
-//! `sixlane-agent lb` show, [`cli`]), [`metrics`].
+//! assignment's input), [`assign`] (the rules), [`patch`] (status writes), [`writer`] (the
+//! Lease and the writes), [`report`] (what `status` and `sixlane-agent lb` show, [`cli`]),
+//! [`metrics`].
 
 pub mod assign;
 pub mod cli;
 pub mod config;
 pub mod input;
 pub mod metrics;
+pub mod patch;
 pub mod report;
+pub mod writer;
 
 use std::{
     collections::BTreeMap,
@@ -29,7 +37,7 @@ pub use config::LbConfig;
 pub use report::Report;
 
 use crate::{
-    Result,
+    Error, Result,
     config::{Config, SourceMode},
     model::{DesiredState, ServiceId},
     source::store::Store,
@@ -40,11 +48,10 @@ use assign::{Outcome, Pool};
 #[derive(Debug)]
 pub struct LoadBalancing {
     enabled: bool,
-    /// Static manifests: the assignments go into the desired state (Kubernetes mode serves
-    /// what the Services' status says).
-    static_mode: bool,
     class: String,
     pools: Vec<Pool>,
+    /// Kubernetes mode: the Lease and the status writes.
+    writer: Option<writer::Handle>,
     /// The last report (shared with the metrics collector).
     report: Arc<Mutex<Option<Report>>>,
     /// Pending Services and their reason as last logged.
@@ -56,58 +63,86 @@ pub struct LoadBalancing {
 }
 
 impl LoadBalancing {
-    /// Assignment as `cfg` says.
-    pub fn new(cfg: &LbConfig, static_mode: bool) -> Self {
+    /// Assignment as `cfg` says, writing through `writer` (Kubernetes mode) or into the desired
+    /// state (`None`: static mode).
+    pub fn new(cfg: &LbConfig, writer: Option<writer::Handle>) -> Self {
         Self {
             enabled: cfg.enabled,
-            static_mode,
             class: cfg.class.clone(),
             pools: cfg.pools(),
+            writer,
             report: Arc::new(Mutex::new(None)),
             logged: BTreeMap::new(),
             last: BTreeMap::new(),
         }
     }
 
-    /// What the agent's configuration asks for. Kubernetes mode computes and shows the
-    /// assignments but writes nothing yet.
-    pub async fn start(cfg: &Config, _node: &str) -> Result<Self> {
+    /// What the agent's configuration asks for: in Kubernetes mode with assignment on, a writer
+    /// competing for the Lease as `node`, on its own API client.
+    pub async fn start(cfg: &Config, node: &str) -> Result<Self> {
         let lb = &cfg.load_balancer;
+        let writer = if lb.enabled && cfg.source.mode == SourceMode::Kubernetes {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(Error::KubeClient)?;
+            Some(writer::Handle::spawn(client, node))
+        } else {
+            None
+        };
         if lb.enabled {
-            info!(pools = lb.pools.len(), class = %lb.class, "LoadBalancer IP assignment on");
+            info!(pools = lb.pools.len(), class = %lb.class, lease = writer.is_some(), "LoadBalancer IP assignment on");
         }
-        Ok(Self::new(lb, cfg.source.mode == SourceMode::Static))
+        Ok(Self::new(lb, writer))
     }
 
     /// The `sixlane_lb_*` metrics, read at scrape time.
     pub fn collector(&self) -> metrics::Collector {
-        metrics::Collector::new(self.report.clone(), None)
+        metrics::Collector::new(
+            self.report.clone(),
+            self.writer.as_ref().map(writer::Handle::shared_view),
+        )
     }
 
     /// Assigns addresses to the Services in `store`. Static mode: they become the Services'
-    /// load-balancer addresses in `desired`. Kubernetes mode: `desired` keeps what the status
-    /// says.
+    /// load-balancer addresses in `desired`. Kubernetes mode: the status changes go to the
+    /// writer (`desired` keeps what the status says).
     pub fn reconcile(&mut self, store: &Store, desired: &mut DesiredState) {
         if !self.enabled {
             return;
         }
         let (services, mut previous) = input::services(&store.services, &self.class);
-        if self.static_mode {
+        if self.writer.is_none() {
             previous.extend(std::mem::take(&mut self.last));
         }
         let outcomes = assign::assign(&services, &self.pools, &previous);
         self.log_pending(&outcomes);
-        if self.static_mode {
-            apply(&outcomes, desired);
-            self.last = assigned(&outcomes);
+        match &self.writer {
+            Some(w) => w.send(patch::updates(
+                &store.services,
+                &self.class,
+                &outcomes,
+                &self.pools,
+            )),
+            None => {
+                apply(&outcomes, desired);
+                self.last = assigned(&outcomes);
+            }
         }
-        let report = Report::new(&self.class, &self.pools, &outcomes, report::Writer::Static);
+        let report = Report::new(&self.class, &self.pools, &outcomes, self.writer_state());
         *self.report.lock().expect("poisoned") = Some(report);
     }
 
-    /// The last report; `None` when assignment is off.
+    /// The last report with the Lease as seen now; `None` when assignment is off.
     pub fn report(&self) -> Option<Report> {
-        self.report.lock().expect("poisoned").clone()
+        let mut r = self.report.lock().expect("poisoned").clone()?;
+        r.writer = self.writer_state();
+        Some(r)
+    }
+
+    fn writer_state(&self) -> report::Writer {
+        self.writer
+            .as_ref()
+            .map_or(report::Writer::Static, |w| report::Writer::Lease(w.view()))
     }
 
     /// Logs each Service that became pending, or pending for another reason, once.
@@ -123,6 +158,13 @@ impl LoadBalancing {
             }
         }
         self.logged = now;
+    }
+
+    /// Stops the writer, releasing the Lease if held.
+    pub async fn stop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.stop().await;
+        }
     }
 }
 

@@ -74,7 +74,7 @@ fn static_mode_puts_the_assignments_into_the_desired_state() {
         ),
     ]);
     let mut desired = build(&st, &Params::default()).desired;
-    let mut lb = LoadBalancing::new(&config(true), true);
+    let mut lb = LoadBalancing::new(&config(true), None);
     lb.reconcile(&st, &mut desired);
     assert_eq!(lb_ips(&desired, "web"), ["2001:db8::1"]);
     assert_eq!(
@@ -118,7 +118,7 @@ fn off_changes_nothing() {
     let st = store(vec![service("web", json!({}), json!({}))]);
     let mut desired = build(&st, &Params::default()).desired;
     let before = desired.clone();
-    let mut lb = LoadBalancing::new(&config(false), true);
+    let mut lb = LoadBalancing::new(&config(false), None);
     lb.reconcile(&st, &mut desired);
     assert_eq!(desired, before);
     assert_eq!(lb.report(), None);
@@ -126,7 +126,7 @@ fn off_changes_nothing() {
 
 #[test]
 fn static_mode_keeps_addresses_when_a_service_sorting_first_is_added() {
-    let mut lb = LoadBalancing::new(&config(true), true);
+    let mut lb = LoadBalancing::new(&config(true), None);
     let st = store(vec![service("web", json!({}), json!({}))]);
     let mut desired = build(&st, &Params::default()).desired;
     lb.reconcile(&st, &mut desired);
