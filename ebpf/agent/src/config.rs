@@ -40,7 +40,7 @@ pub struct Config {
     /// NAT64 from pods to the IPv4 internet (`docs/nat64.md`); off by default.
     pub nat64: crate::nat64::Nat64Config,
     /// LoadBalancer IP assignment (`docs/lb.md`); off by default.
-    pub load_balancer: crate::lb::LbConfig,
+    pub load_balancer: crate::lb::config::LbConfig,
 }
 
 /// This node.
@@ -834,5 +834,19 @@ mod tests {
         );
         assert_eq!(ipv6_net("10.0.0.0/24"), None);
         assert_eq!(ipv6_net("bogus"), None);
+    }
+
+    #[test]
+    fn load_balancer_problems_are_listed_with_the_rest() {
+        let e = Config::parse("loadBalancer:\n  enabled: true\ncni:\n  mtu: 100\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\n  - loadBalancer.pools: enabled without a pool"),
+            "{e}"
+        );
+        assert!(e.contains("\n  - cni.mtu"), "{e}");
     }
 }
