@@ -56,9 +56,11 @@ pub struct LoadBalancing {
     report: Arc<Mutex<Option<Report>>>,
     /// Pending Services and their reason as last logged.
     logged: BTreeMap<ServiceId, String>,
-    /// Static mode: the addresses of the last run. There is no status to remember them, and
-    /// without them a Service added before another in the assignment's order (older, or a
-    /// name sorting first) would move the others.
+    /// The addresses of the last run, kept where the status holds none: in static mode there
+    /// is no status (without them a Service added before another in the assignment's order,
+    /// older or with a name sorting first, would move the others); in Kubernetes mode the
+    /// status of a write in flight is not in the store yet (without them a Service requesting
+    /// an address just given could take it).
     last: BTreeMap<ServiceId, Ipv6Addr>,
 }
 
@@ -110,11 +112,11 @@ impl LoadBalancing {
         if !self.enabled {
             return;
         }
-        let (services, mut previous) = input::services(&store.services, &self.class);
-        if self.writer.is_none() {
-            previous.extend(std::mem::take(&mut self.last));
-        }
+        let (services, in_status) = input::services(&store.services, &self.class);
+        let mut previous = std::mem::take(&mut self.last);
+        previous.extend(in_status);
         let outcomes = assign::assign(&services, &self.pools, &previous);
+        self.last = assigned(&outcomes);
         self.log_pending(&outcomes);
         match &self.writer {
             Some(w) => w.send(patch::updates(
@@ -123,10 +125,7 @@ impl LoadBalancing {
                 &outcomes,
                 &self.pools,
             )),
-            None => {
-                apply(&outcomes, desired);
-                self.last = assigned(&outcomes);
-            }
+            None => apply(&outcomes, desired),
         }
         let report = Report::new(&self.class, &self.pools, &outcomes, self.writer_state());
         *self.report.lock().expect("poisoned") = Some(report);

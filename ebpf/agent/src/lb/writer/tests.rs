@@ -12,6 +12,7 @@ use crate::{
     config::Config,
     lb::{
         LoadBalancing,
+        input::REQUEST_ANNOTATION as REQUEST,
         patch::{ASSIGNED, CONDITION},
         report,
     },
@@ -442,4 +443,44 @@ async fn one_lease_holder_writes_the_status_the_other_never_does() {
         api.lease.as_ref().unwrap()["spec"]["holderIdentity"],
         Value::Null
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_address_just_written_is_not_given_again_before_the_watch_shows_it() {
+    let api = Arc::new(Mutex::new(Server::default()));
+    let mut a = agent(&api, "node-a");
+    let mut desired = DesiredState::default();
+    a.reconcile(&store(vec![service("web", 0, "7")]), &mut desired);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(api.lock().unwrap().status_writes.len(), 1);
+
+    // A newer Service requests that address while the store still shows web without status.
+    let mut req = service("req", 10, "9");
+    req.metadata.annotations = Some([(REQUEST.into(), "2001:db8::1".into())].into());
+    a.reconcile(&store(vec![service("web", 0, "7"), req]), &mut desired);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let api = api.lock().unwrap();
+    let writes: Vec<&Value> = api
+        .status_writes
+        .iter()
+        .map(|w| &w.3)
+        .filter(|b| b["metadata"]["name"] == "req")
+        .collect();
+    assert_eq!(writes.len(), 1, "{:?}", api.status_writes);
+    assert_eq!(writes[0]["status"]["loadBalancer"]["ingress"], json!([]));
+    let c = &writes[0]["status"]["conditions"][0];
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&json!("False"), &json!("AddressInUse"))
+    );
+    assert_eq!(
+        c["message"],
+        "requested 2001:db8::1 is assigned to x/web (no common sharing key)"
+    );
+    let web = api
+        .status_writes
+        .iter()
+        .filter(|w| w.3["metadata"]["name"] == "web")
+        .count();
+    assert_eq!(web, 1, "web is not written again");
 }
