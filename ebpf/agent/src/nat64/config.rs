@@ -604,7 +604,7 @@ ipv4Mtu: 1460
             ..Default::default()
         };
         let problems = c.problems();
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_ref()).collect();
+        let keys: Vec<&str> = problems.iter().map(|p| &*p.key).collect();
         for k in [
             "prefix",
             "pool",
