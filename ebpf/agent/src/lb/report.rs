@@ -135,3 +135,28 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::assign::Block;
+
+    #[test]
+    fn a_pool_larger_than_u64_survives_the_status_file() {
+        let pools = vec![Pool {
+            name: "big".into(),
+            blocks: vec![Block::from_cidr("2001:db8::/48".parse().unwrap())],
+            namespaces: vec![],
+            selector: BTreeMap::new(),
+            auto_assign: true,
+        }];
+        let r = Report::new("sixlane.io/lb", &pools, &BTreeMap::new(), Writer::Static);
+        assert_eq!(r.pools[0].size, (1u128 << 80) - (1 << 16));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains("\"size\":1208925819614629174640640"),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
+    }
+}
