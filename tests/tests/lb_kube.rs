@@ -3,7 +3,7 @@
 //! the Lease `kube-system/sixlane-lb-ipam` as its node, server-side-applies the assigned
 //! address and the condition to the Service's status subresource (and only that Service's),
 //! records a Warning Event for a Service left pending, shows itself as the writer in
-//! `sixlane-agent lb`, and releases the Lease when it stops.
+//! `sixlane-agent lb` and the metrics, and releases the Lease when it stops.
 
 use std::{
     fs,
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sixlane_testkit::ChildGuard;
 use sixlane_tests::{
     bins,
-    cluster::{self, TempDir, node_addr},
+    cluster::{self, TempDir, curl, node_addr},
     kubeapi::{self, ApiServer, Tls, Write},
 };
 
@@ -194,6 +194,14 @@ fn the_lease_holder_writes_the_assignment_to_the_service_status() {
     assert_eq!(r["writer"]["holder"], "node1", "{r}");
     assert_eq!(r["assigned"][0]["service"], "default/web", "{r}");
     assert_eq!(r["pending"][0]["service"], "default/late", "{r}");
+    let m = curl(&n1.ns, "http://[::1]:9660/metrics", 5).unwrap_or_default();
+    for want in [
+        "sixlane_lb_leader 1",
+        "sixlane_lb_assigned{pool=\"public\"} 1",
+        "sixlane_lb_pending 1",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
 
     // Renewals only: nothing else is written to the Services (the watch shows no change, and
     // what was written is not written again).
