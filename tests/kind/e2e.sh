@@ -249,6 +249,7 @@ e2e() {
     -o jsonpath='{.items[0].metadata.name}')
   kc -n kube-system exec "$agent_pod" -- sixlane-agent status
   kc -n kube-system exec "$agent_pod" -- sixlane-agent ipam
+  kc -n kube-system exec "$agent_pod" -- sixlane-agent lb
   if ((!DRY)); then echo "e2e: all checks passed" >&2; fi
 }
 

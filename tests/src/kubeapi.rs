@@ -1,7 +1,10 @@
 //! A Kubernetes API server stand-in for an agent running in a pod: HTTPS with a CA of its own
 //! (the pod's `ca.crt`), bearer-token authentication (the pod's service account token), and
 //! the list + watch calls kube-rs's watcher makes, over a fixed set of objects. Watches stay
-//! open without events until the server is dropped.
+//! open without events until the server is dropped. Writes are recorded ([`ApiServer::writes`]):
+//! a POST creates an object (409 if it exists) that GET then returns, a PUT replaces it if its
+//! `resourceVersion` is the one stored (else 409), a PATCH is answered with the patch — enough
+//! for a Lease and the status writes of LoadBalancer IP assignment.
 //!
 //! TLS is terminated by `socat` with a certificate `openssl` makes for the server's address;
 //! behind it a plain HTTP/1.1 server on the node's loopback answers.
@@ -9,7 +12,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     sync::{
@@ -30,6 +33,16 @@ pub struct Request {
     pub path: String,
     pub watch: bool,
     pub authorized: bool,
+}
+
+/// A write the server accepted from an authorized client (anything but GET).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
 }
 
 /// A CA and a server certificate for `ip` (PEM files in `dir`).
@@ -132,9 +145,19 @@ pub fn objects(nodes: Vec<Value>, services: Vec<Value>, slices: Vec<Value>) -> O
 /// The server. Dropping it closes the listener, ends open watches and stops socat.
 pub struct ApiServer {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
+    state: Arc<State>,
     _tls: ChildGuard,
+}
+
+/// What the connections share.
+struct State {
+    objects: Objects,
+    bearer: String,
+    requests: Mutex<Vec<Request>>,
+    writes: Mutex<Vec<Write>>,
+    /// Objects created by POST, by path, and the last `resourceVersion` given.
+    created: Mutex<(BTreeMap<String, Value>, u64)>,
+    stop: AtomicBool,
 }
 
 impl ApiServer {
@@ -145,18 +168,22 @@ impl ApiServer {
             .expect("binding the API server's HTTP side");
         listener.set_nonblocking(true).unwrap();
         let backend = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new((objects, format!("Bearer {token}")));
+        let state = Arc::new(State {
+            objects,
+            bearer: format!("Bearer {token}"),
+            requests: Mutex::default(),
+            writes: Mutex::default(),
+            created: Mutex::default(),
+            stop: AtomicBool::new(false),
+        });
         {
-            let (requests, stop) = (requests.clone(), stop.clone());
+            let state = state.clone();
             thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                while !state.stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((s, _)) => {
-                            let (requests, stop, shared) =
-                                (requests.clone(), stop.clone(), shared.clone());
-                            thread::spawn(move || serve(s, &shared.0, &shared.1, &requests, &stop));
+                            let state = state.clone();
+                            thread::spawn(move || serve(s, &state));
                         }
                         Err(_) => thread::sleep(Duration::from_millis(5)),
                     }
@@ -195,32 +222,36 @@ impl ApiServer {
         }
         Self {
             addr,
-            requests,
-            stop,
+            state,
             _tls: tls_proc,
         }
     }
 
     /// Every request answered so far.
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Every write accepted so far, in order.
+    pub fn writes(&self) -> Vec<Write> {
+        self.state.writes.lock().unwrap().clone()
+    }
+
+    /// The object a POST created at `path` (`<collection>/<name>`), as last written.
+    pub fn created(&self, path: &str) -> Option<Value> {
+        self.state.created.lock().unwrap().0.get(path).cloned()
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.state.stop.store(true, Ordering::Relaxed);
     }
 }
 
-/// Answers one connection's requests: a list, a watch (held open, no events), or 401/404.
-fn serve(
-    s: TcpStream,
-    objects: &Objects,
-    bearer: &str,
-    requests: &Mutex<Vec<Request>>,
-    stop: &AtomicBool,
-) {
+/// Answers one connection's request: a list, a watch (held open, no events), a write, or
+/// 401/404.
+fn serve(s: TcpStream, state: &State) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut r = BufReader::new(s);
@@ -228,52 +259,80 @@ fn serve(
     if r.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_owned();
+    let target = words.next().unwrap_or("/").to_owned();
     let mut authorized = false;
+    let (mut length, mut content_type) = (0, String::new());
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("authorization")
-        {
-            authorized = v.trim() == bearer;
+        if let Some((k, v)) = h.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("authorization") {
+                authorized = v == state.bearer;
+            } else if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("content-type") {
+                content_type = v.to_owned();
+            }
         }
+    }
+    let mut body = vec![0; length];
+    if r.read_exact(&mut body).is_err() {
+        return;
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let watch = query
         .split('&')
         .any(|q| q == "watch=true" || q == "watch=1");
-    requests.lock().unwrap().push(Request {
+    state.requests.lock().unwrap().push(Request {
         path: path.to_owned(),
         watch,
         authorized,
     });
     let mut s = r.into_inner();
-    let (status, body) = match (authorized, objects.get(path)) {
-        (false, _) => (401, status_json(401, "Unauthorized")),
-        (true, None) => (404, status_json(404, "NotFound")),
-        (true, Some(_)) if watch => {
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
-            );
-            let _ = s.flush();
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(100));
+    let (status, body) = if !authorized {
+        (401, status_json(401, "Unauthorized"))
+    } else if method != "GET" {
+        let write = Write {
+            method,
+            path: path.to_owned(),
+            query: query.to_owned(),
+            content_type,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        };
+        let answer = state.write(&write);
+        state.writes.lock().unwrap().push(write);
+        answer
+    } else if let Some(o) = state.created.lock().unwrap().0.get(path) {
+        (200, o.clone())
+    } else {
+        match state.objects.get(path) {
+            None => (404, status_json(404, "NotFound")),
+            Some(_) if watch => {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                );
+                let _ = s.flush();
+                while !state.stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                return;
             }
-            return;
+            Some((api_version, kind, items)) => (
+                200,
+                json!({
+                    "kind": kind,
+                    "apiVersion": api_version,
+                    "metadata": {"resourceVersion": "1"},
+                    "items": items,
+                }),
+            ),
         }
-        (true, Some((api_version, kind, items))) => (
-            200,
-            json!({
-                "kind": kind,
-                "apiVersion": api_version,
-                "metadata": {"resourceVersion": "1"},
-                "items": items,
-            }),
-        ),
     };
     let body = body.to_string();
     let _ = write!(
@@ -282,6 +341,57 @@ fn serve(
          Connection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+impl State {
+    /// A write's answer: POST creates, PUT replaces (optimistic concurrency on
+    /// `resourceVersion`), PATCH echoes the patch.
+    fn write(&self, w: &Write) -> (u16, Value) {
+        let mut created = self.created.lock().unwrap();
+        let (objects, version) = &mut *created;
+        let mut body = w.body.clone();
+        let key = match w.method.as_str() {
+            "POST" => {
+                let name = body["metadata"]["name"].as_str().map_or_else(
+                    || {
+                        format!(
+                            "{}{}",
+                            body["metadata"]["generateName"].as_str().unwrap_or(""),
+                            *version + 1
+                        )
+                    },
+                    str::to_owned,
+                );
+                let key = format!("{}/{name}", w.path);
+                if objects.contains_key(&key) {
+                    return (409, status_json(409, "AlreadyExists"));
+                }
+                body["metadata"]["name"] = json!(name);
+                Some(key)
+            }
+            "PUT" => match objects.get(&w.path) {
+                None => return (404, status_json(404, "NotFound")),
+                Some(o)
+                    if o["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"] =>
+                {
+                    return (409, status_json(409, "Conflict"));
+                }
+                Some(_) => Some(w.path.clone()),
+            },
+            "PATCH" => None,
+            _ => return (405, status_json(405, "MethodNotAllowed")),
+        };
+        *version += 1;
+        body["metadata"]["resourceVersion"] = json!(version.to_string());
+        match key {
+            Some(k) => {
+                let code = if w.method == "POST" { 201 } else { 200 };
+                objects.insert(k, body.clone());
+                (code, body)
+            }
+            None => (200, body),
+        }
+    }
 }
 
 fn status_json(code: u16, reason: &str) -> Value {

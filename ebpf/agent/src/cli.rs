@@ -369,6 +369,18 @@ fn print_services(s: &Status) {
     }
     row("service sink", &s.sink);
     row(
+        "load balancer",
+        match &s.load_balancer {
+            Some(lb) => format!(
+                "{} assigned, {} pending; {} (sixlane-agent lb)",
+                lb.assigned.len(),
+                lb.pending.len(),
+                crate::lb::cli::writer_line(&lb.writer)
+            ),
+            None => "off".into(),
+        },
+    );
+    row(
         "last reconcile",
         match &s.last_reconcile {
             Some(r) => format!(

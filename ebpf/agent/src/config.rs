@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
+    names::{is_dns_subdomain, is_label_value},
     node::candidate::{is_ula, unusable_node_address},
     problem::{Problem, Problems},
 };
@@ -38,6 +39,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// NAT64 from pods to the IPv4 internet (`docs/nat64.md`); off by default.
     pub nat64: crate::nat64::Nat64Config,
+    /// LoadBalancer IP assignment (`docs/lb.md`); off by default.
+    pub load_balancer: crate::lb::config::LbConfig,
 }
 
 /// This node.
@@ -363,6 +366,7 @@ impl Config {
         p.extend(self.logging.problems());
         p.extend(self.datapath.problems());
         p.extend(self.nat64.problems());
+        p.extend(self.load_balancer.problems());
         p.extend(self.cross_section_problems());
         if p.is_empty() {
             Ok(())
@@ -633,25 +637,6 @@ pub fn ipv6_net(s: &str) -> Option<Ipv6Net> {
     }
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 pub fn is_ifname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
@@ -849,5 +834,19 @@ mod tests {
         );
         assert_eq!(ipv6_net("10.0.0.0/24"), None);
         assert_eq!(ipv6_net("bogus"), None);
+    }
+
+    #[test]
+    fn load_balancer_problems_are_listed_with_the_rest() {
+        let e = Config::parse("loadBalancer:\n  enabled: true\ncni:\n  mtu: 100\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\n  - loadBalancer.pools: enabled without a pool"),
+            "{e}"
+        );
+        assert!(e.contains("\n  - cni.mtu"), "{e}");
     }
 }

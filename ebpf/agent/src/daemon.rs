@@ -2,8 +2,9 @@
 //!
 //! Order: configuration validated (by the caller) → datapath loaded and pinned links upgraded →
 //! sources started and listed once → node address chosen → uplink programs attached → pod
-//! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile → service
-//! sink → routes → healthCheckNodePort servers → status.
+//! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile →
+//! LoadBalancer IP assignment (`lb`) → service sink → routes → healthCheckNodePort servers →
+//! status.
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
 //! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
@@ -30,6 +31,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     Error, PinLayout, Result,
     config::{Config, RoutingMode, ServicesConfig, SourceMode},
+    lb::LoadBalancing,
     loader::{Datapath, LoadOptions},
     model::DesiredState,
     nat64::{self, config::Mode as Nat64Mode},
@@ -220,6 +222,11 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     )
     .await?;
 
+    let lb = LoadBalancing::start(&cfg, &node)
+        .await
+        .map_err(step("starting LoadBalancer IP assignment"))?;
+    metrics.register_collector(Box::new(lb.collector()));
+
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
@@ -246,8 +253,10 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         hc: NodePortServers::default(),
         setup: NodeSetup::default(),
         published: Published::default(),
+        lb,
     };
     agent.event_loop(rx, rt.stop).await?;
+    agent.lb.stop().await;
 
     source_task.abort();
     for s in servers {
@@ -441,6 +450,7 @@ struct Agent {
     hc: NodePortServers,
     setup: NodeSetup,
     published: Published,
+    lb: LoadBalancing,
 }
 
 /// What node setup chose and did so far.
@@ -519,6 +529,8 @@ impl Agent {
                     self.gc();
                 }
                 _ = node_tick.tick() => {
+                    let lb = self.lb.report();
+                    self.shared.update(|s| s.load_balancer = lb);
                     if self.store.all_synced() {
                         self.node_setup().await;
                         if self.published.resync_due() {
@@ -755,7 +767,8 @@ impl Agent {
             // First complete listing: set the node up before publishing anything.
             self.node_setup().await;
         }
-        let out = self.reconciler.run(&self.store, t0)?;
+        let mut out = self.reconciler.run(&self.store, t0)?;
+        self.lb.reconcile(&self.store, &mut out.snapshot.desired);
         let Snapshot { desired, nodes, .. } = &out.snapshot;
 
         let changed = self.published.state.as_ref() != Some(desired);
@@ -898,6 +911,7 @@ impl Agent {
             .map(|k| (k.name().to_string(), self.store.synced(*k)))
             .collect();
         let services = desired.services.len();
+        let lb = self.lb.report();
         self.shared.update(|s| {
             s.last_reconcile = Some(ReconcileStatus {
                 at: status::unix_now(),
@@ -908,6 +922,7 @@ impl Agent {
                 error,
             });
             s.synced = synced;
+            s.load_balancer = lb;
             if let Some(r) = route_rows {
                 s.routes = r;
             }

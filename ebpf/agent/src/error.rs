@@ -136,6 +136,13 @@ pub enum Error {
     },
     #[error("the source stopped")]
     SourceStopped,
+    /// A write (or read) of the LoadBalancer IP assignment's Lease holder (`lb::writer`).
+    #[error("{request}")]
+    Kube {
+        request: KubeRequest,
+        #[source]
+        source: kube::Error,
+    },
 
     // The static source's manifests (`source::manifests`).
     #[error("{path}: document {doc}")]
@@ -264,6 +271,34 @@ impl fmt::Display for NetlinkRequest {
             NetlinkRequest::ListRoutes => f.write_str("listing routes"),
             NetlinkRequest::AddRoute { dst, via } => write!(f, "adding route {dst} via {via}"),
             NetlinkRequest::RemoveRoute { dst } => write!(f, "removing route {dst}"),
+        }
+    }
+}
+
+/// An API request of the LoadBalancer IP assignment (`lb::writer`), as its error names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KubeRequest {
+    GetLease { lease: String },
+    WriteLease { lease: String, create: bool },
+    PatchStatus { service: String },
+    CreateEvent { service: String },
+}
+
+impl fmt::Display for KubeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KubeRequest::GetLease { lease } => write!(f, "reading Lease {lease}"),
+            KubeRequest::WriteLease {
+                lease,
+                create: true,
+            } => write!(f, "creating Lease {lease}"),
+            KubeRequest::WriteLease { lease, .. } => write!(f, "updating Lease {lease}"),
+            KubeRequest::PatchStatus { service } => {
+                write!(f, "writing the status of Service {service}")
+            }
+            KubeRequest::CreateEvent { service } => {
+                write!(f, "creating an Event for Service {service}")
+            }
         }
     }
 }

@@ -58,6 +58,8 @@ enum Cmd {
     Ipam(sixlane_agent::cli::IpamArgs),
     /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
     Nat64(sixlane_agent::nat64::cli::Args),
+    /// LoadBalancer IP assignment: pools and their use, assignments, pending Services and why.
+    Lb(sixlane_agent::lb::cli::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -194,6 +196,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Ipam(args) => sixlane_agent::cli::print_ipam(&args, cli.json)?,
         Cmd::Nat64(args) => sixlane_agent::nat64::cli::run(&pins, cli.json, args)?,
+        Cmd::Lb(args) => {
+            let status =
+                sixlane_agent::ops::status::read_file(&args.state_dir).with_context(|| {
+                    format!(
+                        "reading the agent's status in {} (has the agent run here?)",
+                        args.state_dir.display()
+                    )
+                })?;
+            sixlane_agent::lb::cli::print(status.load_balancer.as_ref(), cli.json)?;
+        }
     }
     Ok(())
 }

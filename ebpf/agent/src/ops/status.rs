@@ -75,6 +75,9 @@ pub struct Status {
     /// Why not ready (empty when ready).
     pub not_ready: Vec<String>,
     pub node_eligible: bool,
+    /// LoadBalancer IP assignment (`None`: off). Defaulted: an older status file still reads.
+    #[serde(default)]
+    pub load_balancer: Option<crate::lb::Report>,
 }
 
 pub fn unix_now() -> u64 {
