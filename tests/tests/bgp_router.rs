@@ -1,0 +1,267 @@
+//! The upstream router the BGP tests assert on, proven on its own: FRR in a namespace learns
+//! what plain BIRD speakers announce, into its kernel FIB, with ECMP across speakers.
+//!
+//! ```text
+//!   netns router: FRR (AS 65000), bridge "lan" fd00:f::1/64
+//!   netns speaker i: BIRD (AS 6460i), fd00:f::(i+1)/64 and fe80::(i+1) on a veth in "lan"
+//! ```
+
+use std::{collections::BTreeSet, net::Ipv6Addr, time::Duration};
+
+use ipnet::Ipv6Net;
+use sixlane_testkit::{
+    NetNs, Veth,
+    bird::{Bird, BirdConfig},
+    fib,
+    frr::{Frr, FrrConfig, Neighbor, RemoteAs},
+    rtmon::{Change, RouteMonitor},
+    wait,
+};
+
+const ROUTER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 1);
+const ROUTER_ASN: u32 = 65000;
+const LAN: &str = "lan";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn speaker_addr(i: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, i + 1)
+}
+
+fn speaker_ll(i: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i + 1)
+}
+
+fn speaker_asn(i: u16) -> u32 {
+    64600 + u32::from(i)
+}
+
+fn quiet(ns: &NetNs) {
+    ns.sysctl("net.ipv6.conf.all.accept_dad", "0").unwrap();
+    ns.sysctl("net.ipv6.conf.default.accept_dad", "0").unwrap();
+}
+
+/// A speaker's namespace on the router's LAN. Field order is drop order.
+struct Speaker {
+    _link: Veth,
+    ns: NetNs,
+}
+
+struct Lab {
+    speakers: Vec<Speaker>,
+    router: NetNs,
+}
+
+impl Lab {
+    /// The router's namespace with its LAN and `n` speakers' namespaces on it (speakers 1..=n).
+    fn new(n: u16) -> Self {
+        sixlane_testkit::require_root();
+        let router = NetNs::new().unwrap();
+        quiet(&router);
+        router.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+        router.ip(&["link", "add", LAN, "type", "bridge"]).unwrap();
+        router.ip(&["link", "set", LAN, "up"]).unwrap();
+        router
+            .ip(&["addr", "add", &format!("{ROUTER}/64"), "dev", LAN, "nodad"])
+            .unwrap();
+        let speakers = (1..=n)
+            .map(|i| {
+                let ns = NetNs::new().unwrap();
+                quiet(&ns);
+                let link = Veth::new_down(Some(&ns), Some(&router)).unwrap();
+                link.b.ip(&["link", "set", "{}", "master", LAN]).unwrap();
+                link.b.ip(&["link", "set", "{}", "up"]).unwrap();
+                // A known link-local address: the next hop the router installs.
+                link.a
+                    .ip(&["link", "set", "{}", "addrgenmode", "none"])
+                    .unwrap();
+                for a in [
+                    format!("{}/64", speaker_addr(i)),
+                    format!("{}/64", speaker_ll(i)),
+                ] {
+                    link.a
+                        .ip(&["addr", "add", &a, "dev", "{}", "nodad"])
+                        .unwrap();
+                }
+                link.a.ip(&["link", "set", "{}", "up"]).unwrap();
+                Speaker { _link: link, ns }
+            })
+            .collect();
+        Self { speakers, router }
+    }
+
+    fn speaker(&self, i: u16) -> &Speaker {
+        &self.speakers[usize::from(i - 1)]
+    }
+
+    /// The router, with every speaker as an eBGP neighbor.
+    fn frr(&self, config: FrrConfig) -> Frr {
+        let config = (1..=self.speakers.len() as u16).fold(config, |c, i| {
+            c.neighbor(Neighbor::new(
+                speaker_addr(i),
+                RemoteAs::Asn(speaker_asn(i)),
+            ))
+        });
+        Frr::start(&self.router, config).unwrap()
+    }
+
+    /// Speaker `i`'s BIRD announcing `routes` to the router.
+    fn bird(&self, i: u16, routes: &[Ipv6Net]) -> Bird {
+        Bird::start(&self.speaker(i).ns, bird_config(i, routes)).unwrap()
+    }
+}
+
+fn bird_config(i: u16, routes: &[Ipv6Net]) -> BirdConfig {
+    BirdConfig::new(
+        format!("10.0.0.{}", i + 1).parse().unwrap(),
+        speaker_asn(i),
+        speaker_addr(i),
+    )
+    .peer(ROUTER, ROUTER_ASN)
+    .routes(routes.iter().copied())
+}
+
+fn router_config() -> FrrConfig {
+    FrrConfig::new(ROUTER_ASN, "10.255.0.1".parse().unwrap())
+}
+
+/// The speaker whose address `gw` is (global or link-local).
+fn speaker_of(gw: Ipv6Addr) -> Option<u16> {
+    (1..=8).find(|&i| gw == speaker_addr(i) || gw == speaker_ll(i))
+}
+
+/// Waits until the router's kernel FIB has a route to `prefix` with `paths` next hops.
+fn fib_route(lab: &Lab, prefix: Ipv6Net, paths: usize) -> fib::Route {
+    wait::until(
+        || format!("{prefix} with {paths} path(s) in the router's FIB"),
+        SETTLE,
+        || Ok(fib::route(&lab.router, prefix)?.filter(|r| r.nexthops.len() == paths)),
+    )
+    .unwrap_or_else(|e| panic!("{e}: FIB {:#?}", fib::routes(&lab.router)))
+}
+
+#[test]
+fn frr_learns_a_birds_static_route_into_its_kernel_fib_and_forgets_it() {
+    let lab = Lab::new(1);
+    let prefix: Ipv6Net = "2001:db8:100::1/128".parse().unwrap();
+    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mut router = lab.frr(router_config());
+    let mut bird = lab.bird(1, &[prefix]);
+    let session = router.wait_established(speaker_addr(1), SETTLE).unwrap();
+    assert_eq!(session.remote_as, speaker_asn(1));
+
+    // The kernel forwards to the speaker, on the LAN, installed by zebra for BGP.
+    let route = fib_route(&lab, prefix, 1);
+    assert_eq!(route.protocol, "bgp", "{route:?}");
+    let hop = &route.nexthops[0];
+    assert_eq!(hop.dev.as_deref(), Some(LAN), "{route:?}");
+    assert_eq!(hop.gateway.and_then(speaker_of), Some(1), "{route:?}");
+    mon.wait_all(0, Change::Added, &[prefix], SETTLE).unwrap();
+
+    // BGP's and zebra's own view agree.
+    let table = router.bgp_ipv6().unwrap();
+    let paths = table.paths(&prefix.to_string());
+    assert_eq!(paths.len(), 1, "{table:#?}");
+    assert!(paths[0].valid && paths[0].bestpath, "{paths:?}");
+    assert_eq!(paths[0].path, speaker_asn(1).to_string());
+    assert_eq!(paths[0].peer_id, speaker_addr(1).to_string());
+    let rib = router.rib().unwrap();
+    let r = &rib[&prefix.to_string()][0];
+    assert_eq!(r.protocol, "bgp");
+    assert!(r.selected && r.installed, "{r:?}");
+    assert!(r.nexthops.iter().all(|n| n.fib), "{r:?}");
+
+    // Withdrawn by reconfiguring BIRD in place: gone from the FIB, the session untouched.
+    let from = mon.cursor();
+    bird.configure(bird_config(1, &[])).unwrap();
+    mon.wait_all(from, Change::Removed, &[prefix], SETTLE)
+        .unwrap();
+    assert_eq!(fib::route(&lab.router, prefix).unwrap(), None);
+    let after = &router.neighbors().unwrap()[&speaker_addr(1).to_string()];
+    assert!(after.established(), "{after:?}");
+    assert_eq!(
+        (after.connections_established, after.connections_dropped),
+        (session.connections_established, session.connections_dropped),
+        "reconfiguring BIRD reset the session: {after:?}"
+    );
+    router.check_alive().unwrap();
+    bird.check_alive().unwrap();
+}
+
+#[test]
+fn frr_installs_one_route_with_a_next_hop_per_speaker() {
+    let lab = Lab::new(2);
+    let range: Ipv6Net = "2001:db8:96::/108".parse().unwrap();
+    let mut router = lab.frr(router_config());
+    let _birds = [lab.bird(1, &[range]), lab.bird(2, &[range])];
+    for i in 1..=2 {
+        router.wait_established(speaker_addr(i), SETTLE).unwrap();
+    }
+
+    let route = fib_route(&lab, range, 2);
+    let mut via: Vec<Option<u16>> = route.gateways().into_iter().map(speaker_of).collect();
+    via.sort();
+    assert_eq!(via, [Some(1), Some(2)], "{route:?}");
+    assert!(route.nexthops.iter().all(|n| n.dev.as_deref() == Some(LAN)));
+    let table = router.bgp_ipv6().unwrap();
+    assert_eq!(
+        table.used_peers(&range.to_string()),
+        [speaker_addr(1).to_string(), speaker_addr(2).to_string()],
+        "{table:#?}"
+    );
+
+    // The ECMP comes from the router's configuration: one path when it allows one.
+    let bgp = format!("router bgp {ROUTER_ASN}");
+    router
+        .configure(&[
+            bgp.as_str(),
+            "address-family ipv6 unicast",
+            "maximum-paths 1",
+        ])
+        .unwrap();
+    let single = fib_route(&lab, range, 1);
+    assert!(
+        single
+            .gateways()
+            .into_iter()
+            .all(|g| speaker_of(g).is_some())
+    );
+}
+
+/// The router's BGP routes in its kernel FIB that are among `routes`.
+fn installed_of(lab: &Lab, routes: &BTreeSet<Ipv6Net>) -> usize {
+    fib::routes(&lab.router)
+        .unwrap()
+        .iter()
+        .filter(|r| r.protocol == "bgp" && routes.contains(&r.dst))
+        .count()
+}
+
+/// What the bench's floor times: a thousand routes handed to BIRD in one reconfiguration reach
+/// the router's kernel, each notified by the route monitor, and all go again.
+#[test]
+fn frr_installs_and_removes_a_thousand_routes_handed_to_bird_at_once() {
+    let lab = Lab::new(1);
+    let routes: Vec<Ipv6Net> = (1..=1000)
+        .map(|i| Ipv6Net::from(Ipv6Addr::new(0x2001, 0xdb8, 0x101, 0, 0, 0, 0, i)))
+        .collect();
+    let set: BTreeSet<Ipv6Net> = routes.iter().copied().collect();
+    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mut router = lab.frr(router_config());
+    let mut bird = lab.bird(1, &[]);
+    router.wait_established(speaker_addr(1), SETTLE).unwrap();
+
+    let from = mon.cursor();
+    bird.configure(bird_config(1, &routes)).unwrap();
+    mon.wait_all(from, Change::Added, &routes, SETTLE).unwrap();
+    assert_eq!(installed_of(&lab, &set), routes.len());
+    let n = &router.neighbors().unwrap()[&speaker_addr(1).to_string()];
+    assert_eq!(n.ipv6_accepted(), 1000, "{n:?}");
+
+    let from = mon.cursor();
+    bird.configure(bird_config(1, &[])).unwrap();
+    mon.wait_all(from, Change::Removed, &routes, SETTLE)
+        .unwrap();
+    assert_eq!(installed_of(&lab, &set), 0);
+    router.check_alive().unwrap();
+    bird.check_alive().unwrap();
+}
