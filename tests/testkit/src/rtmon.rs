@@ -218,7 +218,8 @@ fn read(sock: &Socket, shared: &Shared) {
         if let Err(e) = &res
             && matches!(
                 e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                // The tick, or a signal for this process: nothing was lost.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
             )
         {
             continue;
