@@ -29,7 +29,7 @@ use anyhow::{Context as _, bail};
 use ipnet::Ipv6Net;
 use sixlane_testkit::{
     NetNs, Veth,
-    bird::{Bird, BirdConfig},
+    bird::{Bird, BirdConfig, Peer},
     fib,
     frr::{Frr, FrrConfig, Neighbor, RemoteAs},
     rng::Rng,
@@ -150,7 +150,7 @@ impl Floor {
 
 fn bird_config(routes: &[Ipv6Net]) -> BirdConfig {
     BirdConfig::new(Ipv4Addr::new(10, 0, 0, 2), NODE_ASN, NODE)
-        .peer(ROUTER, ROUTER_ASN)
+        .peer(Peer::new(ROUTER, ROUTER_ASN))
         .routes(routes.iter().copied())
 }
 

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-pub use config::BirdConfig;
+pub use config::{BirdConfig, Peer};
 pub use control::Reply;
 
 use crate::{Error, NetNs, Result, TempDir, cmd, daemon::Daemon};

@@ -19,7 +19,7 @@ use std::{fs, net::Ipv6Addr, path::Path, process::Command, time::Duration};
 pub use config::{FrrConfig, GracefulRestart, Neighbor, RemoteAs};
 use nix::unistd::{User, chown};
 use serde::de::DeserializeOwned;
-pub use show::{BgpTable, NeighborState, Neighbors, Rib};
+pub use show::{BfdInfo, BgpTable, NeighborState, Neighbors, Rib};
 
 use crate::{Error, NetNs, Result, TempDir, cmd, daemon::Daemon};
 
@@ -123,14 +123,25 @@ impl Frr {
 
     /// Waits until the session with `peer` is established; returns its state then.
     pub fn wait_established(&mut self, peer: Ipv6Addr, timeout: Duration) -> Result<NeighborState> {
+        self.wait_neighbor(peer, "established", timeout, NeighborState::established)
+    }
+
+    /// Waits until the router's view of neighbor `peer` satisfies `ok` (described as `what`);
+    /// returns that view.
+    pub fn wait_neighbor(
+        &mut self,
+        peer: Ipv6Addr,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&NeighborState) -> bool,
+    ) -> Result<NeighborState> {
         let dir = self.dir.path();
         self.bgpd.wait_until(
-            &format!("the BGP session with {peer} to be established"),
+            &format!("the BGP session with {peer} to be {what}"),
             timeout,
             || {
                 let mut n: Neighbors = json(dir, &format!("show bgp neighbors {peer} json"))?;
-                Ok(n.remove(&peer.to_string())
-                    .filter(NeighborState::established))
+                Ok(n.remove(&peer.to_string()).filter(|s| ok(s)))
             },
         )
     }

@@ -80,11 +80,27 @@ pub struct NeighborState {
     /// ...).
     pub last_reset_due_to: String,
     pub address_family_info: BTreeMap<String, AfInfo>,
+    /// The neighbor's BFD session, when it has one.
+    pub peer_bfd_info: Option<BfdInfo>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BfdInfo {
+    /// `Up`, `Down`, `Admin Down`, `Unknown`.
+    pub status: String,
 }
 
 impl NeighborState {
     pub fn established(&self) -> bool {
         self.bgp_state == "Established"
+    }
+
+    /// Whether the neighbor's BFD session is up.
+    pub fn bfd_up(&self) -> bool {
+        self.peer_bfd_info
+            .as_ref()
+            .is_some_and(|b| b.status == "Up")
     }
 
     /// Prefixes accepted from the neighbor in the IPv6 unicast family.
@@ -161,14 +177,17 @@ mod tests {
             r#"{"fd00:f::2":{"remoteAs":64601,"localAs":65000,"nbrExternalLink":true,
             "bgpState":"Established","connectionsEstablished":1,"connectionsDropped":0,
             "lastResetDueTo":"Waiting for peer OPEN",
-            "addressFamilyInfo":{"ipv6Unicast":{"acceptedPrefixCounter":2}}},
+            "addressFamilyInfo":{"ipv6Unicast":{"acceptedPrefixCounter":2}},
+            "peerBfdInfo":{"type":"single hop","detectMultiplier":3,"status":"Up"}},
             "fd00:f::3":{"remoteAs":64602,"bgpState":"Active"}}"#,
         )
         .unwrap();
         let a = &n["fd00:f::2"];
         assert!(a.established());
         assert_eq!((a.connections_established, a.ipv6_accepted()), (1, 2));
+        assert!(a.bfd_up());
         assert!(!n["fd00:f::3"].established());
+        assert!(!n["fd00:f::3"].bfd_up());
         assert_eq!(n["fd00:f::3"].ipv6_accepted(), 0);
     }
 
