@@ -11,17 +11,19 @@ use std::{collections::BTreeSet, net::Ipv6Addr, time::Duration};
 use ipnet::Ipv6Net;
 use sixlane_testkit::{
     NetNs, Veth,
-    bird::{Bird, BirdConfig},
-    fib,
+    bird::{Bird, BirdConfig, Peer},
+    daemon, fib,
     frr::{Frr, FrrConfig, Neighbor, RemoteAs},
     rtmon::{Change, RouteMonitor},
     wait,
 };
 
 const ROUTER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 1);
+const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 const ROUTER_ASN: u32 = 65000;
 const LAN: &str = "lan";
 const SETTLE: Duration = Duration::from_secs(20);
+const PASSWORD: &str = "s3cret";
 
 fn speaker_addr(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, i + 1)
@@ -59,10 +61,17 @@ impl Lab {
         quiet(&router);
         router.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
         router.ip(&["link", "add", LAN, "type", "bridge"]).unwrap();
-        router.ip(&["link", "set", LAN, "up"]).unwrap();
+        // A link-local address from the start (a bridge makes one only once it has carrier):
+        // bgpd needs one to announce over the LAN.
         router
-            .ip(&["addr", "add", &format!("{ROUTER}/64"), "dev", LAN, "nodad"])
+            .ip(&["link", "set", LAN, "addrgenmode", "none"])
             .unwrap();
+        router.ip(&["link", "set", LAN, "up"]).unwrap();
+        for a in [format!("{ROUTER}/64"), format!("{ROUTER_LL}/64")] {
+            router
+                .ip(&["addr", "add", &a, "dev", LAN, "nodad"])
+                .unwrap();
+        }
         let speakers = (1..=n)
             .map(|i| {
                 let ns = NetNs::new().unwrap();
@@ -95,28 +104,43 @@ impl Lab {
 
     /// The router, with every speaker as an eBGP neighbor.
     fn frr(&self, config: FrrConfig) -> Frr {
+        self.frr_with(config, |n| n)
+    }
+
+    /// The router, with every speaker as an eBGP neighbor with `options` applied.
+    fn frr_with(&self, config: FrrConfig, options: impl Fn(Neighbor) -> Neighbor) -> Frr {
         let config = (1..=self.speakers.len() as u16).fold(config, |c, i| {
-            c.neighbor(Neighbor::new(
+            c.neighbor(options(Neighbor::new(
                 speaker_addr(i),
                 RemoteAs::Asn(speaker_asn(i)),
-            ))
+            )))
         });
         Frr::start(&self.router, config).unwrap()
     }
 
     /// Speaker `i`'s BIRD announcing `routes` to the router.
     fn bird(&self, i: u16, routes: &[Ipv6Net]) -> Bird {
-        Bird::start(&self.speaker(i).ns, bird_config(i, routes)).unwrap()
+        self.start_bird(i, bird_config(i, routes))
+    }
+
+    fn start_bird(&self, i: u16, config: BirdConfig) -> Bird {
+        Bird::start(&self.speaker(i).ns, config).unwrap()
     }
 }
 
+/// Speaker `i`'s configuration: `routes` announced to the router.
 fn bird_config(i: u16, routes: &[Ipv6Net]) -> BirdConfig {
+    bird_config_with(i, routes, Peer::new(ROUTER, ROUTER_ASN))
+}
+
+/// Speaker `i`'s configuration: `routes` announced to `router` (the router with options).
+fn bird_config_with(i: u16, routes: &[Ipv6Net], router: Peer) -> BirdConfig {
     BirdConfig::new(
         format!("10.0.0.{}", i + 1).parse().unwrap(),
         speaker_asn(i),
         speaker_addr(i),
     )
-    .peer(ROUTER, ROUTER_ASN)
+    .peer(router)
     .routes(routes.iter().copied())
 }
 
@@ -264,4 +288,71 @@ fn frr_installs_and_removes_a_thousand_routes_handed_to_bird_at_once() {
     assert_eq!(installed_of(&lab, &set), 0);
     router.check_alive().unwrap();
     bird.check_alive().unwrap();
+}
+
+/// TCP MD5 (RFC 2385) and BFD, as a router in front of a cluster may require: the speaker with
+/// the router's password gets its session, its route and a BFD session up on both ends; the
+/// one with another password, started at the same time, gets no session at all.
+#[test]
+fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does() {
+    let lab = Lab::new(2);
+    let prefix: Ipv6Net = "2001:db8:100::2/128".parse().unwrap();
+    let mut router = lab.frr_with(router_config(), |n| n.password(PASSWORD).bfd());
+    let good = lab.start_bird(
+        1,
+        bird_config_with(
+            1,
+            &[prefix],
+            Peer::new(ROUTER, ROUTER_ASN).password(PASSWORD).bfd(),
+        ),
+    );
+    let mut bad = lab.start_bird(
+        2,
+        bird_config_with(
+            2,
+            &[prefix],
+            Peer::new(ROUTER, ROUTER_ASN).password("not-it").bfd(),
+        ),
+    );
+    router
+        .wait_neighbor(speaker_addr(1), "established with BFD up", SETTLE, |n| {
+            n.established() && n.bfd_up()
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: {:#?}\nbgpd: {}\nbfdd: {}\nBIRD: {}",
+                router.neighbors(),
+                daemon::tail(&router.dir().join("bgpd.log")),
+                daemon::tail(&router.dir().join("bfdd.log")),
+                daemon::tail(good.log()),
+            )
+        });
+    let route = fib_route(&lab, prefix, 1);
+    assert_eq!(
+        route
+            .gateways()
+            .into_iter()
+            .map(speaker_of)
+            .collect::<Vec<_>>(),
+        [Some(1)]
+    );
+    let router_addr = ROUTER.to_string();
+    wait::until(
+        || "BIRD's BFD session with the router to be up".into(),
+        SETTLE,
+        || {
+            let text = good.request("show bfd sessions")?.text();
+            Ok(text
+                .lines()
+                .any(|l| l.starts_with(&router_addr) && l.split_whitespace().any(|w| w == "Up"))
+                .then_some(()))
+        },
+    )
+    .unwrap();
+
+    let refused = &router.neighbors().unwrap()[&speaker_addr(2).to_string()];
+    assert!(!refused.established(), "{refused:?}");
+    assert_eq!(refused.connections_established, 0, "{refused:?}");
+    bad.check_alive().unwrap();
+    router.check_alive().unwrap();
 }
