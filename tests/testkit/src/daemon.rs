@@ -8,7 +8,12 @@ use std::{
     time::Duration,
 };
 
+use nix::sys::signal::Signal;
+
 use crate::{ChildGuard, Error, NetNs, Result, wait};
+
+/// How long a killed daemon may take to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Lines of a daemon's log an error quotes.
 const TAIL_LINES: usize = 20;
@@ -94,6 +99,13 @@ impl Daemon {
     /// Ends the daemon (SIGTERM, then SIGKILL after 2 s).
     pub fn stop(&mut self) {
         self.child.terminate();
+    }
+
+    /// Kills the daemon outright (SIGKILL: a crash, no goodbye to anyone) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.signal(Signal::SIGKILL)?;
+        self.child.wait_timeout(KILL_WAIT)?;
+        Ok(())
     }
 }
 

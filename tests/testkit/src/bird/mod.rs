@@ -44,25 +44,22 @@ impl Bird {
         let conf = dir.path().join("bird.conf");
         write(&conf, &config.render())?;
         cmd::run(BIRD, &["-p", "-c", &conf.display().to_string()])?;
-        let socket = dir.path().join("bird.ctl");
-        let args = [
-            "-f".to_owned(),
-            "-c".to_owned(),
-            conf.display().to_string(),
-            "-s".to_owned(),
-            socket.display().to_string(),
-            "-P".to_owned(),
-            dir.path().join("bird.pid").display().to_string(),
-        ];
-        let mut daemon = Daemon::spawn(ns, "bird", BIRD, &args, &dir.path().join("bird.log"))?;
-        daemon.wait_until("its control socket", START, || {
-            Ok(control::request(&socket, "show status").ok())
-        })?;
+        let daemon = spawn(ns, dir.path(), false)?;
         Ok(Self {
             daemon,
             dir,
             config,
         })
+    }
+
+    /// Kills BIRD outright (SIGKILL: a crash, no goodbye to its peers) and starts it again in
+    /// `ns` (where it ran) with its configuration. With `recovery`, in graceful-restart recovery
+    /// (`bird -R`): its sessions tell the peers the forwarding state was kept, so they keep
+    /// its routes until it has sent them all again.
+    pub fn crash_and_restart(&mut self, ns: &NetNs, recovery: bool) -> Result<()> {
+        self.daemon.kill()?;
+        self.daemon = spawn(ns, self.dir.path(), recovery)?;
+        Ok(())
     }
 
     pub fn config(&self) -> &BirdConfig {
@@ -101,6 +98,29 @@ impl Bird {
     pub fn check_alive(&mut self) -> Result<()> {
         self.daemon.check_alive()
     }
+}
+
+/// Starts BIRD in `ns` on `dir`'s `bird.conf`, its socket, pid file and log there; waits until
+/// it answers on its socket.
+fn spawn(ns: &NetNs, dir: &Path, recovery: bool) -> Result<Daemon> {
+    let socket = dir.join("bird.ctl");
+    let mut args = vec![
+        "-f".to_owned(),
+        "-c".to_owned(),
+        dir.join("bird.conf").display().to_string(),
+        "-s".to_owned(),
+        socket.display().to_string(),
+        "-P".to_owned(),
+        dir.join("bird.pid").display().to_string(),
+    ];
+    if recovery {
+        args.push("-R".to_owned());
+    }
+    let mut daemon = Daemon::spawn(ns, "bird", BIRD, &args, &dir.join("bird.log"))?;
+    daemon.wait_until("its control socket", START, || {
+        Ok(control::request(&socket, "show status").ok())
+    })?;
+    Ok(daemon)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
