@@ -356,3 +356,50 @@ fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does(
     bad.check_alive().unwrap();
     router.check_alive().unwrap();
 }
+
+/// Graceful restart (RFC 4724) at work: BIRD crashes (SIGKILL) and comes back in recovery
+/// (`bird -R`); the router keeps its route (stale) meanwhile, takes it fresh from the new BIRD,
+/// and its kernel never loses it. (Restarted plainly, BIRD's OPEN says no forwarding state was
+/// kept: the router drops the stale route at once and installs it again about a second later,
+/// once the new BIRD has sent it.)
+#[test]
+fn a_crashed_bird_restarted_in_recovery_costs_the_routers_fib_nothing() {
+    let lab = Lab::new(1);
+    let prefix: Ipv6Net = "2001:db8:100::3/128".parse().unwrap();
+    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mut router = lab.frr(router_config());
+    let mut bird = lab.bird(1, &[prefix]);
+    let before = router.wait_established(speaker_addr(1), SETTLE).unwrap();
+    mon.wait_all(0, Change::Added, &[prefix], SETTLE).unwrap();
+
+    let from = mon.cursor();
+    bird.crash_and_restart(&lab.speaker(1).ns, true).unwrap();
+    router
+        .wait_neighbor(speaker_addr(1), "established again", SETTLE, |n| {
+            n.established() && n.connections_established > before.connections_established
+        })
+        .unwrap();
+    let key = prefix.to_string();
+    wait::until(
+        || format!("{prefix} to be fresh (not stale) in the router's BGP table"),
+        SETTLE,
+        || {
+            let t = router.bgp_ipv6()?;
+            Ok(t.paths(&key)
+                .iter()
+                .any(|p| p.valid && !p.stale)
+                .then_some(()))
+        },
+    )
+    .unwrap();
+    fib_route(&lab, prefix, 1);
+    let changes = mon.events_since(from);
+    assert!(
+        !changes
+            .iter()
+            .any(|e| e.dst == prefix && e.change == Change::Removed),
+        "the route left the router's FIB: {changes:?}"
+    );
+    router.check_alive().unwrap();
+    bird.check_alive().unwrap();
+}
