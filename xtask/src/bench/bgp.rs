@@ -3,7 +3,9 @@
 //! `RTM_NEWROUTE`/`RTM_DELROUTE` timestamped as it is read, no polling interval in the figure).
 //! A trial announces /128s one at a time, then withdraws each; then 1,000 at once, then
 //! withdraws them all; each change is timed from the moment it is handed to the speaker until
-//! the router's kernel has it (the last of the 1,000).
+//! the router's kernel has it (the last of the 1,000). Last, with one route announced, the
+//! speaker's BIRD is killed (SIGKILL) and brought back as the mode does: `crash_gap` is how long
+//! the route was missing from the router's FIB meanwhile (0: never).
 //!
 //! ```text
 //!  netns router: FRR (AS 65000) fd00:f::1/64 <-veth-> netns node fd00:f::2/64: the speaker
@@ -12,7 +14,9 @@
 //! Modes:
 //! - `bird-static` (the floor): a plain BIRD is handed the routes directly as static routes in
 //!   its configuration and reconfigured over its control socket (`birdc configure` without
-//!   birdc): BIRD's and FRR's own work and delays, nothing else.
+//!   birdc): BIRD's and FRR's own work and delays, nothing else. After the crash it is started
+//!   again plainly, as a service manager would (without graceful-restart recovery, `bird -R`,
+//!   FRR drops the stale route when the new session opens: about a second's gap).
 //!
 //! Each trial checks what it timed: the first route is read back from the router's FIB (`ip
 //! -j`: protocol bgp, via the node) and after each batch the FIB holds exactly the 1,000 routes,
@@ -33,7 +37,8 @@ use sixlane_testkit::{
     fib,
     frr::{Frr, FrrConfig, Neighbor, RemoteAs},
     rng::Rng,
-    rtmon::{Change, RouteMonitor},
+    rtmon::{Change, MAIN, RouteMonitor},
+    wait,
 };
 
 use super::{Ctx, Metric, Mode, Role, Scenario, Values, stats::quantile};
@@ -73,6 +78,7 @@ impl Scenario for Bgp {
         [ADD_1, DEL_1, ADD_1K, DEL_1K]
             .into_iter()
             .flatten()
+            .chain([CRASH_GAP])
             .map(|name| Metric::new(name, "ms", false))
             .collect()
     }
@@ -108,6 +114,7 @@ impl Scenario for Bgp {
         let (add, del) = run.batches(batches)?;
         put(&mut v, ADD_1K, &add);
         put(&mut v, DEL_1K, &del);
+        v.insert(CRASH_GAP, run.crash(&mut router)?);
         router.check_alive()?;
         Ok(v)
     }
@@ -118,6 +125,10 @@ const ADD_1: [&str; 2] = ["add_1_p50", "add_1_p99"];
 const DEL_1: [&str; 2] = ["del_1_p50", "del_1_p99"];
 const ADD_1K: [&str; 2] = ["add_1k_p50", "add_1k_p99"];
 const DEL_1K: [&str; 2] = ["del_1k_p50", "del_1k_p99"];
+
+/// How long a route was missing from the router's FIB when the speaker's BIRD was killed
+/// (SIGKILL) and brought back (0: never).
+const CRASH_GAP: &str = "crash_gap";
 
 /// The samples' median and 99th percentile as the metrics `names`.
 fn put(v: &mut Values, [p50, p99]: [&'static str; 2], samples: &[f64]) {
@@ -133,6 +144,8 @@ fn put(v: &mut Values, [p50, p99]: [&'static str; 2], samples: &[f64]) {
 /// once it has been handed over (the clock started before).
 trait Speaker {
     fn announce(&mut self, routes: &[Ipv6Net]) -> anyhow::Result<()>;
+    /// Kills the BIRD announcing (SIGKILL: a crash) and brings it back as the mode does.
+    fn crash(&mut self, lab: &Lab) -> anyhow::Result<()>;
 }
 
 /// The floor: BIRD's static protocol, reconfigured.
@@ -157,6 +170,13 @@ fn bird_config(routes: &[Ipv6Net]) -> BirdConfig {
 impl Speaker for Floor {
     fn announce(&mut self, routes: &[Ipv6Net]) -> anyhow::Result<()> {
         self.bird.configure(bird_config(routes))?;
+        Ok(())
+    }
+
+    /// Restarted plainly, as a service manager would: no graceful-restart recovery (`bird -R`),
+    /// so the router drops the stale routes when the new BIRD's session opens.
+    fn crash(&mut self, lab: &Lab) -> anyhow::Result<()> {
+        self.bird.crash_and_restart(&lab.node, false)?;
         Ok(())
     }
 }
@@ -190,6 +210,9 @@ impl Lab {
         })
     }
 }
+
+/// The block of the route a crash is measured with.
+const CRASH_BLOCK: u16 = 0xffff;
 
 /// /128 number `i` of `block` (a /112 per use, so no two measurements share a route).
 fn host(block: u16, i: u16) -> Ipv6Net {
@@ -271,6 +294,45 @@ impl Run<'_> {
             self.check_batch(&routes, false)?;
         }
         Ok((add, del))
+    }
+
+    /// One route announced, then the speaker's BIRD crashed and brought back: how long (ms)
+    /// the route was missing from the router's FIB (0: never), once the session is up again
+    /// and the route back in the FIB.
+    fn crash(&mut self, router: &mut Frr) -> anyhow::Result<f64> {
+        let r = host(CRASH_BLOCK, 0);
+        self.timed(&[r], &[r], Change::Added)?;
+        let before = router.wait_established(NODE, TIMEOUT)?;
+        let from = self.mon.cursor();
+        self.speaker.crash(self.lab)?;
+        router.wait_neighbor(NODE, "established again", TIMEOUT, |n| {
+            n.established() && n.connections_established > before.connections_established
+        })?;
+        let key = r.to_string();
+        wait::until(
+            || format!("{r} fresh in the router's BGP table and in its FIB"),
+            TIMEOUT,
+            || {
+                let fresh = router
+                    .bgp_ipv6()?
+                    .paths(&key)
+                    .iter()
+                    .any(|p| p.valid && !p.stale);
+                Ok((fresh && fib::route(&self.lab.router, r)?.is_some()).then_some(()))
+            },
+        )?;
+        let events = self.mon.events_since(from);
+        let mut changes = events.iter().filter(|e| e.dst == r && e.table == MAIN);
+        let gap = match changes.find(|e| e.change == Change::Removed) {
+            None => Duration::ZERO,
+            Some(removed) => changes
+                .find(|e| e.change == Change::Added)
+                .context("the route is in the FIB again, but no notification said so")?
+                .at
+                .saturating_duration_since(removed.at),
+        };
+        self.timed(&[], &[r], Change::Removed)?;
+        Ok(gap.as_secs_f64() * 1e3)
     }
 
     /// The router's FIB holds all of `routes` (or, `present` false, none of them).
