@@ -8,8 +8,9 @@
 //!   built busybox OCI images.
 //! - [`dns64`]: real resolvers (unbound, with its dns64 module) in namespaces.
 //! - [`frr`], [`bird`]: an upstream router (FRR) and a plain BGP speaker (BIRD 2) in
-//!   namespaces, each with private sockets and files; [`fib`] reads a namespace's kernel FIB
-//!   and [`rtmon`] watches it change (rtnetlink notifications, timestamped).
+//!   namespaces, each with private sockets and files, on a router's [`lan`]; [`fib`] reads a
+//!   namespace's kernel FIB and [`rtmon`] watches it change (rtnetlink notifications,
+//!   timestamped).
 //! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
 //!
@@ -26,6 +27,7 @@ pub mod fib;
 #[cfg(feature = "bpf")]
 pub mod fixture;
 pub mod frr;
+pub mod lan;
 pub mod names;
 pub mod netns;
 pub mod packet;
