@@ -2,104 +2,56 @@
 //! what plain BIRD speakers announce, into its kernel FIB, with ECMP across speakers.
 //!
 //! ```text
-//!   netns router: FRR (AS 65000), bridge "lan" fd00:f::1/64
-//!   netns speaker i: BIRD (AS 6460i), fd00:f::(i+1)/64 and fe80::(i+1) on a veth in "lan"
+//!   netns router: FRR (AS 65000) on the LAN's bridge, fd00:f::1/64
+//!   netns speaker i: BIRD (AS 6460i), fd00:f::(i+1)/64 and fe80::(i+1) on the LAN
 //! ```
 
 use std::{collections::BTreeSet, net::Ipv6Addr, time::Duration};
 
 use ipnet::Ipv6Net;
 use sixlane_testkit::{
-    NetNs, Veth,
+    NetNs,
     bird::{Bird, BirdConfig, Peer},
     daemon, fib,
     frr::{Frr, FrrConfig, Neighbor, RemoteAs},
+    lan::{self, Lan},
     rtmon::{Change, RouteMonitor},
     wait,
 };
 
-const ROUTER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 1);
-const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 const ROUTER_ASN: u32 = 65000;
-const LAN: &str = "lan";
 const SETTLE: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "s3cret";
-
-fn speaker_addr(i: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, i + 1)
-}
-
-fn speaker_ll(i: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i + 1)
-}
 
 fn speaker_asn(i: u16) -> u32 {
     64600 + u32::from(i)
 }
 
-fn quiet(ns: &NetNs) {
-    ns.sysctl("net.ipv6.conf.all.accept_dad", "0").unwrap();
-    ns.sysctl("net.ipv6.conf.default.accept_dad", "0").unwrap();
-}
-
-/// A speaker's namespace on the router's LAN. Field order is drop order.
-struct Speaker {
-    _link: Veth,
-    ns: NetNs,
-}
-
+/// The router's LAN with speakers 1..=n on it.
 struct Lab {
-    speakers: Vec<Speaker>,
-    router: NetNs,
+    lan: Lan,
 }
 
 impl Lab {
-    /// The router's namespace with its LAN and `n` speakers' namespaces on it (speakers 1..=n).
     fn new(n: u16) -> Self {
         sixlane_testkit::require_root();
-        let router = NetNs::new().unwrap();
-        quiet(&router);
-        router.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
-        router.ip(&["link", "add", LAN, "type", "bridge"]).unwrap();
-        // A link-local address from the start (a bridge makes one only once it has carrier):
-        // bgpd needs one to announce over the LAN.
-        router
-            .ip(&["link", "set", LAN, "addrgenmode", "none"])
-            .unwrap();
-        router.ip(&["link", "set", LAN, "up"]).unwrap();
-        for a in [format!("{ROUTER}/64"), format!("{ROUTER_LL}/64")] {
-            router
-                .ip(&["addr", "add", &a, "dev", LAN, "nodad"])
-                .unwrap();
+        Self {
+            lan: Lan::new("fd00:f::/64".parse().unwrap(), n).unwrap(),
         }
-        let speakers = (1..=n)
-            .map(|i| {
-                let ns = NetNs::new().unwrap();
-                quiet(&ns);
-                let link = Veth::new_down(Some(&ns), Some(&router)).unwrap();
-                link.b.ip(&["link", "set", "{}", "master", LAN]).unwrap();
-                link.b.ip(&["link", "set", "{}", "up"]).unwrap();
-                // A known link-local address: the next hop the router installs.
-                link.a
-                    .ip(&["link", "set", "{}", "addrgenmode", "none"])
-                    .unwrap();
-                for a in [
-                    format!("{}/64", speaker_addr(i)),
-                    format!("{}/64", speaker_ll(i)),
-                ] {
-                    link.a
-                        .ip(&["addr", "add", &a, "dev", "{}", "nodad"])
-                        .unwrap();
-                }
-                link.a.ip(&["link", "set", "{}", "up"]).unwrap();
-                Speaker { _link: link, ns }
-            })
-            .collect();
-        Self { speakers, router }
     }
 
-    fn speaker(&self, i: u16) -> &Speaker {
-        &self.speakers[usize::from(i - 1)]
+    fn router(&self) -> &NetNs {
+        self.lan.router()
+    }
+
+    /// Speaker `i`'s address.
+    fn addr(&self, i: u16) -> Ipv6Addr {
+        self.lan.host(i).addr()
+    }
+
+    /// The speaker whose address (global or link-local) `gw` is.
+    fn speaker_of(&self, gw: Ipv6Addr) -> Option<u16> {
+        self.lan.host_of(gw)
     }
 
     /// The router, with every speaker as an eBGP neighbor.
@@ -109,48 +61,48 @@ impl Lab {
 
     /// The router, with every speaker as an eBGP neighbor with `options` applied.
     fn frr_with(&self, config: FrrConfig, options: impl Fn(Neighbor) -> Neighbor) -> Frr {
-        let config = (1..=self.speakers.len() as u16).fold(config, |c, i| {
+        let config = (1..=self.lan.hosts().len() as u16).fold(config, |c, i| {
             c.neighbor(options(Neighbor::new(
-                speaker_addr(i),
+                self.addr(i),
                 RemoteAs::Asn(speaker_asn(i)),
             )))
         });
-        Frr::start(&self.router, config).unwrap()
+        Frr::start(self.router(), config).unwrap()
     }
 
     /// Speaker `i`'s BIRD announcing `routes` to the router.
     fn bird(&self, i: u16, routes: &[Ipv6Net]) -> Bird {
-        self.start_bird(i, bird_config(i, routes))
+        self.start_bird(i, self.bird_config(i, routes))
     }
 
     fn start_bird(&self, i: u16, config: BirdConfig) -> Bird {
-        Bird::start(&self.speaker(i).ns, config).unwrap()
+        Bird::start(self.lan.host(i).ns(), config).unwrap()
     }
-}
 
-/// Speaker `i`'s configuration: `routes` announced to the router.
-fn bird_config(i: u16, routes: &[Ipv6Net]) -> BirdConfig {
-    bird_config_with(i, routes, Peer::new(ROUTER, ROUTER_ASN))
-}
+    /// The router as speakers peer with it.
+    fn router_peer(&self) -> Peer {
+        Peer::new(self.lan.router_addr(), ROUTER_ASN)
+    }
 
-/// Speaker `i`'s configuration: `routes` announced to `router` (the router with options).
-fn bird_config_with(i: u16, routes: &[Ipv6Net], router: Peer) -> BirdConfig {
-    BirdConfig::new(
-        format!("10.0.0.{}", i + 1).parse().unwrap(),
-        speaker_asn(i),
-        speaker_addr(i),
-    )
-    .peer(router)
-    .routes(routes.iter().copied())
+    /// Speaker `i`'s configuration: `routes` announced to the router.
+    fn bird_config(&self, i: u16, routes: &[Ipv6Net]) -> BirdConfig {
+        self.bird_config_with(i, routes, self.router_peer())
+    }
+
+    /// Speaker `i`'s configuration: `routes` announced to `router` (the router with options).
+    fn bird_config_with(&self, i: u16, routes: &[Ipv6Net], router: Peer) -> BirdConfig {
+        BirdConfig::new(
+            format!("10.0.0.{}", i + 1).parse().unwrap(),
+            speaker_asn(i),
+            self.addr(i),
+        )
+        .peer(router)
+        .routes(routes.iter().copied())
+    }
 }
 
 fn router_config() -> FrrConfig {
     FrrConfig::new(ROUTER_ASN, "10.255.0.1".parse().unwrap())
-}
-
-/// The speaker whose address `gw` is (global or link-local).
-fn speaker_of(gw: Ipv6Addr) -> Option<u16> {
-    (1..=8).find(|&i| gw == speaker_addr(i) || gw == speaker_ll(i))
 }
 
 /// Waits until the router's kernel FIB has a route to `prefix` with `paths` next hops.
@@ -158,27 +110,31 @@ fn fib_route(lab: &Lab, prefix: Ipv6Net, paths: usize) -> fib::Route {
     wait::until(
         || format!("{prefix} with {paths} path(s) in the router's FIB"),
         SETTLE,
-        || Ok(fib::route(&lab.router, prefix)?.filter(|r| r.nexthops.len() == paths)),
+        || Ok(fib::route(lab.router(), prefix)?.filter(|r| r.nexthops.len() == paths)),
     )
-    .unwrap_or_else(|e| panic!("{e}: FIB {:#?}", fib::routes(&lab.router)))
+    .unwrap_or_else(|e| panic!("{e}: FIB {:#?}", fib::routes(lab.router())))
 }
 
 #[test]
 fn frr_learns_a_birds_static_route_into_its_kernel_fib_and_forgets_it() {
     let lab = Lab::new(1);
     let prefix: Ipv6Net = "2001:db8:100::1/128".parse().unwrap();
-    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mon = RouteMonitor::start(lab.router()).unwrap();
     let mut router = lab.frr(router_config());
     let mut bird = lab.bird(1, &[prefix]);
-    let session = router.wait_established(speaker_addr(1), SETTLE).unwrap();
+    let session = router.wait_established(lab.addr(1), SETTLE).unwrap();
     assert_eq!(session.remote_as, speaker_asn(1));
 
     // The kernel forwards to the speaker, on the LAN, installed by zebra for BGP.
     let route = fib_route(&lab, prefix, 1);
     assert_eq!(route.protocol, "bgp", "{route:?}");
     let hop = &route.nexthops[0];
-    assert_eq!(hop.dev.as_deref(), Some(LAN), "{route:?}");
-    assert_eq!(hop.gateway.and_then(speaker_of), Some(1), "{route:?}");
+    assert_eq!(hop.dev.as_deref(), Some(lan::BRIDGE), "{route:?}");
+    assert_eq!(
+        hop.gateway.and_then(|g| lab.speaker_of(g)),
+        Some(1),
+        "{route:?}"
+    );
     mon.wait_all(0, Change::Added, &[prefix], SETTLE).unwrap();
 
     // BGP's and zebra's own view agree.
@@ -187,7 +143,7 @@ fn frr_learns_a_birds_static_route_into_its_kernel_fib_and_forgets_it() {
     assert_eq!(paths.len(), 1, "{table:#?}");
     assert!(paths[0].valid && paths[0].bestpath, "{paths:?}");
     assert_eq!(paths[0].path, speaker_asn(1).to_string());
-    assert_eq!(paths[0].peer_id, speaker_addr(1).to_string());
+    assert_eq!(paths[0].peer_id, lab.addr(1).to_string());
     let rib = router.rib().unwrap();
     let r = &rib[&prefix.to_string()][0];
     assert_eq!(r.protocol, "bgp");
@@ -196,11 +152,11 @@ fn frr_learns_a_birds_static_route_into_its_kernel_fib_and_forgets_it() {
 
     // Withdrawn by reconfiguring BIRD in place: gone from the FIB, the session untouched.
     let from = mon.cursor();
-    bird.configure(bird_config(1, &[])).unwrap();
+    bird.configure(lab.bird_config(1, &[])).unwrap();
     mon.wait_all(from, Change::Removed, &[prefix], SETTLE)
         .unwrap();
-    assert_eq!(fib::route(&lab.router, prefix).unwrap(), None);
-    let after = &router.neighbors().unwrap()[&speaker_addr(1).to_string()];
+    assert_eq!(fib::route(lab.router(), prefix).unwrap(), None);
+    let after = &router.neighbors().unwrap()[&lab.addr(1).to_string()];
     assert!(after.established(), "{after:?}");
     assert_eq!(
         (after.connections_established, after.connections_dropped),
@@ -218,18 +174,27 @@ fn frr_installs_one_route_with_a_next_hop_per_speaker() {
     let mut router = lab.frr(router_config());
     let _birds = [lab.bird(1, &[range]), lab.bird(2, &[range])];
     for i in 1..=2 {
-        router.wait_established(speaker_addr(i), SETTLE).unwrap();
+        router.wait_established(lab.addr(i), SETTLE).unwrap();
     }
 
     let route = fib_route(&lab, range, 2);
-    let mut via: Vec<Option<u16>> = route.gateways().into_iter().map(speaker_of).collect();
+    let mut via: Vec<Option<u16>> = route
+        .gateways()
+        .into_iter()
+        .map(|g| lab.speaker_of(g))
+        .collect();
     via.sort();
     assert_eq!(via, [Some(1), Some(2)], "{route:?}");
-    assert!(route.nexthops.iter().all(|n| n.dev.as_deref() == Some(LAN)));
+    assert!(
+        route
+            .nexthops
+            .iter()
+            .all(|n| n.dev.as_deref() == Some(lan::BRIDGE))
+    );
     let table = router.bgp_ipv6().unwrap();
     assert_eq!(
         table.used_peers(&range.to_string()),
-        [speaker_addr(1).to_string(), speaker_addr(2).to_string()],
+        [lab.addr(1).to_string(), lab.addr(2).to_string()],
         "{table:#?}"
     );
 
@@ -247,13 +212,13 @@ fn frr_installs_one_route_with_a_next_hop_per_speaker() {
         single
             .gateways()
             .into_iter()
-            .all(|g| speaker_of(g).is_some())
+            .all(|g| lab.speaker_of(g).is_some())
     );
 }
 
 /// The router's BGP routes in its kernel FIB that are among `routes`.
 fn installed_of(lab: &Lab, routes: &BTreeSet<Ipv6Net>) -> usize {
-    fib::routes(&lab.router)
+    fib::routes(lab.router())
         .unwrap()
         .iter()
         .filter(|r| r.protocol == "bgp" && routes.contains(&r.dst))
@@ -269,20 +234,20 @@ fn frr_installs_and_removes_a_thousand_routes_handed_to_bird_at_once() {
         .map(|i| Ipv6Net::from(Ipv6Addr::new(0x2001, 0xdb8, 0x101, 0, 0, 0, 0, i)))
         .collect();
     let set: BTreeSet<Ipv6Net> = routes.iter().copied().collect();
-    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mon = RouteMonitor::start(lab.router()).unwrap();
     let mut router = lab.frr(router_config());
     let mut bird = lab.bird(1, &[]);
-    router.wait_established(speaker_addr(1), SETTLE).unwrap();
+    router.wait_established(lab.addr(1), SETTLE).unwrap();
 
     let from = mon.cursor();
-    bird.configure(bird_config(1, &routes)).unwrap();
+    bird.configure(lab.bird_config(1, &routes)).unwrap();
     mon.wait_all(from, Change::Added, &routes, SETTLE).unwrap();
     assert_eq!(installed_of(&lab, &set), routes.len());
-    let n = &router.neighbors().unwrap()[&speaker_addr(1).to_string()];
+    let n = &router.neighbors().unwrap()[&lab.addr(1).to_string()];
     assert_eq!(n.ipv6_accepted(), 1000, "{n:?}");
 
     let from = mon.cursor();
-    bird.configure(bird_config(1, &[])).unwrap();
+    bird.configure(lab.bird_config(1, &[])).unwrap();
     mon.wait_all(from, Change::Removed, &routes, SETTLE)
         .unwrap();
     assert_eq!(installed_of(&lab, &set), 0);
@@ -300,22 +265,14 @@ fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does(
     let mut router = lab.frr_with(router_config(), |n| n.password(PASSWORD).bfd());
     let good = lab.start_bird(
         1,
-        bird_config_with(
-            1,
-            &[prefix],
-            Peer::new(ROUTER, ROUTER_ASN).password(PASSWORD).bfd(),
-        ),
+        lab.bird_config_with(1, &[prefix], lab.router_peer().password(PASSWORD).bfd()),
     );
     let mut bad = lab.start_bird(
         2,
-        bird_config_with(
-            2,
-            &[prefix],
-            Peer::new(ROUTER, ROUTER_ASN).password("not-it").bfd(),
-        ),
+        lab.bird_config_with(2, &[prefix], lab.router_peer().password("not-it").bfd()),
     );
     router
-        .wait_neighbor(speaker_addr(1), "established with BFD up", SETTLE, |n| {
+        .wait_neighbor(lab.addr(1), "established with BFD up", SETTLE, |n| {
             n.established() && n.bfd_up()
         })
         .unwrap_or_else(|e| {
@@ -332,11 +289,11 @@ fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does(
         route
             .gateways()
             .into_iter()
-            .map(speaker_of)
+            .map(|g| lab.speaker_of(g))
             .collect::<Vec<_>>(),
         [Some(1)]
     );
-    let router_addr = ROUTER.to_string();
+    let router_addr = lab.lan.router_addr().to_string();
     wait::until(
         || "BIRD's BFD session with the router to be up".into(),
         SETTLE,
@@ -350,7 +307,7 @@ fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does(
     )
     .unwrap();
 
-    let refused = &router.neighbors().unwrap()[&speaker_addr(2).to_string()];
+    let refused = &router.neighbors().unwrap()[&lab.addr(2).to_string()];
     assert!(!refused.established(), "{refused:?}");
     assert_eq!(refused.connections_established, 0, "{refused:?}");
     bad.check_alive().unwrap();
@@ -366,16 +323,16 @@ fn a_session_with_the_password_and_bfd_comes_up_and_a_wrong_password_never_does(
 fn a_crashed_bird_restarted_in_recovery_costs_the_routers_fib_nothing() {
     let lab = Lab::new(1);
     let prefix: Ipv6Net = "2001:db8:100::3/128".parse().unwrap();
-    let mon = RouteMonitor::start(&lab.router).unwrap();
+    let mon = RouteMonitor::start(lab.router()).unwrap();
     let mut router = lab.frr(router_config());
     let mut bird = lab.bird(1, &[prefix]);
-    let before = router.wait_established(speaker_addr(1), SETTLE).unwrap();
+    let before = router.wait_established(lab.addr(1), SETTLE).unwrap();
     mon.wait_all(0, Change::Added, &[prefix], SETTLE).unwrap();
 
     let from = mon.cursor();
-    bird.crash_and_restart(&lab.speaker(1).ns, true).unwrap();
+    bird.crash_and_restart(lab.lan.host(1).ns(), true).unwrap();
     router
-        .wait_neighbor(speaker_addr(1), "established again", SETTLE, |n| {
+        .wait_neighbor(lab.addr(1), "established again", SETTLE, |n| {
             n.established() && n.connections_established > before.connections_established
         })
         .unwrap();

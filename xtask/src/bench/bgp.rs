@@ -8,7 +8,7 @@
 //! the route was missing from the router's FIB meanwhile (0: never).
 //!
 //! ```text
-//!  netns router: FRR (AS 65000) fd00:f::1/64 <-veth-> netns node fd00:f::2/64: the speaker
+//!  netns router: FRR (AS 65000), fd00:f::1/64 on its LAN  <- netns node fd00:f::2/64: the speaker
 //! ```
 //!
 //! Modes:
@@ -32,10 +32,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use ipnet::Ipv6Net;
 use sixlane_testkit::{
-    NetNs, Veth,
     bird::{Bird, BirdConfig, Peer},
     fib,
     frr::{Frr, FrrConfig, Neighbor, RemoteAs},
+    lan::Lan,
     rng::Rng,
     rtmon::{Change, MAIN, RouteMonitor},
     wait,
@@ -43,8 +43,9 @@ use sixlane_testkit::{
 
 use super::{Ctx, Metric, Mode, Role, Scenario, Values, stats::quantile};
 
-const ROUTER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 1);
-const NODE: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 2);
+/// The router's LAN, and the node on it (the host that speaks BGP).
+const LAN: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0xfd00, 0xf, 0, 0, 0, 0, 0, 0), 64);
+const NODE: u16 = 1;
 const ROUTER_ASN: u32 = 65000;
 const NODE_ASN: u32 = 64601;
 /// Routes in a batch.
@@ -84,19 +85,20 @@ impl Scenario for Bgp {
     }
 
     fn trial(&self, mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values> {
-        let lab = Lab::new()?;
-        let mon = RouteMonitor::start(&lab.router)?;
+        let lab = Lan::new(LAN, NODE)?;
+        let node = lab.host(NODE).addr();
+        let mon = RouteMonitor::start(lab.router())?;
         let mut router = Frr::start(
-            &lab.router,
+            lab.router(),
             FrrConfig::new(ROUTER_ASN, Ipv4Addr::new(10, 255, 0, 1))
-                .neighbor(Neighbor::new(NODE, RemoteAs::Asn(NODE_ASN))),
+                .neighbor(Neighbor::new(node, RemoteAs::Asn(NODE_ASN))),
         )?;
         let mut speaker: Box<dyn Speaker> = match mode.name {
-            "bird-static" => Box::new(Floor::start(&lab.node)?),
+            "bird-static" => Box::new(Floor::start(&lab)?),
             other => bail!("unknown mode {other}"),
         };
         router
-            .wait_established(NODE, TIMEOUT)
+            .wait_established(node, TIMEOUT)
             .context("the router's session with the node")?;
         let mut run = Run {
             lab: &lab,
@@ -145,69 +147,46 @@ fn put(v: &mut Values, [p50, p99]: [&'static str; 2], samples: &[f64]) {
 trait Speaker {
     fn announce(&mut self, routes: &[Ipv6Net]) -> anyhow::Result<()>;
     /// Kills the BIRD announcing (SIGKILL: a crash) and brings it back as the mode does.
-    fn crash(&mut self, lab: &Lab) -> anyhow::Result<()>;
+    fn crash(&mut self, lab: &Lan) -> anyhow::Result<()>;
 }
 
 /// The floor: BIRD's static protocol, reconfigured.
 struct Floor {
     bird: Bird,
+    node: Ipv6Addr,
+    router: Ipv6Addr,
 }
 
 impl Floor {
-    fn start(node: &NetNs) -> anyhow::Result<Self> {
+    fn start(lab: &Lan) -> anyhow::Result<Self> {
+        let node = lab.host(NODE);
+        let config = bird_config(node.addr(), lab.router_addr(), &[]);
         Ok(Self {
-            bird: Bird::start(node, bird_config(&[]))?,
+            bird: Bird::start(node.ns(), config)?,
+            node: node.addr(),
+            router: lab.router_addr(),
         })
     }
 }
 
-fn bird_config(routes: &[Ipv6Net]) -> BirdConfig {
-    BirdConfig::new(Ipv4Addr::new(10, 0, 0, 2), NODE_ASN, NODE)
-        .peer(Peer::new(ROUTER, ROUTER_ASN))
+fn bird_config(node: Ipv6Addr, router: Ipv6Addr, routes: &[Ipv6Net]) -> BirdConfig {
+    BirdConfig::new(Ipv4Addr::new(10, 0, 0, 2), NODE_ASN, node)
+        .peer(Peer::new(router, ROUTER_ASN))
         .routes(routes.iter().copied())
 }
 
 impl Speaker for Floor {
     fn announce(&mut self, routes: &[Ipv6Net]) -> anyhow::Result<()> {
-        self.bird.configure(bird_config(routes))?;
+        let config = bird_config(self.node, self.router, routes);
+        self.bird.configure(config)?;
         Ok(())
     }
 
     /// Restarted plainly, as a service manager would: no graceful-restart recovery (`bird -R`),
     /// so the router drops the stale routes when the new BIRD's session opens.
-    fn crash(&mut self, lab: &Lab) -> anyhow::Result<()> {
-        self.bird.crash_and_restart(&lab.node, false)?;
+    fn crash(&mut self, lab: &Lan) -> anyhow::Result<()> {
+        self.bird.crash_and_restart(lab.host(NODE).ns(), false)?;
         Ok(())
-    }
-}
-
-/// The router's and the node's namespaces and the link between them. Field order is drop
-/// order.
-struct Lab {
-    _link: Veth,
-    node: NetNs,
-    router: NetNs,
-}
-
-impl Lab {
-    fn new() -> anyhow::Result<Self> {
-        let router = NetNs::new()?;
-        let node = NetNs::new()?;
-        for ns in [&router, &node] {
-            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-        }
-        router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        let link = Veth::new(Some(&router), Some(&node))?;
-        link.a
-            .ip(&["addr", "add", &format!("{ROUTER}/64"), "dev", "{}", "nodad"])?;
-        link.b
-            .ip(&["addr", "add", &format!("{NODE}/64"), "dev", "{}", "nodad"])?;
-        Ok(Self {
-            _link: link,
-            node,
-            router,
-        })
     }
 }
 
@@ -220,7 +199,7 @@ fn host(block: u16, i: u16) -> Ipv6Net {
 }
 
 struct Run<'a> {
-    lab: &'a Lab,
+    lab: &'a Lan,
     mon: &'a RouteMonitor,
     speaker: &'a mut dyn Speaker,
     rng: Rng,
@@ -253,13 +232,13 @@ impl Run<'_> {
     fn warm_up(&mut self) -> anyhow::Result<()> {
         let r = host(0, 0);
         self.timed(&[r], &[r], Change::Added)?;
-        let route = fib::route(&self.lab.router, r)?
+        let route = fib::route(self.lab.router(), r)?
             .with_context(|| format!("{r} announced, notified, but not in the router's FIB"))?;
         let via_node = route.nexthops.len() == 1
             && route.protocol == "bgp"
             && route.nexthops[0]
                 .gateway
-                .is_some_and(|g| g == NODE || g.is_unicast_link_local());
+                .is_some_and(|g| self.lab.host_of(g) == Some(NODE));
         if !via_node {
             bail!("{r} in the router's FIB is not one BGP path via the node: {route:?}");
         }
@@ -302,10 +281,11 @@ impl Run<'_> {
     fn crash(&mut self, router: &mut Frr) -> anyhow::Result<f64> {
         let r = host(CRASH_BLOCK, 0);
         self.timed(&[r], &[r], Change::Added)?;
-        let before = router.wait_established(NODE, TIMEOUT)?;
+        let node = self.lab.host(NODE).addr();
+        let before = router.wait_established(node, TIMEOUT)?;
         let from = self.mon.cursor();
         self.speaker.crash(self.lab)?;
-        router.wait_neighbor(NODE, "established again", TIMEOUT, |n| {
+        router.wait_neighbor(node, "established again", TIMEOUT, |n| {
             n.established() && n.connections_established > before.connections_established
         })?;
         let key = r.to_string();
@@ -318,7 +298,7 @@ impl Run<'_> {
                     .paths(&key)
                     .iter()
                     .any(|p| p.valid && !p.stale);
-                Ok((fresh && fib::route(&self.lab.router, r)?.is_some()).then_some(()))
+                Ok((fresh && fib::route(self.lab.router(), r)?.is_some()).then_some(()))
             },
         )?;
         let events = self.mon.events_since(from);
@@ -338,7 +318,7 @@ impl Run<'_> {
     /// The router's FIB holds all of `routes` (or, `present` false, none of them).
     fn check_batch(&self, routes: &[Ipv6Net], present: bool) -> anyhow::Result<()> {
         let batch: BTreeSet<Ipv6Net> = routes.iter().copied().collect();
-        let found = fib::routes(&self.lab.router)?
+        let found = fib::routes(self.lab.router())?
             .iter()
             .filter(|r| r.protocol == "bgp" && batch.contains(&r.dst))
             .count();
