@@ -61,6 +61,10 @@ const TEST: &[&str] = &[
     "dnsutils",
     // The service tests' HTTP backends.
     "nginx-light",
+    // BGP: the agent's routing engine (BIRD 2), and the upstream router the tests peer with
+    // (FRR: zebra, bgpd, bfdd, vtysh). Their packaged services are disabled (`quiet_services`).
+    "bird2",
+    "frr",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
@@ -92,6 +96,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         want.extend_from_slice(BENCH);
     }
     apt(&want, args.check, &mut report)?;
+    quiet_services(&report)?;
     toolchain(args.check, &mut report)?;
     bpf_linker(args.check, &mut report)?;
     kernel(args.check)?;
@@ -126,8 +131,8 @@ fn missing_packages(pkgs: &[&str]) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Installs missing packages without starting their services (nginx, unbound and containerd are
-/// started by the tests and the demo inside namespaces, never on the host).
+/// Installs missing packages without starting their services (nginx, unbound, containerd, BIRD
+/// and FRR are started by the tests and the demo inside namespaces, never on the host).
 fn apt(pkgs: &[&str], check: bool, report: &mut Report) -> anyhow::Result<()> {
     let missing = missing_packages(pkgs)?;
     if missing.is_empty() {
@@ -176,6 +181,29 @@ fn apt(pkgs: &[&str], check: bool, report: &mut Report) -> anyhow::Result<()> {
         bail!("apt-get did not install: {}", still.join(" "));
     }
     report.installed.extend(missing);
+    Ok(())
+}
+
+/// Packages whose postinst enables a system service the tests must not meet: the host's own
+/// BIRD or FRR would answer on the default control sockets and, on a host, hold port 179. The
+/// tests and the demo run private instances in namespaces; the packaged ones stay stopped.
+const SERVICES: &[(&str, &str)] = &[("bird2", "bird"), ("frr", "frr")];
+
+/// Stops and disables the packaged services of what this run installed (a service that was
+/// there before is the machine owner's business). apt ran with a policy that started nothing;
+/// this keeps them from starting at the next boot too.
+fn quiet_services(report: &Report) -> anyhow::Result<()> {
+    let systemd = Path::new("/run/systemd/system").exists();
+    for (package, service) in SERVICES {
+        if !report.installed.iter().any(|p| p == package) {
+            continue;
+        }
+        if systemd {
+            sh::run(Command::new("systemctl").args(["disable", "--now", service]))?;
+        } else if Path::new("/etc/init.d").join(service).exists() {
+            sh::run(Command::new("update-rc.d").args([service, "disable"]))?;
+        }
+    }
     Ok(())
 }
 

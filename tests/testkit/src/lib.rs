@@ -7,26 +7,37 @@
 //! - [`containerd`]: a private containerd (driven with `ctr` or through its CRI) and locally
 //!   built busybox OCI images.
 //! - [`dns64`]: real resolvers (unbound, with its dns64 module) in namespaces.
+//! - [`frr`], [`bird`]: an upstream router (FRR) and a plain BGP speaker (BIRD 2) in
+//!   namespaces, each with private sockets and files, on a router's [`lan`]; [`fib`] reads a
+//!   namespace's kernel FIB and [`rtmon`] watches it change (rtnetlink notifications,
+//!   timestamped).
 //! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
 //!
 //! Privileged helpers refuse to run without root instead of silently skipping.
 
+pub mod bird;
 pub mod bpffs;
 pub mod cmd;
 pub mod containerd;
+pub mod daemon;
 pub mod dns64;
 pub mod error;
+pub mod fib;
 #[cfg(feature = "bpf")]
 pub mod fixture;
+pub mod frr;
+pub mod lan;
 pub mod names;
 pub mod netns;
 pub mod packet;
 pub mod pins;
 pub mod process;
 pub mod rng;
+pub mod rtmon;
 pub mod tempdir;
 pub mod veth;
+pub mod wait;
 
 pub use error::{Error, Result};
 pub use netns::NetNs;

@@ -26,7 +26,7 @@ use nix::sched::{CloneFlags, setns};
 use serde_json::{Value, json};
 use sixlane_testkit::{NetNs, PinDir, names};
 
-use super::{Ctx, Metric, Mode, Role, Scenario, Values, stats::median};
+use super::{Ctx, Metric, Mode, Role, Scenario, Values, stats::quantile};
 use crate::sh;
 
 pub struct Cni;
@@ -392,11 +392,6 @@ fn ms(d: Duration) -> f64 {
 
 /// The `q` quantile of the ops' latencies (nearest rank), in ms.
 fn pct(ops: &[Op], q: f64) -> f64 {
-    let mut v: Vec<f64> = ops.iter().map(|o| ms(o.took)).collect();
-    v.sort_by(f64::total_cmp);
-    if q == 0.5 {
-        return median(&v).unwrap_or(0.0);
-    }
-    let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1)) - 1;
-    v.get(idx).copied().unwrap_or(0.0)
+    let v: Vec<f64> = ops.iter().map(|o| ms(o.took)).collect();
+    quantile(&v, q).unwrap_or(0.0)
 }

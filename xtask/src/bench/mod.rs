@@ -12,6 +12,7 @@
 //! run and removes everything it made (`interrupt`).
 
 mod baseline;
+mod bgp;
 mod cni;
 mod interrupt;
 mod kubeproxy;
@@ -125,6 +126,7 @@ fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(baseline::Baseline),
         Box::new(cni::Cni),
         Box::new(nat64::Nat64),
+        Box::new(bgp::Bgp),
     ];
     all.extend(services::scenarios());
     all

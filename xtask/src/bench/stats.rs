@@ -20,6 +20,17 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// The `q` quantile of `v` by nearest rank (the median for 0.5, averaging the middle two).
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    if q == 0.5 {
+        return median(v);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let idx = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len().max(1)) - 1;
+    s.get(idx).copied()
+}
+
 /// 95% bootstrap interval of median(a)/median(b), resampling trials. `None` with fewer than 3
 /// trials on either side: an interval from two points is not worth printing.
 pub fn ratio_ci(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
@@ -277,6 +288,16 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 1.0), Some(100.0));
+        assert_eq!(quantile(&v, 0.5), Some(50.5));
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.99), Some(3.0));
+        assert_eq!(quantile(&[], 0.99), None);
     }
 
     #[test]
