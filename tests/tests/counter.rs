@@ -340,6 +340,7 @@ fn ping_pong(p: &Pair, n: usize) {
 /// stopped: each is exactly one frame out of `a` and one into it, whichever programs run there.
 struct Traffic {
     stop: Arc<AtomicBool>,
+    server_stop: Arc<AtomicBool>,
     trips: Arc<AtomicU64>,
     client: JoinHandle<u64>,
     server: JoinHandle<()>,
@@ -355,9 +356,11 @@ impl Traffic {
             .ns1
             .enter(|| UdpSocket::bind(SocketAddr::from((A, 0))).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
+        let server_stop = Arc::new(AtomicBool::new(false));
         let trips = Arc::new(AtomicU64::new(0));
-        // The server polls `stop` between reads; the client stops after a complete round trip,
-        // so no datagram is left in flight.
+        // The client stops after a complete round trip; the server has its own flag, raised
+        // only once the client has stopped, so it never leaves the client's last datagram
+        // unanswered.
         server
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -365,7 +368,7 @@ impl Traffic {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let server = {
-            let stop = stop.clone();
+            let stop = server_stop.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 while !stop.load(Ordering::Relaxed) {
@@ -392,6 +395,7 @@ impl Traffic {
         };
         Self {
             stop,
+            server_stop,
             trips,
             client,
             server,
@@ -412,6 +416,7 @@ impl Traffic {
     fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let n = self.client.join().unwrap();
+        self.server_stop.store(true, Ordering::Relaxed);
         self.server.join().unwrap();
         n
     }
