@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
+    names::{is_dns_subdomain, is_label_value},
     node::candidate::{is_ula, unusable_node_address},
     problem::{Problem, Problems},
 };
@@ -631,25 +632,6 @@ pub fn ipv6_net(s: &str) -> Option<Ipv6Net> {
         IpNet::V6(n) => Some(n),
         IpNet::V4(_) => None,
     }
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 pub fn is_ifname(s: &str) -> bool {

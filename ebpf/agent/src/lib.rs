@@ -12,6 +12,7 @@ pub mod error;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod nat64;
 pub mod node;
 pub mod ops;

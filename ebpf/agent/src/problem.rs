@@ -2,14 +2,15 @@
 //! collect every [`Problem`] so all are reported at once, and the crate's error lists them. It
 //! imports nothing of the crate, so both can use it.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 /// One thing wrong with a configuration: its key (`section.key`) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub section: &'static str,
-    /// The key within `section` (`address`, `ports.tcp`).
-    pub key: &'static str,
+    /// The key within `section` (`address`, `ports.tcp`, `pools[1].cidrs`: an entry of a list
+    /// is named by its index).
+    pub key: Cow<'static, str>,
     pub message: String,
 }
 
@@ -34,10 +35,10 @@ impl Problems {
         }
     }
 
-    pub fn add(&mut self, key: &'static str, message: impl Into<String>) {
+    pub fn add(&mut self, key: impl Into<Cow<'static, str>>, message: impl Into<String>) {
         self.list.push(Problem {
             section: self.section,
-            key,
+            key: key.into(),
             message: message.into(),
         });
     }

@@ -421,7 +421,7 @@ impl Nat64Config {
         let prefix = self.rfc6052_prefix().ok_or_else(|| {
             Error::Nat64Config(vec![Problem {
                 section: "nat64",
-                key: "prefix",
+                key: "prefix".into(),
                 message: "invalid".into(),
             }])
         })?;
@@ -603,7 +603,8 @@ ipv4Mtu: 1460
             ipv4_mtu: 500,
             ..Default::default()
         };
-        let keys: Vec<_> = c.problems().iter().map(|p| p.key).collect();
+        let problems = c.problems();
+        let keys: Vec<&str> = problems.iter().map(|p| &*p.key).collect();
         for k in [
             "prefix",
             "pool",
