@@ -486,7 +486,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sixlane-cli-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.yaml");
-        std::fs::write(&file, "cni:\n  mtu: 1400\nrouting:\n  mode: bgp\n").unwrap();
+        std::fs::write(
+            &file,
+            "cni:\n  mtu: 1400\nrouting:\n  mode: bgp\nbgp:\n  enabled: true\n  \
+             peers: [{name: tor, address: 'fd00::1', asn: 65000}]\n  import: ['fd00:10:244::/56']\n",
+        )
+        .unwrap();
         let t = T::try_parse_from([
             "x",
             "--config",

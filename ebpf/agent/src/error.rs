@@ -106,6 +106,25 @@ pub enum Error {
     Nat64Config(Vec<Problem>),
     #[error("invalid NAT64 configuration")]
     Nat64Parse(#[source] serde_yaml_ng::Error),
+    #[error(
+        "{0:?} is not a BGP community (ASN:value with 16-bit parts, or large ASN:value:value with 32-bit parts)"
+    )]
+    BgpCommunity(String),
+
+    // BGP: writing BIRD's configuration.
+    #[error("bgp peer {peer}: reading its passwordFile {path}")]
+    BgpPasswordRead {
+        peer: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bgp peer {peer}: passwordFile {path} {why}")]
+    BgpPasswordUnusable {
+        peer: String,
+        path: PathBuf,
+        why: &'static str,
+    },
 
     // The node agent (`daemon::run`) could not start, or had to stop.
     #[error("reading the host name")]
