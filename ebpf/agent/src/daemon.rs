@@ -151,7 +151,7 @@ fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
     if !s.datapath_loaded {
         r.push("datapath not loaded".into());
     }
-    for k in Kind::ALL {
+    for k in Kind::CORE {
         if !store.synced(k) {
             r.push(format!("{} not listed yet", k.name()));
         }
@@ -382,7 +382,12 @@ async fn start_source(
             let client = kube::Client::try_default()
                 .await
                 .map_err(Error::KubeClient)?;
-            tokio::spawn(crate::source::kube::watch_all(client, tx, metrics.clone()))
+            tokio::spawn(crate::source::kube::watch_all(
+                client,
+                tx,
+                metrics.clone(),
+                cfg.bgp.uses_service_cidrs(),
+            ))
         }
         SourceMode::Static => {
             let dir = cfg.source.manifest_dir.clone().expect("validated");
@@ -893,7 +898,7 @@ impl Agent {
         if error.is_none() {
             self.shared.mark_applied();
         }
-        let synced: BTreeMap<String, bool> = Kind::ALL
+        let synced: BTreeMap<String, bool> = Kind::CORE
             .iter()
             .map(|k| (k.name().to_string(), self.store.synced(*k)))
             .collect();
