@@ -61,6 +61,9 @@ const TEST: &[&str] = &[
     "dnsutils",
     // The service tests' HTTP backends.
     "nginx-light",
+    // BGP: BIRD 2 speaks it for the agent; the unit tests check rendered configurations with
+    // `bird -p`.
+    "bird2",
 ];
 const BENCH: &[&str] = &[
     "iperf3",
