@@ -53,7 +53,7 @@ const AS_TRANS: u32 = 23456;
 const MAX_RESTART_TIME: u32 = 4095;
 /// Peer names become BIRD protocol names (`peer_<name>`); BIRD's symbols are at most 64 bytes.
 const MAX_PEER_NAME: usize = 32;
-/// BIRD's hold time when none is configured (what `keepaliveTime` must stay below).
+/// BIRD's hold time when none is configured (`keepaliveTime` stays within half of it).
 pub const BIRD_HOLD_TIME: u32 = 240;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ pub struct PeerConfig {
     /// Seconds: 0 (no keepalives) or 3..=65535. Default: BIRD's (240).
     #[serde(default)]
     pub hold_time: Option<u32>,
-    /// Seconds, below the hold time. Default: a third of the hold time.
+    /// Seconds, at most half the hold time. Default: a third of the hold time.
     #[serde(default)]
     pub keepalive_time: Option<u32>,
     /// BFD on the session (the router must run BFD too).
@@ -503,10 +503,16 @@ fn timer_problems(p: &mut Problems, i: usize, peer: &PeerConfig) {
             format!("peers[{i}].keepaliveTime"),
             format!("{k} is outside 1..=65535"),
         );
-    } else if k >= hold {
+    } else if hold == 0 {
         p.add(
             format!("peers[{i}].keepaliveTime"),
-            format!("{k} must be below the hold time ({hold})"),
+            format!("{k}: a hold time of 0 sends no keepalives"),
+        );
+    } else if k * 2 > hold {
+        // BIRD warns above half; peers drop a session after one lost keepalive otherwise.
+        p.add(
+            format!("peers[{i}].keepaliveTime"),
+            format!("{k} is more than half the hold time ({hold}); a third is usual"),
         );
     }
 }
@@ -795,13 +801,19 @@ peers:
             (peer(", holdTime: 65536"), vec!["bgp.peers[0].holdTime"]),
             (
                 peer(", holdTime: 9, keepaliveTime: 9"),
-                vec!["bgp.peers[0].keepaliveTime: 9 must be below the hold time (9)"],
+                vec!["bgp.peers[0].keepaliveTime: 9 is more than half the hold time (9)"],
             ),
             (
                 peer(", keepaliveTime: 240"),
-                vec!["bgp.peers[0].keepaliveTime: 240 must be below the hold time (240)"],
+                vec!["bgp.peers[0].keepaliveTime: 240 is more than half the hold time (240)"],
             ),
-            (peer(", holdTime: 0, keepaliveTime: 1"), vec!["below the hold time (0)"]),
+            (
+                peer(", holdTime: 0, keepaliveTime: 1"),
+                vec!["bgp.peers[0].keepaliveTime: 1: a hold time of 0 sends no keepalives"],
+            ),
+            (peer(", holdTime: 9, keepaliveTime: 5"), vec!["more than half"]),
+            (peer(", holdTime: 10, keepaliveTime: 5"), vec![]),
+            (peer(", keepaliveTime: 120"), vec![]),
             (peer(", keepaliveTime: 0"), vec!["bgp.peers[0].keepaliveTime: 0 is outside 1..=65535"]),
             (
                 peer(", nodes: [node-a, Node_B]"),
