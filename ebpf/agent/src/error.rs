@@ -251,6 +251,55 @@ pub enum Error {
         /// What the sysctl's file holds (trimmed).
         got: String,
     },
+
+    // BGP (`routing`): BIRD's control socket, its configuration check and its process.
+    #[error("connecting to BIRD's control socket {path}")]
+    BirdConnect {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command:?} on BIRD's control socket {path}")]
+    BirdIo {
+        path: PathBuf,
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command:?} on BIRD's control socket {path}: no complete answer within {secs} s")]
+    BirdTimeout {
+        path: PathBuf,
+        command: String,
+        secs: u64,
+    },
+    #[error("{command:?} on BIRD's control socket {path}: unexpected line {line:?}")]
+    BirdProtocol {
+        path: PathBuf,
+        command: String,
+        line: String,
+    },
+    /// BIRD answered with a run-time (8xxx) or parse-time (9xxx) error; `message` is BIRD's.
+    #[error("BIRD refused {command:?}: {code:04} {message}")]
+    BirdRefused {
+        command: String,
+        code: u16,
+        message: String,
+    },
+    #[error("{path} cannot be sent to BIRD's control socket (quote or line break in the path)")]
+    BirdPath { path: PathBuf },
+    #[error("running {binary}")]
+    BirdSpawn {
+        binary: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `bird -p` refused a rendered configuration; `output` is what it printed.
+    #[error("{binary} -p rejected {path}: {output}")]
+    BirdConfigInvalid {
+        binary: PathBuf,
+        path: PathBuf,
+        output: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,5 +1,12 @@
 //! BIRD 2, the BGP speaker: its configuration ([`render`]) and the peers' passwords it holds
-//! ([`password`]).
+//! ([`password`]), the files it shares with the agent ([`Paths`]) and its control socket
+//! ([`control`] speaking [`reply`]'s protocol, answers parsed by [`show`]).
 
+pub mod control;
 pub mod password;
+pub mod paths;
 pub mod render;
+pub mod reply;
+pub mod show;
+
+pub use paths::Paths;
