@@ -3,11 +3,13 @@
 //! Order: configuration validated (by the caller) → datapath loaded and pinned links upgraded →
 //! sources started and listed once → node address chosen → uplink programs attached → pod
 //! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile → service
-//! sink → routes → healthCheckNodePort servers → status.
+//! sink → routes → BGP announcements (BIRD, `bgp.enabled`) → healthCheckNodePort servers →
+//! status.
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
 //! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
-//! (`repoint_attachments`).
+//! (`repoint_attachments`). BIRD keeps running too, with its sessions and routes: the next agent
+//! adopts it.
 
 use std::{
     collections::BTreeMap,
@@ -45,6 +47,7 @@ use crate::{
         status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
     },
     reconcile::{NodeInfo, Params, Reconciler, Snapshot},
+    routing::{self, Routing, bird::render::KernelExport, metrics::BgpCollector},
     sink::ServiceSink,
     source::{
         manifests,
@@ -220,12 +223,18 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     )
     .await?;
 
+    let routing = cfg
+        .bgp
+        .enabled
+        .then(|| start_routing(&cfg, &shared, &metrics));
+
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
     let mut agent = Agent {
         routes: (cfg.routing.mode == RoutingMode::Static)
             .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table)),
+        routing,
         reconciler: Reconciler::new(
             Params {
                 node_name: node.clone(),
@@ -340,7 +349,7 @@ fn initial_status(
         datapath_loaded: true,
         routing: match cfg.routing.mode {
             RoutingMode::Static => "static".into(),
-            RoutingMode::Bgp => "bgp (routes left to the BGP daemon)".into(),
+            RoutingMode::Bgp => "bgp (routes to other nodes' pods learned by BIRD)".into(),
         },
         sink: sink.into(),
         node_eligible: true,
@@ -348,6 +357,26 @@ fn initial_status(
         not_ready: vec!["starting".into()],
         ..Default::default()
     }
+}
+
+/// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
+/// changes, and into the metrics.
+fn start_routing(cfg: &Config, shared: &Arc<Shared>, metrics: &Metrics) -> Routing {
+    let settings = routing::Settings::new(&cfg.bgp, cfg.source.mode == SourceMode::Static);
+    let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
+    let r = Routing::start(
+        settings,
+        Box::new(move |bgp| {
+            shared.update(|s| s.bgp = Some(bgp.clone()));
+            if let Err(e) = status::write_file(&dir, &shared.status()) {
+                debug!(error = %chain(&e), "writing the status file");
+            }
+        }),
+    );
+    metrics.register_collector(Box::new(BgpCollector {
+        status: r.shared_status(),
+    }));
+    r
 }
 
 /// Starts the metrics and kube-proxy healthz servers that are configured.
@@ -440,6 +469,8 @@ struct Agent {
     shared: Arc<Shared>,
     netlink: rtnetlink::Handle,
     routes: Option<RouteTable>,
+    /// BGP through BIRD (`bgp.enabled`).
+    routing: Option<Routing>,
     store: Store,
     reconciler: Reconciler,
     dp: Datapath,
@@ -772,6 +803,7 @@ impl Agent {
         if self.published.nodes.as_ref() != Some(nodes) || changed {
             route_rows = self.nodes_changed(nodes).await;
         }
+        self.announce(&out.snapshot);
         self.serve_health_checks(desired).await;
         self.record(desired, out.held.len(), t0.elapsed(), error, route_rows);
 
@@ -861,6 +893,41 @@ impl Agent {
                 })
                 .collect(),
         )
+    }
+
+    /// Hands BIRD what this node announces now (`bgp.enabled`); BIRD is reconfigured only when
+    /// that changes, without waiting for it here.
+    fn announce(&self, snapshot: &Snapshot) {
+        let Some(r) = &self.routing else {
+            return;
+        };
+        let labels = snapshot
+            .own_node()
+            .map(|n| n.labels.clone())
+            .unwrap_or_default();
+        let pod_cidrs: Vec<Ipv6Net> = self.setup.pod_cidr.iter().map(|p| p.0).collect();
+        let kernel = (self.cfg.routing.mode == RoutingMode::Bgp).then_some(KernelExport {
+            table: self.cfg.routing.table,
+        });
+        let node = routing::Node {
+            name: &self.node,
+            labels: &labels,
+            pod_cidrs: &pod_cidrs,
+        };
+        match routing::desired(
+            &self.cfg.bgp,
+            node,
+            &snapshot.desired,
+            &snapshot.service_cidrs,
+            kernel,
+        ) {
+            Ok(d) => r.apply(d),
+            Err(e) => {
+                let why = chain(&e).to_string();
+                warn!(error = %why, "BIRD's configuration cannot be written; BIRD keeps its previous one");
+                r.unusable(why);
+            }
+        }
     }
 
     /// Runs a healthCheckNodePort server per `externalTrafficPolicy: Local` LoadBalancer (if
