@@ -58,6 +58,8 @@ enum Cmd {
     Ipam(sixlane_agent::cli::IpamArgs),
     /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
     Nat64(sixlane_agent::nat64::cli::Args),
+    /// BGP: BIRD, each peer's session and why it is down, prefixes announced and received.
+    Bgp(sixlane_agent::routing::cli::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -194,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Ipam(args) => sixlane_agent::cli::print_ipam(&args, cli.json)?,
         Cmd::Nat64(args) => sixlane_agent::nat64::cli::run(&pins, cli.json, args)?,
+        Cmd::Bgp(args) => sixlane_agent::routing::cli::run(&args, cli.json)?,
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //!   names;
 //! - [`announce`]: what this node announces, a pure function of the cluster state;
 //! - [`bird`]: BIRD's configuration, its control socket and (static mode) its process;
-//! - [`status`], [`metrics`]: what the subsystem reports.
+//! - [`status`], [`metrics`], [`cli`]: what the subsystem reports, and where.
 //!
 //! The subsystem the daemon owns ([`Routing`]): on every reconcile the daemon hands over what
 //! BIRD should run ([`Desired`], from [`desired`]: the rendered configuration, the peers and
@@ -13,7 +13,7 @@
 //! atomic rename) and asks BIRD to `configure` through its control socket, only when the text
 //! changed: BIRD reconfigures in place, so changed routes or filters never reset a session. The
 //! same task asks BIRD for the protocols' states every few seconds and publishes a
-//! [`BgpStatus`] for `status`, `/status` and the metrics.
+//! [`BgpStatus`] for `status`, `/status`, the metrics and `sixlane-agent bgp`.
 //!
 //! Nothing here blocks the daemon: BIRD being down, slow or restarting, or a peer being down,
 //! shows in the status and never delays the datapath, pods or readiness. In static mode the
@@ -21,6 +21,7 @@
 
 pub mod announce;
 pub mod bird;
+pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod router_id;
