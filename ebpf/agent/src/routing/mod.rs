@@ -282,6 +282,8 @@ impl Worker {
         }
         self.on_disk = tokio::fs::read_to_string(&self.paths.config).await.ok();
         self.supervisor = self.supervise.take().map(Supervisor::start);
+        // BIRD started, died or adopted: reported at once, not at the next tick.
+        let mut process = self.supervisor.as_ref().map(Supervisor::changes);
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -298,6 +300,7 @@ impl Worker {
                     }
                 }
                 _ = tick.tick() => self.configure().await,
+                _ = async { process.as_mut().expect("guarded").changed().await }, if process.is_some() => {}
             }
             self.poll().await;
         }

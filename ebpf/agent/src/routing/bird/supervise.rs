@@ -17,7 +17,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -46,7 +46,7 @@ pub struct Spec {
 /// The supervising task; dropping it stops supervising and leaves BIRD running.
 #[derive(Debug)]
 pub struct Supervisor {
-    state: Arc<Mutex<ProcessState>>,
+    state: Arc<watch::Sender<ProcessState>>,
     ready: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -54,7 +54,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// Adopts the BIRD answering on the socket, or starts one once [`Self::config_ready`].
     pub fn start(spec: Spec) -> Self {
-        let state = Arc::new(Mutex::new(ProcessState::default()));
+        let state = Arc::new(watch::Sender::new(ProcessState::default()));
         let (ready, ready_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(spec, state.clone(), ready_rx));
         Self { state, ready, task }
@@ -66,7 +66,12 @@ impl Supervisor {
     }
 
     pub fn state(&self) -> ProcessState {
-        self.state.lock().expect("poisoned").clone()
+        self.state.borrow().clone()
+    }
+
+    /// Changes of [`Self::state`], as they happen.
+    pub fn changes(&self) -> watch::Receiver<ProcessState> {
+        self.state.subscribe()
     }
 }
 
@@ -102,9 +107,13 @@ impl Backoff {
     }
 }
 
-async fn supervise(spec: Spec, state: Arc<Mutex<ProcessState>>, mut ready: watch::Receiver<bool>) {
+async fn supervise(
+    spec: Spec,
+    state: Arc<watch::Sender<ProcessState>>,
+    mut ready: watch::Receiver<bool>,
+) {
     let control = Control::new(&spec.paths.socket);
-    let set = |f: &dyn Fn(&mut ProcessState)| f(&mut state.lock().expect("poisoned"));
+    let set = |f: &dyn Fn(&mut ProcessState)| state.send_modify(f);
     let mut backoff = Backoff::default();
     // Whether a BIRD ran before: the next start is a restart (counted, and with recovery).
     let mut had_one = false;
