@@ -15,7 +15,7 @@ use crate::{
     PinLayout,
     config::{Config, LogFormat, RoutingMode, SourceMode},
     daemon,
-    ops::status::{self, Status},
+    ops::status::{self, Status, ago},
 };
 
 /// `sixlane-agent run`: flags override the configuration file.
@@ -239,15 +239,6 @@ pub fn status_view(args: &StatusArgs, pin_root: &Path) -> StatusView {
     }
 }
 
-fn ago(unix: u64) -> String {
-    let d = status::unix_now().saturating_sub(unix);
-    match d {
-        0..120 => format!("{d}s ago"),
-        120..7200 => format!("{}m ago", d / 60),
-        _ => format!("{}h ago", d / 3600),
-    }
-}
-
 pub fn print_status(v: &StatusView, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(v)?);
@@ -366,6 +357,9 @@ fn print_services(s: &Status) {
     );
     for r in &s.routes {
         row("  route", format!("{} via {} ({})", r.dst, r.via, r.node));
+    }
+    if let Some(b) = &s.bgp {
+        row("bgp", b.summary());
     }
     row("service sink", &s.sink);
     row(
@@ -498,7 +492,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sixlane-cli-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.yaml");
-        std::fs::write(&file, "cni:\n  mtu: 1400\nrouting:\n  mode: bgp\n").unwrap();
+        std::fs::write(
+            &file,
+            "cni:\n  mtu: 1400\nrouting:\n  mode: bgp\nbgp:\n  enabled: true\n  \
+             peers: [{name: tor, address: 'fd00::1', asn: 65000}]\n  import: ['fd00:10:244::/56']\n",
+        )
+        .unwrap();
         let t = T::try_parse_from([
             "x",
             "--config",

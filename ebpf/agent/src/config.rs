@@ -41,6 +41,8 @@ pub struct Config {
     pub nat64: crate::nat64::Nat64Config,
     /// LoadBalancer IP assignment (`docs/lb.md`); off by default.
     pub load_balancer: crate::lb::config::LbConfig,
+    /// BGP through BIRD (`docs/routing.md`); off by default.
+    pub bgp: crate::routing::config::BgpConfig,
 }
 
 /// This node.
@@ -239,8 +241,8 @@ pub enum RoutingMode {
     /// A route per remote node: its pod CIDR via its InternalIP (all nodes on one link).
     #[default]
     Static,
-    /// A BGP daemon (bird, FRR, kube-router) announces pod CIDRs; the agent installs nothing
-    /// and leaves routes of other protocols alone.
+    /// The routes to other nodes' pod CIDRs are learned over BGP (`bgp`, with `bgp.import`):
+    /// BIRD installs them; the agent installs none and leaves routes of other protocols alone.
     Bgp,
 }
 
@@ -367,6 +369,11 @@ impl Config {
         p.extend(self.datapath.problems());
         p.extend(self.nat64.problems());
         p.extend(self.load_balancer.problems());
+        p.extend(self.bgp.problems());
+        p.extend(
+            self.bgp
+                .routing_problems(self.routing.mode == RoutingMode::Bgp),
+        );
         p.extend(self.cross_section_problems());
         if p.is_empty() {
             Ok(())
@@ -701,6 +708,8 @@ mod tests {
             "cni:\n  mtu: 1500\n  conf_dir: /x\n",
             "cni:\n  attach: xdp\n",
             "routing:\n  mode: ospf\n",
+            "bgp:\n  peer: []\n",
+            "bgp:\n  peers: [{name: a, address: 'fd00::1', asn: 1, hold: 3}]\n",
         ] {
             let e = Config::parse(yaml).unwrap_err().to_string();
             assert!(
@@ -778,7 +787,33 @@ mod tests {
             ("cni:\n  dataplane: optional\n", &[]),
             ("cni:\n  attach: tcx\n", &[]),
             ("cni:\n  attach: tc\n", &[]),
-            ("routing:\n  mode: bgp\n", &[]),
+            (
+                "routing:\n  mode: bgp\n",
+                &["bgp.enabled: routing.mode: bgp learns", "bgp.import"],
+            ),
+            (
+                "routing:\n  mode: bgp\nbgp:\n  enabled: true\n  peers: [{name: tor, address: 'fd00::1', asn: 65000}]\n  import: ['fd00:10:244::/56']\n",
+                &[],
+            ),
+            (
+                "bgp:\n  import: ['fd00:10:244::/56']\n",
+                &["bgp.import: only used with routing.mode: bgp"],
+            ),
+            (
+                "bgp:\n  peers: [{name: tor, address: '192.0.2.1', asn: 0}]\n",
+                &[
+                    "bgp.peers[0].address: 192.0.2.1 is IPv4",
+                    "bgp.peers[0].asn: 0",
+                ],
+            ),
+            (
+                "bgp:\n  routerID: 224.1.1.1\n",
+                &["bgp.routerID: 224.1.1.1 is in 224.0.0.0/3"],
+            ),
+            (
+                "bgp:\n  announce: {externalIPs: ['2001:db8::1/64']}\n",
+                &["bgp.announce.externalIPs[0]: 2001:db8::1/64 is not a prefix"],
+            ),
             (
                 "routing:\n  protocol: 2\n",
                 &["routing.protocol: 2 is reserved"],

@@ -3,12 +3,14 @@
 //! Order: configuration validated (by the caller) → datapath loaded and pinned links upgraded →
 //! sources started and listed once → node address chosen → uplink programs attached → pod
 //! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile →
-//! LoadBalancer IP assignment (`lb`) → service sink → routes → healthCheckNodePort servers →
+//! LoadBalancer IP assignment (`lb`) → service sink → routes → BGP announcements (BIRD,
+//! `bgp.enabled`) → healthCheckNodePort servers →
 //! status.
 //!
 //! SIGTERM/SIGINT end the process and leave the datapath running: nothing is unpinned or
 //! detached, the conflist stays, and the next agent picks the pins and the pods' tc filters up
-//! (`repoint_attachments`).
+//! (`repoint_attachments`). BIRD keeps running too, with its sessions and routes: the next agent
+//! adopts it.
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +49,7 @@ use crate::{
         status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
     },
     reconcile::{NodeInfo, Params, Reconciler, Snapshot},
+    routing::{self, Routing, bird::render::KernelExport, metrics::BgpCollector},
     sink::ServiceSink,
     source::{
         manifests,
@@ -153,7 +156,7 @@ fn node_ready_reasons(s: &Status, store: &Store) -> Vec<String> {
     if !s.datapath_loaded {
         r.push("datapath not loaded".into());
     }
-    for k in Kind::ALL {
+    for k in Kind::CORE {
         if !store.synced(k) {
             r.push(format!("{} not listed yet", k.name()));
         }
@@ -227,12 +230,18 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         .map_err(step("starting LoadBalancer IP assignment"))?;
     metrics.register_collector(Box::new(lb.collector()));
 
+    let routing = cfg
+        .bgp
+        .enabled
+        .then(|| start_routing(&cfg, &shared, &metrics));
+
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
     let mut agent = Agent {
         routes: (cfg.routing.mode == RoutingMode::Static)
             .then(|| RouteTable::new(netlink.clone(), cfg.routing.protocol, cfg.routing.table)),
+        routing,
         reconciler: Reconciler::new(
             Params {
                 node_name: node.clone(),
@@ -349,7 +358,7 @@ fn initial_status(
         datapath_loaded: true,
         routing: match cfg.routing.mode {
             RoutingMode::Static => "static".into(),
-            RoutingMode::Bgp => "bgp (routes left to the BGP daemon)".into(),
+            RoutingMode::Bgp => "bgp (routes to other nodes' pods learned by BIRD)".into(),
         },
         sink: sink.into(),
         node_eligible: true,
@@ -357,6 +366,26 @@ fn initial_status(
         not_ready: vec!["starting".into()],
         ..Default::default()
     }
+}
+
+/// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
+/// changes, and into the metrics.
+fn start_routing(cfg: &Config, shared: &Arc<Shared>, metrics: &Metrics) -> Routing {
+    let settings = routing::Settings::new(&cfg.bgp, cfg.source.mode == SourceMode::Static);
+    let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
+    let r = Routing::start(
+        settings,
+        Box::new(move |bgp| {
+            shared.update(|s| s.bgp = Some(bgp.clone()));
+            if let Err(e) = status::write_file(&dir, &shared.status()) {
+                debug!(error = %chain(&e), "writing the status file");
+            }
+        }),
+    );
+    metrics.register_collector(Box::new(BgpCollector {
+        status: r.shared_status(),
+    }));
+    r
 }
 
 /// Starts the metrics and kube-proxy healthz servers that are configured.
@@ -391,7 +420,12 @@ async fn start_source(
             let client = kube::Client::try_default()
                 .await
                 .map_err(Error::KubeClient)?;
-            tokio::spawn(crate::source::kube::watch_all(client, tx, metrics.clone()))
+            tokio::spawn(crate::source::kube::watch_all(
+                client,
+                tx,
+                metrics.clone(),
+                cfg.bgp.uses_service_cidrs(),
+            ))
         }
         SourceMode::Static => {
             let dir = cfg.source.manifest_dir.clone().expect("validated");
@@ -444,6 +478,8 @@ struct Agent {
     shared: Arc<Shared>,
     netlink: rtnetlink::Handle,
     routes: Option<RouteTable>,
+    /// BGP through BIRD (`bgp.enabled`).
+    routing: Option<Routing>,
     store: Store,
     reconciler: Reconciler,
     dp: Datapath,
@@ -780,6 +816,7 @@ impl Agent {
         if self.published.nodes.as_ref() != Some(nodes) || changed {
             route_rows = self.nodes_changed(nodes).await;
         }
+        self.announce(&out.snapshot);
         self.serve_health_checks(desired).await;
         self.record(desired, out.held.len(), t0.elapsed(), error, route_rows);
 
@@ -871,6 +908,41 @@ impl Agent {
         )
     }
 
+    /// Hands BIRD what this node announces now (`bgp.enabled`); BIRD is reconfigured only when
+    /// that changes, without waiting for it here.
+    fn announce(&self, snapshot: &Snapshot) {
+        let Some(r) = &self.routing else {
+            return;
+        };
+        let labels = snapshot
+            .own_node()
+            .map(|n| n.labels.clone())
+            .unwrap_or_default();
+        let pod_cidrs: Vec<Ipv6Net> = self.setup.pod_cidr.iter().map(|p| p.0).collect();
+        let kernel = (self.cfg.routing.mode == RoutingMode::Bgp).then_some(KernelExport {
+            table: self.cfg.routing.table,
+        });
+        let node = routing::Node {
+            name: &self.node,
+            labels: &labels,
+            pod_cidrs: &pod_cidrs,
+        };
+        match routing::desired(
+            &self.cfg.bgp,
+            node,
+            &snapshot.desired,
+            &snapshot.service_cidrs,
+            kernel,
+        ) {
+            Ok(d) => r.apply(d),
+            Err(e) => {
+                let why = chain(&e).to_string();
+                warn!(error = %why, "BIRD's configuration cannot be written; BIRD keeps its previous one");
+                r.unusable(why);
+            }
+        }
+    }
+
     /// Runs a healthCheckNodePort server per `externalTrafficPolicy: Local` LoadBalancer (if
     /// enabled) and publishes their local endpoint counts.
     async fn serve_health_checks(&mut self, desired: &DesiredState) {
@@ -906,7 +978,7 @@ impl Agent {
         if error.is_none() {
             self.shared.mark_applied();
         }
-        let synced: BTreeMap<String, bool> = Kind::ALL
+        let synced: BTreeMap<String, bool> = Kind::CORE
             .iter()
             .map(|k| (k.name().to_string(), self.store.synced(*k)))
             .collect();

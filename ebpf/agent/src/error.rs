@@ -106,6 +106,25 @@ pub enum Error {
     Nat64Config(Vec<Problem>),
     #[error("invalid NAT64 configuration")]
     Nat64Parse(#[source] serde_yaml_ng::Error),
+    #[error(
+        "{0:?} is not a BGP community (ASN:value with 16-bit parts, or large ASN:value:value with 32-bit parts)"
+    )]
+    BgpCommunity(String),
+
+    // BGP: writing BIRD's configuration.
+    #[error("bgp peer {peer}: reading its passwordFile {path}")]
+    BgpPasswordRead {
+        peer: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bgp peer {peer}: passwordFile {path} {why}")]
+    BgpPasswordUnusable {
+        peer: String,
+        path: PathBuf,
+        why: &'static str,
+    },
 
     // The node agent (`daemon::run`) could not start, or had to stop.
     #[error("reading the host name")]
@@ -238,6 +257,55 @@ pub enum Error {
         read: PathBuf,
         /// What the sysctl's file holds (trimmed).
         got: String,
+    },
+
+    // BGP (`routing`): BIRD's control socket, its configuration check and its process.
+    #[error("connecting to BIRD's control socket {path}")]
+    BirdConnect {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command:?} on BIRD's control socket {path}")]
+    BirdIo {
+        path: PathBuf,
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command:?} on BIRD's control socket {path}: no complete answer within {secs} s")]
+    BirdTimeout {
+        path: PathBuf,
+        command: String,
+        secs: u64,
+    },
+    #[error("{command:?} on BIRD's control socket {path}: unexpected line {line:?}")]
+    BirdProtocol {
+        path: PathBuf,
+        command: String,
+        line: String,
+    },
+    /// BIRD answered with a run-time (8xxx) or parse-time (9xxx) error; `message` is BIRD's.
+    #[error("BIRD refused {command:?}: {code:04} {message}")]
+    BirdRefused {
+        command: String,
+        code: u16,
+        message: String,
+    },
+    #[error("{path} cannot be sent to BIRD's control socket (quote or line break in the path)")]
+    BirdPath { path: PathBuf },
+    #[error("running {binary}")]
+    BirdSpawn {
+        binary: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `bird -p` refused a rendered configuration; `output` is what it printed.
+    #[error("{binary} -p rejected {path}: {output}")]
+    BirdConfigInvalid {
+        binary: PathBuf,
+        path: PathBuf,
+        output: String,
     },
 }
 

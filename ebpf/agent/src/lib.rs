@@ -19,6 +19,7 @@ pub mod node;
 pub mod ops;
 pub mod problem;
 pub mod reconcile;
+pub mod routing;
 pub mod services;
 pub mod sink;
 pub mod source;

@@ -60,6 +60,8 @@ enum Cmd {
     Nat64(sixlane_agent::nat64::cli::Args),
     /// LoadBalancer IP assignment: pools and their use, assignments, pending Services and why.
     Lb(sixlane_agent::lb::cli::Args),
+    /// BGP: BIRD, each peer's session and why it is down, prefixes announced and received.
+    Bgp(sixlane_agent::routing::cli::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -206,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })?;
             sixlane_agent::lb::cli::print(status.load_balancer.as_ref(), cli.json)?;
         }
+        Cmd::Bgp(args) => sixlane_agent::routing::cli::run(&args, cli.json)?,
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! From the objects in the [`Store`] to the typed desired state ([`DesiredState`]) and the node
-//! list routing needs. Pure functions of the store (plus the small memory in [`Reconciler`]):
-//! level-based, so the same store always yields the same state, whatever order events came in.
+//! From the objects in the [`Store`] to the typed desired state ([`DesiredState`]), the node
+//! list routing needs and the cluster's ServiceCIDR ranges. Pure functions of the store (plus
+//! the small memory in [`Reconciler`]): level-based, so the same store always yields the same
+//! state, whatever order events came in.
 //!
 //! kube-proxy semantics, IPv6 only:
 //! - Services labelled `service.kubernetes.io/service-proxy-name` with a name that is not ours,
@@ -77,6 +78,8 @@ pub struct NodeInfo {
     pub pod_cidrs: Vec<Ipv6Net>,
     /// Being deleted, or tainted for removal by the cluster autoscaler.
     pub leaving: bool,
+    /// `metadata.labels` (BGP: which peers apply, whether it announces service addresses).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NodeInfo {
@@ -121,6 +124,7 @@ impl NodeInfo {
             external_ips,
             pod_cidrs,
             leaving: n.metadata.deletion_timestamp.is_some() || tainted,
+            labels: n.metadata.labels.clone().unwrap_or_default(),
         }
     }
 }
@@ -139,6 +143,9 @@ pub struct Note {
 pub struct Snapshot {
     pub desired: DesiredState,
     pub nodes: Vec<NodeInfo>,
+    /// The IPv6 ranges of the cluster's `ServiceCIDR` objects, sorted, each once (empty when
+    /// they are not watched).
+    pub service_cidrs: Vec<Ipv6Net>,
     pub notes: Vec<Note>,
 }
 
@@ -193,6 +200,14 @@ pub fn build(store: &Store, params: &Params) -> Snapshot {
     }
     notes.sort();
     notes.dedup();
+    let service_cidrs: BTreeSet<Ipv6Net> = store
+        .service_cidrs
+        .values()
+        .filter_map(|c| c.spec.as_ref()?.cidrs.as_ref())
+        .flatten()
+        .filter_map(|c| ipv6_net(c))
+        .map(|n| n.trunc())
+        .collect();
     Snapshot {
         desired: DesiredState {
             node: NodeState {
@@ -202,6 +217,7 @@ pub fn build(store: &Store, params: &Params) -> Snapshot {
             services,
         },
         nodes,
+        service_cidrs: service_cidrs.into_iter().collect(),
         notes,
     }
 }

@@ -279,6 +279,7 @@ mod tests {
             external_ips: vec![],
             pod_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             leaving: false,
+            labels: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::address::Choice;
+use crate::{node::address::Choice, routing::status::BgpStatus};
 
 pub const STATUS_FILE: &str = "status.json";
 
@@ -67,6 +67,10 @@ pub struct Status {
     pub sysctls: Vec<String>,
     pub routing: String,
     pub routes: Vec<RouteRow>,
+    /// BGP (`bgp.enabled`): BIRD, the sessions, what is announced and received. Defaulted: a
+    /// status file from an agent without it still reads.
+    #[serde(default)]
+    pub bgp: Option<BgpStatus>,
     /// Per kind: listed completely at least once.
     pub synced: BTreeMap<String, bool>,
     pub sink: String,
@@ -84,6 +88,16 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// How long ago Unix time `unix` was, for the CLIs (`42s ago`, `5m ago`, `3h ago`).
+pub fn ago(unix: u64) -> String {
+    let d = unix_now().saturating_sub(unix);
+    match d {
+        0..120 => format!("{d}s ago"),
+        120..7200 => format!("{}m ago", d / 60),
+        _ => format!("{}h ago", d / 3600),
+    }
 }
 
 /// Status plus the health bookkeeping behind the healthz endpoints.

@@ -133,6 +133,31 @@ fn nodes_are_ipv6_only_and_own_addresses_are_collected() {
 }
 
 #[test]
+fn node_labels_and_service_cidrs_reach_routing() {
+    let cidr = |name: &str, cidrs: &[&str]| {
+        obj(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+            "metadata": {"name": name},
+            "spec": {"cidrs": cidrs}
+        }))
+    };
+    let mut objs = objects("cluster.json");
+    objs.push(cidr("kubernetes", &["10.96.0.0/16", "fd00:10:96::/108"]));
+    objs.push(cidr("more", &["fd00:10:97::/108"]));
+    // The same range twice, and one written with host bits, count once as their network.
+    objs.push(cidr("again", &["fd00:10:96::1/108"]));
+    let snap = build(&store(objs), &params("node-a"));
+    let a = snap.nodes.iter().find(|n| n.name == "node-a").unwrap();
+    assert_eq!(a.labels["kubernetes.io/hostname"], "node-a");
+    assert_eq!(
+        snap.service_cidrs,
+        ["fd00:10:96::/108", "fd00:10:97::/108"].map(|c| c.parse::<Ipv6Net>().unwrap())
+    );
+    let none = build(&store(objects("cluster.json")), &params("node-a"));
+    assert!(none.service_cidrs.is_empty());
+}
+
+#[test]
 fn traffic_policies_terminating_endpoints_and_health_check_node_port() {
     let snap = build(&store(objects("policies.json")), &params("node-a"));
     let ing = &snap.desired.services[&id("edge", "ingress")];

@@ -1,4 +1,5 @@
-//! The Kubernetes source: kube-rs watchers on Services, EndpointSlices and Nodes.
+//! The Kubernetes source: kube-rs watchers on Services, EndpointSlices and Nodes, and on
+//! ServiceCIDRs when BGP announces the cluster's ClusterIP ranges.
 //!
 //! kube-runtime's watcher lists, then watches from the list's resourceVersion; when the watch
 //! ends it re-watches from the last version seen, and on `410 Gone` (version too old) it lists
@@ -10,7 +11,10 @@ use std::{fmt::Debug, sync::Arc};
 
 use futures::{StreamExt as _, pin_mut};
 use k8s_openapi::{
-    api::{core::v1::Node, core::v1::Service, discovery::v1::EndpointSlice},
+    api::{
+        core::v1::Node, core::v1::Service, discovery::v1::EndpointSlice,
+        networking::v1::ServiceCIDR,
+    },
     serde::de::DeserializeOwned,
 };
 use kube::{
@@ -29,8 +33,13 @@ use crate::{
     source::store::{Change, Kind, Object},
 };
 
-/// Watches the three kinds until `tx` closes.
-pub async fn watch_all(client: Client, tx: mpsc::Sender<Vec<Change>>, metrics: Arc<Metrics>) {
+/// Watches the core kinds, and ServiceCIDRs if `service_cidrs`, until `tx` closes.
+pub async fn watch_all(
+    client: Client,
+    tx: mpsc::Sender<Vec<Change>>,
+    metrics: Arc<Metrics>,
+    service_cidrs: bool,
+) {
     let svc = watch_kind(
         Api::<Service>::all(client.clone()),
         Kind::Service,
@@ -46,13 +55,25 @@ pub async fn watch_all(client: Client, tx: mpsc::Sender<Vec<Change>>, metrics: A
         metrics.clone(),
     );
     let nodes = watch_kind(
-        Api::<Node>::all(client),
+        Api::<Node>::all(client.clone()),
         Kind::Node,
         |o| Object::Node(Box::new(o)),
-        tx,
-        metrics,
+        tx.clone(),
+        metrics.clone(),
     );
-    futures::join!(svc, eps, nodes);
+    let cidrs = async move {
+        if service_cidrs {
+            watch_kind(
+                Api::<ServiceCIDR>::all(client),
+                Kind::ServiceCidr,
+                |o| Object::ServiceCidr(Box::new(o)),
+                tx,
+                metrics,
+            )
+            .await;
+        }
+    };
+    futures::join!(svc, eps, nodes, cidrs);
 }
 
 async fn watch_kind<K>(

@@ -1,5 +1,5 @@
 //! The static source: a directory of ordinary Kubernetes YAML or JSON (Service, EndpointSlice,
-//! Node; multi-document files and `List`s allowed), re-read when it changes.
+//! Node, ServiceCIDR; multi-document files and `List`s allowed), re-read when it changes.
 //!
 //! Objects are parsed into the same k8s-openapi types the watchers produce and go through the
 //! same store and reconcile. Each read of the directory is one complete snapshot
@@ -32,7 +32,7 @@ pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<()> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     match (api_version, kind) {
-        (_, "List") | (_, "ServiceList") | (_, "EndpointSliceList") | (_, "NodeList") => {
+        (_, "List" | "ServiceList" | "EndpointSliceList" | "NodeList" | "ServiceCIDRList") => {
             let items = match v.get("items") {
                 Some(Value::Array(items)) => items.clone(),
                 Some(Value::Null) | None => Vec::new(),
@@ -57,6 +57,12 @@ pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<()> {
                         m.entry("apiVersion").or_insert("v1".into());
                         Value::Object(m)
                     }
+                    ("ServiceCIDRList", Value::Object(mut m)) => {
+                        m.entry("kind").or_insert("ServiceCIDR".into());
+                        m.entry("apiVersion")
+                            .or_insert("networking.k8s.io/v1".into());
+                        Value::Object(m)
+                    }
                     (_, item) => item,
                 };
                 objects_from_value(item, out).map_err(|e| Error::ManifestItem {
@@ -78,15 +84,21 @@ pub fn objects_from_value(v: Value, out: &mut Vec<Object>) -> Result<()> {
             out.push(Object::Node(Box::new(decode("Node", v)?)));
             Ok(())
         }
-        (_, "Service" | "EndpointSlice" | "Node") => Err(Error::ManifestApiVersion {
-            kind: kind.into(),
-            api_version: api_version.into(),
-            want: if kind == "EndpointSlice" {
-                "discovery.k8s.io/v1"
-            } else {
-                "v1"
-            },
-        }),
+        ("networking.k8s.io/v1", "ServiceCIDR") => {
+            out.push(Object::ServiceCidr(Box::new(decode("ServiceCIDR", v)?)));
+            Ok(())
+        }
+        (_, "Service" | "EndpointSlice" | "Node" | "ServiceCIDR") => {
+            Err(Error::ManifestApiVersion {
+                kind: kind.into(),
+                api_version: api_version.into(),
+                want: match kind {
+                    "EndpointSlice" => "discovery.k8s.io/v1",
+                    "ServiceCIDR" => "networking.k8s.io/v1",
+                    _ => "v1",
+                },
+            })
+        }
         ("", "") => Err(Error::NotKubernetesObject),
         _ => Ok(()),
     }
@@ -255,6 +267,26 @@ metadata: {name: ignored}
     }
 
     #[test]
+    fn service_cidrs_are_read() {
+        let text = "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: ['fd00:10:96::/108']}\n---\napiVersion: v1\nkind: ServiceCIDRList\nitems: [{metadata: {name: more}}]\n";
+        let objs = parse_text(Path::new("x.yaml"), text).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert!(objs.iter().all(|o| o.kind() == Kind::ServiceCidr));
+        assert_eq!(objs[0].key().to_string(), "kubernetes", "cluster-scoped");
+        let e = parse_text(
+            Path::new("x.yaml"),
+            "apiVersion: networking.k8s.io/v1beta1\nkind: ServiceCIDR\n",
+        )
+        .unwrap_err();
+        assert!(
+            sixlane_attach::chain(&e)
+                .to_string()
+                .contains("want networking.k8s.io/v1"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn lists_are_flattened() {
         let text = r#"{"apiVersion":"v1","kind":"NodeList","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#;
         let objs = parse_text(Path::new("x.json"), text).unwrap();
@@ -313,7 +345,8 @@ metadata: {name: ignored}
             [
                 (Kind::Service, 1),
                 (Kind::EndpointSlice, 1),
-                (Kind::Node, 0)
+                (Kind::Node, 0),
+                (Kind::ServiceCidr, 0)
             ]
         );
         let fp1 = fingerprint(&dir).unwrap();

@@ -4,26 +4,41 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::{core::v1::Node, core::v1::Service, discovery::v1::EndpointSlice},
+    api::{
+        core::v1::Node, core::v1::Service, discovery::v1::EndpointSlice,
+        networking::v1::ServiceCIDR,
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
-/// The three kinds the agent watches.
+/// The kinds the agent reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Service,
     EndpointSlice,
     Node,
+    /// The cluster's Service ClusterIP ranges (`networking.k8s.io/v1`), which BGP announces.
+    /// Watched only when BGP takes its ranges from the cluster, and never waited for: a
+    /// cluster without the API (before Kubernetes 1.33) still gets its services.
+    ServiceCidr,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Service, Kind::EndpointSlice, Kind::Node];
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Node,
+        Kind::ServiceCidr,
+    ];
+    /// The kinds every source provides: nothing is published before each has been listed.
+    pub const CORE: [Kind; 3] = [Kind::Service, Kind::EndpointSlice, Kind::Node];
 
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Node => "Node",
+            Kind::ServiceCidr => "ServiceCIDR",
         }
     }
 }
@@ -34,6 +49,7 @@ pub enum Object {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Node(Box<Node>),
+    ServiceCidr(Box<ServiceCIDR>),
 }
 
 impl Object {
@@ -42,6 +58,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Node(_) => Kind::Node,
+            Object::ServiceCidr(_) => Kind::ServiceCidr,
         }
     }
 
@@ -50,14 +67,15 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
+            Object::ServiceCidr(o) => &o.metadata,
         }
     }
 
-    /// `(namespace, name)`; nodes have an empty namespace.
+    /// `(namespace, name)`; cluster-scoped kinds have an empty namespace.
     pub fn key(&self) -> ObjKey {
         let m = self.meta();
         let namespace = match self.kind() {
-            Kind::Node => String::new(),
+            Kind::Node | Kind::ServiceCidr => String::new(),
             _ => m.namespace.clone().unwrap_or_else(|| "default".into()),
         };
         ObjKey {
@@ -102,7 +120,8 @@ pub struct Store {
     pub services: BTreeMap<ObjKey, Service>,
     pub slices: BTreeMap<ObjKey, EndpointSlice>,
     pub nodes: BTreeMap<ObjKey, Node>,
-    synced: [bool; 3],
+    pub service_cidrs: BTreeMap<ObjKey, ServiceCIDR>,
+    synced: [bool; 4],
 }
 
 impl Store {
@@ -115,6 +134,7 @@ impl Store {
                     Object::Service(s) => put(&mut self.services, key, *s),
                     Object::EndpointSlice(s) => put(&mut self.slices, key, *s),
                     Object::Node(n) => put(&mut self.nodes, key, *n),
+                    Object::ServiceCidr(c) => put(&mut self.service_cidrs, key, *c),
                 }
             }
             Change::Delete(o) => {
@@ -123,6 +143,7 @@ impl Store {
                     Kind::Service => self.services.remove(&key).is_some(),
                     Kind::EndpointSlice => self.slices.remove(&key).is_some(),
                     Kind::Node => self.nodes.remove(&key).is_some(),
+                    Kind::ServiceCidr => self.service_cidrs.remove(&key).is_some(),
                 }
             }
             Change::Replace(kind, objs) => {
@@ -140,6 +161,10 @@ impl Store {
                         Object::Node(n) => Some(*n),
                         _ => None,
                     }),
+                    Kind::ServiceCidr => replace(&mut self.service_cidrs, objs, |o| match o {
+                        Object::ServiceCidr(c) => Some(*c),
+                        _ => None,
+                    }),
                 }
             }
         }
@@ -149,9 +174,9 @@ impl Store {
         self.synced[kind as usize]
     }
 
-    /// Every kind has been listed completely at least once.
+    /// Every core kind ([`Kind::CORE`]) has been listed completely at least once.
     pub fn all_synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        Kind::CORE.iter().all(|k| self.synced(*k))
     }
 
     pub fn len(&self, kind: Kind) -> usize {
@@ -159,6 +184,7 @@ impl Store {
             Kind::Service => self.services.len(),
             Kind::EndpointSlice => self.slices.len(),
             Kind::Node => self.nodes.len(),
+            Kind::ServiceCidr => self.service_cidrs.len(),
         }
     }
 }
@@ -222,6 +248,7 @@ mod tests {
         assert!(!st.all_synced());
         st.apply(Change::Replace(Kind::EndpointSlice, vec![]));
         st.apply(Change::Replace(Kind::Node, vec![]));
-        assert!(st.all_synced());
+        assert!(st.all_synced(), "ServiceCIDRs are not waited for");
+        assert!(!st.synced(Kind::ServiceCidr));
     }
 }
