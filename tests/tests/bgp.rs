@@ -365,6 +365,17 @@ impl Lab {
         curl(&self.outside, &format!("http://[{addr}]:{port}/"), 3)
     }
 
+    /// The address both nodes' agents assigned to Service `name` (they must agree).
+    fn assigned(&self, name: &str) -> Ipv6Addr {
+        let mut got = Vec::new();
+        self.wait(&format!("both nodes to assign {name} an address"), || {
+            got = self.agents.iter().map(|a| lb_address(a, name)).collect();
+            got.iter().all(Option::is_some)
+        });
+        assert_eq!(got[0], got[1], "the nodes disagree on {name}'s address");
+        got[0].unwrap()
+    }
+
     fn neighbor(&self, i: u16) -> NeighborState {
         self.frr.neighbors().unwrap()[&self.lan.host(i).addr().to_string()].clone()
     }
@@ -405,16 +416,8 @@ fn the_router_learns_pods_and_services_from_both_nodes_and_keeps_them_across_res
     // A LoadBalancer Service gets an address from the pool, announced by both nodes
     // (externalTrafficPolicy: Cluster), and answers from outside.
     lab.put("lb.yaml", &service("lb", 0x11, "  type: LoadBalancer\n", 2));
-    lab.wait("an address for the LoadBalancer Service", || {
-        lb_address(&lab.agents[0], "lb").is_some()
-    });
-    let lb = lb_address(&lab.agents[0], "lb").unwrap();
+    let lb = lab.assigned("lb");
     assert!(net(POOL).contains(&lb), "{lb} is not from the pool");
-    assert_eq!(
-        lb_address(&lab.agents[1], "lb"),
-        Some(lb),
-        "the nodes agree"
-    );
     let lb128 = format!("{lb}/128");
     lab.wait_route(&lb128, &[1, 2]);
     lab.wait("the LoadBalancer address to answer from outside", || {
@@ -425,10 +428,9 @@ fn the_router_learns_pods_and_services_from_both_nodes_and_keeps_them_across_res
     // with the endpoint and goes with the Service.
     let local_spec = "  type: LoadBalancer\n  externalTrafficPolicy: Local\n";
     lab.put("local.yaml", &service("local", 0x12, local_spec, 1));
-    lab.wait("an address for the eTP=Local Service", || {
-        lb_address(&lab.agents[0], "local").is_some()
-    });
-    let local = lb_address(&lab.agents[0], "local").unwrap();
+    let local = lab.assigned("local");
+    assert!(net(POOL).contains(&local), "{local} is not from the pool");
+    assert_ne!(local, lb, "two Services, two addresses");
     let local128 = format!("{local}/128");
     lab.wait_route(&local128, &[1]);
     lab.wait("the eTP=Local address to answer from node1's pod", || {
