@@ -10,6 +10,7 @@ pub mod echo;
 pub mod image;
 pub mod kubeapi;
 pub mod kubelet;
+pub mod manifests;
 pub mod nat64;
 pub mod podattach;
 pub mod sim;

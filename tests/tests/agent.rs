@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use sixlane_agent::PinLayout;
 use sixlane_common::layout;
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
+use sixlane_tests::manifests::put;
 
 /// A per-test directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -68,13 +69,6 @@ endpoints:
   conditions: {ready: true}
   nodeName: node-b
 "#;
-
-/// Writes a manifest atomically (as the docs ask).
-fn put(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, body).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
-}
 
 fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
     let start = Instant::now();

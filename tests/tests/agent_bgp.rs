@@ -21,6 +21,7 @@ use sixlane_agent::routing::bird::{
     control::{Control, Routes},
 };
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
+use sixlane_tests::manifests::put;
 
 const BIRD: &str = "/usr/sbin/bird";
 const NODE: &str = "fd00:99::1";
@@ -114,12 +115,6 @@ protocol bgp node_a {{
 }}
 "#
     )
-}
-
-fn put(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, body).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
 fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {

@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -16,6 +16,7 @@ use sixlane_agent::{
     sink::RecordingSink,
 };
 use sixlane_testkit::{NetNs, PinDir, Veth, names};
+use sixlane_tests::manifests::put;
 
 struct TempDir(PathBuf);
 
@@ -23,12 +24,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-fn put(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, body).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
 const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nspec: {podCIDRs: [\"fd00:10:a::/64\"]}\n\

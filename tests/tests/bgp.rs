@@ -36,6 +36,7 @@ use sixlane_tests::{
     bins,
     cluster::{Nginx, curl},
     echo::{self, EchoServer, Pinger, exchange},
+    manifests::put,
     sim::SimPod,
 };
 
@@ -59,12 +60,6 @@ fn pod_addr(i: u16) -> Ipv6Addr {
 
 fn net(text: &str) -> Ipv6Net {
     text.parse().unwrap()
-}
-
-fn put(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, body).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
 fn node_yaml(i: u16, addr: Ipv6Addr, labels: &str) -> String {

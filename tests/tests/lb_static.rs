@@ -16,18 +16,13 @@ use sixlane_testkit::{ChildGuard, NetNs};
 use sixlane_tests::{
     bins,
     cluster::{self, Nginx, TempDir, curl, node_addr, pod_addr},
+    manifests::put,
     sim::SimPod,
 };
 
 /// The pool: the first address given is `::1`, never `::` (the subnet-router anycast).
 const POOL: &str = "2001:db8:200::/120";
 const FIRST: &str = "2001:db8:200::1";
-
-fn put(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, body).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
-}
 
 /// A LoadBalancer Service `name` (ClusterIP `fd00:96::<n>`, `annotations` as YAML flow-mapping
 /// entries) with its slice: one ready endpoint, `backend`, on node1.

@@ -1,0 +1,11 @@
+//! The manifest directory a static-mode agent reads (`--manifests`).
+
+use std::{fs, path::Path};
+
+/// Writes manifest `name` in `dir` atomically (a temporary file renamed into place, as the docs
+/// ask), so the agent never reads half a file.
+pub fn put(dir: &Path, name: &str, body: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, body).unwrap();
+    fs::rename(&tmp, dir.join(name)).unwrap();
+}
