@@ -333,11 +333,15 @@ impl Lab {
         v
     }
 
-    /// The nodes the router's kernel FIB forwards `prefix` to (sorted; empty: no route).
+    /// The nodes the router's kernel FIB forwards `prefix` to, as a route BGP installed
+    /// (sorted; empty: no such route).
     fn fib_nodes(&self, prefix: &str) -> Vec<u16> {
         let Some(r) = fib::route(self.lan.router(), net(prefix)).unwrap() else {
             return Vec::new();
         };
+        if r.protocol != "bgp" {
+            return Vec::new();
+        }
         let mut v: Vec<u16> = r
             .gateways()
             .into_iter()
@@ -398,6 +402,18 @@ fn the_router_learns_pods_and_services_from_both_nodes_and_keeps_them_across_res
         lab.wait_route(&pod_cidr(i).to_string(), &[i]);
         let body = lab.get(pod_addr(i), 8080);
         assert_eq!(body, Ok(format!("p{i} {OUTSIDE}\n")), "pod on node{i}");
+    }
+    // The nodes learn each other's pod CIDR from the router too, and route none statically
+    // (`routing.mode: bgp`).
+    for i in 1..=2 {
+        let ns = lab.lan.host(i).ns();
+        let other = pod_cidr(3 - i).to_string();
+        lab.wait(&format!("node{i} to learn {other} over BGP"), || {
+            ns.ip(&["-6", "route", "show", "proto", "bird"])
+                .is_ok_and(|r| r.contains(&other))
+        });
+        let routes = ns.ip(&["-6", "route", "show", "proto", "108"]).unwrap();
+        assert_eq!(routes.trim(), "", "node{i} has static routes");
     }
 
     // The ClusterIP range: from both nodes, ECMP; a ClusterIP answers from outside.
