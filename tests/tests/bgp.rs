@@ -195,7 +195,8 @@ impl Agent {
 
 /// The lab. Field order is drop order: pods and agents before the namespaces they live in.
 struct Lab {
-    pods: Vec<(SimPod, Nginx, EchoServer)>,
+    /// Each pod's servers, then the pod (they go first).
+    pods: Vec<(Nginx, EchoServer, SimPod)>,
     agents: Vec<Agent>,
     frr: Frr,
     mon: RouteMonitor,
@@ -276,7 +277,7 @@ impl Lab {
                 &pod.ns,
                 SocketAddr::from((Ipv6Addr::UNSPECIFIED, ECHO_PORT)),
             );
-            lab.pods.push((pod, web, echo));
+            lab.pods.push((web, echo, pod));
         }
         lab
     }
