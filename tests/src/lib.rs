@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
+pub mod agentproc;
 pub mod bins;
 pub mod cni;
 pub mod cni_node;

@@ -3,37 +3,16 @@
 //! nodes' pod CIDRs in step with the Node manifests, answers its metrics and health endpoints,
 //! and leaves the datapath running when it stops.
 
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::Stdio,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, os::unix::fs::PermissionsExt as _, process::Stdio, time::Duration};
 
 use nix::sys::signal::Signal;
 use sixlane_agent::PinLayout;
 use sixlane_common::layout;
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, Veth, names};
-use sixlane_tests::manifests::put;
-
-/// A per-test directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(names::unique('d'));
-        fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
+use sixlane_tests::{
+    agentproc::{http_get, wait_until},
+    manifests::put,
+};
 
 fn node_yaml(name: &str, ip: &str, cidr: &str) -> String {
     format!(
@@ -70,37 +49,14 @@ endpoints:
   nodeName: node-b
 "#;
 
-fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "timed out waiting for {what}; agent log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-fn curl(ns: &NetNs, url: &str) -> (u16, String) {
-    let out = ns
-        .exec_output("curl", &["-s", "-m", "5", "-w", "\n%{http_code}", url])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 #[test]
 fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     sixlane_testkit::require_root();
     let pins = PinDir::new().unwrap();
     let layout = PinLayout::new(pins.path());
-    let dir = TempDir::new();
-    let manifests = dir.0.join("manifests");
-    let bin = dir.0.join("bin");
+    let dir = TempDir::new('d').unwrap();
+    let manifests = dir.path().join("manifests");
+    let bin = dir.path().join("bin");
     for d in [&manifests, &bin] {
         fs::create_dir_all(d).unwrap();
     }
@@ -137,12 +93,12 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     );
     put(&manifests, "web.yaml", SERVICES);
 
-    let log = dir.0.join("agent.log");
+    let log = dir.path().join("agent.log");
     let agent = sixlane_tests::bins::path("sixlane-agent");
-    let state = dir.0.join("state");
-    let conf = dir.0.join("net.d");
+    let state = dir.path().join("state");
+    let conf = dir.path().join("net.d");
     // A configuration file under the flags: a state map sized by the operator.
-    let cfg = dir.0.join("agent.yaml");
+    let cfg = dir.path().join("agent.yaml");
     fs::write(&cfg, "datapath:\n  mapSizes: {SL_CT: 4096}\n").unwrap();
     let mut cmd = node_a.command(agent.to_str().unwrap());
     cmd.args([
@@ -158,7 +114,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     .args(["--state-dir", state.to_str().unwrap()])
     .args(["--cni-conf-dir", conf.to_str().unwrap()])
     .args(["--cni-bin-dir", bin.to_str().unwrap()])
-    .args(["--cni-data-dir", dir.0.join("ipam").to_str().unwrap()])
+    .args(["--cni-data-dir", dir.path().join("ipam").to_str().unwrap()])
     .args([
         "--metrics-listen",
         "[::1]:9660",
@@ -173,7 +129,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
 
     // The conflist: the plugin's contract, with our pod CIDR, pin root and the uplink's MTU.
     let conflist = conf.join("10-sixlane.conflist");
-    wait_for("the conflist", &log, || conflist.exists());
+    wait_until("the conflist", &log, || conflist.exists());
     let v: serde_json::Value = serde_json::from_slice(&fs::read(&conflist).unwrap()).unwrap();
     let plugin = &v["plugins"][0];
     assert_eq!(v["cniVersion"], "1.0.0");
@@ -188,7 +144,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     }
     let ct = aya::maps::MapInfo::from_pin(layout.map(layout::MAP_CT)).unwrap();
     assert_eq!(ct.max_entries(), 4096, "datapath.mapSizes applied");
-    wait_for("uplink links", &log, || {
+    wait_until("uplink links", &log, || {
         let links = layout.links().unwrap();
         layout::UPLINK_PROGRAMS
             .iter()
@@ -197,7 +153,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
 
     // Static routing: node-b's pod CIDR via its InternalIP, with our protocol.
     let routes = || node_a.ip(&["-6", "route", "show", "proto", "108"]).unwrap();
-    wait_for("the route to node-b", &log, || {
+    wait_until("the route to node-b", &log, || {
         routes().contains("fd00:10:b::/64 via fd00:99::2")
     });
     // Node-c joins, node-b leaves.
@@ -209,20 +165,20 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
         "node-c.yaml",
         &node_yaml("node-c", "fd00:99::3", "fd00:10:c::/64"),
     );
-    wait_for("the route to node-c", &log, || {
+    wait_until("the route to node-c", &log, || {
         routes().contains("fd00:10:c::/64 via fd00:99::3")
     });
     fs::remove_file(manifests.join("node-b.yaml")).unwrap();
-    wait_for("the route to node-b to go", &log, || {
+    wait_until("the route to node-b to go", &log, || {
         !routes().contains("fd00:10:b::/64")
     });
     assert!(routes().contains("fd00:10:c::/64"), "{}", routes());
 
     // Endpoints.
-    wait_for("readiness", &log, || {
-        curl(&node_a, "http://[::1]:9660/readyz").0 == 200
+    wait_until("readiness", &log, || {
+        http_get(&node_a, "http://[::1]:9660/readyz").0 == 200
     });
-    let (code, metrics) = curl(&node_a, "http://[::1]:9660/metrics");
+    let (code, metrics) = http_get(&node_a, "http://[::1]:9660/metrics");
     assert_eq!(code, 200);
     for want in [
         "sixlane_datapath_packets_total{direction=\"ingress\",reason=\"pass\"",
@@ -235,14 +191,14 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     ] {
         assert!(metrics.contains(want), "missing {want} in\n{metrics}");
     }
-    assert_eq!(curl(&node_a, "http://[::1]:9660/healthz").0, 200);
-    let (code, body) = curl(&node_a, "http://[::1]:10256/healthz");
+    assert_eq!(http_get(&node_a, "http://[::1]:9660/healthz").0, 200);
+    let (code, body) = http_get(&node_a, "http://[::1]:10256/healthz");
     assert_eq!(code, 200, "{body}");
     let hz: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(hz["nodeEligible"], true);
     assert!(hz["lastUpdated"].as_str().unwrap().ends_with('Z'));
     // healthCheckNodePort of the Local service: one local endpoint (node-a's pod).
-    let (code, body) = curl(&node_a, "http://[fd00:99::1]:32000/");
+    let (code, body) = http_get(&node_a, "http://[fd00:99::1]:32000/");
     assert_eq!(code, 200, "{body}");
     let hc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(hc["localEndpoints"], 1);
@@ -280,8 +236,8 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
         "broken.yaml",
         "apiVersion: v1\nkind: Service\nspec: {ports: 5}\n",
     );
-    wait_for("the manifest error", &log, || {
-        curl(&node_a, "http://[::1]:9660/metrics")
+    wait_until("the manifest error", &log, || {
+        http_get(&node_a, "http://[::1]:9660/metrics")
             .1
             .contains("sixlane_manifest_errors_total 1")
     });
@@ -294,7 +250,7 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     frame.extend([0x60, 0, 0, 0, 0, 8]);
     let peer = link.b.name.clone();
     node_b.enter(|| sixlane_testkit::packet::send_raw(&peer, &frame, 3).unwrap());
-    wait_for("the forwarded eBPF log record", &log, || {
+    wait_until("the forwarded eBPF log record", &log, || {
         fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("malformed packet, 20 bytes")

@@ -10,8 +10,7 @@ use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ipnet::Ipv6Net;
@@ -21,7 +20,10 @@ use sixlane_agent::routing::bird::{
     control::{Control, Routes},
 };
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
-use sixlane_tests::manifests::put;
+use sixlane_tests::{
+    agentproc::{http_get, wait_until},
+    manifests::put,
+};
 
 const BIRD: &str = "/usr/sbin/bird";
 const NODE: &str = "fd00:99::1";
@@ -115,29 +117,6 @@ protocol bgp node_a {{
 }}
 "#
     )
-}
-
-fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "timed out waiting for {what}; agent log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-fn curl(ns: &NetNs, url: &str) -> (u16, String) {
-    let out = ns
-        .exec_output("curl", &["-s", "-m", "5", "-w", "\n%{http_code}", url])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 /// The router's BIRD, asked through its control socket.
@@ -281,11 +260,11 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     // kernel from BIRD, and the agent installs no static route.
     // Sorted by prefix.
     let want = [LB_IP, POD_CIDR, SERVICE_RANGE];
-    wait_for("the router to learn the node's prefixes", &log, || {
+    wait_until("the router to learn the node's prefixes", &log, || {
         r.learned() == want
     });
     let kernel = || node.ip(&["-6", "route", "show", "proto", "bird"]).unwrap();
-    wait_for("the learned route in the node's kernel", &log, || {
+    wait_until("the learned route in the node's kernel", &log, || {
         kernel().contains(&format!("{OTHER_POD_CIDR} via {ROUTER}"))
     });
     assert_eq!(
@@ -297,10 +276,10 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     );
 
     // A peer that is down costs no readiness, and says why.
-    wait_for("readiness", &log, || {
-        curl(&node, "http://[::1]:9660/readyz").0 == 200
+    wait_until("readiness", &log, || {
+        http_get(&node, "http://[::1]:9660/readyz").0 == 200
     });
-    wait_for("the agent's BGP status", &log, || {
+    wait_until("the agent's BGP status", &log, || {
         let v = bgp_json(&agent_bin, &state);
         v["bird"]["process"]["running"] == true
             && v["peers"].as_array().is_some_and(|p| {
@@ -337,8 +316,8 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
         ["loadBalancerIP", "podCIDR", "clusterIPRange"],
         "{v:#}"
     );
-    wait_for("the BGP metrics", &log, || {
-        let m = curl(&node, "http://[::1]:9660/metrics").1;
+    wait_until("the BGP metrics", &log, || {
+        let m = http_get(&node, "http://[::1]:9660/metrics").1;
         [
             "sixlane_bgp_session_up{peer=\"tor\"} 1",
             "sixlane_bgp_session_up{peer=\"gone\"} 0",
@@ -356,7 +335,7 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     // without a session reset.
     let since = r.since();
     put(&manifests, "web-slice.yaml", &slice("node-b"));
-    wait_for("the LoadBalancer IP withdrawn", &log, || {
+    wait_until("the LoadBalancer IP withdrawn", &log, || {
         r.learned() == [POD_CIDR, SERVICE_RANGE]
     });
     assert_eq!(r.since(), since, "the session was reset");
@@ -367,14 +346,14 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     assert!(status.success(), "agent exit: {status:?}");
     assert_eq!(birds(&node), [bird_pid as i32], "BIRD outlives the agent");
     let _proc = agent.start();
-    wait_for("the agent adopting BIRD", &log, || {
+    wait_until("the agent adopting BIRD", &log, || {
         let v = bgp_json(&agent_bin, &state);
         v["bird"]["process"]["adopted"] == true
             && v["bird"]["process"]["pid"] == bird_pid
             && v["config"]["configuredAt"].is_u64()
     });
     put(&manifests, "web-slice.yaml", &slice("node-a"));
-    wait_for("the LoadBalancer IP back", &log, || r.learned() == want);
+    wait_until("the LoadBalancer IP back", &log, || r.learned() == want);
     assert_eq!(r.since(), since, "the session was reset");
     assert_eq!(birds(&node), [bird_pid as i32], "no second BIRD");
     drop(link);

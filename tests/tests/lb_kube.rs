@@ -8,16 +8,16 @@
 use std::{
     fs,
     net::{Ipv6Addr, SocketAddr},
-    path::Path,
     process::Stdio,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use sixlane_testkit::ChildGuard;
 use sixlane_tests::{
+    agentproc::wait_for,
     bins,
     cluster::{self, TempDir, curl, node_addr},
     kubeapi::{self, ApiServer, Tls, Write},
@@ -48,20 +48,6 @@ fn lb_service(name: &str, n: u16, created: u32) -> Value {
         "spec": {"type": "LoadBalancer", "clusterIP": vip, "clusterIPs": [vip],
                  "ipFamilies": ["IPv6"], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
-}
-
-fn wait_for<T>(what: &str, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if let Some(v) = f() {
-            return v;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "timed out waiting for {what}; agent log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 fn status_write<'a>(writes: &'a [Write], name: &str) -> Vec<&'a Write> {

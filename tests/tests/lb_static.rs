@@ -4,16 +4,11 @@
 //! the assignment and why another Service is pending, and deleting the Service releases the
 //! address for the next one.
 
-use std::{
-    fs,
-    path::Path,
-    process::Stdio,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, process::Stdio};
 
 use sixlane_testkit::{ChildGuard, NetNs};
 use sixlane_tests::{
+    agentproc::wait_until,
     bins,
     cluster::{self, Nginx, TempDir, curl, node_addr, pod_addr},
     manifests::put,
@@ -34,20 +29,6 @@ fn lb_service(name: &str, n: u16, backend: &str, annotations: &str) -> String {
          labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv6\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
          endpoints:\n- addresses: [\"{backend}\"]\n  conditions: {{ready: true}}\n  nodeName: node1\n"
     )
-}
-
-fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "timed out waiting for {what}; agent log:\n{}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 /// `sixlane-agent --json lb` on the state directory.
@@ -124,7 +105,7 @@ fn a_load_balancer_service_gets_a_pool_address_served_from_outside() {
         .ip(&["-6", "route", "add", POOL, "via", &node_addr(1).to_string()])
         .unwrap();
     let url = format!("http://[{FIRST}]/");
-    wait_for("the LoadBalancer address to answer", &log, || {
+    wait_until("the LoadBalancer address to answer", &log, || {
         curl(&c.ext, &url, 2).is_ok_and(|b| b.starts_with("b1 "))
     });
 
@@ -159,7 +140,7 @@ fn a_load_balancer_service_gets_a_pool_address_served_from_outside() {
 
     // Deleted: the address stops answering and goes to the next Service.
     fs::remove_file(manifests.join("web.yaml")).unwrap();
-    wait_for("the address to be released", &log, || {
+    wait_until("the address to be released", &log, || {
         curl(&c.ext, &url, 1).is_err()
     });
     put(
@@ -167,11 +148,11 @@ fn a_load_balancer_service_gets_a_pool_address_served_from_outside() {
         "next.yaml",
         &lb_service("next", 0x22, &backend.addr.to_string(), ""),
     );
-    wait_for("the next Service on the released address", &log, || {
+    wait_until("the next Service on the released address", &log, || {
         lb_report(&root, &state)["assigned"][0]["service"] == "default/next"
     });
     assert_eq!(lb_report(&root, &state)["assigned"][0]["address"], FIRST);
-    wait_for("the next Service to answer", &log, || {
+    wait_until("the next Service to answer", &log, || {
         curl(&c.ext, &url, 2).is_ok_and(|b| b.starts_with("b1 "))
     });
 }
