@@ -1,4 +1,4 @@
-//! BGP convergence (issue 22), measured where it matters: at the upstream router. FRR runs in
+//! BGP convergence, measured where it matters: at the upstream router. FRR runs in
 //! a namespace; its kernel FIB is watched through rtnetlink (testkit's `rtmon`: each
 //! `RTM_NEWROUTE`/`RTM_DELROUTE` timestamped as it is read, no polling interval in the figure).
 //! A trial announces /128s one at a time, then withdraws each; then 1,000 at once, then
