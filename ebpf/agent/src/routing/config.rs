@@ -122,7 +122,7 @@ pub struct PeerConfig {
     /// IPv6 only (parsed as any address so that an IPv4 one is reported as such).
     pub address: IpAddr,
     pub asn: u32,
-    /// Default 179.
+    /// Default [`BGP_PORT`].
     #[serde(default)]
     pub port: Option<u16>,
     /// TCP MD5 signature key: the file's content, one trailing newline removed (a mounted
@@ -146,7 +146,27 @@ pub struct PeerConfig {
     pub node_selector: BTreeMap<String, String>,
 }
 
+/// BGP's TCP port.
+pub const BGP_PORT: u16 = 179;
+
 impl PeerConfig {
+    fn session(&self) -> (IpAddr, u16) {
+        (self.address, self.port.unwrap_or(BGP_PORT))
+    }
+
+    /// Whether some node could open a session with both peers: false only when their node
+    /// lists are disjoint or their selectors want different values for one label.
+    fn may_share_a_node(&self, other: &PeerConfig) -> bool {
+        let names_disjoint = !self.nodes.is_empty()
+            && !other.nodes.is_empty()
+            && !self.nodes.iter().any(|n| other.nodes.contains(n));
+        let labels_clash = self
+            .node_selector
+            .iter()
+            .any(|(k, v)| other.node_selector.get(k).is_some_and(|w| w != v));
+        !(names_disjoint || labels_clash)
+    }
+
     /// Whether the node `name` with `labels` opens a session with this peer.
     pub fn applies_to(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         (self.nodes.is_empty() || self.nodes.iter().any(|n| n == name))
@@ -358,6 +378,7 @@ impl BgpConfig {
             }
             peer_problems(&mut p, i, peer);
         }
+        self.same_session_problems(&mut p);
         prefix_problems(&mut p, "import", &self.import);
         let a = &self.announce;
         prefix_problems(
@@ -401,6 +422,25 @@ impl BgpConfig {
             );
         }
         p.into_vec()
+    }
+
+    /// Two peers at one address and port that one node could both open: BIRD would run two
+    /// sessions with the same neighbor, and the router accepts only one of them.
+    fn same_session_problems(&self, p: &mut Problems) {
+        for (i, b) in self.peers.iter().enumerate() {
+            let earlier = self.peers[..i]
+                .iter()
+                .position(|a| a.session() == b.session() && a.may_share_a_node(b));
+            if let Some(j) = earlier {
+                p.add(
+                    format!("peers[{i}].address"),
+                    format!(
+                        "{} is also peers[{j}]'s ({:?}) address and port, and a node could open both sessions (give them disjoint nodes or nodeSelector values)",
+                        b.address, self.peers[j].name
+                    ),
+                );
+            }
+        }
     }
 
     fn node_problems(&self, p: &mut Problems) {
@@ -848,6 +888,31 @@ peers:
             ),
             (
                 "announce: {loadBalancerIPs: ['2001:db8:200::7/128']}\n".into(),
+                vec![],
+            ),
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1}, {name: b, address: '2001:db8::1', asn: 2}]\n".into(),
+                vec!["bgp.peers[1].address: 2001:db8::1 is also peers[0]'s (\"a\") address and port"],
+            ),
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1, nodes: [n1, n2]}, {name: b, address: '2001:db8::1', asn: 1, nodes: [n2]}]\n".into(),
+                vec!["bgp.peers[1].address"],
+            ),
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1, nodeSelector: {rack: r1}}, {name: b, address: '2001:db8::1', asn: 1, port: 179, nodes: [n1]}]\n".into(),
+                vec!["bgp.peers[1].address"],
+            ),
+            // Disjoint nodes, clashing selectors, or another port: separate sessions.
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1, nodes: [n1]}, {name: b, address: '2001:db8::1', asn: 1, nodes: [n2]}]\n".into(),
+                vec![],
+            ),
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1, nodeSelector: {rack: r1}}, {name: b, address: '2001:db8::1', asn: 1, nodeSelector: {rack: r2}}]\n".into(),
+                vec![],
+            ),
+            (
+                "peers: [{name: a, address: '2001:db8::1', asn: 1}, {name: b, address: '2001:db8::1', asn: 1, port: 1179}]\n".into(),
                 vec![],
             ),
             ("bird: {dir: run/bird}\n".into(), vec!["bgp.bird.dir: run/bird must be absolute"]),
