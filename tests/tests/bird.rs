@@ -33,13 +33,17 @@ const ROUTER: &str = "fd00:bb::2";
 const POD_CIDR: &str = "fd00:10:244:1::/64";
 const SERVICE_RANGE: &str = "fd00:10:96::/108";
 const ROUTER_PREFIX: &str = "fd00:10:244:2::/64";
+/// Also sent by the router, outside what the node imports.
+const REFUSED_PREFIX: &str = "fd00:99::/64";
+/// On the link, and nobody has it.
+const ABSENT: &str = "fd00:bb::99";
 
 fn net(s: &str) -> Ipv6Net {
     s.parse().unwrap()
 }
 
-/// The node's configuration: `routes` announced to the router; `peer_down` aims at a port
-/// nothing listens on.
+/// The node's configuration: `routes` announced to the router, the pod CIDRs imported;
+/// `peer_down` aims at a port nothing listens on, `peer_absent` at an address nobody has.
 fn node_conf(routes: &[&str]) -> String {
     let routes: String = routes
         .iter()
@@ -58,12 +62,21 @@ protocol bgp peer_tor1 {{
   neighbor {ROUTER} as 65001;
   connect delay time 1;
   graceful restart on;
-  ipv6 {{ import all; export where proto = "sixlane_announce"; }};
+  ipv6 {{
+    import keep filtered on;
+    import where net ~ [ fd00:10:244::/48+ ];
+    export where proto = "sixlane_announce";
+  }};
 }}
 protocol bgp peer_down {{
   local {NODE} as 64512;
   neighbor {ROUTER} port 1791 as 65001;
   connect delay time 1;
+  ipv6 {{ import none; export none; }};
+}}
+protocol bgp peer_absent {{
+  local {NODE} as 64512;
+  neighbor {ABSENT} as 65001;
   ipv6 {{ import none; export none; }};
 }}
 "#
@@ -79,6 +92,7 @@ protocol device sixlane_device {{}}
 protocol static own {{
   ipv6;
   route {ROUTER_PREFIX} blackhole;
+  route {REFUSED_PREFIX} blackhole;
 }}
 protocol bgp node {{
   local {ROUTER} as 65001;
@@ -103,6 +117,12 @@ fn peers() -> Vec<PeerRef> {
             name: "down".into(),
             protocol: "peer_down".into(),
             address: ROUTER.parse().unwrap(),
+            asn: 65001,
+        },
+        PeerRef {
+            name: "absent".into(),
+            protocol: "peer_absent".into(),
+            address: ABSENT.parse().unwrap(),
             asn: 65001,
         },
     ]
@@ -257,6 +277,19 @@ fn bird_is_configured_supervised_and_adopted() {
             );
             assert_eq!(peer(&s, "tor1").received, [net(ROUTER_PREFIX)]);
             assert_eq!(peer(&s, "tor1").exported, 1);
+            // What the import filter refused is kept, counted and listed.
+            assert_eq!(peer(&s, "tor1").filtered, 1);
+            assert_eq!(
+                ctl.routes(&Routes::FilteredFrom("peer_tor1".into()))
+                    .await
+                    .unwrap(),
+                [net(REFUSED_PREFIX)]
+            );
+            // BIRD reports no error for a neighbor that never answers: the wait says it.
+            wait_status("no answer from the absent peer", &routing, &node_log, |s| {
+                peer(s, "absent").down_reason == Some(DownReason::NoAnswer)
+            })
+            .await;
             router_has(&lab.router_ctl, &[POD_CIDR]).await;
             let since = peer(&s, "tor1")
                 .since_unix

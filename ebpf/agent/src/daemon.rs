@@ -49,7 +49,11 @@ use crate::{
         status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
     },
     reconcile::{NodeInfo, Params, Reconciler, Snapshot},
-    routing::{self, Routing, bird::render::KernelExport, metrics::BgpCollector},
+    routing::{
+        self, Routing,
+        bird::{password, render::KernelExport},
+        metrics::BgpCollector,
+    },
     sink::ServiceSink,
     source::{
         manifests,
@@ -263,6 +267,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         setup: NodeSetup::default(),
         published: Published::default(),
         lb,
+        passwords: password::Watch::default(),
     };
     agent.event_loop(rx, rt.stop).await?;
     agent.lb.stop().await;
@@ -487,6 +492,8 @@ struct Agent {
     setup: NodeSetup,
     published: Published,
     lb: LoadBalancing,
+    /// BGP peers' password files: a rotated Secret rewrites BIRD's configuration.
+    passwords: password::Watch,
 }
 
 /// What node setup chose and did so far.
@@ -569,7 +576,7 @@ impl Agent {
                     self.shared.update(|s| s.load_balancer = lb);
                     if self.store.all_synced() {
                         self.node_setup().await;
-                        if self.published.resync_due() {
+                        if self.published.resync_due() || self.passwords_changed() {
                             debounce.soon();
                         }
                     }
@@ -906,6 +913,12 @@ impl Agent {
                 })
                 .collect(),
         )
+    }
+
+    /// Whether a BGP peer's password file changed since the last tick (BIRD's configuration
+    /// holds the password: the next reconcile writes it again).
+    fn passwords_changed(&mut self) -> bool {
+        self.routing.is_some() && self.passwords.changed(&self.cfg.bgp.peers)
     }
 
     /// Hands BIRD what this node announces now (`bgp.enabled`); BIRD is reconfigured only when

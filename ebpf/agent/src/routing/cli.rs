@@ -1,23 +1,31 @@
 //! `sixlane-agent bgp`: BIRD (process, socket, configuration), each peer's session (address,
 //! ASN, state, since, last error and why it is down), the prefixes announced (with their kind)
-//! and received.
+//! and received, and what the import filter refused.
 //!
 //! The peers and what was received are asked from BIRD's control socket right away when it
 //! answers (the agent's container has the socket); otherwise they are the agent's last status
 //! (`<stateDir>/status.json`), which is also where the announced prefixes, the peers'
 //! configured names and the supervised process come from.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
+use ipnet::Ipv6Net;
 use serde::Serialize;
 use sixlane_attach::chain;
 
 use super::{
-    bird::{Paths, control::Control, show::Protocol},
+    bird::{
+        Paths,
+        control::{Control, Routes},
+        show::Protocol,
+    },
     status::{BgpStatus, PeerRef, PeerStatus, peer_rows},
 };
-use crate::ops::status::{self, ago};
+use crate::ops::status::{self, ago, unix_now};
 
 /// BIRD's directory when the agent's status does not say (`bgp.bird.dir`'s default).
 pub const DEFAULT_DIR: &str = "/run/sixlane/bird";
@@ -45,6 +53,9 @@ pub struct View {
     pub from_agent: bool,
     #[serde(flatten)]
     pub status: BgpStatus,
+    /// Per peer: the prefixes it sent that `bgp.import` refused (asked from BIRD; empty when it
+    /// does not answer).
+    pub filtered_prefixes: BTreeMap<String, Vec<Ipv6Net>>,
 }
 
 pub fn run(args: &Args, json: bool) -> anyhow::Result<()> {
@@ -74,14 +85,23 @@ pub fn view(args: &Args) -> anyhow::Result<View> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let live = rt.block_on(Control::new(&socket).snapshot(|p| p.bgp.is_some()));
+    let control = Control::new(&socket);
+    let live = rt.block_on(control.snapshot(|p| p.bgp.is_some()));
+    let mut filtered_prefixes = BTreeMap::new();
     let peers_from = match live {
         Ok(s) => {
             status.bird.answering = true;
             status.bird.version = Some(s.version);
             status.bird.error = None;
             let refs = peer_refs(&status.peers, &s.protocols);
-            status.peers = peer_rows(&refs, Some(&s.protocols), &s.received);
+            status.peers = peer_rows(&refs, Some(&s.protocols), &s.received, unix_now());
+            for p in status.peers.iter().filter(|p| p.filtered > 0) {
+                let which = Routes::FilteredFrom(p.protocol.clone());
+                let routes = rt.block_on(control.routes(&which)).with_context(|| {
+                    format!("asking BIRD what the import filter refused from {}", p.name)
+                })?;
+                filtered_prefixes.insert(p.name.clone(), routes);
+            }
             "bird"
         }
         Err(e) => {
@@ -94,6 +114,7 @@ pub fn view(args: &Args) -> anyhow::Result<View> {
         peers_from,
         from_agent,
         status,
+        filtered_prefixes,
     })
 }
 
@@ -172,6 +193,7 @@ fn print(v: &View) {
     );
     print_peers(&s.peers);
     print_prefixes(s);
+    print_filtered(&v.filtered_prefixes);
 }
 
 fn process_line(p: &super::status::ProcessState) -> String {
@@ -218,8 +240,8 @@ fn print_peers(peers: &[PeerStatus]) {
     }
     println!();
     println!(
-        "{:<12} {:<28} {:<10} {:<12} {:<10} {:>8} {:>8}  LAST ERROR",
-        "PEER", "ADDRESS", "ASN", "STATE", "SINCE", "EXPORTED", "RECEIVED"
+        "{:<12} {:<28} {:<10} {:<12} {:<10} {:>8} {:>8} {:>8}  LAST ERROR",
+        "PEER", "ADDRESS", "ASN", "STATE", "SINCE", "EXPORTED", "RECEIVED", "FILTERED"
     );
     for p in peers {
         let since = match (p.since_unix, &p.since) {
@@ -234,7 +256,7 @@ fn print_peers(peers: &[PeerStatus]) {
             (None, None) => "-".into(),
         };
         println!(
-            "{:<12} {:<28} {:<10} {:<12} {:<10} {:>8} {:>8}  {}",
+            "{:<12} {:<28} {:<10} {:<12} {:<10} {:>8} {:>8} {:>8}  {}",
             p.name,
             p.address.map_or("-".into(), |a| a.to_string()),
             p.asn,
@@ -242,6 +264,7 @@ fn print_peers(peers: &[PeerStatus]) {
             since,
             p.exported,
             p.received.len(),
+            p.filtered,
             error
         );
     }
@@ -265,6 +288,28 @@ fn print_prefixes(s: &BgpStatus) {
         println!("{:<44} FROM", "RECEIVED");
         for (prefix, peer) in received {
             println!("{prefix:<44} {peer}");
+        }
+    }
+}
+
+/// At most this many refused prefixes per peer are printed (`--json` has them all).
+const FILTERED_SHOWN: usize = 20;
+
+fn print_filtered(filtered: &BTreeMap<String, Vec<Ipv6Net>>) {
+    if filtered.is_empty() {
+        return;
+    }
+    println!();
+    println!("{:<44} FROM (refused: outside bgp.import)", "FILTERED");
+    for (peer, prefixes) in filtered {
+        for p in prefixes.iter().take(FILTERED_SHOWN) {
+            println!("{:<44} {peer}", p.to_string());
+        }
+        if prefixes.len() > FILTERED_SHOWN {
+            println!(
+                "... and {} more from {peer}",
+                prefixes.len() - FILTERED_SHOWN
+            );
         }
     }
 }

@@ -3,7 +3,8 @@
 //! - `sixlane_bgp_session_up{peer}`: 1 while the session is established;
 //! - `sixlane_bgp_session_down_reason{peer,reason}`: 1 for a peer that is down, `reason` saying
 //!   why (`refused`, `unreachable`, `peer_as`, `bird_down`, ...: [`DownReason`]);
-//! - `sixlane_bgp_announced_prefixes{kind}`, `sixlane_bgp_received_prefixes{peer}`;
+//! - `sixlane_bgp_announced_prefixes{kind}`, `sixlane_bgp_received_prefixes{peer}`,
+//!   `sixlane_bgp_filtered_prefixes{peer}` (sent by the peer, refused by `bgp.import`);
 //! - `sixlane_bird_up`: BIRD answers on its control socket;
 //! - `sixlane_bird_restarts_total`: times the agent started BIRD again after it died.
 //!
@@ -83,6 +84,18 @@ impl Collector for BgpCollector {
                     .encode(m.encode_family(&[("peer", p.name.as_str())])?)?;
             }
         }
+        {
+            let mut m = encoder.encode_descriptor(
+                "bgp_filtered_prefixes",
+                "Prefixes from the peer that bgp.import refused",
+                None,
+                MetricType::Gauge,
+            )?;
+            for p in &s.peers {
+                ConstGauge::new(p.filtered as i64)
+                    .encode(m.encode_family(&[("peer", p.name.as_str())])?)?;
+            }
+        }
         gauge(s.bird.answering).encode(encoder.encode_descriptor(
             "bird_up",
             "1 while BIRD answers on its control socket",
@@ -127,6 +140,7 @@ mod tests {
                     name: "tor1".into(),
                     up: true,
                     received: vec!["fd00:10:244:2::/64".parse().unwrap()],
+                    filtered: 3,
                     ..Default::default()
                 },
                 PeerStatus {
@@ -157,6 +171,7 @@ mod tests {
             "sixlane_bgp_announced_prefixes{kind=\"loadBalancerIP\"} 2",
             "sixlane_bgp_announced_prefixes{kind=\"podCIDR\"} 1",
             "sixlane_bgp_received_prefixes{peer=\"tor1\"} 1",
+            "sixlane_bgp_filtered_prefixes{peer=\"tor1\"} 3",
             "sixlane_bird_up 1",
             "sixlane_bird_restarts_total 2",
         ] {

@@ -391,7 +391,7 @@ impl Worker {
         let next = BgpStatus {
             bird,
             config: self.config.clone(),
-            peers: peer_rows(&peers, protocols.as_deref(), &received),
+            peers: peer_rows(&peers, protocols.as_deref(), &received, unix_now()),
             announced: self
                 .desired
                 .as_ref()

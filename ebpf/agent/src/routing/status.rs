@@ -145,6 +145,8 @@ pub struct PeerStatus {
     pub exported: u64,
     /// Prefixes accepted from this peer.
     pub received: Vec<Ipv6Net>,
+    /// Routes from this peer that the import filter refused (outside `bgp.import`).
+    pub filtered: u64,
 }
 
 /// Why a session is not established, from BIRD's state and last error.
@@ -162,6 +164,10 @@ pub enum DownReason {
     /// No route, no neighbor answering, or the connection timed out (also what a TCP MD5
     /// password mismatch looks like: the peer drops the segments).
     Unreachable,
+    /// Still connecting after [`NO_ANSWER_AFTER`] without an error: nothing answers at the
+    /// address (BIRD reports no error for a neighbor that never answers Neighbor Discovery, nor
+    /// for a firewall that drops the SYN).
+    NoAnswer,
     /// The peer's ASN is not `bgp.peers[].asn`, or it expects another local ASN.
     PeerAs,
     /// TCP MD5 authentication failed.
@@ -182,6 +188,7 @@ impl DownReason {
             DownReason::Connecting => "connecting",
             DownReason::Refused => "refused",
             DownReason::Unreachable => "unreachable",
+            DownReason::NoAnswer => "no_answer",
             DownReason::PeerAs => "peer_as",
             DownReason::Authentication => "authentication",
             DownReason::HoldTimerExpired => "hold_timer_expired",
@@ -218,12 +225,17 @@ impl DownReason {
     }
 }
 
+/// How long a connection attempt may go unanswered before the session counts as
+/// [`DownReason::NoAnswer`] (a router answers a SYN in milliseconds).
+pub const NO_ANSWER_AFTER: u64 = 10;
+
 /// The configured peers' sessions: from BIRD's protocols (`None`: BIRD is not answering) and
-/// the prefixes received per protocol.
+/// the prefixes received per protocol, at Unix time `now`.
 pub fn peer_rows(
     peers: &[PeerRef],
     protocols: Option<&[Protocol]>,
     received: &BTreeMap<String, Vec<Ipv6Net>>,
+    now: u64,
 ) -> Vec<PeerStatus> {
     peers
         .iter()
@@ -255,20 +267,37 @@ pub fn peer_rows(
             row.since = Some(p.since.clone());
             row.since_unix = p.since_unix();
             row.last_error = bgp.last_error;
-            row.down_reason =
-                (!row.up).then(|| DownReason::from_last_error(row.last_error.as_deref()));
+            row.down_reason = (!row.up).then(|| down_reason(&row, now));
             row.graceful_restart = bgp.graceful_restart_active;
             row.exported = p.routes().exported;
+            row.filtered = p.routes().filtered;
             row.received = received.get(&r.protocol).cloned().unwrap_or_default();
             row
         })
         .collect()
 }
 
+/// Why the session in `row` (not up) is down: BIRD's last error, or no answer for a while.
+fn down_reason(row: &PeerStatus, now: u64) -> DownReason {
+    let reason = DownReason::from_last_error(row.last_error.as_deref());
+    let waited = row.since_unix.map(|t| now.saturating_sub(t));
+    if reason == DownReason::Connecting
+        && matches!(row.state.as_str(), "Connect" | "Active")
+        && waited.is_some_and(|w| w >= NO_ANSWER_AFTER)
+    {
+        DownReason::NoAnswer
+    } else {
+        reason
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::routing::bird::show::{BgpDetails, Channel, RouteCounts};
+
+    /// Protocols' `since` in these tests is 1715000000.
+    const NOW: u64 = 1715000005;
 
     fn peer(name: &str) -> PeerRef {
         PeerRef {
@@ -297,6 +326,7 @@ mod tests {
                 state: "UP".into(),
                 routes: RouteCounts {
                     imported: 1,
+                    filtered: 2,
                     exported: 3,
                     ..Default::default()
                 },
@@ -332,6 +362,27 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_nobody_answers_is_no_answer_after_a_while() {
+        let peers = [peer("tor1")];
+        let protos = [bgp("tor1", "start", "Connect", None)];
+        let at = |now| peer_rows(&peers, Some(&protos), &BTreeMap::new(), now)[0].down_reason;
+        assert_eq!(
+            at(1715000000 + NO_ANSWER_AFTER - 1),
+            Some(DownReason::Connecting)
+        );
+        assert_eq!(at(1715000000 + NO_ANSWER_AFTER), Some(DownReason::NoAnswer));
+        // An error BIRD reported says more than the wait.
+        let protos = [bgp(
+            "tor1",
+            "start",
+            "Active",
+            Some("Socket: Connection refused"),
+        )];
+        let rows = peer_rows(&peers, Some(&protos), &BTreeMap::new(), 1715000100);
+        assert_eq!(rows[0].down_reason, Some(DownReason::Refused));
+    }
+
+    #[test]
     fn rows_for_up_down_missing_and_unknown_peers() {
         let peers = [peer("tor1"), peer("tor2"), peer("tor3")];
         let protos = [
@@ -352,12 +403,13 @@ mod tests {
             "peer_tor1".to_string(),
             vec!["fd00:10:244:2::/64".parse().unwrap()],
         )]);
-        let rows = peer_rows(&peers, Some(&protos), &received);
+        let rows = peer_rows(&peers, Some(&protos), &received, NOW);
         assert!(rows[0].up);
         assert_eq!(rows[0].state, "Established");
         assert_eq!(rows[0].down_reason, None, "an old error of a live session");
         assert_eq!(rows[0].since_unix, Some(1715000000));
         assert_eq!((rows[0].exported, rows[0].received.len()), (3, 1));
+        assert_eq!(rows[0].filtered, 2);
         assert!(!rows[1].up);
         assert_eq!(rows[1].state, "Active");
         assert_eq!(rows[1].down_reason, Some(DownReason::Refused));
@@ -365,7 +417,7 @@ mod tests {
         assert_eq!(rows[2].state, "not configured");
         assert_eq!(rows[2].down_reason, Some(DownReason::NotConfigured));
 
-        let rows = peer_rows(&peers, None, &BTreeMap::new());
+        let rows = peer_rows(&peers, None, &BTreeMap::new(), NOW);
         assert!(
             rows.iter().all(|r| !r.up
                 && r.state == "unknown"
@@ -376,7 +428,7 @@ mod tests {
     #[test]
     fn status_reads_back_from_json() {
         let s = BgpStatus {
-            peers: peer_rows(&[peer("tor1")], None, &BTreeMap::new()),
+            peers: peer_rows(&[peer("tor1")], None, &BTreeMap::new(), NOW),
             announced: vec![Announced {
                 prefix: "fd00:10:244:1::/64".parse().unwrap(),
                 kind: "podCIDR".into(),

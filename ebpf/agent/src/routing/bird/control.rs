@@ -57,6 +57,9 @@ pub enum Routes {
     From(String),
     /// Routes exported to a protocol (`show route export P`): what BIRD announces to a peer.
     ExportedTo(String),
+    /// Routes a protocol's import filter refused (`show route filtered protocol P`; kept by
+    /// `import keep filtered`).
+    FilteredFrom(String),
 }
 
 /// One look at BIRD: its version, its protocols, and the prefixes some of them brought in.
@@ -246,6 +249,7 @@ impl Session {
         let cmd = match which {
             Routes::From(p) => format!("show route protocol {p}"),
             Routes::ExportedTo(p) => format!("show route export {p}"),
+            Routes::FilteredFrom(p) => format!("show route filtered protocol {p}"),
         };
         Ok(show::prefixes(&self.request(&cmd).await?))
     }

@@ -1,8 +1,13 @@
 //! Peers' TCP MD5 passwords, read from their `passwordFile`s (a mounted Secret) when BIRD's
-//! configuration is written. A password is only ever written into that configuration: its
-//! `Debug` hides it, and errors name the peer and the file, never the content.
+//! configuration is written, and written again when a file changes ([`Watch`]: a rotated
+//! Secret). A password is only ever written into that configuration: its `Debug` hides it, and
+//! errors name the peer and the file, never the content.
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{
+    collections::BTreeMap,
+    fmt, io,
+    path::{Path, PathBuf},
+};
 
 use crate::{Error, Result, routing::config::PeerConfig};
 
@@ -48,6 +53,32 @@ pub fn read(peers: &[PeerConfig]) -> Result<Passwords> {
         out.insert(peer.name.clone(), parse(&peer.name, path, bytes)?);
     }
     Ok(out)
+}
+
+/// Notices the peers' password files changing between two looks: a Secret rotated (kubelet
+/// swaps the mounted files), a file created, removed or unreadable.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Each file's content, or why it could not be read; `None` before the first look.
+    seen: Option<BTreeMap<PathBuf, std::result::Result<Vec<u8>, io::ErrorKind>>>,
+}
+
+impl Watch {
+    /// Whether any of the `peers`' password files differs from the last look (the first look
+    /// only records them).
+    pub fn changed(&mut self, peers: &[PeerConfig]) -> bool {
+        let now: BTreeMap<_, _> = peers
+            .iter()
+            .filter_map(|p| p.password_file.clone())
+            .map(|path| {
+                let content = std::fs::read(&path).map_err(|e| e.kind());
+                (path, content)
+            })
+            .collect();
+        let changed = self.seen.as_ref().is_some_and(|seen| *seen != now);
+        self.seen = Some(now);
+        changed
+    }
 }
 
 /// A password file's content as the password: one trailing newline (`echo`'s) is not part of
@@ -142,6 +173,29 @@ mod tests {
             )) && chain.contains("No such file"),
             "{chain}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn watch_notices_rotation_creation_and_removal() {
+        let dir = std::env::temp_dir().join(format!("sixlane-bgp-pw-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut peer: PeerConfig =
+            serde_yaml_ng::from_str("{name: tor1, address: '2001:db8::1', asn: 1}").unwrap();
+        peer.password_file = Some(dir.join("tor1"));
+        let peers = [peer];
+        let mut w = Watch::default();
+        assert!(!w.changed(&peers), "the first look records");
+        assert!(!w.changed(&peers), "still missing");
+        std::fs::write(dir.join("tor1"), "one\n").unwrap();
+        assert!(w.changed(&peers), "created");
+        assert!(!w.changed(&peers));
+        std::fs::write(dir.join("tor1"), "two\n").unwrap();
+        assert!(w.changed(&peers), "rotated");
+        assert!(!w.changed(&peers));
+        std::fs::remove_file(dir.join("tor1")).unwrap();
+        assert!(w.changed(&peers), "removed");
+        assert!(!Watch::default().changed(&[]));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -178,6 +178,9 @@ fn bgp(out: &mut String, r: &Render<'_>, peer: &PeerConfig) {
         out.push_str("  allow local as 1;\n");
     }
     out.push_str("  ipv6 {\n");
+    // What the import filter refuses stays visible (`show route filtered`): a router sending
+    // prefixes outside `bgp.import` is the usual reason a route is missing.
+    out.push_str("    import keep filtered on;\n");
     if r.import.is_empty() {
         out.push_str("    import none;\n");
     } else {
