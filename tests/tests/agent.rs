@@ -3,14 +3,15 @@
 //! nodes' pod CIDRs in step with the Node manifests, answers its metrics and health endpoints,
 //! and leaves the datapath running when it stops.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Stdio, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt as _, time::Duration};
 
 use nix::sys::signal::Signal;
 use sixlane_agent::PinLayout;
 use sixlane_common::layout;
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
+use sixlane_testkit::{NetNs, PinDir, TempDir, Veth};
 use sixlane_tests::{
-    agentproc::{http_get, wait_until},
+    agentproc::{AgentRun, http_get, wait_until},
+    bins,
     manifests::put,
 };
 
@@ -93,39 +94,15 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     );
     put(&manifests, "web.yaml", SERVICES);
 
-    let log = dir.path().join("agent.log");
-    let agent = sixlane_tests::bins::path("sixlane-agent");
-    let state = dir.path().join("state");
+    let run = AgentRun::new(pins.path(), "node-a", dir.path())
+        .manifests(&manifests)
+        .cni(&bin, &dir.path().join("ipam"))
+        .healthz();
+    let (log, state, cfg) = (run.log(), run.state(), run.config());
     let conf = dir.path().join("net.d");
     // A configuration file under the flags: a state map sized by the operator.
-    let cfg = dir.path().join("agent.yaml");
     fs::write(&cfg, "datapath:\n  mapSizes: {SL_CT: 4096}\n").unwrap();
-    let mut cmd = node_a.command(agent.to_str().unwrap());
-    cmd.args([
-        "--pin-root",
-        pins.path().to_str().unwrap(),
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--node-name",
-        "node-a",
-    ])
-    .args(["--manifests", manifests.to_str().unwrap()])
-    .args(["--state-dir", state.to_str().unwrap()])
-    .args(["--cni-conf-dir", conf.to_str().unwrap()])
-    .args(["--cni-bin-dir", bin.to_str().unwrap()])
-    .args(["--cni-data-dir", dir.path().join("ipam").to_str().unwrap()])
-    .args([
-        "--metrics-listen",
-        "[::1]:9660",
-        "--healthz-listen",
-        "[::]:10256",
-    ])
-    .args(["--log-level", "info,sixlane_agent=debug"])
-    .env_remove("SIXLANE_LOG")
-    .stdout(Stdio::null())
-    .stderr(fs::File::create(&log).unwrap());
-    let mut proc = ChildGuard::spawn(&mut cmd).unwrap();
+    let mut proc = run.spawn(&node_a);
 
     // The conflist: the plugin's contract, with our pod CIDR, pin root and the uplink's MTU.
     let conflist = conf.join("10-sixlane.conflist");
@@ -205,18 +182,10 @@ fn static_mode_agent_sets_up_the_node_and_leaves_the_datapath_running() {
     assert_eq!(hc["service"]["name"], "web");
 
     // `status` explains the node address choice.
-    let out = std::process::Command::new(&agent)
-        .args([
-            "--pin-root",
-            pins.path().to_str().unwrap(),
-            "--json",
-            "status",
-        ])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = bins::agent_json(
+        pins.path(),
+        &["status", "--state-dir", state.to_str().unwrap()],
+    );
     assert_eq!(st["agentRunning"], true);
     assert_eq!(st["datapathLoaded"], true);
     assert_eq!(st["agent"]["nodeAddress"]["addr"], "fd00:99::1");

@@ -5,13 +5,7 @@
 //! kernel (no static route); a peer that is down shows why and never costs readiness; an agent
 //! restart leaves BIRD and the session alone.
 
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Stdio, time::Duration};
 
 use ipnet::Ipv6Net;
 use nix::sys::signal::Signal;
@@ -21,7 +15,8 @@ use sixlane_agent::routing::bird::{
 };
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
 use sixlane_tests::{
-    agentproc::{http_get, wait_until},
+    agentproc::{AgentRun, http_get, wait_until},
+    bins,
     manifests::put,
 };
 
@@ -143,30 +138,8 @@ impl Router {
     }
 }
 
-struct Agent {
-    cmd: Command,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(&mut self) -> ChildGuard {
-        self.cmd
-            .stderr(fs::File::options().append(true).open(&self.log).unwrap());
-        ChildGuard::spawn(&mut self.cmd).unwrap()
-    }
-}
-
-fn bgp_json(agent: &Path, state: &Path) -> serde_json::Value {
-    let out = Command::new(agent)
-        .args(["--json", "bgp", "--state-dir", state.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+fn bgp_json(pins: &Path, state: &Path) -> serde_json::Value {
+    bins::agent_json(pins, &["bgp", "--state-dir", state.to_str().unwrap()])
 }
 
 fn birds(ns: &NetNs) -> Vec<i32> {
@@ -229,32 +202,13 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     put(&manifests, "web.yaml", SERVICE);
     put(&manifests, "web-slice.yaml", &slice("node-a"));
     let bird_dir = d.join("bird");
-    let cfg = d.join("agent.yaml");
-    fs::write(&cfg, agent_yaml(&bird_dir)).unwrap();
-    let state = d.join("state");
-    let log = d.join("agent.log");
-    fs::write(&log, "").unwrap();
-    let agent_bin = sixlane_tests::bins::path("sixlane-agent");
-    let mut cmd = node.command(agent_bin.to_str().unwrap());
-    cmd.args(["--pin-root", pins.path().to_str().unwrap(), "run"])
-        .args(["--config", cfg.to_str().unwrap(), "--node-name", "node-a"])
-        .args(["--manifests", manifests.to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--cni-conf-dir", d.join("net.d").to_str().unwrap()])
-        .args(["--cni-bin-dir", bin.to_str().unwrap()])
-        .args(["--cni-data-dir", d.join("ipam").to_str().unwrap()])
-        .args([
-            "--metrics-listen",
-            "[::1]:9660",
-            "--healthz-listen",
-            "[::]:10256",
-        ])
-        .args(["--log-level", "info,sixlane_agent=debug"])
-        .env_remove("SIXLANE_LOG")
-        .stdout(Stdio::null());
-    let mut agent = Agent { cmd, log };
-    let log = agent.log.clone();
-    let mut proc = agent.start();
+    let run = AgentRun::new(pins.path(), "node-a", d)
+        .manifests(&manifests)
+        .cni(&bin, &d.join("ipam"))
+        .healthz();
+    fs::write(run.config(), agent_yaml(&bird_dir)).unwrap();
+    let (state, log) = (run.state(), run.log());
+    let mut proc = run.spawn(&node);
 
     // The router learns what the node announces; the node learns the other pod CIDR into its
     // kernel from BIRD, and the agent installs no static route.
@@ -280,14 +234,14 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
         http_get(&node, "http://[::1]:9660/readyz").0 == 200
     });
     wait_until("the agent's BGP status", &log, || {
-        let v = bgp_json(&agent_bin, &state);
+        let v = bgp_json(pins.path(), &state);
         v["bird"]["process"]["running"] == true
             && v["peers"].as_array().is_some_and(|p| {
                 p.iter()
                     .any(|p| p["name"] == "gone" && p["downReason"] == "refused")
             })
     });
-    let v = bgp_json(&agent_bin, &state);
+    let v = bgp_json(pins.path(), &state);
     assert_eq!(v["peersFrom"], "bird", "{v:#}");
     let tor = v["peers"]
         .as_array()
@@ -345,9 +299,9 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
     let status = proc.wait_timeout(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "agent exit: {status:?}");
     assert_eq!(birds(&node), [bird_pid as i32], "BIRD outlives the agent");
-    let _proc = agent.start();
+    let _proc = run.spawn(&node);
     wait_until("the agent adopting BIRD", &log, || {
-        let v = bgp_json(&agent_bin, &state);
+        let v = bgp_json(pins.path(), &state);
         v["bird"]["process"]["adopted"] == true
             && v["bird"]["process"]["pid"] == bird_pid
             && v["config"]["configuredAt"].is_u64()

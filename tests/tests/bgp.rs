@@ -18,7 +18,6 @@ use std::{
     fs,
     net::{Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
-    process::Stdio,
     time::Duration,
 };
 
@@ -33,6 +32,7 @@ use sixlane_testkit::{
     wait,
 };
 use sixlane_tests::{
+    agentproc::AgentRun,
     bins,
     cluster::{Nginx, curl},
     echo::{self, EchoServer, Pinger, exchange},
@@ -139,25 +139,9 @@ impl Agent {
     }
 
     fn start(&mut self, ns: &NetNs, manifests: &Path) {
-        let d = self.dir.path();
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .unwrap();
-        let mut cmd = ns.command(bins::path("sixlane-agent").to_str().unwrap());
-        cmd.args(["--pin-root", self.pins.path().to_str().unwrap(), "run"])
-            .args(["--config", d.join("agent.yaml").to_str().unwrap()])
-            .args(["--node-name", &format!("node{}", self.node)])
-            .args(["--manifests", manifests.to_str().unwrap()])
-            .args(["--state-dir", self.state().to_str().unwrap()])
-            .args(["--cni-conf-dir", d.join("net.d").to_str().unwrap()])
-            .args(["--metrics-listen", "[::1]:9660"])
-            .args(["--log-level", "info,sixlane_agent=debug"])
-            .env_remove("SIXLANE_LOG")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.proc = Some(ChildGuard::spawn(&mut cmd).unwrap());
+        let node = format!("node{}", self.node);
+        let run = AgentRun::new(self.pins.path(), &node, self.dir.path()).manifests(manifests);
+        self.proc = Some(run.spawn(ns));
     }
 
     /// SIGTERM; the agent must exit cleanly.
@@ -417,13 +401,29 @@ fn the_router_learns_pods_and_services_from_both_nodes_and_keeps_them_across_res
         assert_eq!(routes.trim(), "", "node{i} has static routes");
     }
 
-    // The ClusterIP range: from both nodes, ECMP; a ClusterIP answers from outside.
+    // The ClusterIP range: from both nodes, ECMP; a ClusterIP answers from outside. The
+    // router spreads connections over both nodes (IPv6 ECMP hashes the flow label, new per
+    // connection); the one without the endpoint source-NATs, so every request is answered.
     lab.put("web.yaml", &service("web", 0x10, "", 1));
     lab.wait_route(SERVICE_RANGE, &[1, 2]);
     lab.wait("the ClusterIP to answer from outside", || {
         lab.get("fd00:96::10", 80)
             .is_ok_and(|b| b.starts_with("p1 "))
     });
+    for n in 0..16 {
+        let body = lab.get("fd00:96::10", 80);
+        assert!(
+            body.as_ref().is_ok_and(|b| b.starts_with("p1 ")),
+            "request {n} to the ClusterIP from outside: {body:?}"
+        );
+    }
+    let flows = bins::agent_json(lab.agents[1].pins.path(), &["conntrack"]);
+    let via_node2 = flows.as_array().map_or(0, |all| {
+        all.iter()
+            .filter(|f| f["direction"] == "forward" && f["frontend"] == "[fd00:96::10]:80")
+            .count()
+    });
+    assert!(via_node2 > 0, "no request went through node2: {flows}");
 
     // A LoadBalancer Service gets an address from the pool, announced by both nodes
     // (externalTrafficPolicy: Cluster), and answers from outside.

@@ -8,16 +8,14 @@
 use std::{
     fs,
     net::{Ipv6Addr, SocketAddr},
-    process::Stdio,
     thread,
     time::Duration,
 };
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use sixlane_testkit::ChildGuard;
 use sixlane_tests::{
-    agentproc::wait_for,
+    agentproc::{AgentRun, wait_for},
     bins,
     cluster::{self, TempDir, curl, node_addr},
     kubeapi::{self, ApiServer, Tls, Write},
@@ -93,21 +91,10 @@ fn the_lease_holder_writes_the_assignment_to_the_service_status() {
          cni:\n  checkBinaries: false\n  mtu: 1500\nhealthz:\n  kubeProxyListen: null\n",
     )
     .unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("agent.log");
     let root = n1.layout.root().to_owned();
-    let mut cmd = n1.ns.command(bins::path("sixlane-agent").to_str().unwrap());
-    cmd.args(["--pin-root", root.to_str().unwrap(), "run"])
-        .args(["--config", cfg.to_str().unwrap(), "--node-name", "node1"])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--cni-conf-dir", dir.path().join("net.d").to_str().unwrap()])
-        .args(["--metrics-listen", "[::1]:9660"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("SIXLANE_LOG")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap());
-    let agent = ChildGuard::spawn(&mut cmd).unwrap();
+    let run = AgentRun::new(&root, "node1", dir.path()).kubeconfig(&kubeconfig);
+    let (state, log) = (run.state(), run.log());
+    let agent = run.spawn(&n1.ns);
 
     // The Lease, created holding it as this node.
     let lease = wait_for("the Lease", &log, || api.created(LEASE));

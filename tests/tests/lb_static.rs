@@ -4,11 +4,11 @@
 //! the assignment and why another Service is pending, and deleting the Service releases the
 //! address for the next one.
 
-use std::{fs, path::Path, process::Stdio};
+use std::{fs, path::Path};
 
-use sixlane_testkit::{ChildGuard, NetNs};
+use sixlane_testkit::NetNs;
 use sixlane_tests::{
-    agentproc::wait_until,
+    agentproc::{AgentRun, wait_until},
     bins,
     cluster::{self, Nginx, TempDir, curl, node_addr, pod_addr},
     manifests::put,
@@ -85,20 +85,10 @@ fn a_load_balancer_service_gets_a_pool_address_served_from_outside() {
         ),
     )
     .unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("agent.log");
     let root = n1.layout.root().to_owned();
-    let mut cmd = n1.ns.command(bins::path("sixlane-agent").to_str().unwrap());
-    cmd.args(["--pin-root", root.to_str().unwrap(), "run"])
-        .args(["--config", cfg.to_str().unwrap(), "--node-name", "node1"])
-        .args(["--manifests", manifests.to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--cni-conf-dir", dir.path().join("net.d").to_str().unwrap()])
-        .args(["--metrics-listen", "[::1]:9660"])
-        .env_remove("SIXLANE_LOG")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap());
-    let _agent = ChildGuard::spawn(&mut cmd).unwrap();
+    let run = AgentRun::new(&root, "node1", dir.path()).manifests(&manifests);
+    let (state, log) = (run.state(), run.log());
+    let _agent = run.spawn(&n1.ns);
 
     // The outside client routes the pool to the node, as a router that learned it would.
     c.ext

@@ -53,6 +53,7 @@ fn setup() -> (
         node: NodeState {
             name: "n".into(),
             addresses: vec![N],
+            cluster_ips_from_outside: false,
         },
         services: [(web.id.clone(), web)].into_iter().collect(),
     };

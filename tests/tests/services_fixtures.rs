@@ -98,6 +98,7 @@ fn desired() -> DesiredState {
         node: NodeState {
             name: "n1".into(),
             addresses: vec![N],
+            cluster_ips_from_outside: false,
         },
         services: [web, hair, empty, aff, itp, np, npl]
             .into_iter()

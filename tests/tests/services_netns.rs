@@ -55,6 +55,7 @@ fn desired_for(i: u16, services: &[Service]) -> DesiredState {
         node: NodeState {
             name: format!("node{i}"),
             addresses: vec![node_addr(i)],
+            cluster_ips_from_outside: false,
         },
         services,
     }

@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         node: NodeState {
             name: "n1".into(),
             addresses: vec!["fd00:1::1".parse()?],
+            cluster_ips_from_outside: false,
         },
         services: services.iter().map(|s| (s.id.clone(), s.clone())).collect(),
     };

@@ -251,6 +251,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
                 node_name: node.clone(),
                 proxy_name: cfg.services.proxy_name.clone(),
                 local_addresses: vec![],
+                cluster_ips_from_outside: cfg.bgp.announces_cluster_ip_ranges(),
             },
             cfg.source.slice_gap_hold(),
         ),

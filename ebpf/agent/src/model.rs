@@ -94,6 +94,12 @@ pub struct NodeState {
     pub name: String,
     /// Addresses NodePorts answer on (kube-proxy's default: the node's own addresses).
     pub addresses: Vec<Ipv6Addr>,
+    /// ClusterIPs answer clients outside the cluster too: their ranges are announced over BGP,
+    /// so routers send such clients to any node. As with external IPs, a client from outside
+    /// reaching a backend on another node is source-NATed to this node (the backend's answer
+    /// must come back through the node that translated the request).
+    #[serde(default)]
+    pub cluster_ips_from_outside: bool,
 }
 
 /// Everything the service datapath should implement right now.

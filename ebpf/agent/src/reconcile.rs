@@ -65,6 +65,8 @@ pub struct Params {
     pub proxy_name: Option<String>,
     /// Node addresses known locally (the chosen node address) to add to the Node object's.
     pub local_addresses: Vec<Ipv6Addr>,
+    /// [`NodeState::cluster_ips_from_outside`].
+    pub cluster_ips_from_outside: bool,
 }
 
 /// A Node as routing and health care: IPv6 only.
@@ -213,6 +215,7 @@ pub fn build(store: &Store, params: &Params) -> Snapshot {
             node: NodeState {
                 name: params.node_name.clone(),
                 addresses,
+                cluster_ips_from_outside: params.cluster_ips_from_outside,
             },
             services,
         },

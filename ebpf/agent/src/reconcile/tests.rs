@@ -39,6 +39,7 @@ fn params(node: &str) -> Params {
         node_name: node.into(),
         proxy_name: Some("sixlane".into()),
         local_addresses: vec![],
+        cluster_ips_from_outside: false,
     }
 }
 

@@ -342,6 +342,17 @@ impl BgpConfig {
             .unwrap_or(from_cluster)
     }
 
+    /// Whether routers learn the ClusterIP ranges from this cluster (so clients outside it can
+    /// reach ClusterIPs).
+    pub fn announces_cluster_ip_ranges(&self) -> bool {
+        self.enabled
+            && self
+                .announce
+                .cluster_ip_ranges
+                .as_ref()
+                .is_none_or(|r| !r.is_empty())
+    }
+
     /// Whether the agent needs the cluster's `ServiceCIDR` objects.
     pub fn uses_service_cidrs(&self) -> bool {
         self.enabled && self.announce.cluster_ip_ranges.is_none()

@@ -640,12 +640,18 @@ fn wanted_frontends(svc: &model::Service, node: &NodeState, p: &model::ServicePo
     let mut wanted: Vec<Wanted> = Vec::with_capacity(
         svc.cluster_ips.len() + svc.external_ips.len() + svc.load_balancer_ips.len() + node_ports,
     );
+    // From outside (announced over BGP), a ClusterIP keeps its internal policy; clients of
+    // remote backends are source-NATed unless only local endpoints serve it.
+    let outside = node.cluster_ips_from_outside.then(|| {
+        let snat = if itp_local { 0 } else { svc_flags::SNAT_REMOTE };
+        (scope::EXTERNAL, itp_local, snat)
+    });
     for a in &svc.cluster_ips {
         wanted.push((
             *a,
             p.port,
             frontend_kind::CLUSTER_IP,
-            [Some((scope::INTERNAL, itp_local, 0)), None],
+            [Some((scope::INTERNAL, itp_local, 0)), outside],
         ));
     }
     for a in &svc.external_ips {

@@ -69,6 +69,7 @@ fn state(services: Vec<model::Service>) -> DesiredState {
         node: NodeState {
             name: "n1".into(),
             addresses: vec![NODE],
+            cluster_ips_from_outside: false,
         },
         services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
     }
@@ -271,6 +272,44 @@ fn node_ports_external_ips_and_traffic_policies() {
             assert_eq!(v.flags & svc_flags::DROP_EMPTY, 0, "{k:?}");
         }
     }
+    consistent(&p.store().maps).unwrap();
+}
+
+#[test]
+fn cluster_ips_answer_outside_clients_when_their_ranges_are_announced() {
+    let mut p = programmer();
+    let mut s = service(
+        "c",
+        "fd00:96::4",
+        vec![backend("fd00:10::a", true), backend("fd00:20::b", false)],
+    );
+    let outside = key(a("fd00:96::4"), 80, 6, scope::EXTERNAL);
+    p.apply(&state(vec![s.clone()])).unwrap();
+    assert!(
+        !svc_entries(&p).contains_key(&outside),
+        "not announced: pods and node processes only"
+    );
+    let announced = |s: &model::Service| {
+        let mut st = state(vec![s.clone()]);
+        st.node.cluster_ips_from_outside = true;
+        st
+    };
+    p.apply(&announced(&s)).unwrap();
+    let ext = svc_entries(&p)[&outside];
+    assert_eq!(ext.count, 2, "every endpoint");
+    assert_eq!(
+        ext.flags,
+        svc_flags::SNAT_REMOTE,
+        "replies come back through this node"
+    );
+    let int = svc_entries(&p)[&key(a("fd00:96::4"), 80, 6, scope::INTERNAL)];
+    assert_eq!((int.count, int.flags, int.rev_nat), (2, 0, ext.rev_nat));
+
+    // internalTrafficPolicy: Local holds from outside too: local endpoints, nothing to SNAT.
+    s.internal_traffic_policy = TrafficPolicy::Local;
+    p.apply(&announced(&s)).unwrap();
+    let ext = svc_entries(&p)[&outside];
+    assert_eq!((ext.count, ext.flags), (1, svc_flags::LOCAL_ONLY));
     consistent(&p.store().maps).unwrap();
 }
 
