@@ -95,8 +95,11 @@ impl Router {
                 if bgp != w.nodes || fib != w.nodes {
                     let _ = write!(
                         missing,
-                        "\n  {} via {:?} (bgpd has {bgp:?}, the FIB {fib:?})",
-                        w.prefix, w.nodes
+                        "\n  {} should go to {} (bgpd: to {}; the kernel FIB: to {})",
+                        w.prefix,
+                        list(&w.nodes),
+                        list(&bgp),
+                        list(&fib)
                     );
                 }
             }
@@ -105,7 +108,7 @@ impl Router {
             }
             if start.elapsed() > CONVERGE {
                 bail!(
-                    "after {} s the router still lacks routes learned over BGP:{missing}\n  \
+                    "after {} s the router's routes from BGP are still not what the nodes announce:{missing}\n  \
                      sessions: {}; its logs are in {}",
                     CONVERGE.as_secs(),
                     self.sessions(),
@@ -129,6 +132,15 @@ impl Want {
         let mut nodes: Vec<&'static str> = nodes.iter().map(|n| n.name).collect();
         nodes.sort();
         Ok(Self { prefix, nodes })
+    }
+}
+
+/// `node1 and node2`, or `no node`.
+fn list(nodes: &[&str]) -> String {
+    if nodes.is_empty() {
+        "no node".into()
+    } else {
+        nodes.join(" and ")
     }
 }
 
