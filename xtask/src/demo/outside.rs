@@ -37,7 +37,7 @@ pub fn converge(
     router.wait_routes(&network.fabric, &base_routes()?)?;
     router::wait_nodes_learn(&network.nodes)?;
     println!(
-        "  the router learned both pod CIDRs and {} from both nodes; each node learned the other's pods",
+        "  the router routes each pod CIDR to its node and {} to both (ECMP); each node routes the other's pods",
         cluster::SERVICE_RANGE
     );
     let (n1, ns1) = (&nodes[0], &network.nodes[0]);
