@@ -195,7 +195,11 @@ fn demo() -> anyhow::Result<String> {
     if !left.is_empty() {
         bail!("the demo left behind: {}", left.join(", "));
     }
-    Ok("two-node cluster: ClusterIP, NodePort, DNS64 + NAT64, CLI, metrics".into())
+    Ok(
+        "two-node cluster: BGP with an FRR router, ClusterIP, NodePort, LoadBalancer from outside, \
+         DNS64 + NAT64, CLI, metrics"
+            .into(),
+    )
 }
 
 /// Whatever the run left behind (namespaces, links, pins, cgroups, processes) is a failure.

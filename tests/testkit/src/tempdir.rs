@@ -21,6 +21,17 @@ impl TempDir {
         Ok(Self { path })
     }
 
+    /// A directory at `path` (created if missing), removed like any other when dropped: for
+    /// files a command keeps in a place of its own (the demo's directory).
+    pub fn at(path: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            what: "creating dir",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self { path })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -13,9 +13,22 @@ use std::{
 use anyhow::{Context as _, bail};
 use sixlane_testkit::{ChildGuard, NetNs, containerd::Containerd};
 
-use super::net::{self, NODES, NodeSpec};
+use super::{
+    bird::Bird,
+    net::{self, NODES, NodeSpec},
+    router,
+};
 
 pub const CLUSTER_IP: &str = "fd00:96::80";
+/// Service `web-lb`'s ClusterIP.
+pub const LB_CLUSTER_IP: &str = "fd00:96::81";
+/// The Service ClusterIP range (kube-apiserver's `--service-cluster-ip-range`), announced by
+/// every node.
+pub const SERVICE_RANGE: &str = "fd00:96::/108";
+/// The LoadBalancer pool; its first address is `::1`, never `::` (the subnet-router anycast).
+pub const LB_POOL: &str = "fd00:200::/120";
+/// What LoadBalancer addresses may be announced from (the allow-list).
+pub const LB_ANNOUNCE: &str = "fd00:200::/64";
 pub const NODE_PORT: u16 = 30080;
 /// Where each agent serves metrics and health, inside its node namespace.
 pub const METRICS: &str = "[::1]:9660";
@@ -27,6 +40,9 @@ pub struct Node {
     pub pins: PathBuf,
     pub containerd: Containerd,
     pub agent: ChildGuard,
+    /// The BIRD the agent started: stopped after the agent (field order is drop order).
+    #[allow(dead_code, reason = "held for its drop guard")]
+    pub bird: Bird,
 }
 
 impl Node {
@@ -37,9 +53,34 @@ impl Node {
         c
     }
 
+    /// `sixlane-agent --json <args>` on this node, decoded.
+    pub fn agent_json(
+        &self,
+        ns: &NetNs,
+        bin: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = crate::sh::output(&mut self.agent_cmd(ns, bin, &all))?;
+        serde_json::from_str(&out)
+            .with_context(|| format!("sixlane-agent --json {}: {out}", args.join(" ")))
+    }
+
+    /// The agent's state directory (`--state-dir` of the CLI).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     pub fn ipam_dir(&self) -> PathBuf {
         self.dir.join("ipam")
     }
+}
+
+/// Where the agent keeps BIRD's configuration, control socket, pid file and log: inside the
+/// node's directory, so nothing of the host's `/run` is touched.
+pub fn bird_dir(node_dir: &Path) -> PathBuf {
+    node_dir.join("bird")
 }
 
 fn agent_config(spec: &NodeSpec, dir: &Path, cd: &Containerd, manifests: &Path) -> String {
@@ -51,7 +92,14 @@ fn agent_config(spec: &NodeSpec, dir: &Path, cd: &Containerd, manifests: &Path) 
          metrics:\n  listen: \"{metrics}\"\n\
          healthz:\n  kubeProxyListen: \"[::]:10256\"\n\
          logging:\n  level: info\n\
-         nat64:\n  mode: translate\n  prefix: {prefix}\n  pool: [{v4}]\n  podCIDRs: [{pods}]\n",
+         nat64:\n  mode: translate\n  prefix: {prefix}\n  pool: [{v4}]\n  podCIDRs: [{pods}]\n\
+         routing:\n  mode: bgp\n\
+         bgp:\n  enabled: true\n  localASN: {asn}\n\
+         \x20 peers:\n  - {{name: fabric, address: \"{router}\", asn: {router_asn}}}\n\
+         \x20 import: [\"{pods}\"]\n\
+         \x20 announce:\n    clusterIPRanges: [\"{services}\"]\n    loadBalancerIPs: [\"{lb_announce}\"]\n\
+         \x20 bird: {{supervise: true, dir: {bird}}}\n\
+         loadBalancer:\n  enabled: true\n  pools:\n  - {{name: public, cidrs: [\"{lb_pool}\"]}}\n",
         name = spec.name,
         state = dir.join("state").display(),
         manifests = manifests.display(),
@@ -63,6 +111,13 @@ fn agent_config(spec: &NodeSpec, dir: &Path, cd: &Containerd, manifests: &Path) 
         prefix = net::NAT64_PREFIX,
         v4 = spec.v4,
         pods = net::POD_SUPERNET,
+        asn = router::NODE_ASN,
+        router = net::FABRIC6,
+        router_asn = router::ASN,
+        services = SERVICE_RANGE,
+        lb_announce = LB_ANNOUNCE,
+        bird = bird_dir(dir).display(),
+        lb_pool = LB_POOL,
     )
 }
 
@@ -84,6 +139,32 @@ pub fn nodes_manifest() -> String {
 /// Service `web` (ClusterIP and NodePort) and its EndpointSlice with the given backends
 /// (address, node).
 pub fn web_manifest(backends: &[(Ipv6Addr, &str)]) -> String {
+    service_manifest(
+        "web",
+        &format!(
+            "\x20 type: NodePort\n  clusterIP: \"{CLUSTER_IP}\"\n  clusterIPs: [\"{CLUSTER_IP}\"]\n\
+             \x20 ports:\n  - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: {NODE_PORT}}}\n"
+        ),
+        backends,
+    )
+}
+
+/// Service `web-lb` (LoadBalancer: its address comes from the agents' pool) and its
+/// EndpointSlice with the given backends (address, node).
+pub fn web_lb_manifest(backends: &[(Ipv6Addr, &str)]) -> String {
+    service_manifest(
+        "web-lb",
+        &format!(
+            "\x20 type: LoadBalancer\n  clusterIP: \"{LB_CLUSTER_IP}\"\n  clusterIPs: [\"{LB_CLUSTER_IP}\"]\n\
+             \x20 ports:\n  - {{name: http, protocol: TCP, port: 80, targetPort: 8080}}\n"
+        ),
+        backends,
+    )
+}
+
+/// A Service `name` selecting `app: web` (`spec` lines added) and its EndpointSlice with the
+/// given backends (address, node).
+fn service_manifest(name: &str, spec: &str, backends: &[(Ipv6Addr, &str)]) -> String {
     let mut eps = String::new();
     for (addr, node) in backends {
         eps.push_str(&format!(
@@ -91,12 +172,10 @@ pub fn web_manifest(backends: &[(Ipv6Addr, &str)]) -> String {
         ));
     }
     format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n\
-         \x20 type: NodePort\n  ipFamilies: [IPv6]\n  clusterIP: \"{CLUSTER_IP}\"\n  clusterIPs: [\"{CLUSTER_IP}\"]\n\
-         \x20 externalTrafficPolicy: Cluster\n  selector: {{app: web}}\n\
-         \x20 ports:\n  - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: {NODE_PORT}}}\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-demo\n  namespace: default\n\
-         \x20 labels: {{kubernetes.io/service-name: web}}\naddressType: IPv6\n\
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n\
+         \x20 ipFamilies: [IPv6]\n  externalTrafficPolicy: Cluster\n  selector: {{app: web}}\n{spec}\
+         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-demo\n  namespace: default\n\
+         \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv6\n\
          ports:\n- {{name: http, protocol: TCP, port: 8080}}\nendpoints:\n{eps}"
     )
 }
@@ -179,12 +258,16 @@ pub fn start_node(
         .stdout(log.try_clone()?)
         .stderr(log);
     let agent = ChildGuard::spawn(&mut c)?;
+    let bird = Bird {
+        pid_file: bird_dir(&dir).join("bird.pid"),
+    };
     let mut node = Node {
         spec,
         dir,
         pins,
         containerd,
         agent,
+        bird,
     };
     let url = format!("http://{METRICS}/readyz");
     let ready = wait_for(&format!("{}'s agent to be ready", spec.name), 60, || {

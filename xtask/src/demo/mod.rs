@@ -1,23 +1,34 @@
 //! `cargo xtask demo`: sixlane's main job on one Linux machine.
 //!
 //! Builds everything, then a two-node IPv6-only "cluster" in network namespaces: each node runs
-//! the real `sixlane-agent` (static-manifest mode) and a private containerd whose pods the real
-//! `sixlane` CNI plugin attaches; a fabric joins the nodes, an outside client and an IPv4-only
-//! "internet" with a web server, its DNS, and a DNS64 resolver. It then shows pod addresses, a
-//! ClusterIP request to a backend on the other node, a NodePort from outside, a pod fetching
-//! from the IPv4-only server by name through DNS64 + NAT64, the agent's CLI tables and a metrics
+//! the real `sixlane-agent` (static-manifest mode, with the BIRD it supervises) and a private
+//! containerd whose pods the real `sixlane` CNI plugin attaches; a fabric whose upstream router
+//! runs FRR joins the nodes, an outside client and an IPv4-only "internet" with a web server,
+//! its DNS, and a DNS64 resolver. Nobody writes a route for a pod or a Service: the router
+//! learns the pod CIDRs, the ClusterIP range and the LoadBalancer address over BGP, and the
+//! nodes learn each other's pods from it. It then shows the BGP sessions, pod addresses, a
+//! ClusterIP request to a backend on the other node, a NodePort from outside, a LoadBalancer
+//! Service getting its address from a pool, the router's table, the outside client reaching a
+//! pod on each node and the LoadBalancer address through the router, a pod fetching from the
+//! IPv4-only server by name through DNS64 + NAT64, the agent's CLI tables and a metrics
 //! excerpt, and tears everything down (also on Ctrl-C). `--keep` leaves it running.
+//!
+//! Modules: `net` (namespaces and links), `router` (FRR and BGP convergence), `cluster` (nodes,
+//! pods, manifests), `bird` (stopping each node's BIRD), `outside` (the BGP, LoadBalancer and
+//! outside-client steps), `console` (steps and output), `teardown` (removing it all).
 
+mod bird;
 mod cluster;
+mod console;
 mod net;
+mod outside;
+mod router;
 pub mod teardown;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use console::{Steps, retry, show};
 use sixlane_testkit::{NetNs, containerd};
 
 use crate::{setup, sh};
@@ -40,47 +51,6 @@ pub struct Args {
 
 fn demo_dir() -> PathBuf {
     crate::workspace_root().join("target/demo")
-}
-
-/// Numbered steps; an error names the step it happened in.
-struct Steps {
-    n: usize,
-    total: usize,
-    started: Instant,
-}
-
-impl Steps {
-    fn run<T>(&mut self, title: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        self.n += 1;
-        println!(
-            "\n\x1b[1m── [{}/{}] {title}\x1b[0m  (+{:.1}s)",
-            self.n,
-            self.total,
-            self.started.elapsed().as_secs_f64()
-        );
-        f().with_context(|| format!("demo step {}/{} ({title}) failed", self.n, self.total))
-    }
-}
-
-/// Prints a command the way an operator would type it, and its output, indented.
-fn show(cmd: &str, output: &str) {
-    println!("  $ {cmd}");
-    for line in output.trim_end().lines() {
-        println!("    {line}");
-    }
-}
-
-fn retry<T>(what: &str, secs: u64, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
-                return Err(e).with_context(|| format!("{what} (gave up after {secs} s)"));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -156,16 +126,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     match res {
         Ok(()) if args.keep => {
-            println!(
-                "\nThe cluster keeps running (--keep). Explore it, for example:\n\
-                 \x20 nsenter --net=/run/netns/sld-node1 {agent} --pin-root /sys/fs/bpf/sld-node1 services\n\
-                 \x20 nsenter --net=/run/netns/sld-outside curl -g 'http://[fd00:100::11]:{port}/'\n\
-                 \x20 less {dir}/node1/agent.log\n\
-                 Remove it with: cargo xtask demo --down",
-                agent = bins.agent.display(),
-                port = cluster::NODE_PORT,
-                dir = dir.display(),
-            );
+            print_explore(&bins, &dir);
             Ok(())
         }
         Ok(()) => {
@@ -194,59 +155,46 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// What to try on a cluster left running.
+fn print_explore(bins: &cluster::Bins, dir: &Path) {
+    println!(
+        "\nThe cluster keeps running (--keep). Explore it, for example:\n\
+         \x20 nsenter --net=/run/netns/sld-node1 {agent} --pin-root /sys/fs/bpf/sld-node1 services\n\
+         \x20 nsenter --net=/run/netns/sld-node1 {agent} bgp --state-dir {dir}/node1/state\n\
+         \x20 vtysh --vty_socket {router} -c 'show bgp ipv6 unicast'   # the fabric's router\n\
+         \x20 nsenter --net=/run/netns/sld-outside curl -g 'http://[fd00:100::11]:{port}/'\n\
+         \x20 nsenter --net=/run/netns/sld-outside curl -g 'http://[fd00:200::1]/'   # web-lb, through the router\n\
+         \x20 less {dir}/node1/agent.log {dir}/node1/bird/bird.log\n\
+         Remove it with: cargo xtask demo --down",
+        agent = bins.agent.display(),
+        router = router::dir(dir).display(),
+        port = cluster::NODE_PORT,
+        dir = dir.display(),
+    );
+}
+
 /// What the demo created and keeps alive; dropping it stops processes and removes namespaces
 /// (`--keep` forgets it instead).
 #[derive(Default)]
 struct World {
-    // Drop order: pods, then nodes (containerd, agents), then the network.
+    // Drop order: pods, then nodes (containerd, agents, BIRD), the router, the network.
     pods: Vec<cluster::Pod>,
     nodes: Vec<cluster::Node>,
+    router: Option<router::Router>,
     network: Option<net::Network>,
 }
 
 /// The demo's steps in order; what they create goes into `world`.
 fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyhow::Result<()> {
-    let mut steps = Steps {
-        n: 0,
-        total: if keep { 9 } else { 10 },
-        started: Instant::now(),
-    };
-    let network = steps.run(
-        "network: fabric, two IPv6-only nodes, an outside client, an IPv4-only internet with DNS and DNS64",
-        || build_network(dir),
-    )?;
-    let network = world.network.insert(network);
-    let image = steps.run(
-        "pod image: busybox, built locally as an OCI tarball",
-        || pod_image(dir),
-    )?;
-
+    let mut steps = Steps::new(if keep { 14 } else { 15 });
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    cluster::write_manifest(&manifests.join("nodes.yaml"), &cluster::nodes_manifest())?;
-    world.nodes = steps.run(
-        "nodes: containerd and sixlane-agent (static manifests) on each; agents load and pin the datapath, write the CNI config, route to the other node's pods",
-        || start_nodes(network, dir, bins, &manifests, &image),
-    )?;
-    let nodes = &world.nodes;
-    let (web, client) = steps.run(
-        "pods: web (busybox httpd) on node2, client on node1, attached by the sixlane CNI plugin",
-        || start_pods(nodes),
-    )?;
-    world.pods = vec![web, client];
-    let (web, client) = (&world.pods[0], &world.pods[1]);
-
-    steps.run(
-        "service web: ClusterIP fd00:96::80 and NodePort 30080, backend on node2",
-        || cluster_ip(&manifests, web, client),
-    )?;
-    steps.run(
-        "NodePort from outside the cluster, to node1 (the backend is on node2)",
-        || node_port(network),
-    )?;
+    build(world, &mut steps, dir, &manifests, bins)?;
+    services(world, &mut steps, &manifests, bins)?;
+    let (nodes, network) = (&world.nodes, world.network.as_ref().expect("built"));
     steps.run(
         "NAT64 + DNS64: the IPv6-only pod fetches from the IPv4-only server by name",
-        || nat64(client),
+        || nat64(&world.pods[1]),
     )?;
     steps.run(
         "the agent's view (node1): sixlane-agent status, services, conntrack, nat64, ipam",
@@ -255,28 +203,123 @@ fn play(world: &mut World, dir: &Path, bins: &cluster::Bins, keep: bool) -> anyh
     steps.run("metrics excerpt (node1, Prometheus text format)", || {
         metrics(&network.nodes[0])
     })?;
-
     if keep {
         // Everything stays (the caller forgets the guards).
         return Ok(());
     }
-    let network = world.network.as_ref().expect("built above");
     steps.run(
         "pods stop: containerd runs CNI DEL, reservations and veths go away",
         || stop_pods(&world.nodes, &mut world.pods, network, bins),
     )
 }
 
+/// The network, the router, the nodes (with BGP converged) and the pods.
+fn build(
+    world: &mut World,
+    steps: &mut Steps,
+    dir: &Path,
+    manifests: &Path,
+    bins: &cluster::Bins,
+) -> anyhow::Result<()> {
+    let network = steps.run(
+        "network: fabric, two IPv6-only nodes, an outside client, an IPv4-only internet with DNS and DNS64",
+        || build_network(dir),
+    )?;
+    let network = world.network.insert(network);
+    let router = steps.run(
+        "router: FRR on the fabric (AS 65000), a BGP neighbor of each node; it has no route to any pod or Service",
+        || start_router(network, dir),
+    )?;
+    let router = world.router.insert(router);
+    let image = steps.run(
+        "pod image: busybox, built locally as an OCI tarball",
+        || pod_image(dir),
+    )?;
+    cluster::write_manifest(&manifests.join("nodes.yaml"), &cluster::nodes_manifest())?;
+    world.nodes = steps.run(
+        "nodes: containerd and sixlane-agent (static manifests) on each; agents load and pin the datapath, write the CNI config, start BIRD",
+        || start_nodes(network, dir, bins, manifests, &image),
+    )?;
+    let nodes = &world.nodes;
+    steps.run(
+        "BGP: the router learns each node's pod CIDR and the ClusterIP range, the nodes learn each other's pods",
+        || outside::converge(router, network, nodes, bins),
+    )?;
+    let (web, client) = steps.run(
+        "pods: web on node2, client on node1 (both serve HTTP with busybox httpd), attached by the sixlane CNI plugin",
+        || start_pods(nodes),
+    )?;
+    world.pods = vec![web, client];
+    Ok(())
+}
+
+/// The Services, inside the cluster and from outside through the router.
+fn services(
+    world: &mut World,
+    steps: &mut Steps,
+    manifests: &Path,
+    bins: &cluster::Bins,
+) -> anyhow::Result<()> {
+    let (web, client) = (&world.pods[0], &world.pods[1]);
+    let network = world.network.as_ref().expect("built");
+    let router = world.router.as_mut().expect("started");
+    let nodes = &world.nodes;
+    steps.run(
+        "service web: ClusterIP fd00:96::80 and NodePort 30080, backend on node2",
+        || cluster_ip(manifests, web, client),
+    )?;
+    steps.run(
+        "NodePort from outside the cluster, to node1 (the backend is on node2)",
+        || node_port(network),
+    )?;
+    let lb = steps.run(
+        "service web-lb: type LoadBalancer, its address from the agents' pool (fd00:200::/120)",
+        || outside::load_balancer(manifests, web, nodes, network, bins),
+    )?;
+    steps.run(
+        "the router's table: everything it knows of the cluster, learned over BGP",
+        || outside::router_table(router, network, lb),
+    )?;
+    steps.run(
+        "from outside, through the router: a pod on each node by its address, and the LoadBalancer IP",
+        || outside::from_outside(network, nodes, bins, &world.pods, lb),
+    )
+}
+
+/// FRR on the fabric, peering with both nodes.
+fn start_router(network: &net::Network, dir: &Path) -> anyhow::Result<router::Router> {
+    let r = router::Router::start(&network.fabric, dir)?;
+    for n in &net::NODES {
+        println!(
+            "  neighbor {} ({}) AS {}: waits for the node's BIRD",
+            n.v6,
+            n.name,
+            router::NODE_ASN
+        );
+    }
+    show(
+        "ip -n sld-fabric -6 route   # connected networks only",
+        &network.fabric.ip(&["-6", "route"])?,
+    );
+    Ok(r)
+}
+
 /// The namespaces: fabric, nodes, outside client, IPv4-only internet, DNS and DNS64.
 fn build_network(dir: &Path) -> anyhow::Result<net::Network> {
     let n = net::build(dir)?;
     println!(
-        "  nodes fd00:100::11 (node1) and fd00:100::12 (node2); internet 198.19.0.0/24 (IPv4 only)"
+        "  nodes fd00:100::11 (node1) and fd00:100::12 (node2); outside client {} behind the fabric; \
+         internet 198.19.0.0/24 (IPv4 only)",
+        net::OUTSIDE
     );
     println!(
         "  DNS64 resolver {} synthesizes AAAA in {} for A-only names",
         net::DNS64,
         net::NAT64_PREFIX
+    );
+    println!(
+        "  routes: nodes and the outside client have a default route to the fabric, nothing else; \
+         each node's NAT64 pool is its own IPv4 address, on-link on the fabric"
     );
     Ok(n)
 }
@@ -318,25 +361,27 @@ fn start_nodes(
         );
         v.push(node);
     }
-    show(
-        "ip -n sld-node1 -6 route show proto 108   # routes the agent installed",
-        &network.nodes[0].ip(&["-6", "route", "show", "proto", "108"])?,
-    );
     Ok(v)
+}
+
+/// A pod's shell command: a page saying who it is, served on port 8080 by busybox httpd in
+/// the background, and a sleep as the container's main process.
+fn serve(pod: &str, node: &str) -> String {
+    format!(
+        "mkdir -p /www && echo \"Hello from pod {pod} on {node}\" > /www/index.html && \
+         httpd -p [::]:8080 -h /www && exec sleep 3600"
+    )
 }
 
 /// The web pod on node2 and the client on node1; their addresses and the client's routes.
 fn start_pods(nodes: &[cluster::Node]) -> anyhow::Result<(cluster::Pod, cluster::Pod)> {
-    let web = cluster::run_pod(
-        &nodes[1],
-        "web",
-        &[
-            "sh",
-            "-c",
-            "mkdir -p /www && echo \"Hello from pod web on node2\" > /www/index.html && exec httpd -f -p [::]:8080 -h /www",
-        ],
+    let web = cluster::run_pod(&nodes[1], "web", &["sh", "-c", &serve("web", "node2")])?;
+    // The client serves too, so the outside client has a pod to reach on each node.
+    let client = cluster::run_pod(
+        &nodes[0],
+        "client",
+        &["sh", "-c", &serve("client", "node1")],
     )?;
-    let client = cluster::run_pod(&nodes[0], "client", &["sleep", "3600"])?;
     println!("  POD      NODE   IPV6 ADDRESS");
     for p in [&web, &client] {
         println!("  {:<8} {:<6} {}", p.name, p.node, p.addr);

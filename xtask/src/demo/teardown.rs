@@ -1,6 +1,7 @@
-//! Removing everything the demo made. Works from names and paths alone (namespaces `sld-*`,
-//! pins `/sys/fs/bpf/sld-*`, the demo directory), so it serves a normal end, Ctrl-C, `--down`
-//! after `--keep`, and the leftovers of a run that crashed.
+//! Removing everything the demo made. Works from names and paths alone (namespaces `sld-*` and
+//! every process in them, pins `/sys/fs/bpf/sld-*`, the demo directory with the router's and
+//! each BIRD's files), so it serves a normal end, Ctrl-C, `--down` after `--keep`, and the
+//! leftovers of a run that crashed.
 
 use std::{fs, path::Path, process::Command};
 
@@ -18,6 +19,12 @@ fn kill(pid: i32) {
     );
 }
 
+/// `name (pid N)`: which process it was (the router's zebra and bgpd, a node's bird, ...).
+fn describe(pid: i32) -> String {
+    let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    format!("{} (pid {pid})", name.trim())
+}
+
 /// Removes all of it; returns what was found (empty: nothing was left).
 pub fn all(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -27,9 +34,10 @@ pub fn all(dir: &Path) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with(PREFIX))
         .collect();
-    // Processes first (agents, containerd and its shims, resolvers, servers): a namespace with
-    // processes in it outlives `ip netns del`. Their descendants too, before they are
-    // reparented: the pods' containers live in namespaces of their own under the shims.
+    // Processes first, by PID (agents, BIRD, the router's FRR daemons, containerd and its
+    // shims, resolvers, servers): a namespace with processes in it outlives `ip netns del`.
+    // Their descendants too, before they are reparented: the pods' containers live in
+    // namespaces of their own under the shims.
     for _ in 0..20 {
         let mut any = false;
         for ns in &names {
@@ -40,11 +48,12 @@ pub fn all(dir: &Path) -> Vec<String> {
                 .filter_map(|p| p.parse().ok())
                 .collect();
             for pid in process::descendants(&pids) {
-                found.push(format!("process {pid} (under {ns})"));
+                found.push(format!("{} (under {ns})", describe(pid)));
                 kill(pid);
             }
             for pid in pids {
                 any = true;
+                found.push(format!("{} (in {ns})", describe(pid)));
                 kill(pid);
             }
         }

@@ -1,12 +1,12 @@
-//! An upstream router for BGP tests: FRR (Debian `frr`; VyOS and many ToR switches run FRR
-//! too) in a network namespace.
+//! An upstream router for BGP tests and the demo: FRR (Debian `frr`; VyOS and many ToR switches
+//! run FRR too) in a network namespace.
 //!
 //! zebra (the RIB, which installs routes into the namespace's kernel FIB), bgpd and, when a
 //! neighbor uses BFD, bfdd run privately: every path they use — configuration, pid files,
 //! the ZAPI socket between them, their vty sockets (`--vty_socket`), bfdd's control socket — is
-//! in one temporary directory, the TCP vty is off, so any number of routers run side by side
-//! and the host's own FRR, if any, is neither read nor touched. They are ended by PID (their
-//! process groups) when [`Frr`] drops, and the directory removed.
+//! in one directory of its own (temporary, or the caller's), the TCP vty is off, so any number
+//! of routers run side by side and the host's own FRR, if any, is neither read nor touched.
+//! They are ended by PID (their process groups) when [`Frr`] drops, and the directory removed.
 //!
 //! The router's view is read through vtysh's JSON ([`show`]); its kernel FIB independently
 //! with `ip -j` ([`crate::fib`]).
@@ -46,6 +46,11 @@ impl Frr {
     /// Starts zebra, bfdd (if a neighbor uses BFD) and bgpd in `ns` with `config`, and waits
     /// until each answers on its vty socket.
     pub fn start(ns: &NetNs, config: FrrConfig) -> Result<Self> {
+        Self::start_in(ns, config, TempDir::new('f')?)
+    }
+
+    /// [`Self::start`] with its files in `dir` (removed when the router drops).
+    pub fn start_in(ns: &NetNs, config: FrrConfig, dir: TempDir) -> Result<Self> {
         let zebra_bin = Path::new(DAEMONS).join("zebra");
         if !zebra_bin.exists() {
             return Err(Error::Missing {
@@ -53,7 +58,6 @@ impl Frr {
                 package: "frr",
             });
         }
-        let dir = TempDir::new('f')?;
         give_to_frr(dir.path())?;
         let zebra = start_daemon(ns, dir.path(), "zebra", &config.zebra_conf(), &[])?;
         let bfdd = if config.needs_bfd() {
