@@ -9,7 +9,7 @@
 //! nodes learn each other's pods from it. It then shows the BGP sessions, pod addresses, a
 //! ClusterIP request to a backend on the other node, a NodePort from outside, a LoadBalancer
 //! Service getting its address from a pool, the router's table, the outside client reaching a
-//! pod on each node and the LoadBalancer address through the router, a pod fetching from the
+//! pod on each node, the LoadBalancer address and a ClusterIP through the router, a pod fetching from the
 //! IPv4-only server by name through DNS64 + NAT64, the agent's CLI tables and a metrics
 //! excerpt, and tears everything down (also on Ctrl-C). `--keep` leaves it running.
 //!
@@ -281,7 +281,7 @@ fn services(
         || outside::router_table(router, network, lb),
     )?;
     steps.run(
-        "from outside, through the router: a pod on each node by its address, and the LoadBalancer IP",
+        "from outside, through the router: a pod on each node by its address, the LoadBalancer IP and a ClusterIP",
         || outside::from_outside(network, nodes, bins, &world.pods, lb),
     )
 }

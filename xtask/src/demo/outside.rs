@@ -13,8 +13,8 @@ use super::{
     router::{self, Router, Want},
 };
 
-/// Requests to the LoadBalancer address from outside, each a new connection.
-const LB_REQUESTS: usize = 8;
+/// Requests to each Service address from outside, each a new connection.
+const REQUESTS: usize = 8;
 
 /// The routes every node announces from the start: its pod CIDR, and the ClusterIP range.
 fn base_routes() -> anyhow::Result<Vec<Want>> {
@@ -134,13 +134,8 @@ fn get(network: &net::Network, url: &str, want: &str) -> anyhow::Result<String> 
     Ok(body)
 }
 
-/// The outside client reaches a pod on each node by its address and the LoadBalancer address,
-/// all through the router.
-///
-/// Not the ClusterIP, although the router has its range: the datapath serves ClusterIPs to
-/// clients outside the node without source NAT, so a connection the router's ECMP hands to
-/// the node without the backend gets its reply straight from the other node, and fails (see
-/// the limits in docs/services.md).
+/// The outside client reaches a pod on each node by its address, the LoadBalancer address and
+/// a ClusterIP (its range is announced), all through the router.
 pub fn from_outside(
     network: &net::Network,
     nodes: &[Node],
@@ -156,30 +151,44 @@ pub fn from_outside(
         let url = format!("http://[{}]:8080/", p.addr);
         show(&format!("curl {url}"), &get(network, &url, p.node)?);
     }
-    // New connections, new flow labels: the router's ECMP spreads them over both nodes, and
-    // each node serves the address (backend on node2: node1 forwards with source NAT).
-    let url = format!("http://[{lb}]/");
+    let cluster_ip: Ipv6Addr = cluster::CLUSTER_IP.parse()?;
+    for addr in [lb, cluster_ip] {
+        spread(network, nodes, bins, addr)?;
+    }
+    Ok(())
+}
+
+/// Requests to a Service address from outside. New connections, new flow labels: the router's
+/// ECMP spreads them over both nodes, and each node serves the address (the node without the
+/// backend forwards with source NAT, so the answer comes back through it).
+fn spread(
+    network: &net::Network,
+    nodes: &[Node],
+    bins: &Bins,
+    addr: Ipv6Addr,
+) -> anyhow::Result<()> {
+    let url = format!("http://[{addr}]/");
     let mut body = String::new();
-    for _ in 0..LB_REQUESTS {
-        body = get(network, &url, "node2")?;
+    for _ in 0..REQUESTS {
+        body = get(network, &url, "pod web")?;
     }
     show(
-        &format!("for i in $(seq {LB_REQUESTS}); do curl {url}; done   # all answered; the last:"),
+        &format!("for i in $(seq {REQUESTS}); do curl {url}; done   # all answered; the last:"),
         &body,
     );
-    let spread = lb_spread(nodes, network, bins, lb)?;
+    let spread = taken(nodes, network, bins, addr)?;
     println!("  the router's ECMP spread them: {spread} (each node's conntrack)");
     Ok(())
 }
 
-/// How many of the outside client's connections to `lb` each node's datapath took.
-fn lb_spread(
+/// How many of the outside client's connections to `addr` each node's datapath took.
+fn taken(
     nodes: &[Node],
     network: &net::Network,
     bins: &Bins,
-    lb: Ipv6Addr,
+    addr: Ipv6Addr,
 ) -> anyhow::Result<String> {
-    let frontend = format!("[{lb}]:80");
+    let frontend = format!("[{addr}]:80");
     let client = format!("[{}]:", net::OUTSIDE);
     let mut counts = Vec::new();
     for (n, ns) in nodes.iter().zip(&network.nodes) {
