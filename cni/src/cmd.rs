@@ -32,6 +32,12 @@ fn open_pod_ns(env: &Env, host: &Netns) -> Result<Netns> {
         var: "CNI_NETNS",
         source: Box::new(e),
     })?;
+    if !ns.is_network() {
+        return Err(Error::Env {
+            var: "CNI_NETNS",
+            reason: format!("{} is not a network namespace", env.netns),
+        });
+    }
     if ns.same_as(host) {
         return Err(Error::Env {
             var: "CNI_NETNS",

@@ -77,10 +77,10 @@ pub fn decode(stdin: &[u8]) -> Result<(Map<String, Value>, Version)> {
             .map(|(i, v)| {
                 v.as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::config(format!("cniVersions[{i}]"), "must be a string"))
+                    .ok_or_else(|| Error::wrong_type(format!("cniVersions[{i}]"), "a string"))
             })
             .collect::<Result<_>>()?,
-        Some(_) => return Err(Error::config("cniVersions", "must be a list of strings")),
+        Some(_) => return Err(Error::wrong_type("cniVersions", "a list of strings")),
     };
     let version = Version::select(cni_version.as_deref(), &list)?;
     Ok((obj, version))
@@ -88,6 +88,8 @@ pub fn decode(stdin: &[u8]) -> Result<(Map<String, Value>, Version)> {
 
 /// Validates everything `cmd` needs.
 pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env) -> Result<Conf> {
+    // The runtime chose this plugin by `type`; it is not used further, but must decode.
+    opt_str(obj, "type", "type")?;
     let name = opt_str(obj, "name", "name")?
         .ok_or_else(|| Error::config("name", "missing network name"))?;
     if name.len() > MAX_NETWORK_NAME || !valid_name(&name) {
@@ -102,9 +104,12 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
     let mtu = match obj.get("mtu") {
         None | Some(Value::Null) => None,
         Some(v) => {
+            if !v.is_number() {
+                return Err(Error::wrong_type("mtu", "an integer"));
+            }
             let m = v
                 .as_u64()
-                .ok_or_else(|| Error::config("mtu", "must be an integer"))?;
+                .ok_or_else(|| Error::config("mtu", format!("{v} is not a whole number")))?;
             if !(1280..=65535).contains(&m) {
                 return Err(Error::config(
                     "mtu",
@@ -163,7 +168,7 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
     let prev_result = match obj.get("prevResult") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => Some(v.clone()),
-        Some(_) => return Err(Error::config("prevResult", "must be an object")),
+        Some(_) => return Err(Error::wrong_type("prevResult", "an object")),
     };
     let valid_attachments = if cmd == Command::Gc {
         parse_attachments(obj)?
@@ -207,13 +212,13 @@ fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<(String, String)>> 
     let list = match obj.get(KEY) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(Error::config(KEY, "must be a list")),
+        Some(_) => return Err(Error::wrong_type(KEY, "a list")),
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, a) in list.iter().enumerate() {
         let field = format!("{KEY}[{i}]");
         let Value::Object(a) = a else {
-            return Err(Error::config(field, "must be an object"));
+            return Err(Error::wrong_type(field, "an object"));
         };
         let id = opt_str(a, "containerID", &format!("{field}.containerID"))?
             .ok_or_else(|| Error::config(format!("{field}.containerID"), "missing"))?;
@@ -228,7 +233,7 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
     let ipam = match obj.get("ipam") {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => return Err(Error::config("ipam", "missing")),
-        Some(_) => return Err(Error::config("ipam", "must be an object")),
+        Some(_) => return Err(Error::wrong_type("ipam", "an object")),
     };
     let kind =
         opt_str(ipam, "type", "ipam.type")?.ok_or_else(|| Error::config("ipam.type", "missing"))?;
@@ -253,7 +258,7 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
     let runtime = match obj.get("runtimeConfig") {
         Some(Value::Object(m)) => Some(m),
         None | Some(Value::Null) => None,
-        Some(_) => return Err(Error::config("runtimeConfig", "must be an object")),
+        Some(_) => return Err(Error::wrong_type("runtimeConfig", "an object")),
     };
     if let Some(rc) = runtime
         && let Some(v) = rc.get("ipRanges")
@@ -307,7 +312,7 @@ fn parse_ipam(obj: &Map<String, Value>, name: &str, env: &Env) -> Result<IpamCon
             .enumerate()
             .map(|(i, r)| parse_route(r, &format!("ipam.routes[{i}]")))
             .collect::<Result<_>>()?,
-        Some(_) => return Err(Error::config("ipam.routes", "must be a list")),
+        Some(_) => return Err(Error::wrong_type("ipam.routes", "a list")),
     };
     let mut dns = Dns::default();
     if let Some(path) = opt_str(ipam, "resolvConf", "ipam.resolvConf")? {
@@ -372,11 +377,11 @@ fn parse_ip_list(v: Option<&Value>, field: &str) -> Result<Vec<(Ipv6Addr, String
                 let f = format!("{field}[{i}]");
                 let s = s
                     .as_str()
-                    .ok_or_else(|| Error::config(&f, "must be a string"))?;
+                    .ok_or_else(|| Error::wrong_type(&f, "a string"))?;
                 Ok((parse_requested(s, &f)?, f))
             })
             .collect(),
-        Some(_) => Err(Error::config(field, "must be a list of addresses")),
+        Some(_) => Err(Error::wrong_type(field, "a list of addresses")),
     }
 }
 
@@ -395,19 +400,19 @@ fn parse_requested(s: &str, field: &str) -> Result<Ipv6Addr> {
 
 fn parse_range_sets(v: &Value, field: &str) -> Result<Vec<(String, Vec<RangeSpec>)>> {
     let Value::Array(sets) = v else {
-        return Err(Error::config(field, "must be a list of range sets (lists)"));
+        return Err(Error::wrong_type(field, "a list of range sets (lists)"));
     };
     let mut out = Vec::with_capacity(sets.len());
     for (i, set) in sets.iter().enumerate() {
         let f = format!("{field}[{i}]");
         let Value::Array(ranges) = set else {
-            return Err(Error::config(f, "must be a list of ranges"));
+            return Err(Error::wrong_type(f, "a list of ranges"));
         };
         let mut specs = Vec::with_capacity(ranges.len());
         for (j, r) in ranges.iter().enumerate() {
             let rf = format!("{f}[{j}]");
             let Value::Object(m) = r else {
-                return Err(Error::config(rf, "must be an object"));
+                return Err(Error::wrong_type(rf, "an object"));
             };
             specs.push(parse_range(m, &rf)?);
         }
@@ -462,7 +467,7 @@ fn is_v4_mapped(n: &Ipv6Net) -> bool {
 
 fn parse_route(v: &Value, field: &str) -> Result<Route> {
     let Value::Object(m) = v else {
-        return Err(Error::config(field, "must be an object"));
+        return Err(Error::wrong_type(field, "an object"));
     };
     let df = format!("{field}.dst");
     let dst = opt_str(m, "dst", &df)?.ok_or_else(|| Error::config(&df, "missing"))?;
@@ -492,6 +497,9 @@ fn parse_route(v: &Value, field: &str) -> Result<Route> {
     let num = |key: &str, max: u64| -> Result<Option<u64>> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
+            Some(v) if !v.is_number() => {
+                Err(Error::wrong_type(format!("{field}.{key}"), "an integer"))
+            }
             Some(v) => match v.as_u64() {
                 Some(n) if n <= max => Ok(Some(n)),
                 _ => Err(Error::config(
@@ -528,7 +536,7 @@ fn parse_dns(v: Option<&Value>, field: &str) -> Result<Dns> {
         Some(v @ Value::Object(_)) => {
             serde_json::from_value(v.clone()).map_err(|e| Error::config_decode(field, e))
         }
-        Some(_) => Err(Error::config(field, "must be an object")),
+        Some(_) => Err(Error::wrong_type(field, "an object")),
     }
 }
 
@@ -559,7 +567,7 @@ fn opt_str(m: &Map<String, Value>, key: &str, field: &str) -> Result<Option<Stri
             }
             Ok(Some(s.clone()))
         }
-        Some(_) => Err(Error::config(field, "must be a string")),
+        Some(_) => Err(Error::wrong_type(field, "a string")),
     }
 }
 
@@ -734,7 +742,7 @@ mod tests {
                 name: "cniVersions that is not a list",
                 path: "/cniVersions",
                 value: Some(json!("1.0.0")),
-                code: 7,
+                code: 6,
                 message: "cniVersions",
             },
             Case {
@@ -776,7 +784,7 @@ mod tests {
                 name: "MTU that is not a number",
                 path: "/mtu",
                 value: Some(json!("big")),
-                code: 7,
+                code: 6,
                 message: "mtu",
             },
             Case {
@@ -785,6 +793,27 @@ mod tests {
                 value: Some(json!(1000)),
                 code: 7,
                 message: "mtu",
+            },
+            Case {
+                name: "plugin type that is not a string",
+                path: "/type",
+                value: Some(json!(5)),
+                code: 6,
+                message: "type must be a string",
+            },
+            Case {
+                name: "ipam section that is a string",
+                path: "/ipam",
+                value: Some(json!("sixlane-ipam")),
+                code: 6,
+                message: "ipam must be an object",
+            },
+            Case {
+                name: "dns with a nameserver list that is a string",
+                path: "/dns",
+                value: Some(json!({"nameservers": "fd00::53"})),
+                code: 6,
+                message: "dns",
             },
             Case {
                 name: "unknown dataplane mode",
@@ -804,7 +833,7 @@ mod tests {
                 name: "attach mode that is not a string",
                 path: "/attach",
                 value: Some(json!(1)),
-                code: 7,
+                code: 6,
                 message: "attach",
             },
             Case {

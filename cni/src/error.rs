@@ -58,9 +58,13 @@ pub enum Error {
     Decode(#[source] serde_json::Error),
     #[error("decoding the network configuration: it is not a JSON object")]
     NotAnObject,
+    /// A known field holding the wrong JSON type: the configuration does not decode (code 6,
+    /// as the reference plugins' unmarshalling fails), before anything is written.
+    #[error("decoding the network configuration: {field} must be {want}")]
+    WrongType { field: String, want: &'static str },
     #[error("invalid network configuration: {field}: {reason}")]
     Config { field: String, reason: String },
-    /// A field serde could not decode into its type (`prevResult`, `dns`).
+    /// A field serde could not decode into its type (`prevResult`, `dns`): code 6 as well.
     #[error("invalid network configuration: {field}")]
     ConfigDecode {
         field: String,
@@ -91,6 +95,13 @@ impl Error {
         Self::Config {
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    pub fn wrong_type(field: impl Into<String>, want: &'static str) -> Self {
+        Self::WrongType {
+            field: field.into(),
+            want,
         }
     }
 
@@ -131,8 +142,11 @@ impl Error {
             Self::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
             Self::Env { .. } | Self::EnvUnusable { .. } => code::INVALID_ENV,
             Self::Io { .. } | Self::Netlink { .. } | Self::Dataplane { .. } => code::IO,
-            Self::Decode(_) | Self::NotAnObject => code::DECODE,
-            Self::Config { .. } | Self::ConfigDecode { .. } => code::INVALID_CONFIG,
+            Self::Decode(_)
+            | Self::NotAnObject
+            | Self::WrongType { .. }
+            | Self::ConfigDecode { .. } => code::DECODE,
+            Self::Config { .. } => code::INVALID_CONFIG,
             Self::TryAgain(_) => code::TRY_AGAIN,
             Self::NotAvailable(_) => code::NOT_AVAILABLE,
             Self::Check(_) => code::CHECK_FAILED,

@@ -74,6 +74,16 @@ impl Netns {
             .map_err(|e| Error::io("entering network namespace", "setns", io::Error::from(e)))
     }
 
+    /// Whether the file is a network namespace (not a regular file, a directory, or another
+    /// kind of namespace): `ioctl(NS_GET_NSTYPE)` answers only on nsfs files.
+    pub fn is_network(&self) -> bool {
+        // linux/nsfs.h: NS_GET_NSTYPE = _IO(0xb7, 0x3).
+        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+        // SAFETY: an argument-less ioctl on a descriptor this value owns.
+        let kind = unsafe { libc::ioctl(self.file.as_raw_fd(), NS_GET_NSTYPE as _) };
+        kind == libc::CLONE_NEWNET
+    }
+
     /// Same namespace (device and inode of the nsfs file)?
     pub fn same_as(&self, other: &Self) -> bool {
         use std::os::unix::fs::MetadataExt as _;

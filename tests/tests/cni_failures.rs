@@ -38,6 +38,14 @@ fn bad_input_gets_the_right_code_and_writes_nothing() {
     let netns = pod.path().display().to_string();
     let good = net.conf("1.0.0");
     let long_id = "a".repeat(300);
+    // Paths that exist and are no network namespace.
+    let junk = cni::TempDir::new('j');
+    let file = junk.path().join("file");
+    fs::write(&file, "").unwrap();
+    let (file, dir) = (
+        file.display().to_string(),
+        junk.path().display().to_string(),
+    );
     let with = |path: &[&str], v: Value| {
         let mut c = good.clone();
         let mut cur = &mut c;
@@ -134,6 +142,34 @@ fn bad_input_gets_the_right_code_and_writes_nothing() {
             netns: "/run/netns/nope",
             code: 4,
             message: "CNI_NETNS",
+            ..add.clone()
+        },
+        BadCase {
+            name: "namespace that is a regular file",
+            netns: &file,
+            code: 4,
+            message: "is not a network namespace",
+            ..add.clone()
+        },
+        BadCase {
+            name: "namespace that is a directory",
+            netns: &dir,
+            code: 4,
+            message: "is not a network namespace",
+            ..add.clone()
+        },
+        BadCase {
+            name: "a mount namespace",
+            netns: "/proc/self/ns/mnt",
+            code: 4,
+            message: "is not a network namespace",
+            ..add.clone()
+        },
+        BadCase {
+            name: "plugin type that is not a string",
+            stdin: with(&["type"], json!(5)),
+            code: 6,
+            message: "type must be a string",
             ..add.clone()
         },
         BadCase {

@@ -154,8 +154,14 @@ impl Locked<'_> {
             return Ok(false);
         }
         let last = self.store.dir.join(format!("{LAST_IP_PREFIX}{range_set}"));
-        write_replace(&last, ip.to_string().as_bytes())?;
-        self.stamp(ip, &content)?;
+        let booked =
+            write_replace(&last, ip.to_string().as_bytes()).and_then(|()| self.stamp(ip, &content));
+        if let Err(e) = booked {
+            // A failed ADD releases exactly what it reserved, this address included.
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(self.store.side.join(ip.to_string()));
+            return Err(e);
+        }
         Ok(true)
     }
 

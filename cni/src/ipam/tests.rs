@@ -125,6 +125,25 @@ fn duplicate_allocation_is_refused_and_sets_roll_back() {
 }
 
 #[test]
+fn a_reservation_whose_bookkeeping_fails_is_released() {
+    let t = Tmp::new();
+    let c = conf(&t.0, &[&[("fd00::/64", None, None)]]);
+    let s = store(&t.0, "b1");
+    // `last_reserved_ip.0` cannot be replaced: a directory stands in its place.
+    fs::create_dir_all(t.0.join("net/last_reserved_ip.0")).unwrap();
+    let e = allocate(&s, &c, "c1", "eth0").unwrap_err();
+    assert!(e.to_string().contains("last_reserved_ip.0"), "{e}");
+    let left: Vec<String> = files(&t.0)
+        .into_iter()
+        .filter(|f| f.contains(':'))
+        .collect();
+    assert!(left.is_empty(), "the failed ADD left {left:?}");
+    // Once the store is usable again, the address is free.
+    fs::remove_dir(t.0.join("net/last_reserved_ip.0")).unwrap();
+    assert_eq!(allocate(&s, &c, "c1", "eth0").unwrap()[0].ip, ip("fd00::2"));
+}
+
+#[test]
 fn requested_addresses_are_honoured_or_fail() {
     let t = Tmp::new();
     let mut c = conf(&t.0, &[&[("fd00::/64", None, None)]]);
