@@ -1,4 +1,4 @@
-//! The `sixlane` mode's speaker: the real `sixlane-agent` (the bench's release build) in static
+//! The `sixlane` modes' speaker: the real `sixlane-agent` (the bench's release build) in static
 //! mode on the node, running BIRD itself (`bgp.bird.supervise`), its configuration, manifests,
 //! state, pins and BIRD's directory all the trial's own. Routes are Services
 //! ([`manifests`](super::manifests)); the agent decides what BIRD announces.
