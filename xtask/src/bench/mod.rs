@@ -99,6 +99,15 @@ impl Metric {
     }
 }
 
+/// A figure promised for `mode`: its `metric` at most `at_most` (in the metric's unit). Printed
+/// under the table with the median and the worst trial; met when the worst trial meets it.
+#[derive(Clone, Copy, Debug)]
+pub struct Goal {
+    pub mode: &'static str,
+    pub metric: &'static str,
+    pub at_most: f64,
+}
+
 /// Shared by the trials of one run.
 pub struct Ctx {
     pub secs: f64,
@@ -119,6 +128,10 @@ pub trait Scenario {
     fn metrics(&self) -> Vec<Metric>;
     /// One trial of `mode`, on state it creates and tears down itself.
     fn trial(&self, mode: &Mode, ctx: &Ctx) -> anyhow::Result<Values>;
+    /// The goals checked under the table (none by default).
+    fn goals(&self) -> Vec<Goal> {
+        Vec::new()
+    }
 }
 
 fn scenarios() -> Vec<Box<dyn Scenario>> {
@@ -219,8 +232,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &run.stolen,
             rounds,
         );
+        let goals = stats::goals(&s.goals(), &s.metrics(), &run.results);
         // Under the table, so a figure copied from it carries where it was measured.
-        let table = format!("{table}{}\n", stamp::line());
+        let table = format!("{table}{goals}{}\n", stamp::line());
         println!("{table}");
         eprintln!("raw trials: {}", path.display());
         tables.push(table);

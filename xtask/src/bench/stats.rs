@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use sixlane_testkit::rng::Rng;
 
-use super::{MAX_STEAL, Metric, Mode, Results, Role, STEAL_RETRIES, Stolen};
+use super::{Goal, MAX_STEAL, Metric, Mode, Results, Role, STEAL_RETRIES, Stolen};
 
 pub fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
@@ -226,6 +226,35 @@ pub fn table(
     out
 }
 
+/// One line per goal: the mode's median and worst trial, and whether the worst meets it.
+pub fn goals(goals: &[Goal], metrics: &[Metric], results: &Results) -> String {
+    let mut out = String::new();
+    for g in goals {
+        let unit = metrics
+            .iter()
+            .find(|m| m.name == g.metric)
+            .map_or("", |m| m.unit);
+        let v = values(results, g.mode, g.metric);
+        let worst = v.iter().copied().max_by(f64::total_cmp);
+        let figure = match (median(&v), worst) {
+            (Some(m), Some(w)) => format!(
+                "median {}, worst {} of {} trials: {}",
+                fmt(m),
+                fmt(w),
+                v.len(),
+                if w <= g.at_most { "met" } else { "NOT met" }
+            ),
+            _ => "no trial measured it".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "goal: {} {} <= {} {unit}: {figure}",
+            g.mode, g.metric, g.at_most
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +310,28 @@ mod tests {
             "{noisy}"
         );
         assert!(noisy.contains("warning: 1 trial(s) kept with more than 2% of the CPU stolen"));
+    }
+
+    #[test]
+    fn a_goal_is_met_by_the_worst_trial() {
+        let metrics = [Metric::new("p99", "ms", false)];
+        let trial = |v: f64| Values::from([("p99", v)]);
+        let results = Results::from([("ours", vec![trial(90.0), trial(120.0), trial(100.0)])]);
+        let goal = |at_most| Goal {
+            mode: "ours",
+            metric: "p99",
+            at_most,
+        };
+        assert_eq!(
+            goals(&[goal(150.0), goal(110.0)], &metrics, &results),
+            "goal: ours p99 <= 150 ms: median 100.0, worst 120.0 of 3 trials: met\n\
+             goal: ours p99 <= 110 ms: median 100.0, worst 120.0 of 3 trials: NOT met\n"
+        );
+        let none = Goal {
+            mode: "other",
+            ..goal(1.0)
+        };
+        assert!(goals(&[none], &metrics, &results).ends_with("no trial measured it\n"));
     }
 
     #[test]
