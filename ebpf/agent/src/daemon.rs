@@ -2,7 +2,7 @@
 //!
 //! Order: configuration validated (by the caller) → datapath loaded and pinned links upgraded →
 //! sources started and listed once → node address chosen → uplink programs attached → pod
-//! CIDR known → CNI conflist written → then, on every (debounced) change: reconcile →
+//! CIDR known → CNI conflist written → then, on every change (paced, `pace.rs`): reconcile →
 //! LoadBalancer IP assignment (`lb`) → service sink → routes → BGP announcements (BIRD,
 //! `bgp.enabled`) → healthCheckNodePort servers →
 //! status.
@@ -48,6 +48,7 @@ use crate::{
         metrics::{KindLabel, Metrics},
         status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
     },
+    pace::Pace,
     reconcile::{NodeInfo, Params, Reconciler, Snapshot},
     routing::{
         self, Routing,
@@ -68,8 +69,6 @@ const NODE_TICK: Duration = Duration::from_secs(30);
 /// Garbage collection of the datapath's state (expired conntrack and affinity entries, idle
 /// NAT64 sessions and unused bindings) runs this often.
 const GC_TICK: Duration = Duration::from_secs(10);
-/// A continuous stream of changes still gets applied at least this often.
-const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(1);
 const PREVIOUS_ADDRESS_FILE: &str = "node-address";
 
 /// The node name: config, `$NODE_NAME`, or the host name.
@@ -449,32 +448,6 @@ async fn start_source(
     })
 }
 
-/// When to reconcile: once the sources have been quiet for the debounce, but no later than
-/// [`MAX_DEBOUNCE_DELAY`] after the first change of a burst.
-struct Debounce {
-    quiet: Duration,
-    first_change: Option<Instant>,
-    deadline: Option<Instant>,
-}
-
-impl Debounce {
-    fn changed(&mut self, now: Instant) {
-        let first = *self.first_change.get_or_insert(now);
-        self.deadline = Some((now + self.quiet).min(first + MAX_DEBOUNCE_DELAY));
-    }
-
-    /// The reconcile ran; `next` is when it asked to run again.
-    fn reconciled(&mut self, next: Option<Instant>) {
-        self.first_change = None;
-        self.deadline = next;
-    }
-
-    /// Run soon, unless a run is already due.
-    fn soon(&mut self) {
-        self.deadline = self.deadline.or(Some(Instant::now()));
-    }
-}
-
 struct Agent {
     cfg: Config,
     pins: PinLayout,
@@ -525,7 +498,7 @@ impl Published {
 // Async methods take `&mut self` even where they only read: the sink is `Send` but not `Sync`,
 // and `run`'s future must be `Send` (tests spawn it).
 impl Agent {
-    /// Reconciles changes (debounced), collects garbage and re-checks the node until a signal
+    /// Reconciles changes (paced), collects garbage and re-checks the node until a signal
     /// or a stop request. An error when the source ends.
     async fn event_loop(
         &mut self,
@@ -544,13 +517,9 @@ impl Agent {
         node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gc_tick = tokio::time::interval(GC_TICK);
         gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut debounce = Debounce {
-            quiet: self.cfg.source.debounce(),
-            first_change: None,
-            deadline: None,
-        };
+        let mut pace = Pace::new(self.cfg.source.debounce());
         loop {
-            let sleep_until = debounce.deadline.map(tokio::time::Instant::from_std);
+            let sleep_until = pace.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM"); break; }
                 _ = int.recv() => { info!("SIGINT"); break; }
@@ -563,11 +532,12 @@ impl Agent {
                     if self.take(batch) {
                         let now = Instant::now();
                         self.shared.mark_pending(now);
-                        debounce.changed(now);
+                        pace.changed(now);
                     }
                 }
                 _ = async { tokio::time::sleep_until(sleep_until.expect("guarded")).await }, if sleep_until.is_some() => {
-                    debounce.reconciled(self.reconcile().await);
+                    let next = self.reconcile().await;
+                    pace.reconciled(Instant::now(), next);
                 }
                 _ = gc_tick.tick() => {
                     self.gc();
@@ -578,7 +548,7 @@ impl Agent {
                     if self.store.all_synced() {
                         self.node_setup().await;
                         if self.published.resync_due() || self.passwords_changed() {
-                            debounce.soon();
+                            pace.soon(Instant::now());
                         }
                     }
                 }

@@ -17,6 +17,7 @@ pub mod names;
 pub mod nat64;
 pub mod node;
 pub mod ops;
+pub mod pace;
 pub mod problem;
 pub mod reconcile;
 pub mod routing;

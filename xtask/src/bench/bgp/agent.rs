@@ -41,8 +41,8 @@ pub struct Sixlane {
 }
 
 impl Sixlane {
-    /// The agent with `source.debounceMs` at `debounce_ms` (`None`: the default).
-    pub fn start(lab: &Lan, ctx: &Ctx, debounce_ms: Option<u64>) -> anyhow::Result<Self> {
+    /// The agent with its default pacing.
+    pub fn start(lab: &Lan, ctx: &Ctx) -> anyhow::Result<Self> {
         let dir = TempDir::new('g')?;
         let mut s = Self {
             proc: None,
@@ -53,7 +53,7 @@ impl Sixlane {
         fs::create_dir(s.manifests())?;
         fs::write(
             s.config(),
-            manifests::agent_yaml(lab.router_addr(), &s.bird_dir(), debounce_ms),
+            manifests::agent_yaml(lab.router_addr(), &s.bird_dir()),
         )?;
         put(
             &s.manifests(),

@@ -17,14 +17,12 @@ const POD: &str = "fd00:10:1::5";
 /// The agent's configuration: BGP with the router through the BIRD it runs, the routes' range
 /// as a LoadBalancer pool and allow-list. The static source looks at its directory every 10 ms
 /// (its smallest setting): a Kubernetes watch delivers a change as it happens, and the figure
-/// is the agent's work, not a poll period. Everything else is the default; the debounce too
-/// unless `debounce_ms` says otherwise.
-pub fn agent_yaml(router: Ipv6Addr, bird_dir: &Path, debounce_ms: Option<u64>) -> String {
-    let debounce = debounce_ms.map_or(String::new(), |ms| format!("  debounceMs: {ms}\n"));
+/// is the agent's work, not a poll period. Everything else is the default (pacing included).
+pub fn agent_yaml(router: Ipv6Addr, bird_dir: &Path) -> String {
     format!(
         r#"source:
   pollIntervalMs: 10
-{debounce}bgp:
+bgp:
   enabled: true
   localASN: {NODE_ASN}
   peers:

@@ -29,9 +29,6 @@
 //!   meanwhile; the agent starts BIRD again with `-R`) and an agent restart (SIGTERM, started
 //!   again with the same configuration; `restart_changes`: every change of a BGP route in the
 //!   router's FIB meanwhile).
-//! - `sixlane-debounce0`: the same with `source.debounceMs: 0`. By default the agent waits until
-//!   its sources have been quiet for 100 ms before it acts (coalescing the bursts of
-//!   EndpointSlice updates a rollout makes); this mode shows what remains without that wait.
 //!
 //! Each trial checks what it timed: the first route is read back from the router's FIB (`ip
 //! -j`: protocol bgp, via the node) and after each batch the FIB holds exactly the 1,000 routes,
@@ -93,11 +90,6 @@ impl Scenario for Bgp {
                 role: Role::Ours,
                 about: "sixlane-agent (static manifests) running BIRD: Services created, endpoints removed, deleted",
             },
-            Mode {
-                name: "sixlane-debounce0",
-                role: Role::Ours,
-                about: "the same with source.debounceMs: 0 (changes not coalesced): the agent's work alone",
-            },
         ]
     }
 
@@ -151,9 +143,8 @@ impl Scenario for Bgp {
                 let mut floor = Floor::start(&lab)?;
                 Run::new(&lab, &mon, &mut router, &mut floor).common(ctx)?
             }
-            "sixlane" | "sixlane-debounce0" => {
-                let debounce = (mode.name == "sixlane-debounce0").then_some(0);
-                let mut agent = Sixlane::start(&lab, ctx, debounce)?;
+            "sixlane" => {
+                let mut agent = Sixlane::start(&lab, ctx)?;
                 let mut run = Run::new(&lab, &mon, &mut router, &mut agent);
                 let mut v = run.common(ctx).with_context(|| agent_log(run.speaker()))?;
                 let restarts = run.restarts().with_context(|| agent_log(run.speaker()))?;
