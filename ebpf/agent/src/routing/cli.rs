@@ -14,13 +14,10 @@ use serde::Serialize;
 use sixlane_attach::chain;
 
 use super::{
-    bird::{Paths, control::Control, show::Protocol},
+    bird::{Paths, control::Control, paths::DEFAULT_DIR, show::Protocol},
     status::{BgpStatus, PeerRef, PeerStatus, peer_rows},
 };
 use crate::ops::status::{self, ago};
-
-/// BIRD's directory when the agent's status does not say (`bgp.bird.dir`'s default).
-pub const DEFAULT_DIR: &str = "/run/sixlane/bird";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
