@@ -93,6 +93,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // No colour codes in a container's log (`bird-run`) or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIXLANE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
