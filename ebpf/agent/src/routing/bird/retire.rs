@@ -131,7 +131,7 @@ mod tests {
         }
         let r = retire(&paths).await.unwrap();
         assert!(r.downed, "{r:?}");
-        assert_eq!(r.removed, [paths.config.clone()]);
+        assert_eq!(r.removed, std::slice::from_ref(&paths.config));
         let start = Instant::now();
         let status = loop {
             if let Some(s) = bird.try_wait().unwrap() {
