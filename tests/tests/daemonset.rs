@@ -888,7 +888,7 @@ fn wait_route_via_node(w: &World, prefix: Ipv6Net) -> fib::Route {
     })
 }
 
-/// The node's pod CIDR left the router's FIB (or any of its routes did) since `from`.
+/// The removals of `prefix` from the router's FIB since `from`.
 fn removals(mon: &RouteMonitor, from: usize, prefix: Ipv6Net) -> Vec<rtmon::Event> {
     mon.events_since(from)
         .into_iter()
@@ -1043,7 +1043,9 @@ fn the_daemonsets_bird_keeps_the_routers_routes_across_agent_restarts_and_rollou
     );
 
     // BGP turned off in the ConfigMap, the pod replaced: the agent retires the configuration
-    // and any BIRD started with it, the router withdraws the route.
+    // and any BIRD started with it, the router withdraws the route: at once if that BIRD had
+    // its session back before the agent shut it down, else when the graceful restart time the
+    // previous BIRD announced runs out.
     let off = Cluster {
         config_maps: config_maps(""),
         ..w.cluster.clone()

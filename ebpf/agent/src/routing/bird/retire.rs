@@ -4,6 +4,11 @@
 //! should. With BGP off the agent therefore removes the configuration (and the recovery marker:
 //! no later BIRD recovers from it) and brings down a BIRD answering on the socket, at start and
 //! every few seconds: the `bird` container may start BIRD just before the file goes.
+//!
+//! The previous pod's BIRD stopped gracefully, so the peers hold the node's routes as stale
+//! until its restart time runs out. A BIRD found answering is therefore first given a moment to
+//! get its sessions back: shut down then, it ends them with a Cease and the peers withdraw at
+//! once.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -16,6 +21,8 @@ use crate::{Error, Result};
 
 /// How often the directory is looked at again.
 const POLL: Duration = Duration::from_secs(5);
+/// How long a BIRD found answering may take to get its BGP sessions up before it is shut down.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// What one look found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,10 +46,24 @@ pub async fn retire(paths: &Paths) -> Result<Retired> {
     }
     let control = Control::new(&paths.socket);
     if control.version().await.is_ok() {
+        sessions_up(&control, SETTLE).await;
         control.down().await?;
         out.downed = true;
     }
     Ok(out)
+}
+
+/// Waits until every BGP protocol of the BIRD on `control` is up, or `limit` has passed, or it
+/// stops answering.
+async fn sessions_up(control: &Control, limit: Duration) {
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < limit {
+        match control.protocols().await {
+            Ok(ps) if ps.iter().all(|p| p.bgp.is_none() || p.state == "up") => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Keeps `dir` retired for as long as the agent runs (the task ends with the runtime).
