@@ -9,6 +9,11 @@
 //!   node: fd00:1::1 (API server :6443), 198.18.0.1 (NAT64 pool)   rtr: fd00:1::2 (Service web)
 //! ```
 //!
+//! With BGP on, the router beside the node runs FRR and peers with the pod's `bird` container:
+//! an agent restart, a rollout (BIRD's preStop graceful restart, the next pod's BIRD recovering
+//! from the hostPath's configuration) and BGP turned off are judged by the router's own view
+//! (its sessions and kernel FIB).
+//!
 //! The node's filesystem is per test: its own bpffs for `/sys/fs/bpf`, directories for the CNI
 //! configuration, plugins and IPAM store, the agent's state and the runtime's logs. containerd
 //! and the CNI plugin it runs see the same directories at the node's paths, so the plugin the
@@ -20,10 +25,12 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
+use ipnet::Ipv6Net;
 use serde_json::{Value, json};
 use sixlane_attach::chain;
 use sixlane_cni::plumb;
@@ -31,7 +38,11 @@ use sixlane_testkit::{
     NetNs,
     bpffs::BpfFs,
     containerd::{self, Containerd},
+    fib,
+    frr::{Frr, FrrConfig, Neighbor, RemoteAs},
     netns::enter_path,
+    rtmon::{self, Change, RouteMonitor},
+    wait,
 };
 use sixlane_tests::{
     bins,
@@ -104,8 +115,8 @@ impl NodeFs {
         self.root.parent().unwrap()
     }
 
-    /// The node path → test directory map (`/var/lib/sixlane` does not exist yet: kubelet's
-    /// DirectoryOrCreate makes it).
+    /// The node path → test directory map (`/var/lib/sixlane` and `/run/sixlane/bird` do not
+    /// exist yet: kubelet's DirectoryOrCreate makes them).
     fn host_paths(&self) -> BTreeMap<String, PathBuf> {
         let mut m: BTreeMap<String, PathBuf> = [
             "/etc/cni/net.d",
@@ -113,6 +124,7 @@ impl NodeFs {
             "/var/lib/cni/networks",
             "/var/lib/sixlane",
             "/var/log",
+            "/run/sixlane/bird",
         ]
         .iter()
         .map(|p| (p.to_string(), self.root.join(&p[1..])))
@@ -215,8 +227,9 @@ fn cluster_objects() -> kubeapi::Objects {
 
 /// The ConfigMaps of `manifests/configmap.yaml` as a user deploys them on this cluster: the
 /// API server's real address filled in (as the kind e2e script does), and the agent's
-/// configuration with this node's NAT64 added (its IPv4 pool is the node's own).
-fn config_maps() -> BTreeMap<String, BTreeMap<String, String>> {
+/// configuration with this node's NAT64 added (its IPv4 pool is the node's own) and `extra`
+/// (more top-level sections).
+fn config_maps(extra: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let docs = kubelet::read_yaml(&image::workspace_root().join("manifests/configmap.yaml"));
     let mut out = BTreeMap::new();
     for name in ["sixlane-agent-config", "sixlane-agent-apiserver"] {
@@ -242,6 +255,11 @@ fn config_maps() -> BTreeMap<String, BTreeMap<String, String>> {
         "nat64:\n  mode: translate\n  prefix: {PREFIX}\n  pool: [{NODE4}]\n  \
          podCIDRs: [fd00:10:244::/56]\n"
     ));
+    assert!(
+        !text.contains("\nbgp:"),
+        "the shipped configuration sets bgp now: {text}"
+    );
+    text.push_str(extra);
     out
 }
 
@@ -472,7 +490,8 @@ fn servers(net: &Internet) -> (HttpServer, HttpServer, EchoServer, EchoServer) {
 }
 
 impl World {
-    fn new() -> Self {
+    /// The node with `extra` appended to the agent's configuration (see [`config_maps`]).
+    fn new(extra: &str) -> Self {
         let (node, net) = node_network();
         let servers = servers(&net);
         let fs_ = NodeFs::new();
@@ -502,7 +521,7 @@ impl World {
             cluster_objects(),
         );
         let cluster = Cluster {
-            config_maps: config_maps(),
+            config_maps: config_maps(extra),
             token,
             ca_crt: fs::read_to_string(&tls.ca_crt).unwrap(),
         };
@@ -644,9 +663,9 @@ fn roll(
         "the agent outlived SIGTERM until the grace period's SIGKILL"
     );
     assert_eq!(
-        codes,
-        [("agent".to_owned(), 0)],
-        "the agent's exit on SIGTERM"
+        kubelet::exit_codes(&codes),
+        [("agent".to_owned(), 0), ("bird".to_owned(), 0)],
+        "the agent's and bird-run's exits on SIGTERM"
     );
     let new = k.run(&next);
     wait_ready(k, &w.node, &new, &next);
@@ -711,13 +730,41 @@ fn check_unready_without_sysctl_mount(k: &mut Kubelet<'_>, w: &World, ds: &Value
         .node
         .enter(|| fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap());
     assert_eq!(fwd.trim(), "0");
-    assert_eq!(k.delete(&pod), [("agent".to_owned(), 0)]);
+    assert_eq!(
+        kubelet::exit_codes(&k.delete(&pod)),
+        [("agent".to_owned(), 0), ("bird".to_owned(), 0)]
+    );
+}
+
+/// The tests of this file one at a time: each builds the image (cargo, buildah's storage).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// With BGP off (the shipped configuration) the bird container only waits, saying for what.
+fn check_bird_waits(k: &mut Kubelet<'_>, pod: &PodRun) {
+    let id = pod.container("bird").to_owned();
+    let start = Instant::now();
+    while !k
+        .log(&id)
+        .contains("waiting for the agent to write BIRD's configuration")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "bird-run's log:\n{}",
+            k.log(&id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!k.log(&id).contains("starting BIRD"), "{}", k.log(&id));
 }
 
 #[test]
 fn the_daemonset_runs_under_kubelet_and_rolls_without_breaking_connections() {
     sixlane_testkit::require_root();
-    let w = World::new();
+    let _serial = serial();
+    let w = World::new("");
     w.import(IMAGE);
     let mut cri = Cri::connect(w.cd.socket()).unwrap();
     let ds = daemonset();
@@ -730,6 +777,7 @@ fn the_daemonset_runs_under_kubelet_and_rolls_without_breaking_connections() {
     let first = k.run(&ds);
     wait_ready(&mut k, &w.node, &first, &ds);
     check_agent_container(k.cri, &first);
+    check_bird_waits(&mut k, &first);
     check_node_setup(&w.fs, &w.node);
     let reqs = w.api.requests();
     assert!(reqs.iter().all(|r| r.authorized), "{reqs:?}");
@@ -759,4 +807,284 @@ fn the_daemonset_runs_under_kubelet_and_rolls_without_breaking_connections() {
     k.cri.stop_pod(&sandbox).unwrap();
     k.cri.remove_pod(&sandbox).unwrap();
     k.delete(&second);
+}
+
+/// The router's ASN and the node's (the agent's default, `bgp.localASN` unset).
+const ROUTER_ASN: u32 = 65000;
+const NODE_ASN: u32 = 64512;
+/// The bird container's capabilities, as the manifest adds them: CAP_NET_BIND_SERVICE (10),
+/// CAP_NET_ADMIN (12).
+const BIRD_CAPS: u64 = (1 << 10) | (1 << 12);
+/// How long the router keeps a gracefully restarting node's routes (BIRD's `graceful restart
+/// time`, the agent's default `gracefulRestartSeconds`).
+const RESTART_TIME: Duration = Duration::from_secs(120);
+
+/// BGP on, as docs/routing.md shows it for Kubernetes: one peer, the router beside the node
+/// (the ClusterIP range given, not read from the cluster's ServiceCIDR objects).
+fn bgp_config() -> String {
+    format!(
+        "bgp:\n  enabled: true\n  peers:\n  - {{name: tor, address: \"{BACKEND6}\", asn: \
+         {ROUTER_ASN}}}\n  announce: {{clusterIPRanges: [\"fd00:10:96::/108\"]}}\n"
+    )
+}
+
+/// The router beside the node (the namespace holding the Service's backend) running FRR with
+/// the node as its neighbor, and a monitor of its kernel FIB.
+fn router(w: &World) -> (Frr, RouteMonitor) {
+    let mon = RouteMonitor::start(&w.net.rtr).unwrap();
+    let frr = Frr::start(
+        &w.net.rtr,
+        FrrConfig::new(ROUTER_ASN, "10.255.0.1".parse().unwrap())
+            .neighbor(Neighbor::new(NODE6, RemoteAs::Asn(NODE_ASN))),
+    )
+    .unwrap();
+    (frr, mon)
+}
+
+/// The node's link-local address on its uplink: the next hop a router installs for a route
+/// learned from a directly connected peer that sent one.
+fn node_link_local(w: &World) -> Ipv6Addr {
+    let out = w
+        .node
+        .exec(
+            "ip",
+            &[
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                w.net.uplink(),
+                "scope",
+                "link",
+            ],
+        )
+        .unwrap();
+    out.split_whitespace()
+        .find_map(|t| t.strip_suffix("/64")?.parse().ok())
+        .unwrap_or_else(|| panic!("no link-local address on the uplink: {out}"))
+}
+
+/// Waits until the router forwards `prefix` to the node (its global or link-local address)
+/// with a route BGP installed.
+fn wait_route_via_node(w: &World, prefix: Ipv6Net) -> fib::Route {
+    let node = [NODE6, node_link_local(w)];
+    wait::until(
+        || format!("the router to install {prefix} via the node ({node:?}) from BGP"),
+        Duration::from_secs(60),
+        || {
+            Ok(fib::route(&w.net.rtr, prefix)?.filter(|r| {
+                let gw = r.gateways();
+                r.protocol == "bgp" && gw.len() == 1 && node.contains(&gw[0])
+            }))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}; the router's FIB: {:?}",
+            chain(&e),
+            fib::routes(&w.net.rtr)
+        )
+    })
+}
+
+/// The removals of `prefix` from the router's FIB since `from`.
+fn removals(mon: &RouteMonitor, from: usize, prefix: Ipv6Net) -> Vec<rtmon::Event> {
+    mon.events_since(from)
+        .into_iter()
+        .filter(|e| e.dst == prefix && e.change == Change::Removed)
+        .collect()
+}
+
+/// `sixlane-agent bgp --json` in the agent container: the peer `tor` as it reports it.
+fn agent_peer(cri: &mut Cri, pod: &PodRun) -> Value {
+    let out = exec(
+        cri,
+        pod.container("agent"),
+        &["sixlane-agent", "bgp", "--json"],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "tor"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no peer tor in {v}"))
+}
+
+/// Waits until the agent container's `bgp --json` reports the session established.
+fn wait_agent_sees_peer_up(k: &mut Kubelet<'_>, pod: &PodRun) -> Value {
+    let start = Instant::now();
+    loop {
+        let peer = agent_peer(k.cri, pod);
+        if peer["up"] == true && peer["state"] == "Established" {
+            return peer;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the agent never reported the session up: {peer}\nagent:\n{}\nbird:\n{}",
+            k.log(pod.container("agent")),
+            k.log(pod.container("bird"))
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The bird container runs as the manifest asks: BIRD itself is its main process (bird-run
+/// exec'd it; `-R` when `recovering`), with only NET_ADMIN and NET_BIND_SERVICE.
+fn check_bird_container(cri: &mut Cri, pod: &PodRun, recovering: bool) {
+    let pid = cri.container_pid(pod.container("bird")).unwrap();
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "bird", "the container's main process");
+    let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+    let mut want = vec![
+        "/usr/sbin/bird",
+        "-f",
+        "-c",
+        "/run/sixlane/bird/bird.conf",
+        "-s",
+        "/run/sixlane/bird/bird.ctl",
+        "-P",
+        "/run/sixlane/bird/bird.pid",
+    ];
+    if recovering {
+        want.push("-R");
+    }
+    assert_eq!(args, want);
+    let caps = u64::from_str_radix(&proc_status(pid, "CapEff"), 16).unwrap();
+    assert_eq!(caps, BIRD_CAPS, "effective capabilities {caps:#x}");
+    assert_eq!(proc_status(pid, "CapBnd"), proc_status(pid, "CapEff"));
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+}
+
+/// The pod replaced as a rollout does it: bird's preStop hook (`birdc … graceful restart`)
+/// must have worked, both containers exit 0.
+fn replace(k: &mut Kubelet<'_>, w: &World, ds: &Value, old: &PodRun) -> PodRun {
+    let stopped = k.delete(old);
+    let bird = stopped.iter().find(|s| s.name == "bird").unwrap();
+    let (code, out) = bird.pre_stop.clone().expect("bird has a preStop hook");
+    assert_eq!(code, 0, "preStop: {out}");
+    assert_eq!(
+        kubelet::exit_codes(&stopped),
+        [("agent".to_owned(), 0), ("bird".to_owned(), 0)]
+    );
+    let new = k.run(ds);
+    wait_ready(k, &w.node, &new, ds);
+    new
+}
+
+#[test]
+fn the_daemonsets_bird_keeps_the_routers_routes_across_agent_restarts_and_rollouts() {
+    sixlane_testkit::require_root();
+    let _serial = serial();
+    let w = World::new(&bgp_config());
+    w.import(IMAGE);
+    let (mut frr, mon) = router(&w);
+    let mut cri = Cri::connect(w.cd.socket()).unwrap();
+    let ds = daemonset();
+    let pod_cidr: Ipv6Net = POD_CIDR.parse().unwrap();
+    let bird_conf = w.fs.root.join("run/sixlane/bird/bird.conf");
+    let mut k = Kubelet {
+        cri: &mut cri,
+        node: &w.kubelet_node,
+        cluster: &w.cluster,
+    };
+
+    // The node's BIRD peers with the router, which forwards the pod CIDR to the node.
+    let mut pod = k.run(&ds);
+    wait_ready(&mut k, &w.node, &pod, &ds);
+    frr.wait_established(NODE6, Duration::from_secs(60))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}\nbird:\n{}\nagent:\n{}",
+                chain(&e),
+                k.log(pod.container("bird")),
+                k.log(pod.container("agent"))
+            )
+        });
+    wait_route_via_node(&w, pod_cidr);
+    check_bird_container(k.cri, &pod, false);
+    let peer = wait_agent_sees_peer_up(&mut k, &pod);
+    assert_eq!(peer["asn"], ROUTER_ASN, "{peer}");
+    assert_eq!(peer["address"], BACKEND6.to_string(), "{peer}");
+
+    // Only the agent container restarts: the session and the route stay.
+    let before = frr.neighbors().unwrap()[&NODE6.to_string()].clone();
+    let from = mon.cursor();
+    let stopped = k.restart(&mut pod, "agent");
+    assert_eq!(stopped.exit_code, 0, "{stopped:?}");
+    wait_ready(&mut k, &w.node, &pod, &ds);
+    wait_agent_sees_peer_up(&mut k, &pod);
+    let after = frr.neighbors().unwrap()[&NODE6.to_string()].clone();
+    assert!(after.established(), "{after:?}");
+    assert_eq!(
+        (after.connections_established, after.connections_dropped),
+        (before.connections_established, before.connections_dropped),
+        "the session was reset by the agent's restart"
+    );
+    assert_eq!(removals(&mon, from, pod_cidr), []);
+    wait_route_via_node(&w, pod_cidr);
+
+    // The pod is replaced: BIRD stops gracefully (preStop), the next pod's BIRD recovers with
+    // the configuration left in the hostPath; the router forwards to the node throughout.
+    let from = mon.cursor();
+    let pod = replace(&mut k, &w, &ds, &pod);
+    check_bird_container(k.cri, &pod, true);
+    frr.wait_neighbor(NODE6, "re-established", RESTART_TIME, |n| {
+        n.established() && n.connections_established > before.connections_established
+    })
+    .unwrap();
+    wait_agent_sees_peer_up(&mut k, &pod);
+    wait_route_via_node(&w, pod_cidr);
+    assert_eq!(
+        removals(&mon, from, pod_cidr),
+        [],
+        "the pod CIDR left the router's FIB during the rollout"
+    );
+
+    // BGP turned off in the ConfigMap, the pod replaced: the agent retires the configuration
+    // and any BIRD started with it, the router withdraws the route: at once if that BIRD had
+    // its session back before the agent shut it down, else when the graceful restart time the
+    // previous BIRD announced runs out.
+    let off = Cluster {
+        config_maps: config_maps(""),
+        ..w.cluster.clone()
+    };
+    let from = mon.cursor();
+    let mut k = Kubelet {
+        cri: k.cri,
+        node: &w.kubelet_node,
+        cluster: &off,
+    };
+    let pod = replace(&mut k, &w, &ds, &pod);
+    mon.wait_all(
+        from,
+        Change::Removed,
+        &[pod_cidr],
+        RESTART_TIME + Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}\nagent:\n{}\nbird:\n{}",
+            chain(&e),
+            k.log(pod.container("agent")),
+            k.log(pod.container("bird"))
+        )
+    });
+    assert_eq!(fib::route(&w.net.rtr, pod_cidr).unwrap(), None);
+    assert!(
+        !bird_conf.exists(),
+        "{} is still there",
+        bird_conf.display()
+    );
+    let log = k.log(pod.container("agent"));
+    assert!(
+        log.contains("retired BIRD's configuration left by an earlier agent"),
+        "{log}"
+    );
+    frr.check_alive().unwrap();
+    assert_eq!(
+        kubelet::exit_codes(&k.delete(&pod)),
+        [("agent".to_owned(), 0), ("bird".to_owned(), 0)]
+    );
 }

@@ -142,10 +142,12 @@ fn base() -> anyhow::Result<()> {
 
 /// mmdebstrap's arguments before the tarball: bookworm's `minbase` (what debian:bookworm-slim
 /// holds: dash, coreutils, glibc) plus `ip` and `ss` for debugging a node from the agent's
-/// container and CA certificates, without documentation, man pages and locales.
+/// container, CA certificates, and BIRD 2 (`bird`, `birdc`: the DaemonSet's `bird` container
+/// runs it, the agent checks each configuration with `bird -p`), without documentation, man
+/// pages and locales. The recipe is this list: changing it rebuilds the base.
 const MMDEBSTRAP: &[&str] = &[
     "--variant=minbase",
-    "--include=iproute2,ca-certificates",
+    "--include=iproute2,ca-certificates,bird2",
     "--dpkgopt=path-exclude=/usr/share/doc/*",
     "--dpkgopt=path-exclude=/usr/share/man/*",
     "--dpkgopt=path-exclude=/usr/share/locale/*",

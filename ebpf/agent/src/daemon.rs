@@ -233,10 +233,14 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         .map_err(step("starting LoadBalancer IP assignment"))?;
     metrics.register_collector(Box::new(lb.collector()));
 
-    let routing = cfg
-        .bgp
-        .enabled
-        .then(|| start_routing(&cfg, &shared, &metrics));
+    let routing = if cfg.bgp.enabled {
+        Some(start_routing(&cfg, &shared, &metrics))
+    } else {
+        // BIRD's directory outlives the pod: a configuration from when BGP was on must not
+        // be run (the task ends with the runtime).
+        routing::bird::retire::spawn(cfg.bgp.bird.dir.clone());
+        None
+    };
 
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;

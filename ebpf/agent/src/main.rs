@@ -62,6 +62,9 @@ enum Cmd {
     Lb(sixlane_agent::lb::cli::Args),
     /// BGP: BIRD, each peer's session and why it is down, prefixes announced and received.
     Bgp(sixlane_agent::routing::cli::Args),
+    /// The DaemonSet's `bird` container: wait for the agent's BIRD configuration, then run
+    /// BIRD in its place (with graceful restart recovery after an earlier BIRD on this node).
+    BirdRun(sixlane_agent::routing::bird::container::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -90,6 +93,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // No colour codes in a container's log (`bird-run`) or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIXLANE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -209,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sixlane_agent::lb::cli::print(status.load_balancer.as_ref(), cli.json)?;
         }
         Cmd::Bgp(args) => sixlane_agent::routing::cli::run(&args, cli.json)?,
+        Cmd::BirdRun(args) => sixlane_agent::routing::bird::container::run(&args)?,
     }
     Ok(())
 }

@@ -165,6 +165,11 @@ pub const TABLE: &[(&str, &str)] = &[
         "prober: interval",
     ),
     (
+        "spec.template.spec.containers[].lifecycle.preStop.exec.command[]",
+        "ExecSync in the container before StopContainer, within the grace period (what is \
+         left of it is StopContainer's timeout, at least 2 s); a failure is an event only",
+    ),
+    (
         "spec.template.spec.containers[].resources.requests.cpu",
         "LinuxContainerResources.cpu_shares (milli-CPU × 1024 / 1000)",
     ),

@@ -6,6 +6,9 @@
 //! (downward API, ConfigMaps, service variables), resources, and the service account token
 //! ([`security`]: the security context, resources and namespaces).
 //!
+//! Stopping a container is kubelet's too: its `preStop` exec hook run (`ExecSync`) before
+//! `StopContainer`, within the grace period.
+//!
 //! Every field of the manifest is accounted for in [`fields::TABLE`]: one it does not name
 //! fails the test. The node's paths (hostPath volumes) are per-test directories given by
 //! [`Node::host_paths`]; the probes are the test's to run ([`probe`]).
@@ -80,6 +83,28 @@ pub struct PodRun {
     pub containers: Vec<(String, String)>,
     /// `terminationGracePeriodSeconds`.
     pub grace_secs: i64,
+    /// The DaemonSet the pod was made from (a container restarted is made from it again).
+    pub daemonset: Value,
+    /// How often each container was restarted (its current container's `attempt`).
+    pub restarts: BTreeMap<String, u32>,
+}
+
+/// What stopping a container gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    pub name: String,
+    pub exit_code: i32,
+    /// Its `preStop` exec hook's exit code and output (`None`: no hook); a failing hook is
+    /// what kubelet reports as an event, not an error.
+    pub pre_stop: Option<(i32, String)>,
+}
+
+/// The exit codes of `stopped`, by container name: what kubelet reports.
+pub fn exit_codes(stopped: &[Stopped]) -> Vec<(String, i32)> {
+    stopped
+        .iter()
+        .map(|s| (s.name.clone(), s.exit_code))
+        .collect()
 }
 
 impl PodRun {
@@ -153,7 +178,7 @@ impl Kubelet<'_> {
             pod_dir: &pod_dir,
         };
         for c in spec["initContainers"].as_array().into_iter().flatten() {
-            let id = self.start(&sandbox_id, &sandbox, &ctx, c);
+            let id = self.start(&sandbox_id, &sandbox, &ctx, c, 0);
             self.wait_exit(&id, str_of(&c["name"], "name"));
         }
         let containers = spec["containers"]
@@ -161,7 +186,7 @@ impl Kubelet<'_> {
             .expect("containers")
             .iter()
             .map(|c| {
-                let id = self.start(&sandbox_id, &sandbox, &ctx, c);
+                let id = self.start(&sandbox_id, &sandbox, &ctx, c, 0);
                 (str_of(&c["name"], "name").to_owned(), id)
             })
             .collect();
@@ -173,27 +198,86 @@ impl Kubelet<'_> {
             sandbox,
             containers,
             grace_secs: spec["terminationGracePeriodSeconds"].as_i64().unwrap_or(30),
+            daemonset: ds.clone(),
+            restarts: BTreeMap::new(),
         }
     }
 
-    /// Deletes `pod` as kubelet does: each container stopped with the grace period (SIGTERM,
-    /// SIGKILL at its end), then the sandbox stopped and removed. Returns each container's
-    /// exit code.
-    pub fn delete(&mut self, pod: &PodRun) -> Vec<(String, i32)> {
-        let mut codes = Vec::new();
-        for (name, id) in &pod.containers {
-            self.cri
-                .stop_container(id, pod.grace_secs)
-                .unwrap_or_else(|e| panic!("StopContainer {name}: {}", chain(&e)));
-            let l = self.cri.lifecycle(id).expect("ContainerStatus");
-            assert_eq!(l.state, ContainerState::ContainerExited, "{name}: {l:?}");
-            codes.push((name.clone(), l.exit_code));
-        }
+    /// Deletes `pod` as kubelet does: each container stopped ([`Self::stop`]), then the
+    /// sandbox stopped and removed.
+    pub fn delete(&mut self, pod: &PodRun) -> Vec<Stopped> {
+        let stopped = pod
+            .containers
+            .iter()
+            .map(|(name, id)| self.stop(pod, name, id))
+            .collect();
         self.cri.stop_pod(&pod.sandbox_id).expect("StopPodSandbox");
         self.cri
             .remove_pod(&pod.sandbox_id)
             .expect("RemovePodSandbox");
-        codes
+        stopped
+    }
+
+    /// Restarts container `name` of `pod` alone, as kubelet does when it kills one (a failed
+    /// liveness probe) or after a crash: stopped, then a new container (the next attempt)
+    /// created and started in the same sandbox.
+    pub fn restart(&mut self, pod: &mut PodRun, name: &str) -> Stopped {
+        let old = pod.container(name).to_owned();
+        let stopped = self.stop(pod, name, &old);
+        let attempt = pod.restarts.entry(name.to_owned()).or_default();
+        *attempt += 1;
+        let attempt = *attempt;
+        let spec = &pod.daemonset["spec"]["template"]["spec"];
+        let pod_dir = self.node.root.join(format!("pods/{}", pod.uid));
+        let volumes = self.volumes(spec, &pod.namespace, &pod_dir);
+        let ctx = PodCtx {
+            spec,
+            namespace: &pod.namespace,
+            volumes: &volumes,
+            pod_dir: &pod_dir,
+        };
+        let c = template_container(&pod.daemonset, name);
+        let id = self.start(&pod.sandbox_id, &pod.sandbox, &ctx, c, attempt);
+        for (n, i) in &mut pod.containers {
+            if n == name {
+                *i = id.clone();
+            }
+        }
+        stopped
+    }
+
+    /// Stops container `id` (`name`) of `pod` as kubelet does: its `preStop` exec hook first
+    /// (within the grace period; a failure is only reported), then `StopContainer` (SIGTERM,
+    /// SIGKILL when what is left of the grace period ends, at least 2 s as kubelet grants).
+    fn stop(&mut self, pod: &PodRun, name: &str, id: &str) -> Stopped {
+        let c = template_container(&pod.daemonset, name);
+        let start = Instant::now();
+        let hook = strings(&c["lifecycle"]["preStop"]["exec"]["command"]);
+        let pre_stop = (!hook.is_empty()).then(|| {
+            let cmd: Vec<&str> = hook.iter().map(String::as_str).collect();
+            match self.cri.exec_sync(id, &cmd, pod.grace_secs) {
+                Ok(out) => (
+                    out.exit_code,
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                ),
+                Err(e) => (-1, chain(&e).to_string()),
+            }
+        });
+        let left = (pod.grace_secs - start.elapsed().as_secs() as i64).max(2);
+        self.cri
+            .stop_container(id, left)
+            .unwrap_or_else(|e| panic!("StopContainer {name}: {}", chain(&e)));
+        let l = self.cri.lifecycle(id).expect("ContainerStatus");
+        assert_eq!(l.state, ContainerState::ContainerExited, "{name}: {l:?}");
+        Stopped {
+            name: name.to_owned(),
+            exit_code: l.exit_code,
+            pre_stop,
+        }
     }
 
     fn start(
@@ -202,6 +286,7 @@ impl Kubelet<'_> {
         sandbox: &PodSandboxConfig,
         ctx: &PodCtx<'_>,
         c: &Value,
+        attempt: u32,
     ) -> String {
         let name = str_of(&c["name"], "name");
         let image = str_of(&c["image"], "image");
@@ -211,7 +296,7 @@ impl Kubelet<'_> {
             self.cri.image_present(image).expect("ImageStatus"),
             "{name}: image {image} is not on the node, and no registry is reachable to pull it"
         );
-        let config = self.container_config(ctx, c);
+        let config = self.container_config(ctx, c, attempt);
         let id = self
             .cri
             .create_container(sandbox_id, config, sandbox)
@@ -336,6 +421,16 @@ impl Kubelet<'_> {
     }
 }
 
+/// Container `name` of DaemonSet `ds`'s pod template.
+fn template_container<'a>(ds: &'a Value, name: &str) -> &'a Value {
+    ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("the pod template has no container {name}"))
+}
+
 /// Checks what the controller in front of kubelet relies on: the kind, the selector, the
 /// update strategy, and that every field is mapped.
 fn check_daemonset(ds: &Value) {
@@ -448,14 +543,14 @@ impl Kubelet<'_> {
         dir.clone()
     }
 
-    fn container_config(&self, ctx: &PodCtx<'_>, c: &Value) -> ContainerConfig {
+    fn container_config(&self, ctx: &PodCtx<'_>, c: &Value, attempt: u32) -> ContainerConfig {
         let name = str_of(&c["name"], "name");
         let mut labels = HashMap::new();
         labels.insert("io.kubernetes.container.name".to_owned(), name.to_owned());
         ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
-                attempt: 0,
+                attempt,
             }),
             image: Some(ImageSpec {
                 image: str_of(&c["image"], "image").into(),
@@ -466,7 +561,7 @@ impl Kubelet<'_> {
             envs: self.env(ctx, c),
             mounts: self.mounts(ctx, c),
             labels,
-            log_path: format!("{name}/0.log"),
+            log_path: format!("{name}/{attempt}.log"),
             linux: Some(LinuxContainerConfig {
                 resources: Some(resources(ctx.spec, c)),
                 security_context: Some(security_context(c)),

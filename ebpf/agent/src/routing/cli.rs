@@ -21,14 +21,12 @@ use super::{
     bird::{
         Paths,
         control::{Control, Routes},
+        paths::DEFAULT_DIR,
         show::Protocol,
     },
     status::{BgpStatus, PeerRef, PeerStatus, peer_rows},
 };
 use crate::ops::status::{self, ago, unix_now};
-
-/// BIRD's directory when the agent's status does not say (`bgp.bird.dir`'s default).
-pub const DEFAULT_DIR: &str = "/run/sixlane/bird";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -23,8 +23,8 @@
 //!   bird: {supervise: true, dir: /run/sixlane/bird, binary: /usr/sbin/bird}
 //! ```
 //!
-//! It imports only leaf modules (`names`, `problem`, `router_id`) and the crate's error, so
-//! `config` can hold it.
+//! It imports only leaf modules (`names`, `problem`, `router_id`, `bird::paths`) and the crate's
+//! error, so `config` can hold it.
 
 use std::{
     borrow::Cow,
@@ -42,7 +42,7 @@ use crate::{
     Error,
     names::{is_dns_subdomain, is_label_value, is_qualified_name},
     problem::{Problem, Problems},
-    routing::router_id,
+    routing::{bird, router_id},
 };
 
 /// The ASN every node uses unless configured (the first private 16-bit ASN, Calico's default).
@@ -290,7 +290,7 @@ impl Default for BirdConfig {
     fn default() -> Self {
         Self {
             supervise: None,
-            dir: "/run/sixlane/bird".into(),
+            dir: bird::paths::DEFAULT_DIR.into(),
             binary: "/usr/sbin/bird".into(),
         }
     }

@@ -149,6 +149,12 @@ impl Control {
         self.session().await?.request(&cmd).await.map(drop)
     }
 
+    /// `down`: BIRD shuts down (each session ends with a Cease, so peers withdraw its
+    /// routes at once) and exits.
+    pub async fn down(&self) -> Result<()> {
+        self.session().await?.request("down").await.map(drop)
+    }
+
     /// `show protocols all`, parsed.
     pub async fn protocols(&self) -> Result<Vec<Protocol>> {
         self.session().await?.protocols().await

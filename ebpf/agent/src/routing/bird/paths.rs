@@ -1,6 +1,13 @@
 //! The files BIRD and the agent share in `bgp.bird.dir`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
+
+/// `bgp.bird.dir`'s default: on a tmpfs, so it does not survive a reboot (a hostPath in the
+/// DaemonSet, so it does survive a pod's replacement).
+pub const DEFAULT_DIR: &str = "/run/sixlane/bird";
 
 /// The configuration BIRD runs, in `bgp.bird.dir`. The agent writes it (mode 0600: it may hold
 /// peer passwords); BIRD reads it at start and on `configure`.
@@ -14,6 +21,9 @@ pub const PID_FILE: &str = "bird.pid";
 /// BIRD's standard output and error when the agent starts it (never a pipe to the agent: BIRD
 /// outlives it).
 pub const LOG_FILE: &str = "bird.log";
+/// Left by `sixlane-agent bird-run` when it starts BIRD: a BIRD ran in this directory before
+/// (since boot, `/run` being a tmpfs), so the next one starts in graceful restart recovery.
+pub const STARTED_FILE: &str = "bird.started";
 
 /// The files of one BIRD in `dir`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +34,7 @@ pub struct Paths {
     pub socket: PathBuf,
     pub pid_file: PathBuf,
     pub log: PathBuf,
+    pub started: PathBuf,
 }
 
 impl Paths {
@@ -35,6 +46,26 @@ impl Paths {
             socket: dir.join(SOCKET_FILE),
             pid_file: dir.join(PID_FILE),
             log: dir.join(LOG_FILE),
+            started: dir.join(STARTED_FILE),
         }
+    }
+
+    /// BIRD's arguments for running these files in the foreground; `recover` adds `-R`
+    /// (graceful restart recovery: kernel routes and peers' stale routes are kept until the
+    /// sessions are back).
+    pub fn bird_args(&self, recover: bool) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            "-f".into(),
+            "-c".into(),
+            self.config.clone().into(),
+            "-s".into(),
+            self.socket.clone().into(),
+            "-P".into(),
+            self.pid_file.clone().into(),
+        ];
+        if recover {
+            a.push("-R".into());
+        }
+        a
     }
 }

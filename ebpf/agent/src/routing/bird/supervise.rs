@@ -210,17 +210,8 @@ fn spawn(spec: &Spec, recover: bool) -> Result<tokio::process::Child> {
         .try_clone()
         .map_err(|e| Error::io("opening", &p.log, e))?;
     let mut c = tokio::process::Command::new(&spec.binary);
-    c.arg("-f")
-        .arg("-c")
-        .arg(&p.config)
-        .arg("-s")
-        .arg(&p.socket)
-        .arg("-P")
-        .arg(&p.pid_file);
-    if recover {
-        c.arg("-R");
-    }
-    c.stdin(Stdio::null())
+    c.args(p.bird_args(recover))
+        .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(log))
         .kill_on_drop(false);
