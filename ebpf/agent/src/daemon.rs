@@ -26,7 +26,7 @@ use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tracing::{debug, error, info, warn};
 
@@ -37,6 +37,7 @@ use crate::{
     loader::{Datapath, LoadOptions},
     model::DesiredState,
     nat64::{self, config::Mode as Nat64Mode},
+    ndp,
     node::{
         address::{self, Choice},
         cni,
@@ -239,6 +240,12 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         .enabled
         .then(|| start_routing(&cfg, &shared, &metrics));
 
+    let ndp = cfg
+        .ndp
+        .enabled
+        .then(|| start_ndp(&cfg, &pins))
+        .transpose()?;
+
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
@@ -269,11 +276,16 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         published: Published::default(),
         lb,
         passwords: password::Watch::default(),
+        ndp_uplink: ndp.as_ref().map(|(tx, _)| tx.clone()),
     };
     agent.event_loop(rx, rt.stop).await?;
     agent.lb.stop().await;
 
     source_task.abort();
+    // The table stays pinned: the datapath goes on answering for the pods.
+    if let Some((_, task)) = ndp {
+        task.abort();
+    }
     for s in servers {
         s.abort();
     }
@@ -376,6 +388,19 @@ fn initial_status(
 
 /// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
 /// changes, and into the metrics.
+/// Starts Neighbor Discovery for the pods in `ndp.prefixes`; the uplink follows once attached.
+fn start_ndp(
+    cfg: &Config,
+    pins: &PinLayout,
+) -> Result<(watch::Sender<Option<String>>, tokio::task::JoinHandle<()>)> {
+    let settings = ndp::responder::Settings {
+        cfg: cfg.ndp.clone(),
+        store_dir: cfg.cni.data_dir.join(cni::NETWORK),
+        layout: pins.clone(),
+    };
+    ndp::responder::start(settings).map_err(step("starting Neighbor Discovery"))
+}
+
 fn start_routing(cfg: &Config, shared: &Arc<Shared>, metrics: &Metrics) -> Routing {
     let settings = routing::Settings::new(&cfg.bgp, cfg.source.mode == SourceMode::Static);
     let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
@@ -495,6 +520,8 @@ struct Agent {
     lb: LoadBalancing,
     /// BGP peers' password files: a rotated Secret rewrites BIRD's configuration.
     passwords: password::Watch,
+    /// Tells the Neighbor Discovery task the uplink (`ndp.enabled`).
+    ndp_uplink: Option<watch::Sender<Option<String>>>,
 }
 
 /// What node setup chose and did so far.
@@ -714,6 +741,13 @@ impl Agent {
             }
         }
         if ok {
+            if let Some(tx) = &self.ndp_uplink {
+                tx.send_if_modified(|cur| {
+                    let changed = cur.as_deref() != Some(up.as_str());
+                    *cur = Some(up.clone());
+                    changed
+                });
+            }
             self.setup.uplink = Some(up);
         }
     }

@@ -210,3 +210,82 @@ impl Advertisement {
         })
     }
 }
+
+/// Every frame arriving on (or leaving) one interface, from the moment it is opened: an
+/// AF_PACKET socket, created in the calling thread's network namespace (open it inside
+/// `NetNs::enter`; it stays in that namespace).
+pub struct Capture {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Capture {
+    pub fn open(ifname: &str) -> std::io::Result<Self> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+        let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `fd`.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = all;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: `addr` is valid for the length passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::addr_of!(addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    /// The advertisements that `want` accepts, seen within `window`.
+    pub fn adverts(
+        &self,
+        window: std::time::Duration,
+        want: impl Fn(&Advertisement) -> bool,
+    ) -> Vec<Advertisement> {
+        use std::os::fd::AsRawFd as _;
+        let end = std::time::Instant::now() + window;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().max(1) as i32;
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+                continue;
+            }
+            // SAFETY: `buf` is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0
+                && let Some(a) = Advertisement::parse(&buf[..n as usize])
+                && want(&a)
+            {
+                out.push(a);
+            }
+        }
+        out
+    }
+}
