@@ -25,7 +25,8 @@ use sixlane_testkit::{
     ndp::{Advertisement, Capture, FLAG_OVERRIDE, FLAG_SOLICITED, Solicitation, solicited_node},
 };
 use sixlane_tests::{
-    agentproc::{AgentRun, wait_until},
+    agentproc::{AgentRun, http_get, wait_until},
+    bins,
     cni::{self, Call, Plugin},
     manifests::put,
     sim,
@@ -258,6 +259,38 @@ fn the_provider_router_reaches_pods_through_neighbor_discovery() {
             .unwrap()
             .contains(&group)
     });
+
+    // Reported: `sixlane-agent ndp` (the table, with the agent's since/last advertisement),
+    // `status`, and the metrics.
+    let state = run.state();
+    let state = state.to_str().unwrap();
+    wait_until(
+        "pod A in sixlane-agent ndp with its unsolicited advertisement",
+        &log,
+        || {
+            let v = bins::agent_json(pins.path(), &["ndp", "--state-dir", state]);
+            let rows = v["answered"].as_array().unwrap().clone();
+            rows.len() == 1
+                && rows[0]["address"] == POD_A.to_string()
+                && rows[0]["kind"] == "pod"
+                && rows[0]["lastUnsolicited"].is_u64()
+                && v["agent"]["uplink"] == up.as_str()
+        },
+    );
+    let st = bins::agent_json(pins.path(), &["status", "--state-dir", state]);
+    assert_eq!(
+        st["agent"]["ndp"]["addresses"][0]["address"],
+        POD_A.to_string(),
+        "{st}"
+    );
+    let (_, metrics) = http_get(&node, "http://[::1]:9660/metrics");
+    for want in [
+        "sixlane_ndp_addresses{kind=\"pod\"} 1",
+        "sixlane_ndp_groups 1",
+        "sixlane_datapath_packets_total{direction=\"ingress\",reason=\"ndp_answered\"",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
 
     // Several reachable-time cycles with UDP traffic (no upper-layer confirmation: ping's
     // replies would confirm reachability and skip NUD): unicast NUD probes answered, every

@@ -243,7 +243,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     let ndp = cfg
         .ndp
         .enabled
-        .then(|| start_ndp(&cfg, &pins))
+        .then(|| start_ndp(&cfg, &pins, &shared, &metrics))
         .transpose()?;
 
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
@@ -386,21 +386,34 @@ fn initial_status(
     }
 }
 
-/// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
-/// changes, and into the metrics.
 /// Starts Neighbor Discovery for the pods in `ndp.prefixes`; the uplink follows once attached.
+/// Its status goes into the agent's (and the status file) whenever it changes.
 fn start_ndp(
     cfg: &Config,
     pins: &PinLayout,
+    shared: &Arc<Shared>,
+    metrics: &Metrics,
 ) -> Result<(watch::Sender<Option<String>>, tokio::task::JoinHandle<()>)> {
+    metrics.register_collector(Box::new(ndp::metrics::NdpCollector {
+        shared: shared.clone(),
+    }));
     let settings = ndp::responder::Settings {
         cfg: cfg.ndp.clone(),
         store_dir: cfg.cni.data_dir.join(cni::NETWORK),
         layout: pins.clone(),
     };
-    ndp::responder::start(settings).map_err(step("starting Neighbor Discovery"))
+    let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
+    let publish = Box::new(move |n: &ndp::status::NdpStatus| {
+        shared.update(|s| s.ndp = Some(n.clone()));
+        if let Err(e) = status::write_file(&dir, &shared.status()) {
+            debug!(error = %chain(&e), "writing the status file");
+        }
+    });
+    ndp::responder::start(settings, publish).map_err(step("starting Neighbor Discovery"))
 }
 
+/// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
+/// changes, and into the metrics.
 fn start_routing(cfg: &Config, shared: &Arc<Shared>, metrics: &Metrics) -> Routing {
     let settings = routing::Settings::new(&cfg.bgp, cfg.source.mode == SourceMode::Static);
     let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());

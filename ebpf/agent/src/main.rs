@@ -62,6 +62,9 @@ enum Cmd {
     Lb(sixlane_agent::lb::cli::Args),
     /// BGP: BIRD, each peer's session and why it is down, prefixes announced and received.
     Bgp(sixlane_agent::routing::cli::Args),
+    /// Neighbor Discovery: the addresses answered on the uplink, since when, the last
+    /// unsolicited advertisement.
+    Ndp(sixlane_agent::ndp::cli::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -209,6 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sixlane_agent::lb::cli::print(status.load_balancer.as_ref(), cli.json)?;
         }
         Cmd::Bgp(args) => sixlane_agent::routing::cli::run(&args, cli.json)?,
+        Cmd::Ndp(args) => sixlane_agent::ndp::cli::run(&pins, &args, cli.json)?,
     }
     Ok(())
 }

@@ -13,14 +13,18 @@
 //! - [`link`]: the uplink's index and MAC;
 //! - [`mld`]: the solicited-node multicast memberships;
 //! - [`advertise`]: unsolicited advertisements for addresses newly answered here;
-//! - [`responder`]: the task tying them together.
+//! - [`responder`]: the task tying them together;
+//! - [`status`], [`metrics`], [`cli`]: what it reports, and `sixlane-agent ndp`.
 
 pub mod advertise;
+pub mod cli;
 pub mod config;
 pub mod link;
+pub mod metrics;
 pub mod mld;
 pub mod owned;
 pub mod pods;
 pub mod responder;
+pub mod status;
 pub mod table;
 pub mod watch;

@@ -8,7 +8,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv6Addr,
     path::PathBuf,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use sixlane_attach::chain;
@@ -22,10 +22,14 @@ use super::{
     mld::Groups,
     owned::{Uplink, owned},
     pods,
+    status::{AddressRow, NdpStatus},
     table::Table,
     watch::StoreWatch,
 };
-use crate::{PinLayout, Result};
+use crate::{PinLayout, Result, ops::status::unix_now};
+
+/// Where the status goes whenever it changes (the agent's status and its file).
+pub type Publish = Box<dyn Fn(&NdpStatus) + Send>;
 
 /// Re-reads the store this often even without a notification (a missed event heals).
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -39,20 +43,16 @@ pub struct Settings {
     pub layout: PinLayout,
 }
 
-/// One owned address as the CLI and status show it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answered {
-    pub since: SystemTime,
-    pub last_unsolicited: Option<SystemTime>,
-}
-
 struct Responder {
     settings: Settings,
     table: Table,
     groups: Groups,
     sender: Sender,
     uplink: Option<(String, Uplink)>,
-    answered: BTreeMap<Ipv6Addr, Answered>,
+    /// What the agent's status shows, and what was last published of it.
+    status: NdpStatus,
+    published: Option<NdpStatus>,
+    publish: Publish,
     /// Unsolicited advertisements still to send: how many, and when the next is due.
     due: BTreeMap<Ipv6Addr, (u32, Instant)>,
 }
@@ -61,15 +61,22 @@ struct Responder {
 /// agent has attached the uplink programs.
 pub fn start(
     settings: Settings,
+    publish: Publish,
 ) -> Result<(watch::Sender<Option<String>>, tokio::task::JoinHandle<()>)> {
     let watch = StoreWatch::new(&settings.store_dir)?;
+    let status = NdpStatus {
+        prefixes: settings.cfg.prefixes.clone(),
+        ..NdpStatus::default()
+    };
     let r = Responder {
         table: Table::open(&settings.layout)?,
         groups: Groups::new()?,
         sender: Sender::new()?,
         settings,
         uplink: None,
-        answered: BTreeMap::new(),
+        status,
+        published: None,
+        publish,
         due: BTreeMap::new(),
     };
     let (tx, rx) = watch::channel(None);
@@ -81,14 +88,20 @@ impl Responder {
         let mut uplink_open = true;
         loop {
             let name = uplink.borrow_and_update().clone();
+            self.status.error = None;
             if let Err(e) = self.sync(name.as_deref()) {
                 warn!(error = %chain(&e), "neighbor discovery: sync failed; retrying");
+                self.status.error = Some(chain(&e).to_string());
             }
             let now = Instant::now();
             let wake = self
                 .advertise(now)
                 .unwrap_or(now + RESYNC)
                 .min(now + RESYNC);
+            if self.published.as_ref() != Some(&self.status) {
+                (self.publish)(&self.status);
+                self.published = Some(self.status.clone());
+            }
             tokio::select! {
                 alive = store.changed() => if !alive {
                     // The plugin's cleanup removed the emptied directory: watch a new one.
@@ -121,7 +134,8 @@ impl Responder {
         let changes = self.table.sync(&want)?;
         let addrs: BTreeSet<Ipv6Addr> = want.keys().copied().collect();
         self.groups.sync(&name, up.ifindex, &addrs)?;
-        let now = SystemTime::now();
+        self.status.uplink = Some(name.clone());
+        self.status.groups = self.groups.joined().count();
         for a in &changes.added {
             info!(address = %a, uplink = %name, "neighbor discovery: answering");
             self.due.insert(*a, (advertise::REPEAT, Instant::now()));
@@ -130,14 +144,27 @@ impl Responder {
             info!(address = %a, uplink = %name, "neighbor discovery: no longer answering");
             self.due.remove(a);
         }
-        self.answered.retain(|a, _| addrs.contains(a));
+        self.rows(addrs);
+        Ok(())
+    }
+
+    /// The status rows of `addrs`: kept for addresses already answered, new ones since now.
+    fn rows(&mut self, addrs: BTreeSet<Ipv6Addr>) {
+        let now = unix_now();
+        let mut rows: BTreeMap<Ipv6Addr, AddressRow> = std::mem::take(&mut self.status.addresses)
+            .into_iter()
+            .filter(|r| addrs.contains(&r.address))
+            .map(|r| (r.address, r))
+            .collect();
         for a in addrs {
-            self.answered.entry(a).or_insert(Answered {
+            rows.entry(a).or_insert(AddressRow {
+                address: a,
+                kind: "pod".into(),
                 since: now,
                 last_unsolicited: None,
             });
         }
-        Ok(())
+        self.status.addresses = rows.into_values().collect();
     }
 
     /// Sends the unsolicited advertisements due by `now`; when the next one is due.
@@ -149,8 +176,10 @@ impl Responder {
             }
             match self.sender.send(&name, up, *a) {
                 Ok(()) => {
-                    if let Some(s) = self.answered.get_mut(a) {
-                        s.last_unsolicited = Some(SystemTime::now());
+                    self.status.unsolicited_sent += 1;
+                    let row = self.status.addresses.iter_mut().find(|r| r.address == *a);
+                    if let Some(r) = row {
+                        r.last_unsolicited = Some(unix_now());
                     }
                 }
                 Err(e) => {
