@@ -423,6 +423,32 @@ fn the_provider_router_reaches_pods_through_neighbor_discovery() {
     wait_until("pod B out of the owned table", &log, || {
         owned(&layout).is_empty()
     });
+    let pod_c = Pod::add(&node, POD_A, &data, &layout);
+    wait_until("pod C in the owned table", &log, || {
+        owned(&layout) == [POD_A]
+    });
+    agent.signal(Signal::SIGTERM).unwrap();
+    let _ = agent.wait_timeout(Duration::from_secs(10));
+
+    // Started with `ndp` off, the agent empties the table: nothing answered.
+    fs::write(
+        run.config(),
+        format!("node:\n  uplink: {up}\ncni:\n  checkBinaries: false\n"),
+    )
+    .unwrap();
+    let mut agent = run.spawn(&node);
+    wait_until("the owned table emptied", &log, || {
+        owned(&layout).is_empty()
+    });
+    let got = probe(
+        &router,
+        &rdev,
+        node_mac,
+        &Solicitation::multicast(OTHER_MAC, OTHER, POD_A),
+        Duration::from_millis(500),
+    );
+    assert!(got.is_empty(), "answered with ndp off: {got:?}");
+    drop(pod_c);
     agent.signal(Signal::SIGTERM).unwrap();
     let _ = agent.wait_timeout(Duration::from_secs(10));
     drop(link);

@@ -240,11 +240,12 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         .enabled
         .then(|| start_routing(&cfg, &shared, &metrics));
 
-    let ndp = cfg
-        .ndp
-        .enabled
-        .then(|| start_ndp(&cfg, &pins, &shared, &metrics))
-        .transpose()?;
+    let ndp = if cfg.ndp.enabled {
+        Some(start_ndp(&cfg, &pins, &shared, &metrics)?)
+    } else {
+        stop_answering(&pins);
+        None
+    };
 
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
@@ -383,6 +384,23 @@ fn initial_status(
         sysctls,
         not_ready: vec!["starting".into()],
         ..Default::default()
+    }
+}
+
+/// With `ndp` off, empties the pinned table a previous agent may have left: the datapath answers
+/// for nothing.
+fn stop_answering(pins: &PinLayout) {
+    match ndp::table::Table::open(pins).and_then(|mut t| t.clear()) {
+        Ok(c) if !c.removed.is_empty() => {
+            info!(
+                addresses = c.removed.len(),
+                "neighbor discovery off: no longer answering"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %chain(&e), "neighbor discovery off, but its table could not be emptied");
+        }
     }
 }
 

@@ -122,12 +122,10 @@ impl Responder {
         let Some(name) = name else {
             return Ok(());
         };
-        if self.uplink.as_ref().is_none_or(|(n, _)| n != name) {
-            self.uplink = Some((name.to_owned(), link::uplink(name)?));
-        }
-        let Some((name, up)) = self.uplink.clone() else {
-            return Ok(());
-        };
+        // Looked up every time: a re-created interface has a new index, maybe a new MAC.
+        let up = link::uplink(name)?;
+        self.uplink = Some((name.to_owned(), up));
+        let name = name.to_owned();
         let store = &self.settings.store_dir;
         let pods = pods::reserved(store).map_err(|e| crate::Error::io("reading", store, e))?;
         let want = owned(&self.settings.cfg, up, &pods);

@@ -45,6 +45,11 @@ impl Table {
             .collect()
     }
 
+    /// Removes every address: nothing is answered any more.
+    pub fn clear(&mut self) -> Result<Changes> {
+        self.sync(&BTreeMap::new())
+    }
+
     /// Writes the addresses of `want` that are missing or different, then removes the ones
     /// not in it.
     pub fn sync(&mut self, want: &BTreeMap<Ipv6Addr, Owned>) -> Result<Changes> {
