@@ -255,9 +255,17 @@ impl Capture {
         window: std::time::Duration,
         want: impl Fn(&Advertisement) -> bool,
     ) -> Vec<Advertisement> {
-        use std::os::fd::AsRawFd as _;
         let end = std::time::Instant::now() + window;
-        let mut out = Vec::new();
+        std::iter::from_fn(|| self.next_advert(end, &want)).collect()
+    }
+
+    /// The next advertisement that `want` accepts, if one arrives before `end`.
+    pub fn next_advert(
+        &self,
+        end: std::time::Instant,
+        want: impl Fn(&Advertisement) -> bool,
+    ) -> Option<Advertisement> {
+        use std::os::fd::AsRawFd as _;
         let mut buf = [0u8; 2048];
         while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
             let mut pfd = libc::pollfd {
@@ -283,9 +291,9 @@ impl Capture {
                 && let Some(a) = Advertisement::parse(&buf[..n as usize])
                 && want(&a)
             {
-                out.push(a);
+                return Some(a);
             }
         }
-        out
+        None
     }
 }
