@@ -361,6 +361,12 @@ fn print_services(s: &Status) {
     if let Some(b) = &s.bgp {
         row("bgp", b.summary());
     }
+    row(
+        "ndp",
+        s.ndp.as_ref().map_or("off".into(), |n| {
+            format!("{} (sixlane-agent ndp)", n.summary())
+        }),
+    );
     row("service sink", &s.sink);
     row(
         "load balancer",

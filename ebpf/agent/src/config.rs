@@ -43,6 +43,9 @@ pub struct Config {
     pub load_balancer: crate::lb::config::LbConfig,
     /// BGP through BIRD (`docs/routing.md`); off by default.
     pub bgp: crate::routing::config::BgpConfig,
+    /// Neighbor Discovery for pods in the uplink's on-link prefix (`docs/routing.md`); off by
+    /// default.
+    pub ndp: crate::ndp::config::NdpConfig,
 }
 
 /// This node.
@@ -370,6 +373,7 @@ impl Config {
         p.extend(self.nat64.problems());
         p.extend(self.load_balancer.problems());
         p.extend(self.bgp.problems());
+        p.extend(self.ndp.problems());
         p.extend(
             self.bgp
                 .routing_problems(self.routing.mode == RoutingMode::Bgp),

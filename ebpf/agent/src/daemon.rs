@@ -26,7 +26,7 @@ use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tracing::{debug, error, info, warn};
 
@@ -37,6 +37,7 @@ use crate::{
     loader::{Datapath, LoadOptions},
     model::DesiredState,
     nat64::{self, config::Mode as Nat64Mode},
+    ndp,
     node::{
         address::{self, Choice},
         cni,
@@ -242,6 +243,13 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         None
     };
 
+    let ndp = if cfg.ndp.enabled {
+        Some(start_ndp(&cfg, &pins, &shared, &metrics)?)
+    } else {
+        stop_answering(&pins);
+        None
+    };
+
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
@@ -272,11 +280,16 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         published: Published::default(),
         lb,
         passwords: password::Watch::default(),
+        ndp_uplink: ndp.as_ref().map(|(tx, _)| tx.clone()),
     };
     agent.event_loop(rx, rt.stop).await?;
     agent.lb.stop().await;
 
     source_task.abort();
+    // The table stays pinned: the datapath goes on answering for the pods.
+    if let Some((_, task)) = ndp {
+        task.abort();
+    }
     for s in servers {
         s.abort();
     }
@@ -377,6 +390,49 @@ fn initial_status(
     }
 }
 
+/// With `ndp` off, empties the pinned table a previous agent may have left: the datapath answers
+/// for nothing.
+fn stop_answering(pins: &PinLayout) {
+    match ndp::table::Table::open(pins).and_then(|mut t| t.clear()) {
+        Ok(c) if !c.removed.is_empty() => {
+            info!(
+                addresses = c.removed.len(),
+                "neighbor discovery off: no longer answering"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %chain(&e), "neighbor discovery off, but its table could not be emptied");
+        }
+    }
+}
+
+/// Starts Neighbor Discovery for the pods in `ndp.prefixes`; the uplink follows once attached.
+/// Its status goes into the agent's (and the status file) whenever it changes.
+fn start_ndp(
+    cfg: &Config,
+    pins: &PinLayout,
+    shared: &Arc<Shared>,
+    metrics: &Metrics,
+) -> Result<(watch::Sender<Option<String>>, tokio::task::JoinHandle<()>)> {
+    metrics.register_collector(Box::new(ndp::metrics::NdpCollector {
+        shared: shared.clone(),
+    }));
+    let settings = ndp::responder::Settings {
+        cfg: cfg.ndp.clone(),
+        store_dir: cfg.cni.data_dir.join(cni::NETWORK),
+        layout: pins.clone(),
+    };
+    let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
+    let publish = Box::new(move |n: &ndp::status::NdpStatus| {
+        shared.update(|s| s.ndp = Some(n.clone()));
+        if let Err(e) = status::write_file(&dir, &shared.status()) {
+            debug!(error = %chain(&e), "writing the status file");
+        }
+    });
+    ndp::responder::start(settings, publish).map_err(step("starting Neighbor Discovery"))
+}
+
 /// The BGP subsystem: its status goes into the agent's (and the status file) whenever it
 /// changes, and into the metrics.
 fn start_routing(cfg: &Config, shared: &Arc<Shared>, metrics: &Metrics) -> Routing {
@@ -472,6 +528,8 @@ struct Agent {
     lb: LoadBalancing,
     /// BGP peers' password files: a rotated Secret rewrites BIRD's configuration.
     passwords: password::Watch,
+    /// Tells the Neighbor Discovery task the uplink (`ndp.enabled`).
+    ndp_uplink: Option<watch::Sender<Option<String>>>,
 }
 
 /// What node setup chose and did so far.
@@ -688,6 +746,13 @@ impl Agent {
             }
         }
         if ok {
+            if let Some(tx) = &self.ndp_uplink {
+                tx.send_if_modified(|cur| {
+                    let changed = cur.as_deref() != Some(up.as_str());
+                    *cur = Some(up.clone());
+                    changed
+                });
+            }
             self.setup.uplink = Some(up);
         }
     }

@@ -111,6 +111,15 @@ pub enum Error {
     )]
     BgpCommunity(String),
 
+    // Neighbor Discovery on the uplink.
+    #[error("neighbor discovery: {what} on {uplink}")]
+    Ndp {
+        what: &'static str,
+        uplink: String,
+        #[source]
+        source: io::Error,
+    },
+
     // BGP: writing BIRD's configuration.
     #[error("bgp peer {peer}: reading its passwordFile {path}")]
     BgpPasswordRead {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod nat64;
+pub mod ndp;
 pub mod node;
 pub mod ops;
 pub mod pace;

@@ -65,6 +65,9 @@ enum Cmd {
     /// The DaemonSet's `bird` container: wait for the agent's BIRD configuration, then run
     /// BIRD in its place (with graceful restart recovery after an earlier BIRD on this node).
     BirdRun(sixlane_agent::routing::bird::container::Args),
+    /// Neighbor Discovery: the addresses answered on the uplink, since when, the last
+    /// unsolicited advertisement.
+    Ndp(sixlane_agent::ndp::cli::Args),
     #[command(flatten)]
     Services(services::cli::Cmd),
 }
@@ -215,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bgp(args) => sixlane_agent::routing::cli::run(&args, cli.json)?,
         Cmd::BirdRun(args) => sixlane_agent::routing::bird::container::run(&args)?,
+        Cmd::Ndp(args) => sixlane_agent::ndp::cli::run(&pins, &args, cli.json)?,
     }
     Ok(())
 }

@@ -123,6 +123,11 @@ pub const MAP_SVC_SCRATCH: &str = "SL_SVC_SCRATCH";
 pub const MAP_ICMP_BUDGET: &str = "SL_ICMP_BUDGET";
 /// Per-CPU scratch area of the NAT64 stage, with its route cache (not pinned).
 pub const MAP_NAT64_SCRATCH: &str = "SL_N64_SCRATCH";
+/// Addresses this node answers Neighbor Discovery for on an uplink (`ndp::Owned` by IPv6
+/// address): pinned, so answering goes on while the agent restarts.
+pub const MAP_NDP_OWNED: &str = "SL_NDP_OWNED";
+/// Per-CPU scratch area of the Neighbor Discovery responder (not pinned).
+pub const MAP_NDP_SCRATCH: &str = "SL_NDP_SCRATCH";
 /// aya-log's record buffer (named by `aya-log-ebpf`; the agent forwards the records).
 pub const MAP_LOGS: &str = "AYA_LOGS";
 
@@ -155,7 +160,7 @@ const fn map(name: &'static str, kind: MapType, pinned: bool) -> MapSpec {
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 20] = [
+pub const MAPS: [MapSpec; 22] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -175,6 +180,8 @@ pub const MAPS: [MapSpec; 20] = [
     map(MAP_NAT64_SESSIONS, MapType::LruHash, true),
     map(MAP_NAT64_POD_LINKS, MapType::LruHash, true),
     map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
+    map(MAP_NDP_OWNED, MapType::Hash, true),
+    map(MAP_NDP_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_LOGS, MapType::RingBuf, false),
 ];
 

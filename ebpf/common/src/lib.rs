@@ -11,6 +11,7 @@ extern crate std;
 pub mod layout;
 pub mod metrics;
 pub mod nat64;
+pub mod ndp;
 pub mod net;
 pub mod services;
 

@@ -26,7 +26,7 @@ impl Direction {
 /// What a program did with a packet and why. The verdict follows from the reason.
 ///
 /// Numbers are allocated by concern so features can grow without renumbering:
-/// 0–15 generic, 16–63 service datapath, 64–111 NAT64, 112–127 spare.
+/// 0–15 generic, 16–63 service datapath, 64–111 NAT64, 112–127 Neighbor Discovery.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -128,6 +128,33 @@ pub enum Reason {
     /// IPv4 → IPv6 translated and delivered straight into the local pod that opened the
     /// session (`bpf_redirect_peer`: no veth egress hop).
     Nat64InPeer = 86,
+
+    // 112–127: Neighbor Discovery on the uplink. Invalid solicitations (RFC 4861 §7.1.1) are
+    // passed to the kernel untouched, which discards them too; never answered.
+    /// A Neighbor Solicitation for an owned address answered with a solicited advertisement.
+    NdpAnswered = 112,
+    /// A Duplicate Address Detection probe for an owned address answered (to all-nodes).
+    NdpDadDefended = 113,
+    /// A valid solicitation for an address this node does not own: the kernel's business.
+    NdpNotOwned = 114,
+    /// Invalid: hop limit other than 255 (it did not come from this link).
+    NdpBadHopLimit = 115,
+    /// Invalid: ICMPv6 code other than 0.
+    NdpBadCode = 116,
+    /// Invalid: ICMPv6 checksum wrong.
+    NdpBadChecksum = 117,
+    /// Invalid: shorter than a solicitation (24 bytes).
+    NdpTooShort = 118,
+    /// Invalid: the target is a multicast address.
+    NdpMulticastTarget = 119,
+    /// Invalid: an option of length 0, or running past the end of the message.
+    NdpBadOption = 120,
+    /// Invalid: unspecified source (DAD) to something other than a solicited-node group.
+    NdpDadNotSolicitedNode = 121,
+    /// Invalid: unspecified source (DAD) with a source link-layer address option.
+    NdpDadSourceLla = 122,
+    /// The advertisement could not be written (a helper failed mid-way): dropped.
+    NdpFailed = 123,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -151,7 +178,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 42] = [
+    pub const ALL: [Reason; 54] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -194,6 +221,18 @@ impl Reason {
         Reason::Nat64Error,
         Reason::Nat64Proto,
         Reason::Nat64InPeer,
+        Reason::NdpAnswered,
+        Reason::NdpDadDefended,
+        Reason::NdpNotOwned,
+        Reason::NdpBadHopLimit,
+        Reason::NdpBadCode,
+        Reason::NdpBadChecksum,
+        Reason::NdpTooShort,
+        Reason::NdpMulticastTarget,
+        Reason::NdpBadOption,
+        Reason::NdpDadNotSolicitedNode,
+        Reason::NdpDadSourceLla,
+        Reason::NdpFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -240,6 +279,18 @@ impl Reason {
             Reason::Nat64Error => "nat64_error",
             Reason::Nat64Proto => "nat64_proto",
             Reason::Nat64InPeer => "nat64_in_peer",
+            Reason::NdpAnswered => "ndp_answered",
+            Reason::NdpDadDefended => "ndp_dad_defended",
+            Reason::NdpNotOwned => "ndp_not_owned",
+            Reason::NdpBadHopLimit => "ndp_bad_hop_limit",
+            Reason::NdpBadCode => "ndp_bad_code",
+            Reason::NdpBadChecksum => "ndp_bad_checksum",
+            Reason::NdpTooShort => "ndp_too_short",
+            Reason::NdpMulticastTarget => "ndp_multicast_target",
+            Reason::NdpBadOption => "ndp_bad_option",
+            Reason::NdpDadNotSolicitedNode => "ndp_dad_not_solicited_node",
+            Reason::NdpDadSourceLla => "ndp_dad_source_lla",
+            Reason::NdpFailed => "ndp_failed",
         }
     }
 
@@ -252,7 +303,17 @@ impl Reason {
             | Reason::SvcNew
             | Reason::SvcForward
             | Reason::SvcReverse
-            | Reason::SvcIcmpError => Verdict::Pass,
+            | Reason::SvcIcmpError
+            | Reason::NdpNotOwned
+            | Reason::NdpBadHopLimit
+            | Reason::NdpBadCode
+            | Reason::NdpBadChecksum
+            | Reason::NdpTooShort
+            | Reason::NdpMulticastTarget
+            | Reason::NdpBadOption
+            | Reason::NdpDadNotSolicitedNode
+            | Reason::NdpDadSourceLla => Verdict::Pass,
+            Reason::NdpAnswered | Reason::NdpDadDefended => Verdict::Reply,
             Reason::SvcHairpin | Reason::SvcPeer => Verdict::Redirect,
             Reason::SvcNoBackend | Reason::SvcEchoReply => Verdict::Reply,
             Reason::SvcNoLocalBackend
@@ -284,7 +345,8 @@ impl Reason {
             | Reason::Nat64NoRoute
             | Reason::Nat64Malformed
             | Reason::Nat64Error
-            | Reason::Nat64Proto => Verdict::Drop,
+            | Reason::Nat64Proto
+            | Reason::NdpFailed => Verdict::Drop,
         }
     }
 
@@ -366,6 +428,18 @@ mod tests {
             if r.name().starts_with("nat64_") {
                 assert!((64..=111).contains(&(r as u32)), "{r:?}");
             }
+        }
+    }
+
+    #[test]
+    fn ndp_reasons_stay_in_their_range() {
+        for r in Reason::ALL {
+            assert_eq!(
+                r.name().starts_with("ndp_"),
+                (112..128).contains(&(r as u32)),
+                "{}",
+                r.name()
+            );
         }
     }
 

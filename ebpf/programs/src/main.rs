@@ -6,9 +6,11 @@
 mod checksum;
 mod config;
 mod forward;
+mod icmp6;
 mod mem;
 mod metrics;
 mod nat64;
+mod ndp;
 mod packet;
 mod parse;
 mod pipeline;

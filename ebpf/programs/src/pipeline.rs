@@ -14,7 +14,7 @@ use sixlane_common::{
 };
 
 use crate::{
-    metrics, nat64,
+    metrics, nat64, ndp,
     parse::{self, L3},
     services,
     verdict::{TC_ACT_UNSPEC, Verdict},
@@ -88,13 +88,18 @@ pub fn to_pod(ctx: &TcContext) -> i32 {
     settle(ctx, Direction::Egress, &l3, v)
 }
 
-/// Packets arriving on the node's uplink.
+/// Packets arriving on the node's uplink. Neighbor Solicitations are the NDP stage's (answered
+/// or passed, counted as they arrived); the rest goes on.
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> i32 {
     let l3 = match ip(ctx, Direction::Ingress) {
         Ok(l3) => l3,
         Err(v) => return v,
     };
+    let len = ctx.len();
+    if let Some(v) = ndp::from_uplink(ctx, &l3) {
+        return metrics::finish(Direction::Ingress, v, len);
+    }
     if nat64::claims_from_uplink(ctx, &l3) {
         return stage(ctx, STAGE_NAT64_FROM_UPLINK, Direction::Ingress);
     }

@@ -11,7 +11,8 @@
 //!   namespaces, each with private sockets and files, on a router's [`lan`]; [`fib`] reads a
 //!   namespace's kernel FIB and [`rtmon`] watches it change (rtnetlink notifications,
 //!   timestamped).
-//! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier.
+//! - [`packet`]: packet builders (via etherparse) and an independent checksum verifier; [`ndp`]:
+//!   Neighbor Discovery messages built and parsed from the RFC.
 //! - [`fixture`] (feature `bpf`): table-driven `BPF_PROG_TEST_RUN` fixtures.
 //!
 //! Privileged helpers refuse to run without root instead of silently skipping.
@@ -29,6 +30,7 @@ pub mod fixture;
 pub mod frr;
 pub mod lan;
 pub mod names;
+pub mod ndp;
 pub mod netns;
 pub mod packet;
 pub mod pins;

@@ -20,6 +20,9 @@ use crate::{
 };
 use sixlane_common::layout::DEFAULT_PIN_ROOT;
 
+/// The conflist's network name: also the IPAM store's directory under `cni.dataDir`.
+pub const NETWORK: &str = "sixlane";
+
 /// The plugin binaries that must be in `cni.binDir`.
 pub const BINARIES: [&str; 1] = ["sixlane"];
 
@@ -55,7 +58,7 @@ pub fn conflist(i: &Inputs<'_>) -> Value {
     };
     json!({
         "cniVersion": "1.0.0",
-        "name": "sixlane",
+        "name": NETWORK,
         "plugins": [{
             "type": "sixlane",
             "ipam": {

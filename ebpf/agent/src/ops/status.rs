@@ -82,6 +82,9 @@ pub struct Status {
     /// LoadBalancer IP assignment (`None`: off). Defaulted: an older status file still reads.
     #[serde(default)]
     pub load_balancer: Option<crate::lb::Report>,
+    /// Neighbor Discovery (`None`: off). Defaulted: an older status file still reads.
+    #[serde(default)]
+    pub ndp: Option<crate::ndp::status::NdpStatus>,
 }
 
 pub fn unix_now() -> u64 {

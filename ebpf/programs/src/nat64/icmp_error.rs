@@ -23,10 +23,11 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, area::Area, reply::Icmp6, state};
+use super::{TOO_LONG, area::Area, state};
 use crate::{
     checksum,
     forward::{self, Ports},
+    icmp6::Icmp6,
     packet,
     verdict::{Res, Verdict},
 };
@@ -403,6 +404,6 @@ fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
         info,
         len: icmp_len,
     };
-    icmp.write(ctx, &mut s.chunk, &s.a6, &s.plan.x_addr)?;
+    icmp.write(ctx, &mut s.chunk, (&s.a6, &s.plan.x_addr), TOO_LONG)?;
     forward::send(ctx, &s.fib, route)
 }

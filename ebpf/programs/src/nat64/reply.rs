@@ -10,7 +10,7 @@ use aya_ebpf::{bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, programs::TcContex
 use sixlane_common::{
     metrics::Reason,
     nat64::{
-        addr, csum,
+        addr,
         header::{self, Ip4},
         maps::Config,
     },
@@ -19,52 +19,17 @@ use sixlane_common::{
 
 use super::{TOO_LONG, area::Area};
 use crate::{
-    checksum::{self, Chunk},
+    checksum,
     forward::{self, Ports},
+    icmp6::Icmp6,
     packet,
     verdict::{Res, Verdict},
 };
 
 /// RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes.
 const ICMP4_MAX: usize = 576;
-/// Chunks covering the largest ICMPv6 error (1240 bytes after the header).
-pub const CHUNKS6: usize = 20;
 /// Chunks covering the largest ICMPv4 error (556 bytes after the header).
 pub const CHUNKS4: usize = 9;
-
-/// The ICMPv6 header of an error whose IPv6 header is in place: written right after it, with
-/// the checksum over the whole message (translated errors and originated ones alike).
-pub struct Icmp6 {
-    pub ty: u8,
-    pub code: u8,
-    /// The 32-bit field after the checksum: an MTU, a pointer or unused.
-    pub info: u32,
-    /// The ICMPv6 message's length (header and quote), as in the IPv6 payload length.
-    pub len: u16,
-}
-
-impl Icmp6 {
-    #[inline(always)]
-    pub fn write(
-        &self,
-        ctx: &TcContext,
-        chunk: &mut Chunk,
-        src: &[u8; 16],
-        dst: &[u8; 16],
-    ) -> Res<()> {
-        let off = ETH_HLEN + IPV6_HLEN;
-        let i = self.info.to_be_bytes();
-        packet::store(
-            ctx,
-            off,
-            &[self.ty, self.code, 0, 0, i[0], i[1], i[2], i[3]],
-        )?;
-        let seed = checksum::native(csum::pseudo6(src, dst, u32::from(self.len), proto::ICMPV6));
-        let end = ctx.len() as usize;
-        let acc = checksum::sum_range::<CHUNKS6>(ctx, chunk, (off, end), seed, TOO_LONG)?;
-        packet::store(ctx, off + 2, &checksum::field(acc))
-    }
-}
 
 /// An error to originate: type, code, the 32-bit field after the checksum (MTU or pointer) and
 /// the reason the packet is counted under when the error goes out.
@@ -124,7 +89,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
         info: e.info,
         len: icmp_len,
     };
-    icmp.write(ctx, &mut s.chunk, &s.a6, &s.ip6.src)?;
+    icmp.write(ctx, &mut s.chunk, (&s.a6, &s.ip6.src), TOO_LONG)?;
     let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.ip6.src, Ports::NONE, 0);
     forward::send(ctx, &s.fib, route)
 }

@@ -1,0 +1,30 @@
+//! Neighbor Discovery for the addresses this node owns on an uplink's on-link prefix (its pods),
+//! so a provider router that routes only what answers Neighbor Discovery on the link reaches
+//! them: no routed prefix, no BGP, no separate daemon.
+//!
+//! The datapath answers the solicitations (the uplink program, from a pinned table: it goes on
+//! answering while the agent restarts). The agent decides which addresses the node owns and
+//! keeps the table to that:
+//!
+//! - [`table`]: the pinned table, read and synced;
+//! - [`config`]: the `ndp` section;
+//! - [`pods`]: the node's pods, from the CNI plugin's IPAM store, and [`watch`], its changes;
+//! - [`owned`]: which of them (and on which uplink) the node answers for;
+//! - [`link`]: the uplink's index and MAC;
+//! - [`mld`]: the solicited-node multicast memberships;
+//! - [`advertise`]: unsolicited advertisements for addresses newly answered here;
+//! - [`responder`]: the task tying them together;
+//! - [`status`], [`metrics`], [`cli`]: what it reports, and `sixlane-agent ndp`.
+
+pub mod advertise;
+pub mod cli;
+pub mod config;
+pub mod link;
+pub mod metrics;
+pub mod mld;
+pub mod owned;
+pub mod pods;
+pub mod responder;
+pub mod status;
+pub mod table;
+pub mod watch;
