@@ -19,7 +19,7 @@ use sixlane_common::{
 use super::{
     TOO_LONG, area,
     area::{Area, Frame6, frame_len},
-    icmp_error, mss, reply, state,
+    icmp_error, mss, reply, sane, state,
 };
 use crate::{
     checksum,
@@ -145,6 +145,7 @@ fn translate_inner(
     l3: &L3,
     r: &state::Reverse,
 ) -> Res<Verdict> {
+    sane::ipv4(ctx, ETH_HLEN, &s.hdr4, s.ip4.ihl)?;
     if l3.frag != Frag::No {
         return Err(Reason::Nat64Fragment);
     }
@@ -154,6 +155,7 @@ fn translate_inner(
         return Ok(reply::icmp4_error(ctx, s, &e));
     }
     let l4_len = l4_len(ctx, s)?;
+    sane::transport(ctx, l3.proto, l3.l4_off, l4_len)?;
     // Z' (the peer's IPv6 form) lives in s.a6 from here on.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
     let route = match route(ctx, s, r, l4_len) {
