@@ -269,9 +269,10 @@ fn transport_header(
     };
     let zero_udp = proto == proto::UDP && h[6] == 0 && h[7] == 0;
     if proto == proto::TCP && h[13] & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
-        // The pod's segments leave through this uplink as IPv4: MSS ≤ MTU − 40.
+        // The pod's segments leave through this uplink as IPv4 and cross the IPv4 path: the
+        // same bound as the pod's own SYN.
         let mtu = packet::mtu(ctx, 0);
-        mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
+        mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, cfg.mss_max(mtu))?;
     }
     if !zero_udp {
         let d = checksum::delta(

@@ -262,9 +262,9 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Re
         0
     };
     if proto == proto::TCP && tcp_flags & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
-        // IPv4 segments must fit the egress device: MSS ≤ MTU − 40.
+        // IPv4 segments must fit the egress device and the configured IPv4 path MTU.
         let mtu = packet::mtu(ctx, forward::oif(&s.fib));
-        mss::clamp(ctx, l4, l4_hlen, mtu.saturating_sub(40))?;
+        mss::clamp(ctx, l4, l4_hlen, cfg.mss_max(mtu))?;
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so
     // they cancel).
