@@ -10,7 +10,7 @@ use sixlane_common::{
     layout::{PROG_FROM_POD, PROG_FROM_UPLINK},
     metrics::Reason,
 };
-use sixlane_testkit::fixture::verdict;
+use sixlane_testkit::{fixture::verdict, packet::checksum};
 use sixlane_tests::nat64::{
     self as n, Pseudo, V4,
     xlat::{POD, POOL, SRV, STRANGER, check, default_cfg, env, srv6},
@@ -167,6 +167,39 @@ fn well_known_prefix_refuses_non_global_ipv4() {
             Reason::Nat64DstRefused,
         );
     }
+    // A TCP SYN with checksum offload pending (CHECKSUM_PARTIAL: only the pseudo-header sum
+    // in the field): the error quotes it with its full checksum, which the pod can verify.
+    let dst = n::embed96(wkp, "10.1.2.3".parse().unwrap());
+    let syn = n::tcp(
+        40001,
+        80,
+        1,
+        0,
+        n::flags::SYN,
+        &[],
+        &[],
+        Pseudo::V6(POD, dst),
+    );
+    let orig = n::ipv6(0, 0, 64, POD, dst, n::TCP, &syn);
+    let mut partial = orig.clone();
+    let sum = checksum::pseudo_v6(&POD.octets(), &dst.octets(), syn.len() as u32, n::TCP);
+    partial[40 + 16..40 + 18].copy_from_slice(&checksum::fold(sum).to_be_bytes());
+    let out = e.run(PROG_FROM_POD, &e.pod_frame(&partial));
+    let want = n::ipv6(
+        0,
+        0,
+        64,
+        me,
+        POD,
+        n::ICMPV6,
+        &n::icmp(1, 1, [0; 4], &orig, Pseudo::V6(me, POD)),
+    );
+    check(
+        &out,
+        verdict::REDIRECT,
+        Some(&e.to_pod(&want)),
+        Reason::Nat64DstRefused,
+    );
     let global = Ipv4Addr::new(192, 0, 3, 1);
     let dst = n::embed96(wkp, global);
     let up = n::udp(40000, 53, b"q", Pseudo::V6(POD, dst), false);

@@ -22,6 +22,61 @@ use sixlane_tests::nat64::{
     },
 };
 
+/// `ipv4Mtu` below the uplink's MTU bounds the MSS both ways, whatever route the pod used: the
+/// pod's SYN and the server's SYN-ACK both leave the translator announcing 1400 − 40.
+#[test]
+fn mss_clamped_both_ways_to_the_configured_ipv4_mtu() {
+    let mut cfg = default_cfg();
+    cfg.ipv4_mtu = 1400;
+    let mut e = env(&cfg);
+    let out = e.run(
+        PROG_FROM_POD,
+        &pod_tcp(&e, 41000, flags::SYN, &n::mss_option(1440), &[]),
+    );
+    let t = v4_sport(&out.pkt);
+    let seg = n::tcp(
+        t,
+        80,
+        1000,
+        2000,
+        flags::SYN,
+        &n::mss_option(1360),
+        &[],
+        Pseudo::V4(POOL, SRV),
+    );
+    let h = V4 {
+        id: v4_id(&out.pkt),
+        ttl: 63,
+        ..V4::new(POOL, SRV)
+    };
+    check(
+        &out,
+        verdict::REDIRECT,
+        Some(&e.to_uplink(&n::ipv4(&h, n::TCP, &seg))),
+        Reason::Nat64Out,
+    );
+    let out = e.run(
+        PROG_FROM_UPLINK,
+        &srv_tcp(&e, t, flags::SYN | flags::ACK, &n::mss_option(1460)),
+    );
+    let seg = n::tcp(
+        80,
+        41000,
+        5000,
+        1001,
+        flags::SYN | flags::ACK,
+        &n::mss_option(1360),
+        &[],
+        Pseudo::V6(srv6(), POD),
+    );
+    check(
+        &out,
+        verdict::REDIRECT,
+        Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
+        Reason::Nat64InPeer,
+    );
+}
+
 #[test]
 fn tcp_handshake_states_mss_clamp_and_close() {
     use sixlane_common::nat64::tcp::State;

@@ -58,6 +58,16 @@ fn tcp(s: Ipv6Addr, sp: u16, d: Ipv6Addr, dp: u16, f: TcpFlags, payload: &[u8]) 
     packet::tcp(ip(s), sp, ip(d), dp, f, payload)
 }
 
+/// `frame` (Ethernet, IPv6, TCP) as a sender with checksum offload hands it over: the TCP
+/// checksum field holds the pseudo-header sum only.
+fn with_partial_tcp_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let l4 = 14 + IPV6_HLEN;
+    let sum = packet::checksum::pseudo_v6(&f[22..38], &f[38..54], (f.len() - l4) as u32, 6);
+    f[l4 + 16..l4 + 18].copy_from_slice(&packet::checksum::fold(sum).to_be_bytes());
+    f
+}
+
 fn udp(s: Ipv6Addr, sp: u16, d: Ipv6Addr, dp: u16, payload: &[u8]) -> Vec<u8> {
     packet::udp(ip(s), sp, ip(d), dp, payload)
 }
@@ -492,6 +502,11 @@ fn hairpin_echo_no_backend_and_local_policy() {
     let big = tcp(C, 40005, VIP5, 80, PA, &[0x5a; 1400]);
     // A 1400-byte segment is quoted only up to the IPv6 minimum MTU.
     let big_unreachable = swap_macs(icmp6(VIP5, C, 1, 4, [0; 4], &ip_part(&big)[..1232]));
+    // Checksum offload pending (CHECKSUM_PARTIAL): the pod's stack left only the pseudo-header
+    // sum in the field. The quote must carry the full checksum, the one `syn6` has.
+    let syn6 = tcp(C, 40006, VIP5, 80, SYN, b"");
+    let partial = with_partial_tcp_checksum(&syn6);
+    let partial_unreachable = swap_macs(icmp6(VIP5, C, 1, 4, [0; 4], ip_part(&syn6)));
     let table = vec![
         row(
             l,
@@ -534,6 +549,15 @@ fn hairpin_echo_no_backend_and_local_policy() {
             syn5,
             REDIRECT,
             Exact(unreachable),
+            SvcNoBackend,
+        ),
+        row(
+            l,
+            "no endpoint, offloaded checksum: the quote carries the full one",
+            PROG_FROM_POD,
+            partial,
+            REDIRECT,
+            Exact(partial_unreachable),
             SvcNoBackend,
         ),
         row(

@@ -1,12 +1,12 @@
-//! ICMPv6 messages the datapath originates (NAT64's errors, Neighbor Advertisements): the
-//! header written after an IPv6 header already in place, with the checksum over the whole
-//! message.
+//! ICMPv6 messages the datapath originates (NAT64's errors, services' port unreachable,
+//! Neighbor Advertisements): the header written after an IPv6 header already in place, with the
+//! checksum over the whole message; and the quoted segment's own checksum made verifiable.
 
 use aya_ebpf::programs::TcContext;
 use sixlane_common::{
     metrics::Reason,
     nat64::csum,
-    net::{ETH_HLEN, IPV6_HLEN, proto},
+    net::{ETH_HLEN, ICMP_HLEN, IPV6_HLEN, proto},
 };
 
 use crate::{
@@ -51,4 +51,44 @@ impl Icmp6 {
         let acc = checksum::sum_range::<CHUNKS>(ctx, chunk, (off, end), seed, too_long)?;
         packet::store(ctx, off + 2, &checksum::field(acc))
     }
+}
+
+/// Where an originated error's quote starts: the offending packet's IPv6 header.
+const QUOTE_OFF: usize = ETH_HLEN + IPV6_HLEN + ICMP_HLEN;
+
+/// Rewrites the checksum of the TCP or UDP segment quoted by an error being built (the quote at
+/// [`QUOTE_OFF`], from `src` to `dst`) to the full one, when the whole segment is quoted.
+///
+/// A pod's segment usually leaves its stack with checksum offload pending (CHECKSUM_PARTIAL):
+/// its checksum field holds only the pseudo-header sum, which the device would have completed.
+/// tc cannot read `skb->ip_summed`, and computing the checksum is right in both cases (an
+/// already complete checksum is rewritten with itself), so it is always computed: the receiver
+/// can verify the quote it matches to its socket. Quotes cut short keep what they carried.
+#[inline(always)]
+pub fn complete_quote(
+    ctx: &TcContext,
+    chunk: &mut Chunk,
+    (src, dst): (&[u8; 16], &[u8; 16]),
+    too_long: Reason,
+) -> Res<()> {
+    let h: [u8; 8] = packet::load(ctx, QUOTE_OFF)?;
+    let (plen, next) = (u16::from_be_bytes([h[4], h[5]]), h[6]);
+    let field = match next {
+        proto::TCP => 16,
+        proto::UDP => 6,
+        _ => return Ok(()),
+    };
+    let l4 = QUOTE_OFF + IPV6_HLEN;
+    let end = l4 + usize::from(plen);
+    if end > ctx.len() as usize || usize::from(plen) < field + 2 {
+        return Ok(());
+    }
+    packet::store(ctx, l4 + field, &[0u8, 0])?;
+    let seed = checksum::native(csum::pseudo6(src, dst, u32::from(plen), next));
+    let acc = checksum::sum_range::<CHUNKS>(ctx, chunk, (l4, end), seed, too_long)?;
+    let mut c = checksum::field(acc);
+    if next == proto::UDP && c == [0, 0] {
+        c = [0xff, 0xff];
+    }
+    packet::store(ctx, l4 + field, &c)
 }

@@ -447,6 +447,8 @@ impl Nat64Config {
         if self.clamp_mss {
             c.flags |= maps::CFG_CLAMP_MSS;
         }
+        // Validated to fit (1260..=65535).
+        c.ipv4_mtu = self.ipv4_mtu as u16;
         let range = |s: Span| PortRange { lo: s.lo, hi: s.hi };
         c.ports = [
             range(self.ports.tcp),
@@ -679,6 +681,7 @@ ipv4Mtu: 1460
         assert_eq!(d.addrs[1], [198, 18, 0, 2]);
         assert_eq!(d.ports[1], PortRange { lo: 5000, hi: 5999 });
         assert_eq!(d.hash_key, [1, 2, 3, 4]);
+        assert_eq!(d.ipv4_mtu, 1500);
         assert_ne!(d.flags & maps::CFG_ENABLED, 0);
         assert_eq!(d.flags & maps::CFG_WKP_STRICT, 0);
         assert_ne!(d.flags & maps::CFG_EIF_UDP, 0);

@@ -158,8 +158,12 @@ pub const CFG_WKP_STRICT: u8 = 2;
 /// reach a pod's existing binding even if the pod never sent to it. Off: address-and-port
 /// dependent filtering.
 pub const CFG_EIF_UDP: u8 = 4;
-/// Clamp the TCP MSS of SYNs to what the IPv4 side carries.
+/// Clamp the TCP MSS of SYNs, in both directions, to what the IPv4 side carries
+/// ([`Config::mss_max`]).
 pub const CFG_CLAMP_MSS: u8 = 8;
+
+/// IPv4 header + TCP header without options: what an IPv4 MTU holds besides the MSS.
+pub const TCP4_OVERHEAD: u32 = 40;
 
 /// The datapath's configuration, one entry in an array map, written by the agent.
 #[repr(C)]
@@ -177,8 +181,11 @@ pub struct Config {
     /// Secret for the port selection hash (RFC 6056 algorithm 3's F()).
     pub hash_key: [u32; 4],
     pub addrs: [[u8; 4]; MAX_POOL_ADDRS],
+    /// The smallest IPv4 path MTU the operator expects (`ipv4Mtu`); 0: the device's MTU only.
+    pub ipv4_mtu: u16,
+    pub _pad2: u16,
 }
-crate::map_type!(Config, 112);
+crate::map_type!(Config, 116);
 
 impl Default for Config {
     fn default() -> Self {
@@ -191,6 +198,8 @@ impl Default for Config {
             ports: [PortRange::default(); 3],
             hash_key: [0; 4],
             addrs: [[0; 4]; MAX_POOL_ADDRS],
+            ipv4_mtu: 0,
+            _pad2: 0,
         }
     }
 }
@@ -212,6 +221,20 @@ impl Config {
         None
     }
 
+    /// The largest MSS a SYN crossing the translator may announce, either way: what the IPv4
+    /// device of the flow (`dev_mtu`) and the configured IPv4 path MTU both carry. Like
+    /// `--clamp-mss-to-pmtu`, whatever route the pod's stack used to size its own MSS.
+    #[inline(always)]
+    pub const fn mss_max(&self, dev_mtu: u32) -> u32 {
+        let cfg = self.ipv4_mtu as u32;
+        let mtu = if cfg != 0 && cfg < dev_mtu {
+            cfg
+        } else {
+            dev_mtu
+        };
+        mtu.saturating_sub(TCP4_OVERHEAD)
+    }
+
     /// The prefix as an RFC 6052 [`super::addr::Prefix`] (no validation: the agent only writes
     /// valid lengths, and an invalid one makes every match fail).
     #[inline(always)]
@@ -226,6 +249,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mss_max_is_the_smaller_mtu_minus_headers() {
+        let mut c = Config::default();
+        assert_eq!(c.mss_max(1500), 1460);
+        c.ipv4_mtu = 1400;
+        assert_eq!(c.mss_max(1500), 1360);
+        assert_eq!(c.mss_max(1300), 1260);
+        assert_eq!(c.mss_max(0), 0);
+    }
 
     #[test]
     fn port_ranges() {

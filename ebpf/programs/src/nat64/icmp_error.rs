@@ -23,7 +23,7 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, area::Area, state};
+use super::{TOO_LONG, area::Area, sane, state};
 use crate::{
     checksum,
     forward::{self, Ports},
@@ -65,6 +65,7 @@ fn plan_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<()> 
     }
     let p: [u8; 8] = packet::load(ctx, il4)?;
     let next = s.inner6.next;
+    sane::quoted_transport(ctx, next, il4)?;
     let (proto, x_port, z_port, port_off, t6, t4) = match next {
         proto::TCP | proto::UDP => (
             next,
@@ -291,6 +292,11 @@ fn plan_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<bool
     if usize::from(s.ip4.ihl) != IPV4_HLEN || s.ip4.ttl <= 1 {
         return Err(Reason::Nat64IcmpDropped);
     }
+    // The outer header whole, the quoted one's checksum (its IHL was checked above).
+    let outer: [u8; IPV4_HLEN] = packet::load(ctx, ETH_HLEN)?;
+    sane::ipv4(ctx, ETH_HLEN, &outer, IPV4_HLEN as u8)?;
+    sane::ipv4(ctx, inner_off, &s.hdr4, IPV4_HLEN as u8)?;
+    sane::quoted_transport(ctx, ih.proto, inner_off + IPV4_HLEN)?;
     // Z' in s.b6.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &ih.dst, &mut s.b6);
     let inner_l4_len = ih.total_len.saturating_sub(IPV4_HLEN as u16);

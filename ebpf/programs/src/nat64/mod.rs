@@ -14,6 +14,7 @@
 //! - [`icmp_error`]: ICMP errors translated with the packet they quote;
 //! - [`reply`]: ICMP errors the translator originates;
 //! - [`mss`]: TCP MSS clamping;
+//! - [`sane`]: headers that disagree with themselves, refused;
 //! - [`state`] and [`maps`]: bindings and sessions;
 //! - [`area`]: the per-CPU scratch area.
 
@@ -22,6 +23,7 @@ mod icmp_error;
 mod maps;
 mod mss;
 mod reply;
+mod sane;
 mod state;
 mod v4_to_v6;
 mod v6_to_v4;

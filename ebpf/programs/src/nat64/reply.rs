@@ -21,7 +21,7 @@ use super::{TOO_LONG, area::Area};
 use crate::{
     checksum,
     forward::{self, Ports},
-    icmp6::Icmp6,
+    icmp6::{self, Icmp6},
     packet,
     verdict::{Res, Verdict},
 };
@@ -83,6 +83,7 @@ fn build6(ctx: &TcContext, cfg: &Config, s: &mut Area, e: &Error) -> Res<i32> {
         &s.ip6.src,
     );
     packet::store(ctx, ETH_HLEN, &s.hdr6)?;
+    icmp6::complete_quote(ctx, &mut s.chunk, (&s.ip6.src, &s.ip6.dst), TOO_LONG)?;
     let icmp = Icmp6 {
         ty: e.ty,
         code: e.code,

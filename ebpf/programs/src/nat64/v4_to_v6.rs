@@ -19,7 +19,7 @@ use sixlane_common::{
 use super::{
     TOO_LONG, area,
     area::{Area, Frame6, frame_len},
-    icmp_error, mss, reply, state,
+    icmp_error, mss, reply, sane, state,
 };
 use crate::{
     checksum,
@@ -145,6 +145,7 @@ fn translate_inner(
     l3: &L3,
     r: &state::Reverse,
 ) -> Res<Verdict> {
+    sane::ipv4(ctx, ETH_HLEN, &s.hdr4, s.ip4.ihl)?;
     if l3.frag != Frag::No {
         return Err(Reason::Nat64Fragment);
     }
@@ -154,6 +155,7 @@ fn translate_inner(
         return Ok(reply::icmp4_error(ctx, s, &e));
     }
     let l4_len = l4_len(ctx, s)?;
+    sane::transport(ctx, l3.proto, l3.l4_off, l4_len)?;
     // Z' (the peer's IPv6 form) lives in s.a6 from here on.
     addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
     let route = match route(ctx, s, r, l4_len) {
@@ -267,9 +269,10 @@ fn transport_header(
     };
     let zero_udp = proto == proto::UDP && h[6] == 0 && h[7] == 0;
     if proto == proto::TCP && h[13] & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
-        // The pod's segments leave through this uplink as IPv4: MSS ≤ MTU − 40.
+        // The pod's segments leave through this uplink as IPv4 and cross the IPv4 path: the
+        // same bound as the pod's own SYN.
         let mtu = packet::mtu(ctx, 0);
-        mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, mtu.saturating_sub(40))?;
+        mss::clamp(ctx, l4, u16::from(h[12] >> 4) * 4, cfg.mss_max(mtu))?;
     }
     if !zero_udp {
         let d = checksum::delta(

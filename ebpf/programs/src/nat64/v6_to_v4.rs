@@ -127,7 +127,7 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
 /// TCP flags. Packets that cannot open or use a session are answered here.
 #[inline(always)]
 fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verdict> {
-    let proto = s.ip6.next;
+    let (proto, l4_len) = (s.ip6.next, s.ip6.payload_len);
     let f = &mut s.flow;
     f.y = y;
     f.x_addr.copy_from_slice(&s.ip6.src);
@@ -140,6 +140,11 @@ fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verd
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
             f.tcp_flags = b[13];
             f.l4_hlen = u16::from(b[12] >> 4) * 4;
+            // (A payload length of 0, a BIG TCP super-packet, fails here too: its IPv4
+            // translation could not say its length either.)
+            if !header::tcp_hlen_ok(f.l4_hlen, l4_len) {
+                return Err(Verdict::drop(Reason::Nat64Malformed));
+            }
         }
         proto::UDP => {
             let b: [u8; 8] = packet::load_fast(ctx, l4).map_err(Verdict::drop)?;
@@ -148,6 +153,9 @@ fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verd
             f.y_port = u16::from_be_bytes([b[2], b[3]]);
             f.l4_hlen = 8;
             f.tcp_flags = 0;
+            if !header::udp_len_ok(u16::from_be_bytes([b[4], b[5]]), l4_len) {
+                return Err(Verdict::drop(Reason::Nat64Malformed));
+            }
             if b[6] == 0 && b[7] == 0 {
                 // RFC 8200 §8.1: zero is not a valid IPv6 UDP checksum.
                 return Err(Verdict::drop(Reason::Nat64UdpChecksum));
@@ -254,9 +262,9 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Re
         0
     };
     if proto == proto::TCP && tcp_flags & tcp_flags::SYN != 0 && cfg.flags & CFG_CLAMP_MSS != 0 {
-        // IPv4 segments must fit the egress device: MSS ≤ MTU − 40.
+        // IPv4 segments must fit the egress device and the configured IPv4 path MTU.
         let mtu = packet::mtu(ctx, forward::oif(&s.fib));
-        mss::clamp(ctx, l4, l4_hlen, mtu.saturating_sub(40))?;
+        mss::clamp(ctx, l4, l4_hlen, cfg.mss_max(mtu))?;
     }
     // The pseudo-header's addresses change (lengths and protocol are equal for TCP and UDP, so
     // they cancel).

@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     checksum::{self, CHUNK, fold},
-    forward,
+    forward, icmp6,
     mem::eq16,
     packet::{self, ptr_at},
     parse::L3,
@@ -303,6 +303,8 @@ fn build_unreachable(ctx: &TcContext) -> Res<i32> {
     let icmp = ((u64::from(DEST_UNREACH) << 56) | (u64::from(PORT_UNREACH) << 48)).to_be_bytes();
     packet::store(ctx, ETH_HLEN + IPV6_HLEN, &icmp)?;
 
+    // The quoted packet went client → frontend.
+    icmp6::complete_quote(ctx, &mut s.chunk, (&s.key.src, &s.key.dst), fail::MALFORMED)?;
     // Pseudo-header (RFC 8200 §8.1), then the ICMPv6 message.
     let pseudo = csum::pseudo6(&s.key.dst, &s.key.src, u32::from(icmp_len), proto::ICMPV6);
     let off = ETH_HLEN + IPV6_HLEN;
