@@ -30,7 +30,7 @@ use sixlane_agent::{
 };
 use sixlane_attach::{Attached, tcx};
 use sixlane_common::{
-    layout::{Hook, MAP_METRICS, PROG_COUNT_EGRESS, PROG_COUNT_INGRESS},
+    layout::{Hook, MAP_METRICS, MAP_NAT64_CONFIG, PROG_COUNT_EGRESS, PROG_COUNT_INGRESS},
     metrics::{Counter, Direction, METRICS_ENTRIES, Reason, slot},
 };
 use sixlane_testkit::{
@@ -580,6 +580,25 @@ fn incompatible_pinned_map_is_refused_unless_replaced() {
     Datapath::load(&layout, &opts).unwrap();
     let info = aya::maps::MapInfo::from_pin(layout.map(MAP_METRICS)).unwrap();
     assert_eq!(info.value_size(), 16);
+}
+
+/// NAT64's configuration map holds nothing the agent does not write again: an older layout
+/// of it is replaced without asking.
+#[test]
+fn an_older_configuration_map_is_replaced_without_asking() {
+    sixlane_testkit::require_root();
+    let pins = PinDir::new().unwrap();
+    let layout = PinLayout::new(pins.path());
+    layout.create().unwrap();
+    // The entry before it carried `ipv4Mtu`: 112 bytes.
+    let old = aya::maps::Array::<MapData, [u8; 112]>::create(1, 0).unwrap();
+    old.pin(layout.map(MAP_NAT64_CONFIG)).unwrap();
+    Datapath::load(&layout, &LoadOptions::default()).unwrap();
+    let info = aya::maps::MapInfo::from_pin(layout.map(MAP_NAT64_CONFIG)).unwrap();
+    assert_eq!(
+        info.value_size() as usize,
+        std::mem::size_of::<sixlane_common::nat64::maps::Config>()
+    );
 }
 
 #[test]

@@ -254,7 +254,10 @@ fn check_pinned_maps(object: &[u8], layout: &PinLayout, opts: &LoadOptions) -> R
         if diffs.is_empty() {
             continue;
         }
-        if opts.replace_incompatible_maps {
+        if sixlane_common::layout::CONFIG_MAPS.contains(&name.as_str()) {
+            info!(map = %name, %diffs, "replacing the pinned configuration map of an older datapath; the agent writes it again");
+            remove_pin(&path)?;
+        } else if opts.replace_incompatible_maps {
             warn!(map = %name, %diffs, "replacing incompatible pinned map; its state is lost");
             remove_pin(&path)?;
         } else {

@@ -157,6 +157,12 @@ const fn map(name: &'static str, kind: MapType, pinned: bool) -> MapSpec {
     MapSpec { name, kind, pinned }
 }
 
+/// Pinned maps holding only configuration that the agent writes whole at every start: one that
+/// does not match a new datapath's layout is replaced without `replaceIncompatibleMaps`, as
+/// nothing in it is lost (NAT64's port-selection secret is drawn again; existing bindings keep
+/// their ports).
+pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
+
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
@@ -196,6 +202,12 @@ mod tests {
                 MAPS[..i].iter().all(|o| o.name != m.name),
                 "{} listed twice",
                 m.name
+            );
+        }
+        for name in CONFIG_MAPS {
+            assert!(
+                MAPS.iter().any(|m| m.name == name && m.pinned),
+                "configuration map {name} is not a pinned map of the object"
             );
         }
         for name in RESIZABLE_MAPS {
