@@ -18,6 +18,7 @@ mod interrupt;
 mod kubeproxy;
 mod measure;
 mod nat64;
+mod ndp;
 mod services;
 mod stamp;
 pub mod stats;
@@ -141,6 +142,7 @@ fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(cni::Cni),
         Box::new(nat64::Nat64),
         Box::new(bgp::Bgp),
+        Box::new(ndp::Ndp),
     ];
     all.extend(services::scenarios());
     all
