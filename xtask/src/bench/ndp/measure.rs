@@ -20,7 +20,7 @@ use super::{
     put,
     topo::{Link, NODE_ADDR, POD, PORT, ROUTER},
 };
-use crate::bench::Values;
+use crate::bench::{Values, interrupt};
 
 /// How long a multicast solicitation may wait for its answer: past the kernel's largest random
 /// `proxy_delay` (0.8 s by default).
@@ -61,7 +61,7 @@ pub fn run(link: &Link, n: Counts) -> anyhow::Result<Values> {
         let mut v = Values::new();
         let mut times = Vec::new();
         for _ in 0..n.solicitations {
-            pause(&mut rng);
+            pause(&mut rng)?;
             let t = timed(&cap, &multicast, MULTICAST_WINDOW, &check, true)?
                 .context("a multicast solicitation was not answered")?;
             times.push(t);
@@ -69,7 +69,7 @@ pub fn run(link: &Link, n: Counts) -> anyhow::Result<Values> {
         put(&mut v, MULTICAST, &times);
         times.clear();
         for _ in 0..n.solicitations {
-            pause(&mut rng);
+            pause(&mut rng)?;
             times.extend(timed(&cap, &unicast, UNICAST_WINDOW, &check, false)?);
         }
         put(&mut v, UNICAST, &times);
@@ -79,6 +79,7 @@ pub fn run(link: &Link, n: Counts) -> anyhow::Result<Values> {
         );
         let mut connects = Vec::new();
         for _ in 0..n.connects {
+            pause(&mut rng)?;
             connects.push(first_connect(link)?);
         }
         put(&mut v, CONNECT, &connects);
@@ -134,9 +135,15 @@ fn timed(
     Ok(Some(t.as_secs_f64() * 1e6))
 }
 
-fn pause(rng: &mut Rng) {
+/// Between two steps: a random pause; fails once the bench is told to stop (nothing of this
+/// trial runs in a child process whose end would fail it).
+fn pause(rng: &mut Rng) -> anyhow::Result<()> {
+    if interrupt::stopping() {
+        bail!("interrupted");
+    }
     let (lo, hi) = PAUSE_US;
     thread::sleep(Duration::from_micros(lo + rng.next_u64() % (hi - lo)));
+    Ok(())
 }
 
 /// A TCP connect to the pod from the router with no neighbour entry for it (ms until
