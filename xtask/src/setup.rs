@@ -75,6 +75,8 @@ const BENCH: &[&str] = &[
     "nftables",
     // NAT64 peer: Tayga (stateless, TUN) + nft masquerade.
     "tayga",
+    // Neighbor Discovery peer (the ndp scenario's `ndppd` mode).
+    "ndppd",
 ];
 
 /// The nightly toolchain the eBPF crate is built with (aya-build runs `rustup run nightly`).
@@ -185,9 +187,10 @@ fn apt(pkgs: &[&str], check: bool, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Packages whose postinst enables a system service the tests must not meet: the host's own
-/// BIRD or FRR would answer on the default control sockets and, on a host, hold port 179. The
-/// tests and the demo run private instances in namespaces; the packaged ones stay stopped.
-const SERVICES: &[(&str, &str)] = &[("bird2", "bird"), ("frr", "frr")];
+/// BIRD or FRR would answer on the default control sockets and, on a host, hold port 179; its
+/// ndppd would proxy for the host's interfaces. The tests, the demo and the bench run private
+/// instances in namespaces; the packaged ones stay stopped.
+const SERVICES: &[(&str, &str)] = &[("bird2", "bird"), ("frr", "frr"), ("ndppd", "ndppd")];
 
 /// Stops and disables the packaged services of what this run installed (a service that was
 /// there before is the machine owner's business). apt ran with a policy that started nothing;

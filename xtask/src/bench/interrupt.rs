@@ -1,8 +1,9 @@
 //! Ctrl-C and SIGTERM during a bench: stop, and leave nothing behind.
 //!
-//! The first signal ends the bench's child processes, so the trial under way fails at once and
-//! its guards (testkit's namespaces, veths, pin directories and servers, the scenarios' files)
-//! remove what it made as it unwinds; no trial starts after it. Then whatever is still named
+//! The first signal ends the bench's child processes (and raises [`stopping`] for a trial that
+//! measures in this process), so the trial under way fails at once and its guards (testkit's
+//! namespaces, veths, pin directories and servers, the scenarios' files) remove what it made as
+//! it unwinds; no trial starts after it. Then whatever is still named
 //! after this process (a guard's own command may have been the child that was ended) is removed
 //! by name ([`sweep::own`]) and the bench exits with 130. If the unwinding takes longer than
 //! [`GRACE`], or a second signal comes, that removal happens at once.
@@ -10,7 +11,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicI32, Ordering},
+        atomic::{AtomicBool, AtomicI32, Ordering},
     },
     thread,
     time::Duration,
@@ -30,6 +31,15 @@ const GRACE: Duration = Duration::from_secs(15);
 /// The signal that stopped the bench (0: none yet).
 pub struct Interrupt(Arc<AtomicI32>);
 
+/// Set with the first signal, for a trial whose measurements run in this process (no child
+/// whose end would fail it): it checks [`stopping`] between steps.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a signal has come: a trial stops at its next step.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 impl Interrupt {
     /// From now on SIGINT and SIGTERM stop the bench as described above.
     pub fn install() -> anyhow::Result<Self> {
@@ -44,6 +54,7 @@ impl Interrupt {
                     clean_up_and_exit();
                 }
                 eprintln!("\nbench: signal {sig}: stopping and removing what this run made");
+                STOPPING.store(true, Ordering::SeqCst);
                 // The trial under way fails now instead of after its measurements.
                 sweep::end_children();
                 thread::spawn(|| {

@@ -18,6 +18,7 @@ mod interrupt;
 mod kubeproxy;
 mod measure;
 mod nat64;
+mod ndp;
 mod services;
 mod stamp;
 pub mod stats;
@@ -99,13 +100,14 @@ impl Metric {
     }
 }
 
-/// A figure promised for `mode`: its `metric` at most `at_most` (in the metric's unit). Printed
-/// under the table with the median and the worst trial; met when the worst trial meets it.
+/// A figure promised for `mode`: its `metric` at most `limit` (in the metric's unit), or at
+/// least `limit` for a metric where higher is better. Printed under the table with the median
+/// and the worst trial; met when the worst trial meets it.
 #[derive(Clone, Copy, Debug)]
 pub struct Goal {
     pub mode: &'static str,
     pub metric: &'static str,
-    pub at_most: f64,
+    pub limit: f64,
 }
 
 /// Shared by the trials of one run.
@@ -140,6 +142,7 @@ fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(cni::Cni),
         Box::new(nat64::Nat64),
         Box::new(bgp::Bgp),
+        Box::new(ndp::Ndp),
     ];
     all.extend(services::scenarios());
     all

@@ -230,26 +230,33 @@ pub fn table(
 pub fn goals(goals: &[Goal], metrics: &[Metric], results: &Results) -> String {
     let mut out = String::new();
     for g in goals {
-        let unit = metrics
-            .iter()
-            .find(|m| m.name == g.metric)
-            .map_or("", |m| m.unit);
+        let metric = metrics.iter().find(|m| m.name == g.metric);
+        let unit = metric.map_or("", |m| m.unit);
+        let higher = metric.is_some_and(|m| m.higher_is_better);
         let v = values(results, g.mode, g.metric);
-        let worst = v.iter().copied().max_by(f64::total_cmp);
+        let (worst, op) = if higher {
+            (v.iter().copied().min_by(f64::total_cmp), ">=")
+        } else {
+            (v.iter().copied().max_by(f64::total_cmp), "<=")
+        };
         let figure = match (median(&v), worst) {
             (Some(m), Some(w)) => format!(
                 "median {}, worst {} of {} trials: {}",
                 fmt(m),
                 fmt(w),
                 v.len(),
-                if w <= g.at_most { "met" } else { "NOT met" }
+                if (higher && w >= g.limit) || (!higher && w <= g.limit) {
+                    "met"
+                } else {
+                    "NOT met"
+                }
             ),
             _ => "no trial measured it".to_owned(),
         };
         let _ = writeln!(
             out,
-            "goal: {} {} <= {} {unit}: {figure}",
-            g.mode, g.metric, g.at_most
+            "goal: {} {} {op} {} {unit}: {figure}",
+            g.mode, g.metric, g.limit
         );
     }
     out
@@ -317,10 +324,10 @@ mod tests {
         let metrics = [Metric::new("p99", "ms", false)];
         let trial = |v: f64| Values::from([("p99", v)]);
         let results = Results::from([("ours", vec![trial(90.0), trial(120.0), trial(100.0)])]);
-        let goal = |at_most| Goal {
+        let goal = |limit| Goal {
             mode: "ours",
             metric: "p99",
-            at_most,
+            limit,
         };
         assert_eq!(
             goals(&[goal(150.0), goal(110.0)], &metrics, &results),
@@ -332,6 +339,23 @@ mod tests {
             ..goal(1.0)
         };
         assert!(goals(&[none], &metrics, &results).ends_with("no trial measured it\n"));
+    }
+
+    #[test]
+    fn a_higher_is_better_goal_is_a_floor_met_by_the_lowest_trial() {
+        let metrics = [Metric::new("answered", "%", true)];
+        let trial = |v: f64| Values::from([("answered", v)]);
+        let results = Results::from([("ours", vec![trial(100.0), trial(95.0)])]);
+        let goal = |limit| Goal {
+            mode: "ours",
+            metric: "answered",
+            limit,
+        };
+        assert_eq!(
+            goals(&[goal(90.0), goal(100.0)], &metrics, &results),
+            "goal: ours answered >= 90 %: median 97.5, worst 95.0 of 2 trials: met\n\
+             goal: ours answered >= 100 %: median 97.5, worst 95.0 of 2 trials: NOT met\n"
+        );
     }
 
     #[test]

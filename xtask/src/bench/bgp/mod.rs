@@ -109,22 +109,22 @@ impl Scenario for Bgp {
             Goal {
                 mode: "sixlane",
                 metric: ADD_1[1],
-                at_most: 150.0,
+                limit: 150.0,
             },
             Goal {
                 mode: "sixlane",
                 metric: ADD_1K[1],
-                at_most: 500.0,
+                limit: 500.0,
             },
             Goal {
                 mode: "sixlane",
                 metric: GRACEFUL_REMOVALS,
-                at_most: 0.0,
+                limit: 0.0,
             },
             Goal {
                 mode: "sixlane",
                 metric: RESTART_CHANGES,
-                at_most: 0.0,
+                limit: 0.0,
             },
         ]
     }
