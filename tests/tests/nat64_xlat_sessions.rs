@@ -17,22 +17,15 @@ use sixlane_testkit::{PinDir, fixture::verdict};
 use sixlane_tests::nat64::{
     self as n, Pseudo, V4, flags,
     xlat::{
-        POD, POD2, POOL, PREFIX, SRV, check, default_cfg, env, free_port, pod_tcp, srv_tcp, srv6,
-        v4_id, v4_sport,
+        Env, Out, POD, POD2, POOL, PREFIX, SRV, check, default_cfg, env, free_port, pod_tcp,
+        srv_tcp, srv6, v4_id, v4_sport,
     },
 };
 
 /// `ipv4Mtu` below the uplink's MTU bounds the MSS both ways, whatever route the pod used: the
 /// pod's SYN and the server's SYN-ACK both leave the translator announcing 1400 − 40.
-#[test]
-fn mss_clamped_both_ways_to_the_configured_ipv4_mtu() {
-    let mut cfg = default_cfg();
-    cfg.ipv4_mtu = 1400;
-    let mut e = env(&cfg);
-    let out = e.run(
-        PROG_FROM_POD,
-        &pod_tcp(&e, 41000, flags::SYN, &n::mss_option(1440), &[]),
-    );
+/// The pod's SYN (port 41000 → SRV:80) left translated with MSS `mss`; its IPv4 source port.
+fn syn_out(e: &Env, out: &Out, mss: u16) -> u16 {
     let t = v4_sport(&out.pkt);
     let seg = n::tcp(
         t,
@@ -40,7 +33,7 @@ fn mss_clamped_both_ways_to_the_configured_ipv4_mtu() {
         1000,
         2000,
         flags::SYN,
-        &n::mss_option(1360),
+        &n::mss_option(mss),
         &[],
         Pseudo::V4(POOL, SRV),
     );
@@ -50,31 +43,49 @@ fn mss_clamped_both_ways_to_the_configured_ipv4_mtu() {
         ..V4::new(POOL, SRV)
     };
     check(
-        &out,
+        out,
         verdict::REDIRECT,
         Some(&e.to_uplink(&n::ipv4(&h, n::TCP, &seg))),
         Reason::Nat64Out,
     );
-    let out = e.run(
-        PROG_FROM_UPLINK,
-        &srv_tcp(&e, t, flags::SYN | flags::ACK, &n::mss_option(1460)),
-    );
+    t
+}
+
+/// The server's SYN-ACK reached the pod translated with MSS `mss`.
+fn synack_in(e: &Env, out: &Out, mss: u16) {
     let seg = n::tcp(
         80,
         41000,
         5000,
         1001,
         flags::SYN | flags::ACK,
-        &n::mss_option(1360),
+        &n::mss_option(mss),
         &[],
         Pseudo::V6(srv6(), POD),
     );
     check(
-        &out,
+        out,
         verdict::REDIRECT,
         Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
         Reason::Nat64InPeer,
     );
+}
+
+#[test]
+fn mss_clamped_both_ways_to_the_configured_ipv4_mtu() {
+    let mut cfg = default_cfg();
+    cfg.ipv4_mtu = 1400;
+    let mut e = env(&cfg);
+    let out = e.run(
+        PROG_FROM_POD,
+        &pod_tcp(&e, 41000, flags::SYN, &n::mss_option(1440), &[]),
+    );
+    let t = syn_out(&e, &out, 1360);
+    let out = e.run(
+        PROG_FROM_UPLINK,
+        &srv_tcp(&e, t, flags::SYN | flags::ACK, &n::mss_option(1460)),
+    );
+    synack_in(&e, &out, 1360);
 }
 
 #[test]
@@ -91,28 +102,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         PROG_FROM_POD,
         &pod_tcp(&e, 41000, flags::SYN, &n::mss_option(8960), &[]),
     );
-    let t = v4_sport(&out.pkt);
-    let seg = n::tcp(
-        t,
-        80,
-        1000,
-        2000,
-        flags::SYN,
-        &n::mss_option(1460),
-        &[],
-        Pseudo::V4(POOL, SRV),
-    );
-    let h = V4 {
-        id: v4_id(&out.pkt),
-        ttl: 63,
-        ..V4::new(POOL, SRV)
-    };
-    check(
-        &out,
-        verdict::REDIRECT,
-        Some(&e.to_uplink(&n::ipv4(&h, n::TCP, &seg))),
-        Reason::Nat64Out,
-    );
+    let t = syn_out(&e, &out, 1460);
     assert_eq!(e.tcp_state(41000, 80), Some(State::V6Init as u8));
 
     // SYN-ACK with a large MSS: clamped for the pod's segments that will leave as IPv4.
@@ -120,22 +110,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         PROG_FROM_UPLINK,
         &srv_tcp(&e, t, flags::SYN | flags::ACK, &n::mss_option(9000)),
     );
-    let seg = n::tcp(
-        80,
-        41000,
-        5000,
-        1001,
-        flags::SYN | flags::ACK,
-        &n::mss_option(1460),
-        &[],
-        Pseudo::V6(srv6(), POD),
-    );
-    check(
-        &out,
-        verdict::REDIRECT,
-        Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
-        Reason::Nat64InPeer,
-    );
+    synack_in(&e, &out, 1460);
     assert_eq!(e.tcp_state(41000, 80), Some(State::Established as u8));
 
     // A smaller MSS is left alone.
@@ -143,22 +118,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         PROG_FROM_UPLINK,
         &srv_tcp(&e, t, flags::SYN | flags::ACK, &n::mss_option(1200)),
     );
-    let seg = n::tcp(
-        80,
-        41000,
-        5000,
-        1001,
-        flags::SYN | flags::ACK,
-        &n::mss_option(1200),
-        &[],
-        Pseudo::V6(srv6(), POD),
-    );
-    check(
-        &out,
-        verdict::REDIRECT,
-        Some(&e.to_pod(&n::ipv6(0, 0, 63, srv6(), POD, n::TCP, &seg))),
-        Reason::Nat64InPeer,
-    );
+    synack_in(&e, &out, 1200);
 
     // Data with a payload of odd length (checksum padding).
     let out = e.run(

@@ -211,6 +211,39 @@ impl Advertisement {
     }
 }
 
+/// An AF_PACKET socket bound to `ifname` seeing every protocol, in the calling thread's
+/// network namespace: what [`Capture`] reads, and what a caller adding socket options (kernel
+/// timestamps) starts from.
+pub fn packet_socket(ifname: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `fd`.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is valid for the length passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 /// Every frame arriving on (or leaving) one interface, from the moment it is opened: an
 /// AF_PACKET socket, created in the calling thread's network namespace (open it inside
 /// `NetNs::enter`; it stays in that namespace).
@@ -220,33 +253,9 @@ pub struct Capture {
 
 impl Capture {
     pub fn open(ifname: &str) -> std::io::Result<Self> {
-        use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-        let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
-        let all = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `fd`.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = all;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is valid for the length passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::addr_of!(addr).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self { fd })
+        Ok(Self {
+            fd: packet_socket(ifname)?,
+        })
     }
 
     /// The advertisements that `want` accepts, seen within `window`.

@@ -6,14 +6,14 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use nix::libc;
 use sixlane_testkit::{
-    ndp::{Advertisement, Solicitation},
+    ndp::{Advertisement, Solicitation, packet_socket},
     packet::send_raw,
 };
 
@@ -35,15 +35,7 @@ pub struct Stamped {
 
 impl Stamped {
     pub fn open(ifname: &str) -> anyhow::Result<Self> {
-        let ifindex = nix::net::if_::if_nametoindex(ifname)?;
-        let all = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `fd`.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error()).context("AF_PACKET socket");
-        }
-        // SAFETY: `raw` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = packet_socket(ifname).with_context(|| format!("a packet socket on {ifname}"))?;
         let on: libc::c_int = 1;
         // SAFETY: `on` is a valid c_int for the length passed.
         let rc = unsafe {
@@ -57,22 +49,6 @@ impl Stamped {
         };
         if rc != 0 {
             return Err(io::Error::last_os_error()).context("SO_TIMESTAMPNS");
-        }
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = all;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is valid for the length passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::addr_of!(addr).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("binding to {ifname}"));
         }
         Ok(Self {
             fd,
