@@ -1,11 +1,14 @@
 //! The uplink's Neighbor Discovery responder over `BPF_PROG_TEST_RUN`: solicitations for owned
 //! addresses answered with exact advertisements (RFC 4861 §7.2.4 flags and options), everything
 //! else passed untouched, and every packet counted under exactly one reason (invalid ones by
-//! the §7.1.1 rule they break).
+//! the §7.1.1 rule they break). LoadBalancer IPs are answered only under the agent's lease.
 
-use std::{cell::Cell, net::Ipv6Addr, rc::Rc};
+use std::{cell::Cell, net::Ipv6Addr, rc::Rc, time::Duration};
 
-use sixlane_agent::{PinLayout, ndp::table::Table};
+use sixlane_agent::{
+    PinLayout,
+    ndp::{lease::Lease, table::Table},
+};
 use sixlane_common::{
     layout::PROG_FROM_UPLINK,
     metrics::{Direction, Reason},
@@ -121,6 +124,9 @@ fn solicitations_for_owned_addresses_are_answered_and_the_rest_passed() {
             (ELSEWHERE, TEST_IFINDEX + 1000, kind::POD),
         ],
     );
+    // The agent's lease on the LoadBalancer IPs runs (long enough for any test machine).
+    let mut lease = Lease::open(&layout).unwrap();
+    lease.run_for(Duration::from_secs(600)).unwrap();
     let l = &layout;
     use Output::{Exact, Unchanged};
     use Reason::*;
@@ -209,6 +215,43 @@ fn solicitations_for_owned_addresses_are_answered_and_the_rest_passed() {
         ),
     ];
     fixture::run(dp.ebpf_mut(), table);
+}
+
+#[test]
+fn load_balancer_ips_lapse_with_the_lease_and_pods_do_not() {
+    let (_pins, layout, mut dp) = load_datapath();
+    own(
+        &layout,
+        &[(P, TEST_IFINDEX, kind::POD), (LB, TEST_IFINDEX, kind::LB)],
+    );
+    let l = &layout;
+    use Reason::*;
+    // A fresh datapath: no lease yet, as after an agent that never renewed it.
+    let lapsed = |name: &str| row(l, name, ns(LB).frame(), NEXT, Output::Unchanged, NdpLapsed);
+    let pod = || {
+        row(
+            l,
+            "a pod is answered whatever the lease",
+            ns(P).frame(),
+            REDIRECT,
+            Output::Exact(answer(P)),
+            NdpAnswered,
+        )
+    };
+    fixture::run(dp.ebpf_mut(), vec![lapsed("no lease yet"), pod()]);
+    let mut lease = Lease::open(&layout).unwrap();
+    lease.run_for(Duration::from_secs(600)).unwrap();
+    let answered = row(
+        l,
+        "lease running",
+        ns(LB).frame(),
+        REDIRECT,
+        Output::Exact(answer(LB)),
+        NdpAnswered,
+    );
+    fixture::run(dp.ebpf_mut(), vec![answered]);
+    lease.end().unwrap();
+    fixture::run(dp.ebpf_mut(), vec![lapsed("lease ended"), pod()]);
 }
 
 #[test]

@@ -26,7 +26,7 @@ use sixlane_common::layout;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, watch},
+    sync::mpsc,
 };
 use tracing::{debug, error, info, warn};
 
@@ -244,7 +244,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     };
 
     let ndp = if cfg.ndp.enabled {
-        Some(start_ndp(&cfg, &pins, &shared, &metrics)?)
+        Some(start_ndp(&cfg, &pins, &shared, &metrics, &node)?)
     } else {
         stop_answering(&pins);
         None
@@ -280,15 +280,16 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         published: Published::default(),
         lb,
         passwords: password::Watch::default(),
-        ndp_uplink: ndp.as_ref().map(|(tx, _)| tx.clone()),
+        ndp,
     };
     agent.event_loop(rx, rt.stop).await?;
     agent.lb.stop().await;
 
     source_task.abort();
-    // The table stays pinned: the datapath goes on answering for the pods.
-    if let Some((_, task)) = ndp {
-        task.abort();
+    // The table stays pinned: the datapath goes on answering for the pods. The other nodes
+    // take the LoadBalancer IPs over.
+    if let Some(n) = agent.ndp.take() {
+        n.stop();
     }
     for s in servers {
         s.abort();
@@ -414,7 +415,8 @@ fn start_ndp(
     pins: &PinLayout,
     shared: &Arc<Shared>,
     metrics: &Metrics,
-) -> Result<(watch::Sender<Option<String>>, tokio::task::JoinHandle<()>)> {
+    node: &str,
+) -> Result<ndp::responder::Handle> {
     metrics.register_collector(Box::new(ndp::metrics::NdpCollector {
         shared: shared.clone(),
     }));
@@ -422,6 +424,7 @@ fn start_ndp(
         cfg: cfg.ndp.clone(),
         store_dir: cfg.cni.data_dir.join(cni::NETWORK),
         layout: pins.clone(),
+        node: node.to_owned(),
     };
     let (shared, dir) = (shared.clone(), cfg.node.state_dir.clone());
     let publish = Box::new(move |n: &ndp::status::NdpStatus| {
@@ -528,8 +531,8 @@ struct Agent {
     lb: LoadBalancing,
     /// BGP peers' password files: a rotated Secret rewrites BIRD's configuration.
     passwords: password::Watch,
-    /// Tells the Neighbor Discovery task the uplink (`ndp.enabled`).
-    ndp_uplink: Option<watch::Sender<Option<String>>>,
+    /// Neighbor Discovery (`ndp.enabled`): told the uplink and the L2 LoadBalancer IPs.
+    ndp: Option<ndp::responder::Handle>,
 }
 
 /// What node setup chose and did so far.
@@ -746,8 +749,8 @@ impl Agent {
             }
         }
         if ok {
-            if let Some(tx) = &self.ndp_uplink {
-                tx.send_if_modified(|cur| {
+            if let Some(n) = &self.ndp {
+                n.uplink.send_if_modified(|cur| {
                     let changed = cur.as_deref() != Some(up.as_str());
                     *cur = Some(up.clone());
                     changed
@@ -864,6 +867,7 @@ impl Agent {
             route_rows = self.nodes_changed(nodes).await;
         }
         self.announce(&out.snapshot);
+        self.l2_load_balancer_ips(&out.snapshot);
         self.serve_health_checks(desired).await;
         self.record(desired, out.held.len(), t0.elapsed(), error, route_rows);
 
@@ -994,6 +998,29 @@ impl Agent {
                 r.unusable(why);
             }
         }
+    }
+
+    /// Hands Neighbor Discovery the L2 LoadBalancer IPs and which this node can serve.
+    fn l2_load_balancer_ips(&self, snapshot: &Snapshot) {
+        let Some(n) = &self.ndp else {
+            return;
+        };
+        let labels = snapshot
+            .own_node()
+            .map(|n| n.labels.clone())
+            .unwrap_or_default();
+        let nodes = snapshot
+            .nodes
+            .iter()
+            .filter(|n| !n.leaving)
+            .map(|n| n.name.clone())
+            .collect();
+        let input = ndp::claims::l2_input(&self.cfg.ndp, &snapshot.desired, &labels, nodes);
+        n.l2.send_if_modified(|cur| {
+            let changed = cur.as_ref() != Some(&input);
+            *cur = Some(input);
+            changed
+        });
     }
 
     /// Runs a healthCheckNodePort server per `externalTrafficPolicy: Local` LoadBalancer (if

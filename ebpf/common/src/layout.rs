@@ -126,6 +126,9 @@ pub const MAP_NAT64_SCRATCH: &str = "SL_N64_SCRATCH";
 /// Addresses this node answers Neighbor Discovery for on an uplink (`ndp::Owned` by IPv6
 /// address): pinned, so answering goes on while the agent restarts.
 pub const MAP_NDP_OWNED: &str = "SL_NDP_OWNED";
+/// Until when the datapath answers for the LoadBalancer IPs of [`MAP_NDP_OWNED`] (one `u64`,
+/// `ndp::LEASE_KEY`): pinned, so a restarted agent renews the lease its predecessor held.
+pub const MAP_NDP_LEASE: &str = "SL_NDP_LEASE";
 /// Per-CPU scratch area of the Neighbor Discovery responder (not pinned).
 pub const MAP_NDP_SCRATCH: &str = "SL_NDP_SCRATCH";
 /// aya-log's record buffer (named by `aya-log-ebpf`; the agent forwards the records).
@@ -166,7 +169,7 @@ pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 22] = [
+pub const MAPS: [MapSpec; 23] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -187,6 +190,7 @@ pub const MAPS: [MapSpec; 22] = [
     map(MAP_NAT64_POD_LINKS, MapType::LruHash, true),
     map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_NDP_OWNED, MapType::Hash, true),
+    map(MAP_NDP_LEASE, MapType::Array, true),
     map(MAP_NDP_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_LOGS, MapType::RingBuf, false),
 ];

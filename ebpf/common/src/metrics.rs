@@ -155,6 +155,9 @@ pub enum Reason {
     NdpDadSourceLla = 122,
     /// The advertisement could not be written (a helper failed mid-way): dropped.
     NdpFailed = 123,
+    /// A solicitation for a LoadBalancer IP this node held while its agent's lease ran: the
+    /// agent stopped renewing it (crashed, stopped), so another node answers now; not answered.
+    NdpLapsed = 124,
 }
 
 /// What the program returned to tc, as seen by an operator.
@@ -178,7 +181,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 54] = [
+    pub const ALL: [Reason; 55] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -233,6 +236,7 @@ impl Reason {
         Reason::NdpDadNotSolicitedNode,
         Reason::NdpDadSourceLla,
         Reason::NdpFailed,
+        Reason::NdpLapsed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -291,6 +295,7 @@ impl Reason {
             Reason::NdpDadNotSolicitedNode => "ndp_dad_not_solicited_node",
             Reason::NdpDadSourceLla => "ndp_dad_source_lla",
             Reason::NdpFailed => "ndp_failed",
+            Reason::NdpLapsed => "ndp_lapsed",
         }
     }
 
@@ -312,7 +317,8 @@ impl Reason {
             | Reason::NdpMulticastTarget
             | Reason::NdpBadOption
             | Reason::NdpDadNotSolicitedNode
-            | Reason::NdpDadSourceLla => Verdict::Pass,
+            | Reason::NdpDadSourceLla
+            | Reason::NdpLapsed => Verdict::Pass,
             Reason::NdpAnswered | Reason::NdpDadDefended => Verdict::Reply,
             Reason::SvcHairpin | Reason::SvcPeer => Verdict::Redirect,
             Reason::SvcNoBackend | Reason::SvcEchoReply => Verdict::Reply,

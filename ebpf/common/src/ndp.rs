@@ -6,7 +6,9 @@
 /// announces, with room to spare.
 pub const OWNED_ENTRIES: u32 = 4096;
 
-/// What an owned address is (for the CLI and metrics; the datapath answers both alike).
+/// What an owned address is. Pods are answered for as long as they are in the table; a
+/// LoadBalancer IP only while the agent's lease (`layout::MAP_NDP_LEASE`) runs, so a node
+/// whose agent died stops answering for it before another node takes it over.
 pub mod kind {
     /// A pod of this node.
     pub const POD: u8 = 1;
@@ -27,6 +29,11 @@ pub struct Owned {
     pub _pad: u8,
 }
 crate::map_type!(Owned, 12);
+
+/// The lease under which the datapath answers for LoadBalancer IPs: `layout::MAP_NDP_LEASE`
+/// holds one `u64`, the `CLOCK_MONOTONIC` time in nanoseconds (the kernel's `ktime_get_ns`)
+/// until which they are answered. The agent moves it forward while it runs.
+pub const LEASE_KEY: u32 = 0;
 
 /// ICMPv6 Neighbor Solicitation and Advertisement (RFC 4861 §4.3, §4.4).
 pub const NEIGHBOR_SOLICIT: u8 = 135;

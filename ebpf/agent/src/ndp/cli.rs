@@ -1,6 +1,8 @@
 //! `sixlane-agent ndp`: the addresses the datapath answers Neighbor Discovery for (the pinned
 //! table itself, so it is the truth also while the agent is down), each with its kind, uplink,
-//! since when and the last unsolicited advertisement (from the agent's last status).
+//! since when and the last unsolicited advertisement (from the agent's last status); then the
+//! cluster's L2 LoadBalancer IPs with their owner and candidates, and the nodes heard on the
+//! link.
 
 use std::{collections::BTreeMap, net::Ipv6Addr, path::PathBuf};
 
@@ -94,6 +96,20 @@ pub fn run(pins: &PinLayout, args: &Args, json: bool) -> anyhow::Result<()> {
             r.since.map_or("-".into(), ago),
             r.last_unsolicited.map_or("-".into(), ago)
         );
+    }
+    let Some(s) = v.agent.as_ref().filter(|s| !s.load_balancer_ips.is_empty()) else {
+        return Ok(());
+    };
+    println!();
+    println!("{:<40} {:<24} CANDIDATES", "L2 LOADBALANCER IP", "OWNER");
+    for r in &s.load_balancer_ips {
+        let owner = r.owner.as_deref().unwrap_or("none (no ready endpoint on a live node)");
+        println!("{:<40} {:<24} {}", r.address, owner, r.candidates.join(","));
+    }
+    println!();
+    println!("{:<24} {:<40} CLAIMS", "NODE ON THE LINK", "FROM");
+    for p in &s.peers {
+        println!("{:<24} {:<40} {}", p.node, p.from, p.claims);
     }
     Ok(())
 }

@@ -6,11 +6,17 @@
 //! ndp:
 //!   enabled: true
 //!   prefixes: ["2001:db8:1:2::/64"]
+//!   heartbeat: {group: "ff02::114", port: 9661}   # the defaults
 //! ```
+//!
+//! LoadBalancer IPs inside `prefixes` are answered in L2 mode, by one node at a time, chosen
+//! from the nodes' heartbeats on the link (`heartbeat`).
 //!
 //! The prefixes are explicit rather than derived from the uplink's addresses: a pod CIDR that
 //! overlaps the uplink's /64 by accident must not make the node answer for it, and an operator
 //! reads from the configuration alone what the node claims on the link.
+
+use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
@@ -23,6 +29,25 @@ pub struct NdpConfig {
     pub enabled: bool,
     /// The uplink's on-link prefixes: the node answers for its pods' addresses inside them.
     pub prefixes: Vec<Ipv6Net>,
+    pub heartbeat: HeartbeatConfig,
+}
+
+/// Where heartbeats go (`ndp.heartbeat`): a link-local group (by default IANA's "any private
+/// experiment" group) and a UDP port, the same on every node of the link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeartbeatConfig {
+    pub group: Ipv6Addr,
+    pub port: u16,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            group: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x114),
+            port: 9661,
+        }
+    }
 }
 
 impl NdpConfig {
@@ -36,6 +61,16 @@ impl NdpConfig {
         }
         if !self.enabled && !self.prefixes.is_empty() {
             p.add("prefixes", "only used with ndp.enabled: true");
+        }
+        let g = self.heartbeat.group;
+        if !g.is_multicast() || g.segments()[0] & 0x000f != 2 {
+            p.add(
+                "heartbeat.group",
+                format!("{g}: not a link-local multicast group (ff02::/16): heartbeats stay on the link"),
+            );
+        }
+        if self.heartbeat.port == 0 {
+            p.add("heartbeat.port", "0: name the UDP port every node of the link uses");
         }
         for (i, n) in self.prefixes.iter().enumerate() {
             let a = n.network();
@@ -74,6 +109,13 @@ mod tests {
     fn every_problem_names_its_field() {
         assert!(problems("enabled: true\nprefixes: ['2001:db8:1:2::/64']\n").is_empty());
         assert!(problems("{}").is_empty());
+        assert_eq!(
+            problems("heartbeat: {group: 'ff05::114', port: 0}\n"),
+            [
+                "ndp.heartbeat.group: ff05::114: not a link-local multicast group (ff02::/16): heartbeats stay on the link",
+                "ndp.heartbeat.port: 0: name the UDP port every node of the link uses"
+            ]
+        );
         assert_eq!(
             problems("enabled: true\n"),
             ["ndp.prefixes: empty: name the uplink's on-link prefixes the node answers for"]

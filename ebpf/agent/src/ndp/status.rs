@@ -19,6 +19,33 @@ pub struct NdpStatus {
     pub unsolicited_sent: u64,
     /// The last sync's error (the previous table stays in force meanwhile).
     pub error: Option<String>,
+    /// Whether the agent has listened to the link long enough to decide LoadBalancer IPs.
+    pub settled: bool,
+    /// The cluster's L2 LoadBalancer IPs and who answers for each.
+    pub load_balancer_ips: Vec<LbRow>,
+    /// The other nodes heard on the link.
+    pub peers: Vec<PeerRow>,
+    /// Why the last heartbeat could not be sent.
+    pub heartbeat_error: Option<String>,
+}
+
+/// An L2 LoadBalancer IP: its owner and the candidates, best-ranked first (the owner is the
+/// first; none when no live node has a ready endpoint for it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbRow {
+    pub address: Ipv6Addr,
+    pub owner: Option<String>,
+    pub candidates: Vec<String>,
+}
+
+/// A node heard on the link: its heartbeats' source and how many addresses it claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRow {
+    pub node: String,
+    pub from: Ipv6Addr,
+    pub claims: usize,
 }
 
 /// One address answered for.
@@ -44,6 +71,17 @@ impl NdpStatus {
             self.addresses.len(),
             self.groups
         );
+        if !self.load_balancer_ips.is_empty() || !self.peers.is_empty() {
+            let mine = self.addresses.iter().filter(|a| a.kind == "lb").count();
+            s.push_str(&format!(
+                "; {mine} of {} L2 LoadBalancer IP(s) here, {} other node(s) on the link",
+                self.load_balancer_ips.len(),
+                self.peers.len()
+            ));
+        }
+        if let Some(e) = &self.heartbeat_error {
+            s.push_str(&format!("; {e}"));
+        }
         if let Some(e) = &self.error {
             s.push_str(&format!("; last sync failed: {e}"));
         }

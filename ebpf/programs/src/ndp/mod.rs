@@ -17,10 +17,15 @@ mod advert;
 mod area;
 mod validate;
 
-use aya_ebpf::{macros::map, maps::HashMap, programs::TcContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, HashMap},
+    programs::TcContext,
+};
 use sixlane_common::{
     metrics::Reason,
-    ndp::{NEIGHBOR_SOLICIT, OWNED_ENTRIES, Owned},
+    ndp::{LEASE_KEY, NEIGHBOR_SOLICIT, OWNED_ENTRIES, Owned, kind},
     net::{ETH_HLEN, IPV6_HLEN, proto},
 };
 
@@ -34,6 +39,18 @@ use crate::{
 // meanwhile.
 #[map(name = "SL_NDP_OWNED")]
 static OWNED: HashMap<[u8; 16], Owned> = HashMap::pinned(OWNED_ENTRIES, 0);
+
+// Pinned: the lease a restarted agent renews (`ndp::LEASE_KEY`).
+#[map(name = "SL_NDP_LEASE")]
+static LEASE: Array<u64> = Array::pinned(1, 0);
+
+/// Whether the agent's lease on this node's LoadBalancer IPs still runs.
+#[inline(always)]
+fn leased() -> bool {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    LEASE.get(LEASE_KEY).is_some_and(|until| now < *until)
+}
 
 /// The NDP stage of `sl_from_uplink`: `None` for anything but a Neighbor Solicitation without
 /// extension headers (a solicitation with them is left to the kernel).
@@ -68,6 +85,9 @@ fn solicitation(ctx: &TcContext) -> Verdict {
     let Some(owned) = owned.filter(|o| o.ifindex == packet::ifindex(ctx)) else {
         return Verdict::pass(Reason::NdpNotOwned);
     };
+    if owned.kind == kind::LB && !leased() {
+        return Verdict::pass(Reason::NdpLapsed);
+    }
     let reason = if dad {
         Reason::NdpDadDefended
     } else {
