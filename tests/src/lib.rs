@@ -13,6 +13,7 @@ pub mod kubeapi;
 pub mod kubelet;
 pub mod manifests;
 pub mod nat64;
+pub mod neigh;
 pub mod podattach;
 pub mod sim;
 pub mod svc;

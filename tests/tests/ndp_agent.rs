@@ -29,6 +29,7 @@ use sixlane_tests::{
     bins,
     cni::{self, Call, Plugin},
     manifests::put,
+    neigh::{mac_of, mac_text, neigh},
     sim,
     svc::counters,
 };
@@ -78,35 +79,6 @@ impl Drop for Pod<'_> {
             eprintln!("warning: CNI DEL of {}: {}", self.id, out.stderr);
         }
     }
-}
-
-fn mac_of(ns: &NetNs, dev: &str) -> [u8; 6] {
-    let v: Value =
-        serde_json::from_str(&ns.ip(&["-j", "link", "show", "dev", dev]).unwrap()).unwrap();
-    let s = v[0]["address"].as_str().unwrap();
-    let b: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
-    b.try_into().unwrap()
-}
-
-/// The router's neighbour entry for `a`: its state(s) and link-layer address.
-fn neigh(router: &NetNs, dev: &str, a: Ipv6Addr) -> Option<(String, String)> {
-    let v: Value = serde_json::from_str(
-        &router
-            .ip(&["-j", "-6", "neigh", "show", &a.to_string(), "dev", dev])
-            .unwrap(),
-    )
-    .unwrap();
-    let e = v.as_array()?.first()?;
-    let state = e["state"]
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    Some((state, e["lladdr"].as_str().unwrap_or_default().to_owned()))
 }
 
 fn ping(router: &NetNs, a: Ipv6Addr, count: u32, interval: &str) -> bool {
@@ -251,10 +223,7 @@ fn the_provider_router_reaches_pods_through_neighbor_discovery() {
     assert_eq!(neigh(&router, &rdev, POD_A), None);
     assert!(ping(&router, POD_A, 1, "0.2"), "router cannot reach pod A");
     let (_, lladdr) = neigh(&router, &rdev, POD_A).expect("router learned pod A");
-    assert_eq!(
-        lladdr,
-        mac_of(&node, &up).map(|b| format!("{b:02x}")).join(":")
-    );
+    assert_eq!(lladdr, mac_text(mac_of(&node, &up)));
     // The node is in pod A's solicited-node group on the uplink (MLD reports sent by the kernel).
     let group = solicited_node(POD_A).to_string();
     wait_until("the solicited-node group joined", &log, || {

@@ -103,7 +103,10 @@ pub fn run(pins: &PinLayout, args: &Args, json: bool) -> anyhow::Result<()> {
     println!();
     println!("{:<40} {:<24} CANDIDATES", "L2 LOADBALANCER IP", "OWNER");
     for r in &s.load_balancer_ips {
-        let owner = r.owner.as_deref().unwrap_or("none (no ready endpoint on a live node)");
+        let owner = r
+            .owner
+            .as_deref()
+            .unwrap_or("none (no ready endpoint on a live node)");
         println!("{:<40} {:<24} {}", r.address, owner, r.candidates.join(","));
     }
     println!();

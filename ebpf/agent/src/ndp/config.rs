@@ -66,11 +66,16 @@ impl NdpConfig {
         if !g.is_multicast() || g.segments()[0] & 0x000f != 2 {
             p.add(
                 "heartbeat.group",
-                format!("{g}: not a link-local multicast group (ff02::/16): heartbeats stay on the link"),
+                format!(
+                    "{g}: not a link-local multicast group (ff02::/16): heartbeats stay on the link"
+                ),
             );
         }
         if self.heartbeat.port == 0 {
-            p.add("heartbeat.port", "0: name the UDP port every node of the link uses");
+            p.add(
+                "heartbeat.port",
+                "0: name the UDP port every node of the link uses",
+            );
         }
         for (i, n) in self.prefixes.iter().enumerate() {
             let a = n.network();

@@ -170,12 +170,18 @@ impl Beat {
         let r = self
             .join(ifindex)
             .and_then(|()| self.sock.send_to(&hb.encode(), to).map(drop));
-        let error = r
-            .err()
-            .map(|e| format!("heartbeat to [{}]:{} on {name}: {e}", self.cfg.group, self.cfg.port));
+        let error = r.err().map(|e| {
+            format!(
+                "heartbeat to [{}]:{} on {name}: {e}",
+                self.cfg.group, self.cfg.port
+            )
+        });
         let mut s = lock(&self.state);
         if error.is_some() && s.error != error {
-            warn!(error = error.as_deref(), "neighbor discovery: heartbeat not sent");
+            warn!(
+                error = error.as_deref(),
+                "neighbor discovery: heartbeat not sent"
+            );
         }
         s.error = error;
     }
@@ -210,9 +216,10 @@ impl Beat {
                 return;
             }
         };
-        let changed = lock(&self.state)
-            .membership
-            .heard(&self.node, hb, *from.ip(), Instant::now());
+        let changed =
+            lock(&self.state)
+                .membership
+                .heard(&self.node, hb, *from.ip(), Instant::now());
         if changed {
             self.changed.send_modify(|v| *v += 1);
         }

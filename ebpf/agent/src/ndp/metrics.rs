@@ -50,7 +50,11 @@ impl Collector for NdpCollector {
                 MetricType::Gauge,
             )?;
             let here = s.addresses.iter().filter(|a| a.kind == "lb").count();
-            let none = s.load_balancer_ips.iter().filter(|r| r.owner.is_none()).count();
+            let none = s
+                .load_balancer_ips
+                .iter()
+                .filter(|r| r.owner.is_none())
+                .count();
             let elsewhere = s.load_balancer_ips.len().saturating_sub(here + none);
             for (owner, n) in [("here", here), ("elsewhere", elsewhere), ("none", none)] {
                 ConstGauge::new(n as i64).encode(m.encode_family(&[("owner", owner)])?)?;

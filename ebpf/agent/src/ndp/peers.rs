@@ -111,7 +111,10 @@ impl Membership {
         if hb.leaving {
             return self.peers.remove(&hb.node).is_some();
         }
-        let changed = self.peers.get(&hb.node).is_none_or(|p| p.claims != hb.claims);
+        let changed = self
+            .peers
+            .get(&hb.node)
+            .is_none_or(|p| p.claims != hb.claims);
         let peer = Peer {
             from,
             claims: hb.claims,
@@ -159,8 +162,14 @@ mod tests {
             assert_eq!(Heartbeat::decode(&h.encode()), Ok(h));
         }
         let good = hb("node-1", false, &["2001:db8::1"]).encode();
-        assert_eq!(Heartbeat::decode(&good[..good.len() - 1]), Err("length disagrees with its counts"));
-        assert_eq!(Heartbeat::decode(b"HTTP/1.1 200"), Err("not a sixlane heartbeat"));
+        assert_eq!(
+            Heartbeat::decode(&good[..good.len() - 1]),
+            Err("length disagrees with its counts")
+        );
+        assert_eq!(
+            Heartbeat::decode(b"HTTP/1.1 200"),
+            Err("not a sixlane heartbeat")
+        );
         let mut v2 = good.clone();
         v2[4] = 2;
         assert_eq!(Heartbeat::decode(&v2), Err("unknown heartbeat version"));

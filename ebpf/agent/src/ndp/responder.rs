@@ -131,11 +131,14 @@ pub fn start(settings: Settings, publish: Publish) -> Result<Handle> {
     };
     let (uplink, uplink_rx) = watch::channel(None);
     let (l2, l2_rx) = watch::channel(None);
-    let task = tokio::spawn(r.run(watch, Inputs {
-        uplink: uplink_rx,
-        l2: l2_rx,
-        members,
-    }));
+    let task = tokio::spawn(r.run(
+        watch,
+        Inputs {
+            uplink: uplink_rx,
+            l2: l2_rx,
+            members,
+        },
+    ));
     Ok(Handle {
         uplink,
         l2,
@@ -153,8 +156,7 @@ struct Inputs {
 
 impl Responder {
     async fn run(mut self, mut store: StoreWatch, mut inputs: Inputs) {
-        let mut uplink_open = true;
-        let mut l2_open = true;
+        let (mut uplink_open, mut l2_open, mut members_open) = (true, true, true);
         loop {
             let name = inputs.uplink.borrow_and_update().clone();
             self.l2 = inputs.l2.borrow_and_update().clone();
@@ -185,7 +187,7 @@ impl Responder {
                 },
                 r = inputs.uplink.changed(), if uplink_open => uplink_open = r.is_ok(),
                 r = inputs.l2.changed(), if l2_open => l2_open = r.is_ok(),
-                _ = inputs.members.changed() => {}
+                r = inputs.members.changed(), if members_open => members_open = r.is_ok(),
                 () = tokio::time::sleep_until(wake.into()) => {}
             }
         }
@@ -207,7 +209,11 @@ impl Responder {
         for (a, o) in self.load_balancer_ips(up) {
             want.entry(a).or_insert(o);
         }
-        let claims = self.l2.as_ref().map(|l| l.claims.clone()).unwrap_or_default();
+        let claims = self
+            .l2
+            .as_ref()
+            .map(|l| l.claims.clone())
+            .unwrap_or_default();
         self.link.set((name.clone(), up.ifindex), claims);
         let changes = self.table.sync(&want)?;
         let addrs: BTreeSet<Ipv6Addr> = want.keys().copied().collect();
