@@ -971,10 +971,7 @@ impl Agent {
         let Some(r) = &self.routing else {
             return;
         };
-        let labels = snapshot
-            .own_node()
-            .map(|n| n.labels.clone())
-            .unwrap_or_default();
+        let labels = snapshot.own_labels();
         let pod_cidrs: Vec<Ipv6Net> = self.setup.pod_cidr.iter().map(|p| p.0).collect();
         let kernel = (self.cfg.routing.mode == RoutingMode::Bgp).then_some(KernelExport {
             table: self.cfg.routing.table,
@@ -1005,10 +1002,7 @@ impl Agent {
         let Some(n) = &self.ndp else {
             return;
         };
-        let labels = snapshot
-            .own_node()
-            .map(|n| n.labels.clone())
-            .unwrap_or_default();
+        let labels = snapshot.own_labels();
         let nodes = snapshot
             .nodes
             .iter()

@@ -19,6 +19,7 @@ pub mod ndp;
 pub mod node;
 pub mod ops;
 pub mod pace;
+pub mod pinned;
 pub mod problem;
 pub mod reconcile;
 pub mod routing;

@@ -155,6 +155,13 @@ impl Snapshot {
     pub fn own_node(&self) -> Option<&NodeInfo> {
         self.nodes.iter().find(|n| n.name == self.desired.node.name)
     }
+
+    /// This node's labels (none while its Node object is unknown).
+    pub fn own_labels(&self) -> BTreeMap<String, String> {
+        self.own_node()
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Builds the snapshot of `store` (no memory: see [`Reconciler`] for the slice-gap hold).

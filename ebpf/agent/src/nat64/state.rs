@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::maps::{
-    Array, HashMap, Map, MapData,
+    Array, HashMap, MapData,
     lpm_trie::{Key, LpmTrie},
 };
 use sixlane_common::{
@@ -19,28 +19,15 @@ use sixlane_common::{
 };
 
 use super::config::Nat64Config;
-use crate::{Error, PinLayout, Result};
-
-fn open(layout: &PinLayout, name: &str) -> Result<Map> {
-    let err = |source| Error::Map {
-        name: name.to_owned(),
-        source,
-    };
-    let data = MapData::from_pin(layout.map(name)).map_err(err)?;
-    Map::from_map_data(data).map_err(err)
-}
-
-fn map_err(name: &str) -> impl Fn(aya::maps::MapError) -> Error + '_ {
-    move |source| Error::Map {
-        name: name.to_owned(),
-        source,
-    }
-}
+use crate::{
+    Error, PinLayout, Result,
+    pinned::{self, map_err},
+};
 
 /// The configuration entry currently in the datapath.
 pub fn read_config(layout: &PinLayout) -> Result<Config> {
     let name = layout::MAP_NAT64_CONFIG;
-    let a: Array<MapData, Config> = open(layout, name)?.try_into().map_err(map_err(name))?;
+    let a: Array<MapData, Config> = pinned::open(layout, name)?;
     a.get(&0, 0).map_err(map_err(name))
 }
 
@@ -69,7 +56,7 @@ pub struct ApplyReport {
 pub fn apply(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
     cfg.validate()?;
     let name = layout::MAP_NAT64_CONFIG;
-    let mut a: Array<MapData, Config> = open(layout, name)?.try_into().map_err(map_err(name))?;
+    let mut a: Array<MapData, Config> = pinned::open(layout, name)?;
     let old = a.get(&0, 0).map_err(map_err(name))?;
     let key = if old.hash_key == [0; 4] {
         random_key()?
@@ -93,8 +80,7 @@ pub fn apply(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
 
 fn sync_sources(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
     let name = layout::MAP_NAT64_SOURCES;
-    let mut t: LpmTrie<MapData, [u8; 16], u8> =
-        open(layout, name)?.try_into().map_err(map_err(name))?;
+    let mut t: LpmTrie<MapData, [u8; 16], u8> = pinned::open(layout, name)?;
     let want: BTreeSet<(u32, [u8; 16])> = if cfg.mode == super::config::Mode::Translate {
         cfg.pod_cidrs
             .iter()
@@ -124,8 +110,7 @@ fn sync_sources(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
 /// Every entry of the session table (both directions).
 pub fn sessions(layout: &PinLayout) -> Result<Vec<(SessionKey, Session)>> {
     let name = layout::MAP_NAT64_SESSIONS;
-    let m: HashMap<MapData, SessionKey, Session> =
-        open(layout, name)?.try_into().map_err(map_err(name))?;
+    let m: HashMap<MapData, SessionKey, Session> = pinned::open(layout, name)?;
     // Entries can vanish (LRU eviction, the datapath) while we walk: skip those.
     Ok(m.iter().filter_map(std::result::Result::ok).collect())
 }
@@ -133,7 +118,7 @@ pub fn sessions(layout: &PinLayout) -> Result<Vec<(SessionKey, Session)>> {
 /// Every entry of the binding table (both directions).
 pub fn bindings(layout: &PinLayout) -> Result<Vec<(BibKey, Bib)>> {
     let name = layout::MAP_NAT64_BIB;
-    let m: HashMap<MapData, BibKey, Bib> = open(layout, name)?.try_into().map_err(map_err(name))?;
+    let m: HashMap<MapData, BibKey, Bib> = pinned::open(layout, name)?;
     Ok(m.iter().filter_map(std::result::Result::ok).collect())
 }
 
@@ -141,14 +126,12 @@ pub fn bindings(layout: &PinLayout) -> Result<Vec<(BibKey, Bib)>> {
 /// beaten us to it).
 pub fn remove(layout: &PinLayout, sessions: &[SessionKey], bindings: &[BibKey]) -> Result<()> {
     let name = layout::MAP_NAT64_SESSIONS;
-    let mut m: HashMap<MapData, SessionKey, Session> =
-        open(layout, name)?.try_into().map_err(map_err(name))?;
+    let mut m: HashMap<MapData, SessionKey, Session> = pinned::open(layout, name)?;
     for k in sessions {
         let _ = m.remove(k);
     }
     let name = layout::MAP_NAT64_BIB;
-    let mut b: HashMap<MapData, BibKey, Bib> =
-        open(layout, name)?.try_into().map_err(map_err(name))?;
+    let mut b: HashMap<MapData, BibKey, Bib> = pinned::open(layout, name)?;
     for k in bindings {
         let _ = b.remove(k);
     }

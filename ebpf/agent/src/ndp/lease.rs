@@ -5,21 +5,18 @@
 
 use std::time::Duration;
 
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, MapData};
 use nix::time::{ClockId, clock_gettime};
 use sixlane_common::{layout::MAP_NDP_LEASE, ndp::LEASE_KEY};
 
-use crate::{Error, PinLayout, Result};
+use crate::{Error, PinLayout, Result, pinned};
 
 /// How far ahead of now each renewal sets the lease.
 pub const LEASE: Duration = Duration::from_millis(1000);
 const _: () = assert!(LEASE.as_millis() < super::peers::TIMEOUT.as_millis());
 
 fn map_err(source: aya::maps::MapError) -> Error {
-    Error::Map {
-        name: MAP_NDP_LEASE.to_owned(),
-        source,
-    }
+    pinned::map_err(MAP_NDP_LEASE)(source)
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of the kernel's `bpf_ktime_get_ns`.
@@ -34,10 +31,8 @@ pub struct Lease {
 
 impl Lease {
     pub fn open(layout: &PinLayout) -> Result<Self> {
-        let data = MapData::from_pin(layout.map(MAP_NDP_LEASE)).map_err(map_err)?;
-        let map = Map::from_map_data(data).map_err(map_err)?;
         Ok(Self {
-            map: map.try_into().map_err(map_err)?,
+            map: pinned::open(layout, MAP_NDP_LEASE)?,
         })
     }
 

@@ -4,16 +4,13 @@
 
 use std::{collections::BTreeMap, net::Ipv6Addr};
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{HashMap, MapData};
 use sixlane_common::{layout::MAP_NDP_OWNED, ndp::Owned};
 
-use crate::{Error, PinLayout, Result};
+use crate::{Error, PinLayout, Result, pinned};
 
 fn map_err(source: aya::maps::MapError) -> Error {
-    Error::Map {
-        name: MAP_NDP_OWNED.to_owned(),
-        source,
-    }
+    pinned::map_err(MAP_NDP_OWNED)(source)
 }
 
 /// The table, opened through its pin (works while the agent is down, and across restarts).
@@ -30,10 +27,8 @@ pub struct Changes {
 
 impl Table {
     pub fn open(layout: &PinLayout) -> Result<Self> {
-        let data = MapData::from_pin(layout.map(MAP_NDP_OWNED)).map_err(map_err)?;
-        let map = Map::from_map_data(data).map_err(map_err)?;
         Ok(Self {
-            map: map.try_into().map_err(map_err)?,
+            map: pinned::open(layout, MAP_NDP_OWNED)?,
         })
     }
 
