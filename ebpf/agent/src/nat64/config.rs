@@ -48,6 +48,29 @@ pub enum Mode {
     Route,
 }
 
+/// Where ICMPv6 errors translated from ICMPv4 ones come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorSource {
+    /// The IPv4 router that sent the error, under the prefix: traceroute shows the real hops
+    /// (Jool's `source-icmpv6-errors-better`, its default).
+    #[default]
+    Router,
+    /// The destination of the packet the error quotes (RFC 6146 §3.5 read literally).
+    Destination,
+}
+
+/// The IPv4 Identification of packets translated from IPv6 ones without a Fragment Header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Identification {
+    /// Generated for every packet (RFC 7915 §5.1), unpredictable (RFC 7739).
+    #[default]
+    Generate,
+    /// 0 on packets with DF set: atomic datagrams, never reassembled (RFC 6864 §4.1).
+    ZeroWithDf,
+}
+
 /// An inclusive port range, written `lo-hi` or as one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
@@ -235,6 +258,14 @@ pub struct Nat64Config {
     /// Smallest IPv4 path MTU to plan for: sizes the MTU and advmss of the pods' route to the
     /// prefix ([`Nat64Config::pod_route`]).
     pub ipv4_mtu: u32,
+    /// IPv6 packets translated from IPv4 get traffic class 0 instead of the IPv4 TOS (Jool's
+    /// `zeroize-traffic-class`).
+    pub zero_traffic_class: bool,
+    /// IPv4 packets translated from IPv6 get this TOS instead of the traffic class (Jool's
+    /// `override-tos` with `tos`).
+    pub override_tos: Option<u8>,
+    pub icmpv6_error_source: ErrorSource,
+    pub ipv4_identification: Identification,
 }
 
 impl Default for Nat64Config {
@@ -251,6 +282,10 @@ impl Default for Nat64Config {
             endpoint_independent_filtering: true,
             clamp_mss: true,
             ipv4_mtu: 1500,
+            zero_traffic_class: false,
+            override_tos: None,
+            icmpv6_error_source: ErrorSource::Router,
+            ipv4_identification: Identification::Generate,
         }
     }
 }
@@ -277,6 +312,24 @@ impl Nat64Config {
             None => v,
         };
         serde_yaml_ng::from_value(section).map_err(Error::Nat64Parse)
+    }
+
+    /// The datapath flags of the header options (traffic class, TOS, error source, ID).
+    fn header_flags(&self) -> u8 {
+        let mut f = 0;
+        if self.zero_traffic_class {
+            f |= maps::CFG_ZERO_TRAFFIC_CLASS;
+        }
+        if self.override_tos.is_some() {
+            f |= maps::CFG_OVERRIDE_TOS;
+        }
+        if self.icmpv6_error_source == ErrorSource::Destination {
+            f |= maps::CFG_ICMP6_FROM_DESTINATION;
+        }
+        if self.ipv4_identification == Identification::ZeroWithDf {
+            f |= maps::CFG_ZERO_ID_WITH_DF;
+        }
+        f
     }
 
     /// The prefix as RFC 6052 sees it, if its length is valid.
@@ -447,6 +500,8 @@ impl Nat64Config {
         if self.clamp_mss {
             c.flags |= maps::CFG_CLAMP_MSS;
         }
+        c.flags |= self.header_flags();
+        c.tos = self.override_tos.unwrap_or(0);
         // Validated to fit (1260..=65535).
         c.ipv4_mtu = self.ipv4_mtu as u16;
         let range = |s: Span| PortRange { lo: s.lo, hi: s.hi };
@@ -664,6 +719,28 @@ ipv4Mtu: 1460
         // A route-mode node does not translate: the datapath stays disabled.
         let d = c.datapath([0; 4]).unwrap();
         assert_eq!(d.flags & maps::CFG_ENABLED, 0);
+    }
+
+    #[test]
+    fn header_options_from_yaml_to_the_datapath() {
+        let d = translate().datapath([0; 4]).unwrap();
+        let opts = maps::CFG_ZERO_TRAFFIC_CLASS
+            | maps::CFG_OVERRIDE_TOS
+            | maps::CFG_ICMP6_FROM_DESTINATION
+            | maps::CFG_ZERO_ID_WITH_DF;
+        assert_eq!(d.flags & opts, 0, "Jool's defaults: none set");
+        let mut c: Nat64Config = serde_yaml_ng::from_str(
+            "zeroTrafficClass: true\noverrideTos: 32\nicmpv6ErrorSource: destination\n\
+             ipv4Identification: zeroWithDf\n",
+        )
+        .unwrap();
+        c.mode = Mode::Translate;
+        c.pool = translate().pool;
+        c.pod_cidrs = translate().pod_cidrs;
+        let d = c.datapath([0; 4]).unwrap();
+        assert_eq!((d.flags & opts, d.tos), (opts, 32));
+        let bad = serde_yaml_ng::from_str::<Nat64Config>("icmpv6ErrorSource: quoted\n");
+        assert!(bad.unwrap_err().to_string().contains("unknown variant"));
     }
 
     #[test]

@@ -13,4 +13,4 @@ pub mod config;
 pub mod gc;
 pub mod state;
 
-pub use config::{Mode, Nat64Config, PodRoute, Ports, Span, Timeouts};
+pub use config::{ErrorSource, Identification, Mode, Nat64Config, PodRoute, Ports, Span, Timeouts};

@@ -161,6 +161,20 @@ pub const CFG_EIF_UDP: u8 = 4;
 /// Clamp the TCP MSS of SYNs, in both directions, to what the IPv4 side carries
 /// ([`Config::mss_max`]).
 pub const CFG_CLAMP_MSS: u8 = 8;
+/// Traffic class 0 on IPv6 packets translated from IPv4, instead of the IPv4 TOS (Jool's
+/// `zeroize-traffic-class`).
+pub const CFG_ZERO_TRAFFIC_CLASS: u8 = 16;
+/// TOS [`Config::tos`] on IPv4 packets translated from IPv6, instead of the IPv6 traffic class
+/// (Jool's `override-tos` and `tos`).
+pub const CFG_OVERRIDE_TOS: u8 = 32;
+/// ICMPv6 errors translated from ICMPv4 ones come from the quoted packet's destination (RFC
+/// 6146 §3.5's letter; Jool's `source-icmpv6-errors-better` off). Off: from the IPv4 router
+/// that sent the error, so traceroute through the translator shows the real hops.
+pub const CFG_ICMP6_FROM_DESTINATION: u8 = 64;
+/// Identification 0 on translated IPv4 packets with DF set (atomic datagrams, RFC 6864 §4.1:
+/// nothing to reassemble, no counter to leak). Off: generated for every packet (RFC 7915
+/// §5.1).
+pub const CFG_ZERO_ID_WITH_DF: u8 = 128;
 
 /// IPv4 header + TCP header without options: what an IPv4 MTU holds besides the MSS.
 pub const TCP4_OVERHEAD: u32 = 40;
@@ -175,7 +189,8 @@ pub struct Config {
     pub flags: u8,
     /// Pool addresses in use (`addrs[..n_addrs]`).
     pub n_addrs: u8,
-    pub _pad: u8,
+    /// The TOS of translated IPv4 packets with [`CFG_OVERRIDE_TOS`].
+    pub tos: u8,
     /// Port (or ICMP identifier) ranges: TCP, UDP, ICMP.
     pub ports: [PortRange; 3],
     /// Secret for the port selection hash (RFC 6056 algorithm 3's F()).
@@ -194,7 +209,7 @@ impl Default for Config {
             prefix_len: 0,
             flags: 0,
             n_addrs: 0,
-            _pad: 0,
+            tos: 0,
             ports: [PortRange::default(); 3],
             hash_key: [0; 4],
             addrs: [[0; 4]; MAX_POOL_ADDRS],
@@ -235,6 +250,37 @@ impl Config {
         mtu.saturating_sub(TCP4_OVERHEAD)
     }
 
+    /// The TOS of an IPv4 packet translated from one with `traffic_class`.
+    #[inline(always)]
+    pub const fn tos_from(&self, traffic_class: u8) -> u8 {
+        if self.flags & CFG_OVERRIDE_TOS != 0 {
+            self.tos
+        } else {
+            traffic_class
+        }
+    }
+
+    /// The traffic class of an IPv6 packet translated from one with `tos`.
+    #[inline(always)]
+    pub const fn traffic_class_from(&self, tos: u8) -> u8 {
+        if self.flags & CFG_ZERO_TRAFFIC_CLASS != 0 {
+            0
+        } else {
+            tos
+        }
+    }
+
+    /// The Identification of a translated IPv4 packet without a Fragment Header: `generated`,
+    /// or 0 for an atomic datagram (`df`) with [`CFG_ZERO_ID_WITH_DF`].
+    #[inline(always)]
+    pub const fn identification(&self, df: bool, generated: u16) -> u16 {
+        if df && self.flags & CFG_ZERO_ID_WITH_DF != 0 {
+            0
+        } else {
+            generated
+        }
+    }
+
     /// The prefix as an RFC 6052 [`super::addr::Prefix`] (no validation: the agent only writes
     /// valid lengths, and an invalid one makes every match fail).
     #[inline(always)]
@@ -249,6 +295,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_policies_follow_their_flags() {
+        let mut c = Config {
+            tos: 0x20,
+            ..Config::default()
+        };
+        assert_eq!(
+            (
+                c.tos_from(0xb8),
+                c.traffic_class_from(0xb8),
+                c.identification(true, 7)
+            ),
+            (0xb8, 0xb8, 7)
+        );
+        c.flags = CFG_OVERRIDE_TOS | CFG_ZERO_TRAFFIC_CLASS | CFG_ZERO_ID_WITH_DF;
+        assert_eq!(
+            (
+                c.tos_from(0xb8),
+                c.traffic_class_from(0xb8),
+                c.identification(true, 7)
+            ),
+            (0x20, 0, 0)
+        );
+        assert_eq!(c.identification(false, 7), 7);
+    }
 
     #[test]
     fn mss_max_is_the_smaller_mtu_minus_headers() {

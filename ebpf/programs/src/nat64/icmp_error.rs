@@ -15,7 +15,7 @@ use sixlane_common::{
         addr, csum,
         header::{self, Ip4},
         icmp::{self, Rest},
-        maps::Config,
+        maps::{CFG_ICMP6_FROM_DESTINATION, Config},
     },
     net::{
         ETH_HLEN, ETH_P_IP, ETH_P_IPV6, HDR_DIFF, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IPV6_MIN_MTU,
@@ -42,7 +42,7 @@ pub fn v6_to_v4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict
     if let Err(r) = plan_6to4(ctx, cfg, s, l4 as usize) {
         return Verdict::drop(r);
     }
-    emit_6to4(ctx, s, l4)
+    emit_6to4(ctx, cfg, s, l4)
 }
 
 #[inline(always)]
@@ -124,15 +124,15 @@ fn plan_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<()> 
 }
 
 #[inline(never)]
-fn emit_6to4(ctx: &TcContext, s: &mut Area, l4: u32) -> Verdict {
-    match rewrite_6to4(ctx, s, l4 as usize) {
+fn emit_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
+    match rewrite_6to4(ctx, cfg, s, l4 as usize) {
         Ok(a) => Verdict::new(Reason::Nat64IcmpErrOut, a),
         Err(r) => Verdict::drop(r),
     }
 }
 
 #[inline(always)]
-fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
+fn rewrite_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i32> {
     let (t_addr, z) = (s.plan.t_addr, s.plan.z);
     let route = forward::lookup4(ctx, &mut s.fib, t_addr, z, 0);
     if !route.usable() {
@@ -157,7 +157,9 @@ fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
     let inner_off = l4 + ICMP_HLEN;
     // The quoted header's fields we need, read before the reshaping overwrites them.
     let raw: [u8; 8] = packet::load(ctx, inner_off)?;
-    let inner_tc = (raw[0] << 4) | (raw[1] >> 4);
+    // The quoted header keeps RFC 7915's copy rule: it describes a packet that travelled the
+    // other way, not one the translator sends (the header options apply to the outer one).
+    let inner_tos = (raw[0] << 4) | (raw[1] >> 4);
     let inner_hop = raw[7];
     fix_inner(ctx, inner_off + IPV6_HLEN, s)?;
 
@@ -169,7 +171,7 @@ fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
     let inner_len = (IPV4_HLEN as u16).wrapping_add(s.plan.inner_len);
     Ip4 {
         ihl: IPV4_HLEN as u8,
-        tos: inner_tc,
+        tos: inner_tos,
         total_len: inner_len,
         id: 0,
         df: inner_len > header::DF_THRESHOLD,
@@ -187,6 +189,8 @@ fn rewrite_6to4(ctx: &TcContext, s: &mut Area, l4: usize) -> Res<i32> {
     let id = s.ipv4_id();
     let mut outer = header::v4_for_v6(&s.ip6, icmp_len, t_addr, z, id);
     outer.ttl = s.ip6.hop_limit.saturating_sub(1);
+    outer.tos = cfg.tos_from(outer.tos);
+    outer.id = cfg.identification(outer.df, outer.id);
     outer.write_into(&mut s.hdr4);
     packet::store(ctx, 12, &ETH_P_IP.to_be_bytes())?;
     packet::store(ctx, ETH_HLEN, &s.hdr4)?;
@@ -350,9 +354,14 @@ fn emit_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
 #[inline(always)]
 fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i32> {
     // Source the ICMPv6 error from the IPv4 router that sent it (Jool's
-    // source-icmpv6-errors-better), so traceroute through the translator shows real hops.
-    // The error's source R' goes to s.a6; Z' is in s.b6 (from the plan).
-    addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
+    // source-icmpv6-errors-better), so traceroute through the translator shows real hops; or,
+    // configured so, from the quoted packet's destination Z' (RFC 6146's letter). The error's
+    // source goes to s.a6; Z' is in s.b6 (from the plan).
+    if cfg.flags & CFG_ICMP6_FROM_DESTINATION != 0 {
+        s.a6 = s.b6;
+    } else {
+        addr::embed_into(&cfg.prefix, cfg.prefix_len, &s.ip4.src, &mut s.a6);
+    }
     let route = forward::lookup6(ctx, &mut s.fib, &s.a6, &s.plan.x_addr, Ports::NONE, 0);
     if !route.usable() {
         return Err(Reason::Nat64NoRoute);
@@ -369,7 +378,7 @@ fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
     };
     let inner_off = l4 + ICMP_HLEN;
     let raw: [u8; 9] = packet::load(ctx, inner_off)?;
-    let (inner_tos, inner_ttl) = (raw[1], raw[8]);
+    let (inner_tc, inner_ttl) = (raw[1], raw[8]);
     fix_inner(ctx, inner_off + IPV4_HLEN, s)?;
 
     // Reshape: outer 20 → 40 (change_proto), inner 20 → 40 (adjust_room right after the new
@@ -384,7 +393,7 @@ fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
     let off = ETH_HLEN + IPV6_HLEN;
     header::write6(
         &mut s.hdr6,
-        inner_tos,
+        inner_tc,
         s.plan.inner_len.saturating_sub(IPV4_HLEN as u16),
         header::proto_to_v6(s.plan.proto),
         inner_ttl,
@@ -395,7 +404,7 @@ fn rewrite_4to6(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
     let icmp_len = (ctx.len() as usize).saturating_sub(off) as u16;
     header::write6(
         &mut s.hdr6,
-        s.ip4.tos,
+        cfg.traffic_class_from(s.ip4.tos),
         icmp_len,
         proto::ICMPV6,
         s.ip4.ttl.saturating_sub(1),

@@ -181,7 +181,7 @@ fn translate_inner(
     } else {
         echo_reply(ctx, s, r, l3.l4_off, l4_len)?;
     }
-    ip_header(ctx, s, r, l4_len)?;
+    ip_header(ctx, cfg, s, r, l4_len)?;
     if zero_udp {
         udp_checksum(ctx, s, r, l4_len)?;
     }
@@ -304,7 +304,13 @@ fn transport_header(
 /// Makes room for the IPv6 header (IPv4 options are not translated, RFC 7915 §4.1) and builds
 /// it, with the Ethernet type, in `s.f6` for [`send`].
 #[inline(always)]
-fn ip_header(ctx: &TcContext, s: &mut Area, r: &state::Reverse, l4_len: u16) -> Res<()> {
+fn ip_header(
+    ctx: &TcContext,
+    cfg: &Config,
+    s: &mut Area,
+    r: &state::Reverse,
+    l4_len: u16,
+) -> Res<()> {
     packet::change_proto(ctx, ETH_P_IPV6)?;
     let ihl = usize::from(s.ip4.ihl);
     if ihl > IPV4_HLEN {
@@ -313,7 +319,7 @@ fn ip_header(ctx: &TcContext, s: &mut Area, r: &state::Reverse, l4_len: u16) -> 
     }
     header::write6(
         &mut s.f6.ip,
-        s.ip4.tos,
+        cfg.traffic_class_from(s.ip4.tos),
         l4_len,
         header::proto_to_v6(s.ip4.proto),
         s.ip4.ttl.saturating_sub(1),

@@ -219,6 +219,7 @@ fn check_len(ctx: &TcContext, l4_len: u16, l4_hlen: u16) -> u16 {
 #[inline(always)]
 fn finish(
     ctx: &TcContext,
+    cfg: &Config,
     s: &mut Area,
     m: &state::Mapping,
     y: [u8; 4],
@@ -229,6 +230,8 @@ fn finish(
     let id = s.ipv4_id();
     let mut v4 = header::v4_for_v6(&s.ip6, s.ip6.payload_len, m.t_addr, y, id);
     v4.ttl = s.ip6.hop_limit.saturating_sub(1);
+    v4.tos = cfg.tos_from(v4.tos);
+    v4.id = cfg.identification(v4.df, v4.id);
     v4.write_into(&mut s.f4.ip);
     s.f4.eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
     let len = frame_len::<Frame4>(ports);
@@ -280,7 +283,7 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Re
     // The source port is written with the new headers.
     let (t, d) = (m.t_port.to_be_bytes(), dport.to_be_bytes());
     s.f4.ports = [t[0], t[1], d[0], d[1]];
-    let a = finish(ctx, s, &m, y, route, true)?;
+    let a = finish(ctx, cfg, s, &m, y, route, true)?;
     Ok(Verdict::new(Reason::Nat64Out, a))
 }
 
@@ -325,6 +328,6 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Ver
         checksum::l4_replace(ctx, csum_off, u64::from(o), u64::from(n), 2)?;
         packet::store(ctx, l4 + 4, &n)?;
     }
-    let a = finish(ctx, s, &m, y, route, false)?;
+    let a = finish(ctx, cfg, s, &m, y, route, false)?;
     Ok(Verdict::new(Reason::Nat64Out, a))
 }
