@@ -9,6 +9,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
@@ -248,6 +249,85 @@ fn ipv4_pmtu_drop_produces_a_packet_too_big_the_pod_honours() {
         .exec("ip", &["-6", "route", "get", &server6().to_string()])
         .unwrap();
     assert!(route.contains("mtu 1300"), "{route}");
+}
+
+/// A pod's port unreachable quoting a full-sized datagram (a 1280-byte ICMPv6 error) reaches
+/// the IPv4 server as an ICMPv4 error of at most 576 bytes (RFC 1812 §4.3.2.3) with a valid
+/// checksum, which the server's kernel matches to its socket (the quote's port mapped back).
+#[test]
+fn a_pods_full_sized_icmp_error_reaches_the_server_cut_to_576_bytes() {
+    let w = world(&cfg(Span::new(61001, 65535)));
+    let icmp = w.net.inet.enter(RawIcmp::open).unwrap();
+    let server = w
+        .net
+        .inet
+        .enter(|| UdpSocket::bind((SERVER4, 9998)))
+        .unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let pod = w.pod.ns.enter(|| UdpSocket::bind((POD_A, 0))).unwrap();
+    pod.send_to(b"open", (server6(), 9998)).unwrap();
+    let mut b = [0u8; 64];
+    let (_, binding) = server.recv_from(&mut b).unwrap();
+    // Nothing listens on the pod's port from here on.
+    drop(pod);
+    server.connect(binding).unwrap();
+    let before = count(&w.layout, Reason::Nat64IcmpErrOut);
+    server.send(&[0x5a; 1400]).unwrap();
+    let err = icmp
+        .next(Duration::from_secs(3), |p| {
+            p[12..16] == n::NODE4.octets() && p[20..22] == [3, 3]
+        })
+        .expect("no port unreachable reached the server");
+    let total = usize::from(u16::from_be_bytes([err[2], err[3]]));
+    assert_eq!(total, err.len(), "outer Total Length");
+    assert_eq!(total, 576, "cut to 576 bytes");
+    assert!(
+        sixlane_testkit::packet::checksum::verifies(&err[20..], 0),
+        "ICMPv4 checksum over the cut message"
+    );
+    assert_eq!(count(&w.layout, Reason::Nat64IcmpErrOut) - before, 1);
+    let refused = server.recv(&mut b).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// A raw ICMPv4 socket: every ICMPv4 packet its namespace receives, IPv4 header included.
+struct RawIcmp(OwnedFd);
+
+impl RawIcmp {
+    fn open() -> std::io::Result<Self> {
+        // SAFETY: socket(2) with constant arguments; the fd is owned (and closed) by `Self`.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor nobody else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(raw) }))
+    }
+
+    /// The first packet `want` accepts within `window`.
+    fn next(&self, window: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + window;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let mut pfd = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+                continue;
+            }
+            // SAFETY: `buf` is valid for its length.
+            let n = unsafe { libc::recv(pfd.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 22 && want(&buf[..n as usize]) {
+                return Some(buf[..n as usize].to_vec());
+            }
+        }
+        None
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! ICMP errors at the NAT64 translator through `BPF_PROG_TEST_RUN`: the ones it generates (hop
 //! limit and TTL expired) and the ones it translates (RFC 7915 §4.2 and §5.2: every type and
 //! code both ways, Parameter Problem pointers, Packet Too Big ↔ Fragmentation Needed MTUs, inner
-//! packets of echo and TCP mapped back).
+//! packets of echo and TCP mapped back, errors of any size cut to 576 and 1280 bytes).
 
 use sixlane_common::{
     layout::{PROG_FROM_POD, PROG_FROM_UPLINK},
@@ -658,4 +658,121 @@ fn errors_quoting_echo_and_tcp() {
         &e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err6)),
     );
     check(&out, verdict::SHOT, None, Reason::Nat64IcmpNoSession);
+}
+
+/// A payload of `n` bytes that is not all one value (a cut at the wrong place changes the sum).
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// ICMPv6 errors of any size about a delivered UDP datagram become ICMPv4 errors of at most 576
+/// bytes (RFC 1812 §4.3.2.3): the quote is cut, the outer Total Length and the ICMPv4 checksum
+/// cover what is sent, and the quoted header keeps the length of the datagram it describes.
+#[test]
+fn icmpv6_errors_of_any_size_are_cut_to_576_bytes() {
+    let mut e = env(&default_cfg());
+    let t = e.udp_session(POD, 40000, 53);
+    // `d`: the delivered IPv6 packet's length; its error is 48 + d bytes, the ICMPv4
+    // translation 8 + d before the cut (575, 576 and 577 around the boundary; ~1,400 is a
+    // full-sized datagram quoted whole).
+    for d in [100usize, 567, 568, 569, 1232, 1400, 1452] {
+        let payload = pattern(d - 48);
+        let delivered = n::ipv6(
+            0x20,
+            0,
+            40,
+            srv6(),
+            POD,
+            n::UDP,
+            &n::udp(53, 40000, &payload, Pseudo::V6(srv6(), POD), false),
+        );
+        let err = n::icmp(1, 4, [0; 4], &delivered, Pseudo::V6(POD, srv6()));
+        let input = e.pod_frame(&n::ipv6(0, 0, 64, POD, srv6(), n::ICMPV6, &err));
+        let out = e.run(PROG_FROM_POD, &input);
+        let mut inner4 = n::ipv4(
+            &V4 {
+                tos: 0x20,
+                ttl: 40,
+                df: d - 20 > 1260,
+                ..V4::new(SRV, POOL)
+            },
+            n::UDP,
+            &n::udp(53, t, &payload, Pseudo::V4(SRV, POOL), false),
+        );
+        inner4.truncate(576 - 28);
+        let h = V4 {
+            id: v4_id(&out.pkt),
+            ttl: 63,
+            ..V4::new(POOL, SRV)
+        };
+        let want = e.to_uplink(&n::ipv4(
+            &h,
+            n::ICMP,
+            &n::icmp(3, 3, [0; 4], &inner4, Pseudo::None),
+        ));
+        check(
+            &out,
+            verdict::REDIRECT,
+            Some(&want),
+            Reason::Nat64IcmpErrOut,
+        );
+        assert_eq!(out.pkt.len() - 14, (d + 8).min(576), "delivered {d}");
+    }
+}
+
+/// ICMPv4 errors quoting up to a full-sized IPv4 packet become ICMPv6 errors of at most 1280
+/// bytes (RFC 4443 §2.4 (c)) whose checksum covers what is sent; the quoted header keeps the
+/// length of the packet it describes.
+#[test]
+fn icmpv4_errors_of_any_size_are_cut_to_1280_bytes() {
+    let mut e = env(&default_cfg());
+    let t = e.udp_session(POD, 40000, 53);
+    let r6 = n::embed96(PREFIX, ROUTER);
+    // `q`: the quoted IPv4 packet's length; the translation is 68 + q bytes before the cut
+    // (1279, 1280 and 1281 around the boundary; 1,400 and 1,472 are full-sized packets).
+    for q in [100usize, 1211, 1212, 1213, 1400, 1472] {
+        let payload = pattern(q - 28);
+        let quoted = n::ipv4(
+            &V4 {
+                tos: 0x10,
+                id: 0x4321,
+                ttl: 17,
+                ..V4::new(POOL, SRV)
+            },
+            n::UDP,
+            &n::udp(t, 53, &payload, Pseudo::V4(POOL, SRV), false),
+        );
+        // Fragmentation Needed (MTU 1400), as a router quoting the whole packet sends it.
+        let err = n::ipv4(
+            &V4 {
+                tos: 0xa0,
+                ttl: 30,
+                ..V4::new(ROUTER, POOL)
+            },
+            n::ICMP,
+            &n::icmp(3, 4, [0, 0, 0x05, 0x78], &quoted, Pseudo::None),
+        );
+        let out = e.run(PROG_FROM_UPLINK, &e.uplink_frame(&err));
+        let mut inner = n::ipv6(
+            0x10,
+            0,
+            17,
+            POD,
+            srv6(),
+            n::UDP,
+            &n::udp(40000, 53, &payload, Pseudo::V6(POD, srv6()), false),
+        );
+        inner.truncate(1280 - 48);
+        let want = e.to_pod(&n::ipv6(
+            0xa0,
+            0,
+            29,
+            r6,
+            POD,
+            n::ICMPV6,
+            &n::icmp(2, 0, 1420u32.to_be_bytes(), &inner, Pseudo::V6(r6, POD)),
+        ));
+        check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64IcmpErrIn);
+        assert_eq!(out.pkt.len() - 14, (q + 68).min(1280), "quoted {q}");
+    }
 }

@@ -6,7 +6,8 @@
 //!
 //! The inner header changes size, so the packet is reshaped: `bpf_skb_change_proto` swaps the
 //! outer header's room, `bpf_skb_adjust_room` the inner one's, and the headers are then written
-//! over the result. The ICMP checksum is recomputed over the whole message.
+//! over the result. The result is cut to what an error may carry (576 bytes of IPv4, 1280 of
+//! IPv6), so errors of any size translate, and the ICMP checksum is computed over what is sent.
 
 use aya_ebpf::{bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_NET, programs::TcContext};
 use sixlane_common::{
@@ -23,7 +24,12 @@ use sixlane_common::{
     },
 };
 
-use super::{TOO_LONG, area::Area, sane, state};
+use super::{
+    TOO_LONG,
+    area::Area,
+    reply::{CHUNKS4, ICMP4_MAX},
+    sane, state,
+};
 use crate::{
     checksum,
     forward::{self, Ports},
@@ -31,9 +37,6 @@ use crate::{
     packet,
     verdict::{Res, Verdict},
 };
-
-/// Chunks covering the largest translated error (IPv6 minimum MTU).
-const CHUNKS: usize = 20;
 
 /// ICMPv6 error from the IPv6 side (a pod, or a router on the way to one) about a packet the
 /// translator delivered → ICMPv4 error to the IPv4 peer. The outer header is in `s.ip6`.
@@ -168,6 +171,12 @@ fn rewrite_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
     // are rewritten below).
     packet::change_proto(ctx, ETH_P_IP)?;
     packet::adjust_room(ctx, -(HDR_DIFF as i32), BPF_ADJ_ROOM_NET)?;
+    // RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes, and an ICMPv6 error may be
+    // 1280 or more: the quote is cut (its header keeps the length of the packet it quotes).
+    let max = ETH_HLEN + ICMP4_MAX;
+    if ctx.len() as usize > max {
+        packet::set_len(ctx, max as u32)?;
+    }
     let inner_len = (IPV4_HLEN as u16).wrapping_add(s.plan.inner_len);
     Ip4 {
         ihl: IPV4_HLEN as u8,
@@ -201,7 +210,7 @@ fn rewrite_6to4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<i
         &[ty, code, 0, 0, rest[0], rest[1], rest[2], rest[3]],
     )?;
     let acc =
-        checksum::sum_range::<CHUNKS>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
+        checksum::sum_range::<CHUNKS4>(ctx, &mut s.chunk, (off, ctx.len() as usize), 0, TOO_LONG)?;
     packet::store(ctx, off + 2, &checksum::field(acc))?;
     forward::send(ctx, &s.fib, route)
 }

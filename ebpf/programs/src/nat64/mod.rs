@@ -38,8 +38,9 @@ use sixlane_common::{
 use crate::{packet, parse::L3, verdict::Verdict};
 
 /// What a byte range too long to checksum in the datapath (`checksum::sum_range`) is counted
-/// as: a UDP datagram over IPv4 with a zero checksum longer than `v4_to_v6::CHUNKS_UDP` chunks,
-/// or an ICMP error longer than its chunks cover.
+/// as: a UDP datagram over IPv4 with a zero checksum longer than `v4_to_v6::CHUNKS_UDP` chunks.
+/// ICMP errors, originated or translated, are cut to what their chunks cover first (576 bytes
+/// of IPv4, 1280 of IPv6), so none is refused for its size.
 const TOO_LONG: Reason = Reason::Nat64UdpChecksum;
 
 #[inline(always)]

@@ -26,10 +26,10 @@ use crate::{
     verdict::{Res, Verdict},
 };
 
-/// RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes.
-const ICMP4_MAX: usize = 576;
+/// RFC 1812 §4.3.2.3: an ICMPv4 error is at most 576 bytes (originated or translated).
+pub const ICMP4_MAX: usize = 576;
 /// Chunks covering the largest ICMPv4 error (556 bytes after the header).
-pub const CHUNKS4: usize = 9;
+pub const CHUNKS4: usize = (ICMP4_MAX - IPV4_HLEN).div_ceil(checksum::CHUNK);
 
 /// An error to originate: type, code, the 32-bit field after the checksum (MTU or pointer) and
 /// the reason the packet is counted under when the error goes out.
