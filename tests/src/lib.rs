@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod nat64;
 pub mod podattach;
 pub mod sim;
+pub mod spoof;
 pub mod svc;
 
 use sixlane_agent::{

@@ -128,6 +128,9 @@ pub const MAP_NAT64_SCRATCH: &str = "SL_N64_SCRATCH";
 pub const MAP_NDP_OWNED: &str = "SL_NDP_OWNED";
 /// Per-CPU scratch area of the Neighbor Discovery responder (not pinned).
 pub const MAP_NDP_SCRATCH: &str = "SL_NDP_SCRATCH";
+/// Pod source validation (`source::SourceKey` → `source::ADDRESS`/`ENFORCE`/`ANY`): the
+/// sources each pod may send from, by host-side veth; written by the CNI plugin, pinned.
+pub const MAP_POD_SOURCES: &str = "SL_POD_SOURCES";
 /// aya-log's record buffer (named by `aya-log-ebpf`; the agent forwards the records).
 pub const MAP_LOGS: &str = "AYA_LOGS";
 
@@ -166,7 +169,7 @@ pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 22] = [
+pub const MAPS: [MapSpec; 23] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -188,6 +191,7 @@ pub const MAPS: [MapSpec; 22] = [
     map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_NDP_OWNED, MapType::Hash, true),
     map(MAP_NDP_SCRATCH, MapType::PerCpuArray, false),
+    map(MAP_POD_SOURCES, MapType::Hash, true),
     map(MAP_LOGS, MapType::RingBuf, false),
 ];
 
