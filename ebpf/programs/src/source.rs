@@ -6,6 +6,8 @@
 //! forward it. A frame too short for its header is left to the parser and the kernel, which
 //! drop it.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{macros::map, maps::HashMap, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 use sixlane_common::{
@@ -13,7 +15,10 @@ use sixlane_common::{
     source::{ANY, SOURCE_ENTRIES, SourceKey, always_allowed},
 };
 
-use crate::packet::{self, ptr_at};
+use crate::{
+    mem,
+    packet::{self, ptr_at},
+};
 
 // Pinned: the CNI plugin writes it, and it outlives agent restarts like the attached programs.
 #[map(name = "SL_POD_SOURCES")]
@@ -55,7 +60,13 @@ pub fn allowed(ctx: &TcContext) -> bool {
 /// value but the opt-out enforces (a value this build does not know fails closed).
 #[inline(always)]
 fn enforced(ifindex: u32) -> bool {
+    // The marker's key is the ifindex and `::`: zeroed word by word (a zero array is a
+    // `memset` call in BPF, see `mem`).
+    let mut slot = MaybeUninit::<SourceKey>::uninit();
+    // SAFETY: all-zero bytes are a valid key (plain integers).
+    let key = unsafe { mem::zero_in(&mut slot) };
+    key.ifindex = ifindex;
     // SAFETY: the value is copied out at once.
-    let mode = unsafe { SL_POD_SOURCES.get(SourceKey::marker(ifindex)) }.copied();
+    let mode = unsafe { SL_POD_SOURCES.get(key) }.copied();
     matches!(mode, Some(m) if m != ANY)
 }
