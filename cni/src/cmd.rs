@@ -17,6 +17,7 @@ use crate::{
     log,
     netlink::{Netlink, format_mac},
     plumb::{self, Netns, Plan},
+    sources,
     spec::{CniResult, Env, Interface, IpConfig},
 };
 
@@ -92,20 +93,27 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
         routes: &conf.ipam.routes,
     };
     let mut plumbed_ok = false;
+    let mut recorded = None;
     let res = (|| {
         plumb::sysctl("ipv6/conf/all/forwarding", "1", true)?;
         let p = plumb::add(&mut nl, &host_ns, &pod_ns, &plan)?;
         plumbed_ok = true;
-        match conf.dataplane {
-            Dataplane::Off => {}
-            Dataplane::Required => dataplane::attach(&conf.pin_root, &host_if, conf.attach)?,
+        let attach = match conf.dataplane {
+            Dataplane::Off => false,
+            Dataplane::Required => true,
             Dataplane::Optional => {
-                if dataplane::missing_pins(&conf.pin_root).is_empty() {
-                    dataplane::attach(&conf.pin_root, &host_if, conf.attach)?;
-                } else {
+                let loaded = dataplane::missing_pins(&conf.pin_root).is_empty();
+                if !loaded {
                     log::warn("dataplane is optional and not loaded: pod attached without it");
                 }
+                loaded
             }
+        };
+        if attach {
+            // Sources first: the programs never run on this veth without them.
+            let addrs: Vec<Ipv6Addr> = allocs.iter().map(|a| a.ip).collect();
+            recorded = sources::record(&conf.pin_root, &host_if, &addrs, conf.source_validation)?;
+            dataplane::attach(&conf.pin_root, &host_if, conf.attach)?;
         }
         Ok(p)
     })();
@@ -115,6 +123,11 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
             log::error(&format!("ADD failed, rolling back: {}", chain(&e)));
             if plumbed_ok && let Err(e2) = nl.del_link_by_name(&host_if) {
                 log::error(&format!("rollback: deleting {host_if}: {}", chain(&e2)));
+            }
+            if recorded.is_some()
+                && let Err(e2) = sources::forget(&conf.pin_root, recorded)
+            {
+                log::error(&format!("rollback: forgetting sources: {}", chain(&e2)));
             }
             if let Err(e2) = ipam::undo(&store, &allocs) {
                 log::error(&format!("rollback: releasing addresses: {}", chain(&e2)));
@@ -157,7 +170,7 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
         },
     };
     log::info(&format!(
-        "added {} on {} (host {host_if}, mtu {mtu}, dataplane {:?}, attach {})",
+        "added {} on {} (host {host_if}, mtu {mtu}, dataplane {:?}, attach {}, sources {})",
         allocs
             .iter()
             .map(|a| a.ip.to_string())
@@ -165,7 +178,12 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
             .join(", "),
         env.ifname,
         conf.dataplane,
-        conf.attach
+        conf.attach,
+        match recorded {
+            None => "not validated",
+            Some(_) if conf.source_validation => "validated",
+            Some(_) => "opted out",
+        }
     ));
     Ok(match &conf.prev_result {
         Some(prev) => result.merged_into(prev, conf.version),
@@ -177,6 +195,8 @@ pub fn add(conf: &Conf, env: &Env) -> Result<Value> {
 pub fn del(conf: &Conf, env: &Env) -> Result<()> {
     let host_if = plumb::host_ifname(&env.container_id, &env.ifname);
     let mut errors = Vec::new();
+    // Read before the veth goes: its source entries are keyed by it.
+    let ifindex = sixlane_attach::iface::index(&host_if);
     // Deleting the host end removes the pair, the pod interface and the host /128 route, whether
     // or not the container's namespace still exists, and in tc mode the clsact qdisc with
     // sixlane's filters. It goes first: in TCX mode, unregistering the device releases its TCX
@@ -189,6 +209,9 @@ pub fn del(conf: &Conf, env: &Env) -> Result<()> {
         Err(e) => errors.push(e),
     }
     if let Err(e) = dataplane::detach(&conf.pin_root, &host_if) {
+        errors.push(e);
+    }
+    if let Err(e) = sources::forget(&conf.pin_root, ifindex) {
         errors.push(e);
     }
     match store(conf).and_then(|s| ipam::release(&s, &env.container_id, &env.ifname)) {
@@ -274,6 +297,14 @@ pub fn check(conf: &Conf, env: &Env) -> Result<()> {
     }
     if conf.dataplane == Dataplane::Required {
         dataplane::verify(&conf.pin_root, &host_if)?;
+        let addrs: Vec<Ipv6Addr> = want_ips
+            .iter()
+            .filter_map(|ip| match ip.address.addr() {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        sources::verify(&conf.pin_root, &host_if, &addrs, conf.source_validation)?;
     }
     let want_mac = prev.interfaces[pod_idx].mac.to_ascii_lowercase();
     plumb::inside(&pod_ns, &host_ns, || {
@@ -384,6 +415,15 @@ pub fn gc(conf: &Conf) -> Result<()> {
         match res {
             Ok(pruned) if !pruned.is_empty() => {
                 log::info(&format!("GC removed defunct links {}", pruned.join(", ")));
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+        match sources::gc(&conf.pin_root) {
+            Ok(pruned) if !pruned.is_empty() => {
+                log::info(&format!(
+                    "GC removed the sources of defunct ifindexes {pruned:?}"
+                ));
             }
             Ok(_) => {}
             Err(e) => errors.push(e),

@@ -4,8 +4,9 @@
 //! Keys (see docs/cni.md): `cniVersion`/`cniVersions`, `name`, `type`, `ipam` (host-local's keys),
 //! `mtu`, `dataplane` (`required`|`optional`|`off`), `attach` (`tc`|`tcx`), `pinRoot`,
 //! `podGateway`, `logFile`,
-//! `logLevel`, `dns`, `args.cni.ips`, `runtimeConfig.{ips,ipRanges}`, `prevResult`,
-//! `cni.dev/valid-attachments`.
+//! `logLevel`, `dns`, `args.cni.ips`, `runtimeConfig.{ips,ipRanges}`, the pod annotation
+//! [`SOURCE_VALIDATION_ANNOTATION`] in `runtimeConfig.io.kubernetes.cri.pod-annotations`,
+//! `prevResult`, `cni.dev/valid-attachments`.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -22,6 +23,13 @@ use crate::{
     log::Level,
     spec::{Command, DEFAULT_POD_GATEWAY, Dns, Env, Route, Version, valid_name},
 };
+
+/// The capability under which containerd passes the pod's annotations (`runtimeConfig`), to
+/// plugins whose configuration declares it.
+pub const POD_ANNOTATIONS: &str = "io.kubernetes.cri.pod-annotations";
+/// The pod annotation opting a pod out of source validation (`disabled`; `enabled` is the
+/// default).
+pub const SOURCE_VALIDATION_ANNOTATION: &str = "sixlane.io/source-validation";
 
 /// Longest network name (it is a directory name under `dataDir`).
 pub const MAX_NETWORK_NAME: usize = 200;
@@ -60,6 +68,8 @@ pub struct Conf {
     pub ipam: IpamConf,
     pub prev_result: Option<Value>,
     pub valid_attachments: Vec<(String, String)>,
+    /// Whether the pod's sources are validated (its [`SOURCE_VALIDATION_ANNOTATION`]).
+    pub source_validation: bool,
 }
 
 /// Just enough to report errors in the right version before the rest is validated.
@@ -176,6 +186,7 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
         Vec::new()
     };
     let ipam = parse_ipam(obj, &name, env)?;
+    let source_validation = parse_source_validation(obj)?;
     Ok(Conf {
         version,
         name,
@@ -190,7 +201,33 @@ pub fn parse(obj: &Map<String, Value>, version: Version, cmd: Command, env: &Env
         ipam,
         prev_result,
         valid_attachments,
+        source_validation,
     })
+}
+
+/// The pod's [`SOURCE_VALIDATION_ANNOTATION`], from the annotations the runtime passed: on
+/// unless it says `disabled`.
+fn parse_source_validation(obj: &Map<String, Value>) -> Result<bool> {
+    let field = format!("runtimeConfig.{POD_ANNOTATIONS}");
+    let annotations = match obj
+        .get("runtimeConfig")
+        .and_then(|rc| rc.get(POD_ANNOTATIONS))
+    {
+        None | Some(Value::Null) => return Ok(true),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(Error::wrong_type(field, "an object")),
+    };
+    let field = format!("{field}.{SOURCE_VALIDATION_ANNOTATION}");
+    match annotations.get(SOURCE_VALIDATION_ANNOTATION) {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::String(s)) if s == "enabled" => Ok(true),
+        Some(Value::String(s)) if s == "disabled" => Ok(false),
+        Some(Value::String(s)) => Err(Error::config(
+            field,
+            format!("{s:?} is neither \"enabled\" nor \"disabled\""),
+        )),
+        Some(_) => Err(Error::wrong_type(field, "a string")),
+    }
 }
 
 /// Reads only the logging keys (so errors found later are logged where the operator looks).
@@ -668,6 +705,36 @@ mod tests {
         plugin["cniVersion"] = list["cniVersion"].clone();
         plugin["name"] = list["name"].clone();
         parse_value(&plugin).unwrap();
+    }
+
+    #[test]
+    fn source_validation_follows_the_pod_annotation() {
+        assert!(
+            parse_value(&base()).unwrap().source_validation,
+            "on by default"
+        );
+        for (annotations, want) in [
+            (json!({}), Some(true)),
+            (json!({"other": "x"}), Some(true)),
+            (json!({SOURCE_VALIDATION_ANNOTATION: "enabled"}), Some(true)),
+            (
+                json!({SOURCE_VALIDATION_ANNOTATION: "disabled"}),
+                Some(false),
+            ),
+            (json!({SOURCE_VALIDATION_ANNOTATION: "off"}), None),
+            (json!({SOURCE_VALIDATION_ANNOTATION: false}), None),
+        ] {
+            let mut v = base();
+            v["runtimeConfig"] = json!({POD_ANNOTATIONS: annotations});
+            let got = parse_value(&v);
+            match want {
+                Some(w) => assert_eq!(got.unwrap().source_validation, w, "{annotations}"),
+                None => {
+                    let e = got.unwrap_err();
+                    assert!(e.to_string().contains(SOURCE_VALIDATION_ANNOTATION), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

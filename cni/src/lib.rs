@@ -13,6 +13,7 @@ pub mod ipam;
 pub mod log;
 pub mod netlink;
 pub mod plumb;
+pub mod sources;
 pub mod spec;
 
 use serde_json::Value;

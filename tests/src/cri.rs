@@ -62,6 +62,8 @@ pub struct Pod {
     pub dns_searches: Vec<String>,
     pub cgroup_parent: String,
     pub log_directory: PathBuf,
+    /// The Pod's annotations, as kubelet passes them.
+    pub annotations: Vec<(String, String)>,
 }
 
 impl Pod {
@@ -84,6 +86,7 @@ impl Pod {
                 cgroup_parent: self.cgroup_parent.clone(),
                 ..Default::default()
             }),
+            annotations: self.annotations.iter().cloned().collect(),
             ..Default::default()
         }
     }

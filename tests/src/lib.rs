@@ -16,6 +16,7 @@ pub mod nat64;
 pub mod neigh;
 pub mod podattach;
 pub mod sim;
+pub mod spoof;
 pub mod svc;
 
 use sixlane_agent::{

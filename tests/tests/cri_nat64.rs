@@ -150,6 +150,7 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
         dns_searches: vec!["example.test".into()],
         cgroup_parent: cd.cgroup_parent().unwrap(),
         log_directory: tmp.path().join("pod-logs"),
+        annotations: Vec::new(),
     };
     let pod_id = cri.run_pod(&pod).unwrap_or_else(|e| {
         panic!(

@@ -569,6 +569,7 @@ fn workload(cri: &mut Cri, w: &World) -> (String, String, PathBuf) {
         dns_searches: vec![],
         cgroup_parent: w.cd.cgroup_parent().unwrap(),
         log_directory: w.fs.dir().join("client-logs"),
+        annotations: Vec::new(),
     };
     let cd_log = || fs::read_to_string(w.cd.dir().join("containerd.log")).unwrap_or_default();
     let sandbox = cri

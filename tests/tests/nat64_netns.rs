@@ -19,6 +19,7 @@ use sixlane_agent::{
     metrics,
     nat64::{Nat64Config, Span, state},
 };
+use sixlane_attach::sources::Sources;
 use sixlane_common::{
     layout::UPLINK_PROGRAMS,
     metrics::{Direction, Reason},
@@ -31,6 +32,7 @@ use sixlane_tests::{
     load_datapath,
     nat64::{self as n, HttpServer, Internet, SERVER4},
     sim::{self, SimPod},
+    spoof,
 };
 
 const PREFIX: &str = "fd00:6464::/96";
@@ -84,6 +86,27 @@ fn http_get(w: &World, url: &str) -> std::process::Output {
         .ns
         .exec_output("curl", &["-6", "-sS", "--max-time", "10", url])
         .unwrap()
+}
+
+/// A pod sending from another pod's address (one NAT64 serves) is dropped at its veth, before
+/// translation (docs/cni.md, "Source validation"); from its own, it is translated.
+#[test]
+fn a_spoofed_source_is_not_translated() {
+    let w = world(&cfg(Span::new(61001, 65535)));
+    let dst = server6().to_string();
+    let before = count(&w.layout, Reason::Nat64Out);
+    spoof::ping_from(&w.pod.ns, &POD_A.to_string(), &dst, 3);
+    assert_eq!(count(&w.layout, Reason::Nat64Out) - before, 3);
+
+    let other = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xb);
+    spoof::claim(&w.pod.ns, other);
+    let before = (
+        count(&w.layout, Reason::Nat64Out),
+        spoof::spoofed(&w.layout),
+    );
+    spoof::ping_from(&w.pod.ns, &other.to_string(), &dst, 3);
+    assert_eq!(count(&w.layout, Reason::Nat64Out), before.0, "translated");
+    assert_eq!(spoof::spoofed(&w.layout) - before.1, 3);
 }
 
 #[test]
@@ -432,19 +455,32 @@ fn spoofed_source_outside_the_pod_cidrs_is_not_translated() {
             "nodad",
         ])
         .unwrap();
-    let before = count(&w.layout, Reason::Nat64SrcDenied);
+    // Source validation drops it at the pod's veth first (docs/cni.md); with the pod opted
+    // out, NAT64's own check of the pod CIDRs does.
     let s = w.pod.ns.enter(|| UdpSocket::bind((spoofed, 0))).unwrap();
-    for _ in 0..3 {
-        s.send_to(b"spoofed", (server6(), 9999)).unwrap();
-    }
     let mut b = [0u8; 64];
-    assert!(
-        server.recv_from(&mut b).is_err(),
-        "the spoofed datagram reached the IPv4 server"
-    );
-    assert_eq!(count(&w.layout, Reason::Nat64SrcDenied) - before, 3);
-    // The pod's own address still works.
+    // A datagram from its own address first resolves the gateway: a solicitation's source is
+    // the waiting packet's, and one from the spoofed address would be dropped too.
     let ok = w.pod.ns.enter(|| UdpSocket::bind((POD_A, 0))).unwrap();
+    ok.send_to(b"warm", (server6(), 9999)).unwrap();
+    server.recv_from(&mut b).unwrap();
+    for (opted_out, reason) in [(false, Reason::SrcSpoofed), (true, Reason::Nat64SrcDenied)] {
+        if opted_out {
+            let mut t = Sources::open(&w.layout).unwrap().unwrap();
+            let veth = *t.entries().unwrap().keys().next().unwrap();
+            t.record(veth, &[POD_A], false).unwrap();
+        }
+        let before = count(&w.layout, reason);
+        for _ in 0..3 {
+            s.send_to(b"spoofed", (server6(), 9999)).unwrap();
+        }
+        assert!(
+            server.recv_from(&mut b).is_err(),
+            "the spoofed datagram reached the IPv4 server"
+        );
+        assert_eq!(count(&w.layout, reason) - before, 3, "{reason:?}");
+    }
+    // The pod's own address still works.
     ok.send_to(b"legit", (server6(), 9999)).unwrap();
     let (n, from) = server.recv_from(&mut b).unwrap();
     assert_eq!(&b[..n], b"legit");

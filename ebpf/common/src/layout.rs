@@ -131,6 +131,9 @@ pub const MAP_NDP_OWNED: &str = "SL_NDP_OWNED";
 pub const MAP_NDP_LEASE: &str = "SL_NDP_LEASE";
 /// Per-CPU scratch area of the Neighbor Discovery responder (not pinned).
 pub const MAP_NDP_SCRATCH: &str = "SL_NDP_SCRATCH";
+/// Pod source validation (`source::SourceKey` → `source::ADDRESS`/`ENFORCE`/`ANY`): the
+/// sources each pod may send from, by host-side veth; written by the CNI plugin, pinned.
+pub const MAP_POD_SOURCES: &str = "SL_POD_SOURCES";
 /// aya-log's record buffer (named by `aya-log-ebpf`; the agent forwards the records).
 pub const MAP_LOGS: &str = "AYA_LOGS";
 
@@ -169,7 +172,7 @@ pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 23] = [
+pub const MAPS: [MapSpec; 24] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -192,6 +195,7 @@ pub const MAPS: [MapSpec; 23] = [
     map(MAP_NDP_OWNED, MapType::Hash, true),
     map(MAP_NDP_LEASE, MapType::Array, true),
     map(MAP_NDP_SCRATCH, MapType::PerCpuArray, false),
+    map(MAP_POD_SOURCES, MapType::Hash, true),
     map(MAP_LOGS, MapType::RingBuf, false),
 ];
 

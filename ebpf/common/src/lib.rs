@@ -14,6 +14,7 @@ pub mod nat64;
 pub mod ndp;
 pub mod net;
 pub mod services;
+pub mod source;
 
 /// Implements `aya::Pod` (with the `user` feature) and asserts the size of a map type at compile
 /// time, so a change of layout breaks the build instead of the datapath.

@@ -41,6 +41,9 @@ pub enum Reason {
     /// A stage program the entry point tail-calls is not installed (a datapath half-loaded by
     /// an interrupted upgrade): the packet passed untouched.
     StageMissing = 3,
+    /// A pod sent from an address that is not its own (nor link-local): dropped at the pod's
+    /// veth, before services, NAT64 and forwarding (`source`).
+    SrcSpoofed = 4,
 
     // 16–63: service datapath.
     /// A new flow to a service frontend: backend chosen, conntrack created, translated.
@@ -181,11 +184,12 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 55] = [
+    pub const ALL: [Reason; 56] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
         Reason::StageMissing,
+        Reason::SrcSpoofed,
         Reason::SvcNew,
         Reason::SvcForward,
         Reason::SvcReverse,
@@ -245,6 +249,7 @@ impl Reason {
             Reason::Malformed => "malformed",
             Reason::Unsupported => "unsupported",
             Reason::StageMissing => "stage_missing",
+            Reason::SrcSpoofed => "src_spoofed",
             Reason::SvcNew => "svc_new",
             Reason::SvcForward => "svc_forward",
             Reason::SvcReverse => "svc_reverse",
@@ -352,7 +357,8 @@ impl Reason {
             | Reason::Nat64Malformed
             | Reason::Nat64Error
             | Reason::Nat64Proto
-            | Reason::NdpFailed => Verdict::Drop,
+            | Reason::NdpFailed
+            | Reason::SrcSpoofed => Verdict::Drop,
         }
     }
 

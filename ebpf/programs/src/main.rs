@@ -16,6 +16,7 @@ mod parse;
 mod pipeline;
 mod scratch;
 mod services;
+mod source;
 mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};

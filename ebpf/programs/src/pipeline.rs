@@ -16,7 +16,7 @@ use sixlane_common::{
 use crate::{
     metrics, nat64, ndp,
     parse::{self, L3},
-    services,
+    services, source,
     verdict::{TC_ACT_UNSPEC, Verdict},
 };
 
@@ -63,9 +63,13 @@ fn settle_nat64(ctx: &TcContext, l3: &L3, len: u32, v: Option<Verdict>) -> i32 {
     }
 }
 
-/// Packets a pod sends.
+/// Packets a pod sends: their source is validated first, so no later stage sees a spoofed one.
 #[inline(always)]
 pub fn from_pod(ctx: &TcContext) -> i32 {
+    if !source::allowed(ctx) {
+        let v = Verdict::drop(Reason::SrcSpoofed);
+        return metrics::finish(Direction::Ingress, v, ctx.len());
+    }
     let l3 = match ip(ctx, Direction::Ingress) {
         Ok(l3) => l3,
         Err(v) => return v,

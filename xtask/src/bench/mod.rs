@@ -20,6 +20,7 @@ mod measure;
 mod nat64;
 mod ndp;
 mod services;
+mod sources;
 mod stamp;
 pub mod stats;
 pub mod topo;

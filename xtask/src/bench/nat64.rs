@@ -22,6 +22,7 @@ use sixlane_testkit::{ChildGuard, PinDir, names};
 use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
     measure::{self, KB_PORT, KbServer},
+    sources,
     topo::{self, Path3},
 };
 use crate::sh;
@@ -236,6 +237,8 @@ fn sixlane(t: &Topo, pins: &PinDir, ctx: &Ctx) -> anyhow::Result<()> {
     ]));
     let _ = std::fs::remove_file(&cfg);
     res?;
+    let clients = [topo::CLI, CLI2_6.parse()?];
+    sources::record(&t.node, pins, t.hc6(), &clients)?;
     sh::output(t.node.command(&agent).args([
         "--pin-root",
         &root,

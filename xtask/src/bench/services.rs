@@ -34,6 +34,7 @@ use super::{
     Ctx, Metric, Mode, Role, Scenario, Values,
     kubeproxy::{Rules, dead_endpoint, vip},
     measure::{self, IPERF_PORT, KB_PORT, KbServer},
+    sources,
     topo::{self, Path3},
 };
 use crate::sh;
@@ -291,6 +292,8 @@ impl Scenario for ClusterIp {
             }
             "sixlane" | "sixlane-direct" => {
                 sixlane_datapath(ctx, &t.node, &pins, &[t.ncli(), &t.to_srv.a.name])?;
+                sources::record(&t.node, &pins, t.ncli(), &[topo::CLI])?;
+                sources::record(&t.node, &pins, &t.to_srv.a.name, &[topo::SRV])?;
                 if mode.name == "sixlane" {
                     let r = sixlane_apply(ctx, &pins, &[state_json(self.n, topo::SRV, 0, false)])?;
                     if r[0]["skipped"].as_array().is_some_and(|s| !s.is_empty()) {

@@ -73,6 +73,8 @@ pub fn conflist(i: &Inputs<'_>) -> Value {
             "pinRoot": i.pin_root.display().to_string(),
             "logFile": i.cni.log_file.display().to_string(),
             "logLevel": i.cni.log_level,
+            // containerd then passes the pod's annotations: the source-validation opt-out.
+            "capabilities": {"io.kubernetes.cri.pod-annotations": true},
         }]
     })
 }
@@ -175,7 +177,8 @@ mod tests {
                 "attach": "tc",
                 "pinRoot": "/sys/fs/bpf/sixlane",
                 "logFile": "/var/log/sixlane-cni.log",
-                "logLevel": "info"
+                "logLevel": "info",
+                "capabilities": {"io.kubernetes.cri.pod-annotations": true}
             }]
         });
         assert_eq!(conflist(&i), want);
