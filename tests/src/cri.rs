@@ -394,3 +394,40 @@ impl Cri {
         Ok(())
     }
 }
+
+/// containerd with its CRI plugin in `node`, files under `dir`, whose CNI configuration is
+/// sixlane's `conflist` (with the `sixlane` and `loopback` plugins), and a busybox image named
+/// `image` (sleeping, with `applets`) imported for pods: the runtime kubelet would drive.
+pub fn containerd_with_sixlane(
+    node: &sixlane_testkit::NetNs,
+    dir: &Path,
+    conflist: &serde_json::Value,
+    image: &str,
+    applets: &[&str],
+) -> sixlane_testkit::containerd::Containerd {
+    use sixlane_testkit::containerd::{self, Containerd};
+    let tarball = containerd::busybox_image_as(
+        &dir.join("image"),
+        image,
+        &["/bin/sleep", "2147483647"],
+        applets,
+        &[],
+    )
+    .unwrap();
+    let cd = Containerd::start_cri(
+        node,
+        &dir.join("containerd"),
+        &[(
+            "10-sixlane.conflist",
+            serde_json::to_string_pretty(conflist).unwrap(),
+        )],
+        &[
+            ("sixlane", &crate::bins::path("sixlane")),
+            ("loopback", Path::new("/usr/lib/cni/loopback")),
+        ],
+        image,
+    )
+    .unwrap();
+    cd.import_to("k8s.io", &tarball).unwrap();
+    cd
+}

@@ -11,19 +11,15 @@
 //!            containerd + DNS64 fd00:53::53 on the node; pool 198.18.0.1, prefix fd00:6464::/96
 //! ```
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::Path,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sixlane_agent::{config::CniConfig, nat64::Span, node::cni};
 use sixlane_attach::chain;
 use sixlane_cni::plumb;
-use sixlane_testkit::containerd::{self, Containerd};
 use sixlane_tests::{
     bins,
     cni::{TempDir, links, reservations},
-    cri::{Cri, Pod},
+    cri::{Cri, Pod, containerd_with_sixlane},
     dns64, load_datapath,
     nat64::{self as n, HttpServer, Internet, SERVER4},
     sim,
@@ -113,29 +109,13 @@ fn cri_pod_reaches_an_ipv4_only_server_by_name_through_nat64() {
         }),
     });
     assert_eq!(conflist["cniVersion"], "1.0.0");
-    let image = containerd::busybox_image_as(
-        &tmp.path().join("image"),
-        IMAGE,
-        &["/bin/sleep", "2147483647"],
-        &["sh", "sleep", "wget", "cat", "ip"],
-        &[],
-    )
-    .unwrap();
-    let cd = Containerd::start_cri(
+    let cd = containerd_with_sixlane(
         &node,
-        &tmp.path().join("containerd"),
-        &[(
-            "10-sixlane.conflist",
-            serde_json::to_string_pretty(&conflist).unwrap(),
-        )],
-        &[
-            ("sixlane", &bins::path("sixlane")),
-            ("loopback", Path::new("/usr/lib/cni/loopback")),
-        ],
+        tmp.path(),
+        &conflist,
         IMAGE,
-    )
-    .unwrap();
-    cd.import_to("k8s.io", &image).unwrap();
+        &["sh", "sleep", "wget", "cat", "ip"],
+    );
     let cd_log = || std::fs::read_to_string(cd.dir().join("containerd.log")).unwrap_or_default();
     let cni_log = || std::fs::read_to_string(&log).unwrap_or_default();
 

@@ -4,16 +4,12 @@
 //! Pod opts it out; its neighbour without the annotation stays validated, and StopPodSandbox's
 //! DEL forgets both.
 
-use std::path::Path;
-
 use sixlane_agent::{config::CniConfig, node::cni};
 use sixlane_attach::{chain, sources::Sources};
 use sixlane_cni::{conf::SOURCE_VALIDATION_ANNOTATION, plumb};
-use sixlane_testkit::containerd::{self, Containerd};
 use sixlane_tests::{
-    bins,
     cni::TempDir,
-    cri::{Cri, Pod},
+    cri::{Cri, Pod, containerd_with_sixlane},
     load_datapath,
     nat64::ifindex,
     sim,
@@ -40,29 +36,7 @@ fn the_pod_annotation_reaches_the_plugin_through_containerd() {
         pin_root: layout.root(),
         nat64: None,
     });
-    let image = containerd::busybox_image_as(
-        &tmp.path().join("image"),
-        IMAGE,
-        &["/bin/sleep", "2147483647"],
-        &["sh", "sleep"],
-        &[],
-    )
-    .unwrap();
-    let cd = Containerd::start_cri(
-        &node,
-        &tmp.path().join("containerd"),
-        &[(
-            "10-sixlane.conflist",
-            serde_json::to_string_pretty(&conflist).unwrap(),
-        )],
-        &[
-            ("sixlane", &bins::path("sixlane")),
-            ("loopback", Path::new("/usr/lib/cni/loopback")),
-        ],
-        IMAGE,
-    )
-    .unwrap();
-    cd.import_to("k8s.io", &image).unwrap();
+    let cd = containerd_with_sixlane(&node, tmp.path(), &conflist, IMAGE, &["sh", "sleep"]);
     let logs = || {
         format!(
             "containerd:\n{}\nCNI:\n{}",
