@@ -27,9 +27,7 @@ use crate::{
 /// The capability under which containerd passes the pod's annotations (`runtimeConfig`), to
 /// plugins whose configuration declares it.
 pub const POD_ANNOTATIONS: &str = "io.kubernetes.cri.pod-annotations";
-/// The pod annotation opting a pod out of source validation (`disabled`; `enabled` is the
-/// default).
-pub const SOURCE_VALIDATION_ANNOTATION: &str = "sixlane.io/source-validation";
+pub use sixlane_common::source::SOURCE_VALIDATION_ANNOTATION;
 
 /// Longest network name (it is a directory name under `dataDir`).
 pub const MAX_NETWORK_NAME: usize = 200;

@@ -17,6 +17,7 @@ use std::{
 use netlink_packet_route::address::AddressFlags;
 use nix::sched::{CloneFlags, setns};
 use sixlane_attach::chain;
+pub use sixlane_attach::iface::{host_ifname, is_host_ifname};
 
 use crate::{
     conf::PodGateway,
@@ -25,33 +26,6 @@ use crate::{
     netlink::{Link, Netlink, NewRoute, format_mac},
     spec::Route,
 };
-
-/// The host-side veth name for an attachment: `sl` + 13 hex digits of a 64-bit FNV-1a hash of
-/// `containerID \0 ifname`. Deterministic (DEL and GC find it without state), 15 bytes (IFNAMSIZ),
-/// and 52 bits make a collision among a node's pods vanishingly unlikely; a collision would fail
-/// ADD with EEXIST, never touch the other pod.
-pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id
-        .as_bytes()
-        .iter()
-        .chain(&[0u8])
-        .chain(ifname.as_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("sl{:013x}", h >> 12)
-}
-
-/// Whether `name` looks like a host veth made by [`host_ifname`].
-pub fn is_host_ifname(name: &str) -> bool {
-    name.len() == 15
-        && name.starts_with("sl")
-        && name[2..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
 
 /// A network namespace we can switch the (single) thread into and back.
 pub struct Netns {
@@ -358,23 +332,6 @@ pub fn host_link(nl: &mut Netlink, name: &str) -> Result<Option<Link>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_names_are_deterministic_short_and_distinct() {
-        let a = host_ifname("abc", "eth0");
-        assert_eq!(a, host_ifname("abc", "eth0"));
-        assert_eq!(a.len(), 15);
-        assert!(is_host_ifname(&a), "{a}");
-        assert_ne!(a, host_ifname("abc", "eth1"));
-        // The separator keeps ("ab","ceth0") apart from ("abc","eth0").
-        assert_ne!(host_ifname("ab", "ceth0"), a);
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..20_000 {
-            assert!(seen.insert(host_ifname(&format!("{i:064x}"), "eth0")));
-        }
-        assert!(!is_host_ifname("eth0"));
-        assert!(!is_host_ifname("sltn_1_2"));
-    }
 
     #[test]
     fn macs_are_local_unicast() {

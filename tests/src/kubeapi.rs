@@ -126,6 +126,22 @@ impl Tls {
     }
 }
 
+/// A kubeconfig at `path` for the server at `addr` (its CA from `tls`), authenticating with
+/// `token`.
+pub fn kubeconfig(path: &Path, addr: SocketAddr, tls: &Tls, token: &str) {
+    fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n\
+             clusters: [{{name: t, cluster: {{server: \"https://{addr}\", certificate-authority: {}}}}}]\n\
+             users: [{{name: t, user: {{token: {token}}}}}]\n\
+             contexts: [{{name: t, context: {{cluster: t, user: t}}}}]\n",
+            tls.ca_crt.display()
+        ),
+    )
+    .unwrap();
+}
+
 /// The objects served, by collection path (`/api/v1/nodes`): each a list's `apiVersion`,
 /// `kind` and items.
 pub type Objects = BTreeMap<&'static str, (&'static str, &'static str, Vec<Value>)>;

@@ -72,18 +72,7 @@ fn the_lease_holder_writes_the_assignment_to_the_service_status() {
         ),
     );
     let kubeconfig = dir.path().join("kubeconfig");
-    fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\n\
-             clusters: [{{name: t, cluster: {{server: \"https://[{}]:{API_PORT}\", certificate-authority: {}}}}}]\n\
-             users: [{{name: t, user: {{token: {token}}}}}]\n\
-             contexts: [{{name: t, context: {{cluster: t, user: t}}}}]\n",
-            node_addr(1),
-            tls.ca_crt.display()
-        ),
-    )
-    .unwrap();
+    kubeapi::kubeconfig(&kubeconfig, api.addr, &tls, &token);
     let cfg = dir.path().join("agent.yaml");
     fs::write(
         &cfg,

@@ -418,50 +418,8 @@ pub struct IpamArgs {
     pub network: Option<String>,
 }
 
-/// One reservation in the IPAM store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Reservation {
-    pub network: String,
-    pub address: std::net::IpAddr,
-    pub container_id: String,
-    pub ifname: String,
-}
-
-/// Reads host-local's layout: `<dataDir>/<network>/<ip>` holding `<container id>\r\n<ifname>`
-/// (older versions wrote the id alone); `last_reserved_ip.N` and `lock` are bookkeeping.
-pub fn reservations(args: &IpamArgs) -> anyhow::Result<Vec<Reservation>> {
-    let mut out = Vec::new();
-    let nets = std::fs::read_dir(&args.data_dir)
-        .with_context(|| format!("reading {}", args.data_dir.display()))?;
-    for net in nets {
-        let net = net?;
-        let name = net.file_name().to_string_lossy().into_owned();
-        if !net.file_type()?.is_dir() || args.network.as_ref().is_some_and(|n| *n != name) {
-            continue;
-        }
-        for f in std::fs::read_dir(net.path())? {
-            let f = f?;
-            let Ok(address) = f.file_name().to_string_lossy().parse::<std::net::IpAddr>() else {
-                continue;
-            };
-            let text = std::fs::read_to_string(f.path())
-                .with_context(|| format!("reading {}", f.path().display()))?;
-            let mut lines = text.split(['\r', '\n']).filter(|l| !l.is_empty());
-            out.push(Reservation {
-                network: name.clone(),
-                address,
-                container_id: lines.next().unwrap_or_default().trim().to_owned(),
-                ifname: lines.next().unwrap_or_default().trim().to_owned(),
-            });
-        }
-    }
-    out.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
-    Ok(out)
-}
-
 pub fn print_ipam(args: &IpamArgs, json: bool) -> anyhow::Result<()> {
-    let rows = reservations(args)?;
+    let rows = crate::ipam::reservations(&args.data_dir, args.network.as_deref())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -544,37 +502,6 @@ mod tests {
         let e = resolve(&dir.join("missing.yaml"));
         assert!(e.starts_with("reading "), "{e}");
         assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn ipam_reads_the_host_local_layout() {
-        let dir = std::env::temp_dir().join(format!("sixlane-ipam-{}", std::process::id()));
-        let net = dir.join("sixlane");
-        std::fs::create_dir_all(&net).unwrap();
-        std::fs::write(net.join("fd00:10::5"), "0123456789abcdef0123\r\neth0").unwrap();
-        std::fs::write(net.join("fd00:10::3"), "oldstyleid").unwrap();
-        std::fs::write(net.join("last_reserved_ip.0"), "fd00:10::5").unwrap();
-        std::fs::write(net.join("lock"), "").unwrap();
-        let rows = reservations(&IpamArgs {
-            data_dir: dir.clone(),
-            network: None,
-        })
-        .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].address.to_string(), "fd00:10::3");
-        assert_eq!(
-            (rows[0].container_id.as_str(), rows[0].ifname.as_str()),
-            ("oldstyleid", "")
-        );
-        assert_eq!(rows[1].container_id, "0123456789abcdef0123");
-        assert_eq!(rows[1].ifname, "eth0");
-        let none = reservations(&IpamArgs {
-            data_dir: dir.clone(),
-            network: Some("other".into()),
-        })
-        .unwrap();
-        assert!(none.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,6 +21,7 @@ use std::{
 };
 
 use ipnet::Ipv6Net;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use sixlane_attach::chain;
 use sixlane_common::layout;
 use tokio::{
@@ -46,10 +47,11 @@ use crate::{
     },
     ops::{
         http::{self, Ctx, NodePortServers},
-        metrics::{KindLabel, Metrics},
+        metrics::{KindLabel, Metrics, ModeLabel},
         status::{self, LinkRow, ReconcileStatus, RouteRow, Shared, Status},
     },
     pace::Pace,
+    pod_sources,
     reconcile::{NodeInfo, Params, Reconciler, Snapshot},
     routing::{
         self, Routing,
@@ -250,6 +252,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
         None
     };
 
+    let backfill = start_pod_sources(&cfg, &pins, &node, &metrics).await?;
     let (tx, rx) = mpsc::channel::<Vec<Change>>(256);
     let source_task = start_source(&cfg, tx, &metrics).await?;
     let netlink = netlink::connect()?;
@@ -286,6 +289,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<()> {
     agent.lb.stop().await;
 
     source_task.abort();
+    backfill.abort();
     // The table stays pinned: the datapath goes on answering for the pods. The other nodes
     // take the LoadBalancer IPs over.
     if let Some(n) = agent.ndp.take() {
@@ -434,6 +438,45 @@ fn start_ndp(
         }
     });
     ndp::responder::start(settings, publish).map_err(step("starting Neighbor Discovery"))
+}
+
+/// Source validation for the pods attached before it (`pod_sources`), counted in
+/// `sixlane_pod_sources_backfilled_total{mode}`.
+async fn start_pod_sources(
+    cfg: &Config,
+    pins: &PinLayout,
+    node: &str,
+    metrics: &Metrics,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let annotations = match cfg.source.mode {
+        SourceMode::Kubernetes => pod_sources::Annotations::Api {
+            client: kube::Client::try_default()
+                .await
+                .map_err(Error::KubeClient)?,
+            node: node.to_owned(),
+        },
+        SourceMode::Static => pod_sources::Annotations::None,
+    };
+    let counted = Family::<ModeLabel, Counter>::default();
+    metrics.register(
+        "pod_sources_backfilled",
+        "Pod veths attached before source validation that the agent recorded, by mode",
+        counted.clone(),
+    );
+    let count = move |mode: &str, n: usize| {
+        counted
+            .get_or_create(&ModeLabel { mode: mode.into() })
+            .inc_by(n as u64);
+    };
+    Ok(pod_sources::spawn(
+        pins.clone(),
+        cfg.cni.data_dir.join(cni::NETWORK),
+        annotations,
+        move |p| {
+            count("validated", p.validated);
+            count("opted_out", p.opted_out);
+        },
+    ))
 }
 
 /// The BGP subsystem: its status goes into the agent's (and the status file) whenever it

@@ -164,7 +164,7 @@ pub enum Error {
     },
     #[error("the source stopped")]
     SourceStopped,
-    /// A write (or read) of the LoadBalancer IP assignment's Lease holder (`lb::writer`).
+    /// An API request of LoadBalancer IP assignment (`lb::writer`) or source validation.
     #[error("{request}")]
     Kube {
         request: KubeRequest,
@@ -352,13 +352,26 @@ impl fmt::Display for NetlinkRequest {
     }
 }
 
-/// An API request of the LoadBalancer IP assignment (`lb::writer`), as its error names it.
+/// An API request of the agent's own (not its watches), as its error names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KubeRequest {
-    GetLease { lease: String },
-    WriteLease { lease: String, create: bool },
-    PatchStatus { service: String },
-    CreateEvent { service: String },
+    GetLease {
+        lease: String,
+    },
+    WriteLease {
+        lease: String,
+        create: bool,
+    },
+    PatchStatus {
+        service: String,
+    },
+    CreateEvent {
+        service: String,
+    },
+    /// Source validation's backfill, for the pods' opt-out annotations (`pod_sources`).
+    ListPods {
+        node: String,
+    },
 }
 
 impl fmt::Display for KubeRequest {
@@ -376,6 +389,7 @@ impl fmt::Display for KubeRequest {
             KubeRequest::CreateEvent { service } => {
                 write!(f, "creating an Event for Service {service}")
             }
+            KubeRequest::ListPods { node } => write!(f, "listing the Pods of node {node}"),
         }
     }
 }

@@ -15,6 +15,9 @@ use sixlane_common::{
 
 use crate::{Error, PinLayout, Result};
 
+/// `bpf_map_update_elem`'s "only if absent" flag (linux/bpf.h).
+const BPF_NOEXIST: u64 = 1;
+
 fn map_err(source: aya::maps::MapError) -> Error {
     Error::Map {
         name: MAP_POD_SOURCES.to_owned(),
@@ -64,6 +67,30 @@ impl Sources {
         self.map
             .insert(SourceKey::marker(ifindex), mode, 0)
             .map_err(map_err)
+    }
+
+    /// The agent's record for a veth the plugin attached without one (before the table
+    /// existed): `addrs`, then the marker only if none is there yet. A concurrent ADD's own
+    /// record (it replaces whatever the ifindex had) therefore always wins; false when it did.
+    pub fn backfill(&mut self, ifindex: u32, addrs: &[Ipv6Addr], enforce: bool) -> Result<bool> {
+        for a in addrs {
+            self.map
+                .insert(SourceKey::new(ifindex, a.octets()), ADDRESS, 0)
+                .map_err(map_err)?;
+        }
+        let mode = if enforce { ENFORCE } else { ANY };
+        match self
+            .map
+            .insert(SourceKey::marker(ifindex), mode, BPF_NOEXIST)
+        {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     /// Removes every entry of `ifindex`, marker first (so the veth is never left enforcing a

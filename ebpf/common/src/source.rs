@@ -9,6 +9,11 @@
 //! the marker. A veth without a marker (attached by a plugin older than the table) is not
 //! validated.
 
+/// The pod annotation opting a pod out of source validation (`disabled`; `enabled` is the
+/// default). The CNI plugin reads it at ADD (from the runtime), the agent when it validates pods
+/// attached before the table existed (from the API server).
+pub const SOURCE_VALIDATION_ANNOTATION: &str = "sixlane.io/source-validation";
+
 /// Entries of `layout::MAP_POD_SOURCES`: a node's pods (a marker and one or two addresses each)
 /// with room to spare.
 pub const SOURCE_ENTRIES: u32 = 8192;

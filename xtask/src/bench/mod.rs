@@ -19,6 +19,7 @@ mod kubeproxy;
 mod measure;
 mod nat64;
 mod ndp;
+mod progstats;
 mod services;
 mod sources;
 mod stamp;
@@ -29,7 +30,7 @@ use std::{
     collections::BTreeMap,
     fs::{self, OpenOptions},
     io::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -67,6 +68,11 @@ pub struct Args {
     /// with `perf`; ratios need the limit mode in the set.
     #[arg(long = "mode")]
     pub modes: Vec<String>,
+    /// Also report the run time per packet of sixlane's programs (`kernel.bpf_stats_enabled`
+    /// for the run): where the datapath's time goes. Adds clock reads to every BPF run, so
+    /// compare such runs only with each other.
+    #[arg(long)]
+    pub bpf_stats: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -120,9 +126,25 @@ pub struct Ctx {
     pub agent: PathBuf,
     /// The agent's `svc_plan` example (release): a 10,000-service apply, step by step.
     pub svc_plan: PathBuf,
+    /// `--bpf-stats`: scenarios add their programs' run time per packet.
+    pub bpf_stats: bool,
 }
 
 pub type Values = BTreeMap<&'static str, f64>;
+
+/// The metric `--bpf-stats` adds: `sl_from_pod`'s mean run time (with the NAT64 stage it
+/// tail-calls), the pod side of every scenario that has one.
+pub const FROM_POD_NS: Metric = Metric::new("from_pod_ns", "ns/packet", false);
+
+/// Adds [`FROM_POD_NS`] to `values` from the trial's pins, when the run asked for it.
+pub fn from_pod_ns(ctx: &Ctx, pin_root: &Path, values: &mut Values) -> anyhow::Result<()> {
+    if ctx.bpf_stats
+        && let Some(ns) = progstats::ns_per_run(pin_root, sixlane_common::layout::PROG_FROM_POD)?
+    {
+        values.insert(FROM_POD_NS.name, ns);
+    }
+    Ok(())
+}
 
 pub trait Scenario {
     fn name(&self) -> &'static str;
@@ -200,7 +222,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         xtask: std::env::current_exe().context("locating the xtask binary")?,
         agent: root.join("target/release/sixlane-agent"),
         svc_plan: root.join("target/release/examples/svc_plan"),
+        bpf_stats: args.bpf_stats,
     };
+    let _stats = args.bpf_stats.then(progstats::Enabled::on).transpose()?;
     let interrupt = interrupt::Interrupt::install()?;
     let rounds = if args.quick { 1 } else { args.rounds.max(1) };
     let out_dir = root.join("target/bench");

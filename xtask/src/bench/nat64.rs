@@ -168,6 +168,7 @@ impl Scenario for Nat64 {
             m("crr8_rate", "conn/s", true),
             m("rr_rate", "req/s", true),
             m("rr_p50", "us", false),
+            super::FROM_POD_NS,
         ]
     }
 
@@ -200,7 +201,8 @@ impl Scenario for Nat64 {
         } else {
             SERVER4
         };
-        let values = measure(&t, ctx, dst, listen)?;
+        let mut values = measure(&t, ctx, dst, listen)?;
+        super::from_pod_ns(ctx, pins.path(), &mut values)?;
         if mode.name == "nat44" && masqueraded(&t)? == 0 {
             bail!("nat44 masqueraded nothing: the nft rule was not on the path");
         }

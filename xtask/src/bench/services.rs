@@ -254,6 +254,7 @@ impl Scenario for ClusterIp {
             Metric::new("rr_p50", "us", false),
             Metric::new("rr_p99", "us", false),
             Metric::new("throughput", "Gbit/s", true),
+            super::FROM_POD_NS,
         ]
     }
 
@@ -306,7 +307,8 @@ impl Scenario for ClusterIp {
             }
             other => bail!("unknown mode {other}"),
         };
-        let values = measure(&t, ctx, target)?;
+        let mut values = measure(&t, ctx, target)?;
+        super::from_pod_ns(ctx, pins.path(), &mut values)?;
         match mode.name {
             "sixlane" if counter(ctx, &pins, "svc_new")? == 0 => {
                 bail!("sixlane translated no flow: the programs were not on the path")

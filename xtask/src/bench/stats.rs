@@ -164,7 +164,13 @@ pub fn table(
         }
     }
     let mut rows = vec![header];
-    for m in metrics {
+    // A metric no mode measured (one only some runs take, `--bpf-stats`) gets no row.
+    let measured = |m: &&Metric| {
+        modes
+            .iter()
+            .any(|mode| !values(results, mode.name, m.name).is_empty())
+    };
+    for m in metrics.iter().filter(measured) {
         let mut row = vec![
             format!("{} ({})", m.name, m.unit),
             if m.higher_is_better {

@@ -8,7 +8,7 @@
 //!
 //! - [`table`]: the pinned table, read and synced;
 //! - [`config`]: the `ndp` section;
-//! - [`pods`]: the node's pods, from the CNI plugin's IPAM store, and [`watch`], its changes;
+//! - [`watch`]: changes of the CNI plugin's IPAM store (`crate::ipam`), the node's pods;
 //! - [`owned`]: which of them (and on which uplink) the node answers for;
 //! - [`claims`]: the L2 LoadBalancer IPs, and which this node could answer for;
 //! - [`peers`]: the other nodes on the link and their heartbeats, [`heartbeat`], the thread
@@ -32,7 +32,6 @@ pub mod metrics;
 pub mod mld;
 pub mod owned;
 pub mod peers;
-pub mod pods;
 pub mod responder;
 pub mod status;
 pub mod table;

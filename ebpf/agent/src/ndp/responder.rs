@@ -31,7 +31,7 @@ use super::{
     link,
     mld::Groups,
     owned::{Uplink, owned},
-    peers, pods,
+    peers,
     status::{AddressRow, LbRow, NdpStatus, PeerRow},
     table::Table,
     watch::StoreWatch,
@@ -204,7 +204,8 @@ impl Responder {
         self.uplink = Some((name.to_owned(), up));
         let name = name.to_owned();
         let store = &self.settings.store_dir;
-        let pods = pods::reserved(store).map_err(|e| crate::Error::io("reading", store, e))?;
+        let pods =
+            crate::ipam::reserved(store).map_err(|e| crate::Error::io("reading", store, e))?;
         let mut want = owned(&self.settings.cfg, up, &pods);
         for (a, o) in self.load_balancer_ips(up) {
             want.entry(a).or_insert(o);
