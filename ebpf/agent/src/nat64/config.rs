@@ -13,6 +13,8 @@
 //!   endpointIndependentFiltering: true
 //!   clampMss: true
 //!   ipv4Mtu: 1500              # smallest IPv4 path MTU expected (pod route MTU/advmss)
+//!   staticBindings:            # IPv4-initiated traffic to pods (`super::statics`)
+//!     - {protocol: tcp, ipv4: "198.51.100.7:8080", ipv6: "[fd00:10::a]:80"}
 //! ```
 
 use std::{
@@ -30,6 +32,7 @@ use sixlane_common::nat64::{
     maps::{self, MAX_POOL_ADDRS, PortRange},
 };
 
+use super::statics::{self, StaticBinding};
 use crate::{
     Error, Result,
     problem::{Problem, Problems},
@@ -266,6 +269,9 @@ pub struct Nat64Config {
     pub override_tos: Option<u8>,
     pub icmpv6_error_source: ErrorSource,
     pub ipv4_identification: Identification,
+    /// Pool address and port ↔ IPv6 transport address mappings IPv4 hosts may open sessions
+    /// through (translate mode; ports outside the dynamic range).
+    pub static_bindings: Vec<StaticBinding>,
 }
 
 impl Default for Nat64Config {
@@ -286,6 +292,7 @@ impl Default for Nat64Config {
             override_tos: None,
             icmpv6_error_source: ErrorSource::Router,
             ipv4_identification: Identification::Generate,
+            static_bindings: Vec::new(),
         }
     }
 }
@@ -349,7 +356,15 @@ impl Nat64Config {
         self.prefix_problems(&mut p);
         match self.mode {
             Mode::Off => {}
-            Mode::Translate => self.translate_problems(&mut p),
+            Mode::Translate => {
+                self.translate_problems(&mut p);
+                let cx = statics::Context {
+                    pool: &self.pool,
+                    ranges: self.ranges(),
+                    prefix: self.prefix,
+                };
+                statics::problems(&self.static_bindings, &cx, &mut p);
+            }
             Mode::Route => {
                 if self.gateway.is_none() {
                     p.add(
@@ -358,6 +373,12 @@ impl Nat64Config {
                     );
                 }
             }
+        }
+        if self.mode != Mode::Translate && !self.static_bindings.is_empty() {
+            p.add(
+                "staticBindings",
+                "only a translating node (mode: translate) has static bindings",
+            );
         }
         if !(1260..=65535).contains(&self.ipv4_mtu) {
             p.add(
@@ -504,13 +525,22 @@ impl Nat64Config {
         c.tos = self.override_tos.unwrap_or(0);
         // Validated to fit (1260..=65535).
         c.ipv4_mtu = self.ipv4_mtu as u16;
+        c.ports = self.ranges();
+        if self.mode == Mode::Translate {
+            // Validated: at most MAX_STATIC_BINDINGS.
+            c.statics = self.static_bindings.len() as u16;
+        }
+        Ok(c)
+    }
+
+    /// The dynamic port ranges as the datapath holds them: TCP, UDP, ICMP.
+    fn ranges(&self) -> [PortRange; 3] {
         let range = |s: Span| PortRange { lo: s.lo, hi: s.hi };
-        c.ports = [
+        [
             range(self.ports.tcp),
             range(self.ports.udp),
             range(self.ports.icmp),
-        ];
-        Ok(c)
+        ]
     }
 
     /// The pods' route to the prefix for a pod link of `pod_mtu`, or `None` when NAT64 is off.
