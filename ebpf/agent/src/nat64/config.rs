@@ -752,6 +752,31 @@ ipv4Mtu: 1460
     }
 
     #[test]
+    fn static_bindings_are_checked_against_the_pool_and_counted_for_the_datapath() {
+        let y = "mode: translate\nprefix: fd00:6464::/96\npool: [198.18.0.1]\n\
+                 podCIDRs: [fd00:10::/64]\nports: {tcp: 62000-65535}\nstaticBindings:\n\
+                 - {protocol: tcp, ipv4: \"198.18.0.1:8080\", ipv6: \"[fd00:10::a]:80\"}\n\
+                 - {protocol: udp, ipv4: \"198.18.0.1:53\", ipv6: \"[fd00:10::a]:53\"}\n";
+        let mut c = Nat64Config::from_yaml(y).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.datapath([0; 4]).unwrap().statics, 2);
+        // Ranges are per protocol: 61500 is in the (default) UDP range, not in the TCP one.
+        c.static_bindings[0].ipv4.set_port(61500);
+        c.static_bindings[1].ipv4.set_port(61500);
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["staticBindings[1].ipv4"]);
+        // Only a translating node has them.
+        c.mode = Mode::Route;
+        c.gateway = Some("fd00:1::7".parse().unwrap());
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["staticBindings"]);
+        c.mode = Mode::Off;
+        assert!(c.validate().is_err());
+        c.static_bindings.clear();
+        assert_eq!(c.datapath([0; 4]).unwrap().statics, 0);
+    }
+
+    #[test]
     fn header_options_from_yaml_to_the_datapath() {
         let d = translate().datapath([0; 4]).unwrap();
         let opts = maps::CFG_ZERO_TRAFFIC_CLASS
