@@ -342,7 +342,7 @@ pub struct InFlow {
     pub eif: bool,
     /// t is outside the dynamic range and static bindings exist: (T, t) is NAT64's only if it
     /// has a static binding.
-    pub statik: bool,
+    pub static_only: bool,
     /// The packet may open a session through a static binding (UDP, a TCP SYN, an echo
     /// request; not an echo reply).
     pub opens: bool,
@@ -375,7 +375,7 @@ pub fn inbound(
     slot: &mut core::mem::MaybeUninit<Reverse>,
 ) -> Inbound {
     let t = now();
-    if f.statik {
+    if f.static_only {
         s.bkey.proto = f.proto;
         s.bkey.dir = DIR_IN;
         s.bkey.port = f.t_port;
@@ -405,7 +405,7 @@ pub fn inbound(
         }
         return Inbound::Session;
     }
-    if f.statik {
+    if f.static_only {
         return open_static(s, f, slot, t);
     }
     if !f.eif || f.proto != proto::UDP {

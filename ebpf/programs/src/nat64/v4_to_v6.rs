@@ -68,8 +68,8 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
         u16::from_be_bytes([p[2], p[3]]),
     );
     // Outside the dynamic range only static bindings are NAT64's (looked up in `inbound`).
-    let statik = !state::range_of(cfg, l3.proto).contains(t_port);
-    if statik && cfg.statics == 0 {
+    let static_only = !state::range_of(cfg, l3.proto).contains(t_port);
+    if static_only && cfg.statics == 0 {
         return Verdict::NOT_OURS;
     }
     let tcp_flags = if l3.proto == proto::TCP {
@@ -83,7 +83,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     f.proto = l3.proto;
     f.tcp_flags = tcp_flags;
     f.eif = cfg.flags & CFG_EIF_UDP != 0;
-    f.statik = statik;
+    f.static_only = static_only;
     f.opens = true;
     f.opened = false;
     f.t_port = t_port;
@@ -112,19 +112,24 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     match h[0] {
         ty @ (icmp4::ECHO_REPLY | icmp4::ECHO_REQUEST) => {
             let id = u16::from_be_bytes([h[4], h[5]]);
-            let statik = !cfg.ports[2].contains(id);
+            let static_only = !cfg.ports[2].contains(id);
             let request = ty == icmp4::ECHO_REQUEST;
             // Echo requests are the node's to answer unless a static binding maps their
-            // identifier; replies outside the dynamic range may answer a pod's ping that left
-            // through one.
-            if (statik || request) && (cfg.statics == 0 || !statik || h[1] != 0) {
+            // identifier (`inbound` looks it up); replies with an identifier outside the
+            // dynamic range may answer a pod's ping that left through one.
+            let candidate = if static_only {
+                cfg.statics != 0 && h[1] == 0
+            } else {
+                !request
+            };
+            if !candidate {
                 return Verdict::NOT_OURS;
             }
             let f = &mut s.inflow;
             f.proto = proto::ICMP;
             f.tcp_flags = 0;
             f.eif = false;
-            f.statik = statik;
+            f.static_only = static_only;
             f.opens = request;
             f.opened = false;
             f.t_port = id;
