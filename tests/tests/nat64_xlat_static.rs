@@ -204,6 +204,39 @@ fn udp_through_a_static_binding_and_from_the_bound_pod_port() {
     );
     check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64In);
 
+    // The pod's port unreachable about it reaches the client about the datagram it sent
+    // (RFC 7915 §5.2: the quoted packet translated back through the session).
+    let delivered = &want[14..];
+    let err = n::icmp(1, 4, [0; 4], delivered, Pseudo::V6(POD, client6(CLIENT)));
+    let out = e.run(
+        PROG_FROM_POD,
+        &e.pod_frame(&n::ipv6(0, 0, 64, POD, client6(CLIENT), n::ICMPV6, &err)),
+    );
+    let quoted = n::ipv4(
+        &V4 {
+            ttl: 63,
+            ..V4::new(CLIENT, POOL)
+        },
+        n::UDP,
+        &q,
+    );
+    let h = V4 {
+        id: v4_id(&out.pkt),
+        ttl: 63,
+        ..V4::new(POOL, CLIENT)
+    };
+    let want_err = e.to_uplink(&n::ipv4(
+        &h,
+        n::ICMP,
+        &n::icmp(3, 3, [0; 4], &quoted, Pseudo::None),
+    ));
+    check(
+        &out,
+        verdict::REDIRECT,
+        Some(&want_err),
+        Reason::Nat64IcmpErrOut,
+    );
+
     // The answer, and the pod's own datagram from port 53 to a server it never heard from:
     // both leave from POOL:5300 (endpoint-independent mapping through the static binding).
     for (peer, port) in [(CLIENT, 50000), (SRV, 5353)] {
