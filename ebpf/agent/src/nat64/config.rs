@@ -313,12 +313,21 @@ impl Nat64Config {
     /// Parses a YAML document holding either the `nat64:` section alone or a whole agent
     /// configuration with a `nat64:` key.
     pub fn from_yaml(text: &str) -> Result<Self> {
+        /// A whole agent configuration: its other sections are the agent's to check.
+        #[derive(Deserialize)]
+        struct Whole {
+            nat64: Nat64Config,
+        }
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(Error::Nat64Parse)?;
-        let section = match v.get("nat64") {
-            Some(n) => n.clone(),
-            None => v,
-        };
-        serde_yaml_ng::from_value(section).map_err(Error::Nat64Parse)
+        // Parsed from the text, not from `v`: errors then name the key path and the line
+        // (`nat64.staticBindings[1].ipv4: ... at line 7`).
+        if v.get("nat64").is_some() {
+            serde_yaml_ng::from_str::<Whole>(text)
+                .map(|w| w.nat64)
+                .map_err(Error::Nat64Parse)
+        } else {
+            serde_yaml_ng::from_str(text).map_err(Error::Nat64Parse)
+        }
     }
 
     /// The datapath flags of the header options (traffic class, TOS, error source, ID).
@@ -760,6 +769,18 @@ ipv4Mtu: 1460
         let mut c = Nat64Config::from_yaml(y).unwrap();
         c.validate().unwrap();
         assert_eq!(c.datapath([0; 4]).unwrap().statics, 2);
+        // A malformed address is named by its path, in a section or a whole configuration.
+        let bad = y.replace("198.18.0.1:53", "198.18.0.1");
+        for text in [
+            bad.clone(),
+            format!("node: {{}}\nnat64:\n  {}", bad.replace('\n', "\n  ")),
+        ] {
+            let e = format!(
+                "{:#}",
+                anyhow::Error::from(Nat64Config::from_yaml(&text).unwrap_err())
+            );
+            assert!(e.contains("staticBindings[1].ipv4"), "{e}");
+        }
         // Ranges are per protocol: 61500 is in the (default) UDP range, not in the TCP one.
         c.static_bindings[0].ipv4.set_port(61500);
         c.static_bindings[1].ipv4.set_port(61500);
