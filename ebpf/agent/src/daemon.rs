@@ -352,6 +352,9 @@ fn configure_nat64(cfg: &Config, pins: &PinLayout) -> Result<()> {
         pool = ?cfg.nat64.pool,
         sources_added = n64.sources_added,
         sources_removed = n64.sources_removed,
+        static_added = n64.static_added,
+        static_removed = n64.static_removed,
+        static_kept = n64.static_kept,
         "NAT64 configured"
     );
     Ok(())

@@ -113,6 +113,9 @@ pub const MAP_NAT64_SOURCES: &str = "SL_N64_SOURCES";
 pub const MAP_NAT64_BIB: &str = "SL_N64_BIB";
 /// NAT64 session table (RFC 6146), both directions.
 pub const MAP_NAT64_SESSIONS: &str = "SL_N64_SESSIONS";
+/// NAT64 static bindings (`nat64.staticBindings`), laid out like [`MAP_NAT64_BIB`]: a plain
+/// hash map, so they are never evicted; written by the agent only.
+pub const MAP_NAT64_STATIC: &str = "SL_N64_STATIC";
 /// NAT64 pod links (`nat64::maps::PodLink` by host-side veth ifindex): how replies reach a
 /// local pod without a route lookup.
 pub const MAP_NAT64_POD_LINKS: &str = "SL_N64_POD_LINKS";
@@ -172,7 +175,7 @@ pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 24] = [
+pub const MAPS: [MapSpec; 25] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -191,6 +194,7 @@ pub const MAPS: [MapSpec; 24] = [
     map(MAP_NAT64_BIB, MapType::LruHash, true),
     map(MAP_NAT64_SESSIONS, MapType::LruHash, true),
     map(MAP_NAT64_POD_LINKS, MapType::LruHash, true),
+    map(MAP_NAT64_STATIC, MapType::Hash, true),
     map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_NDP_OWNED, MapType::Hash, true),
     map(MAP_NDP_LEASE, MapType::Array, true),

@@ -131,6 +131,9 @@ pub enum Reason {
     /// IPv4 → IPv6 translated and delivered straight into the local pod that opened the
     /// session (`bpf_redirect_peer`: no veth egress hop).
     Nat64InPeer = 86,
+    /// IPv4 → IPv6: the first packet of a session an IPv4 host opened through a static binding
+    /// (a TCP SYN, a UDP datagram, an echo request), translated and sent to the pod.
+    Nat64InStatic = 87,
 
     // 112–127: Neighbor Discovery on the uplink. Invalid solicitations (RFC 4861 §7.1.1) are
     // passed to the kernel untouched, which discards them too; never answered.
@@ -184,7 +187,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 56] = [
+    pub const ALL: [Reason; 57] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -228,6 +231,7 @@ impl Reason {
         Reason::Nat64Error,
         Reason::Nat64Proto,
         Reason::Nat64InPeer,
+        Reason::Nat64InStatic,
         Reason::NdpAnswered,
         Reason::NdpDadDefended,
         Reason::NdpNotOwned,
@@ -288,6 +292,7 @@ impl Reason {
             Reason::Nat64Error => "nat64_error",
             Reason::Nat64Proto => "nat64_proto",
             Reason::Nat64InPeer => "nat64_in_peer",
+            Reason::Nat64InStatic => "nat64_in_static",
             Reason::NdpAnswered => "ndp_answered",
             Reason::NdpDadDefended => "ndp_dad_defended",
             Reason::NdpNotOwned => "ndp_not_owned",
@@ -338,7 +343,8 @@ impl Reason {
             | Reason::Nat64In
             | Reason::Nat64IcmpErrOut
             | Reason::Nat64IcmpErrIn
-            | Reason::Nat64InPeer => Verdict::Redirect,
+            | Reason::Nat64InPeer
+            | Reason::Nat64InStatic => Verdict::Redirect,
             Reason::Nat64DstRefused
             | Reason::Nat64PoolExhausted
             | Reason::Nat64HopLimit

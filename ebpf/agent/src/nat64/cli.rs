@@ -14,7 +14,7 @@ use sixlane_common::{
     nat64::addr::Prefix,
 };
 
-use super::{Nat64Config, gc, state};
+use super::{Nat64Config, gc, state, statics};
 use crate::{PinLayout, metrics};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,7 +27,7 @@ pub struct Args {
 pub enum Cmd {
     /// Counters, bindings and sessions (the default).
     Show,
-    /// Bindings: pod transport address ↔ pool address and port.
+    /// Bindings: pod transport address ↔ pool address and port, static and dynamic.
     Bindings,
     /// Sessions: pod ↔ IPv4 peer through a binding, with TCP state and idle time.
     Sessions,
@@ -95,13 +95,18 @@ fn print_counters(rows: &[metrics::CounterRow]) {
 
 fn print_bindings(rows: &[state::BindingRow]) {
     println!(
-        "{:<5} {:<40} {:>6}   {:<15} {:>6} {:>8}",
-        "PROTO", "POD", "PORT", "POOL", "PORT", "AGE"
+        "{:<8} {:<5} {:<40} {:>6}   {:<15} {:>6} {:>8}",
+        "KIND", "PROTO", "POD", "PORT", "POOL", "PORT", "AGE"
     );
     for r in rows {
+        let age = if r.kind == "static" {
+            "-".to_owned()
+        } else {
+            format!("{}s", r.age_secs)
+        };
         println!(
-            "{:<5} {:<40} {:>6}   {:<15} {:>6} {:>7}s",
-            r.proto, r.pod, r.pod_port, r.pool, r.pool_port, r.age_secs
+            "{:<8} {:<5} {:<40} {:>6}   {:<15} {:>6} {:>8}",
+            r.kind, r.proto, r.pod, r.pod_port, r.pool, r.pool_port, age
         );
     }
 }
@@ -146,8 +151,13 @@ fn show(layout: &PinLayout, json: bool, cmd: &Cmd) -> anyhow::Result<()> {
         addr: dp.prefix,
         len: 96,
     });
-    let bindings =
-        || -> anyhow::Result<_> { Ok(state::binding_rows(&state::bindings(layout)?, now)) };
+    let bindings = || -> anyhow::Result<_> {
+        Ok(state::binding_rows(
+            &state::bindings(layout)?,
+            &statics::read(layout)?,
+            now,
+        ))
+    };
     let sessions = || -> anyhow::Result<_> {
         Ok(state::session_rows(
             None,
@@ -200,8 +210,16 @@ fn apply(layout: &PinLayout, json: bool, config: &Path) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "nat64 {:?}, prefix {}: {} source CIDR(s) added, {} removed",
-            cfg.mode, cfg.prefix, r.sources_added, r.sources_removed
+            "nat64 {:?}, prefix {}: {} source CIDR(s) added, {} removed; static bindings: {} \
+             added, {} removed ({} sessions), {} kept",
+            cfg.mode,
+            cfg.prefix,
+            r.sources_added,
+            r.sources_removed,
+            r.static_added,
+            r.static_removed,
+            r.static_sessions_removed,
+            r.static_kept
         );
     }
     Ok(())

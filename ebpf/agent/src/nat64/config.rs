@@ -13,6 +13,8 @@
 //!   endpointIndependentFiltering: true
 //!   clampMss: true
 //!   ipv4Mtu: 1500              # smallest IPv4 path MTU expected (pod route MTU/advmss)
+//!   staticBindings:            # IPv4-initiated traffic to pods (`super::statics`)
+//!     - {protocol: tcp, ipv4: "198.51.100.7:8080", ipv6: "[fd00:10::a]:80"}
 //! ```
 
 use std::{
@@ -30,6 +32,7 @@ use sixlane_common::nat64::{
     maps::{self, MAX_POOL_ADDRS, PortRange},
 };
 
+use super::statics::{self, StaticBinding};
 use crate::{
     Error, Result,
     problem::{Problem, Problems},
@@ -266,6 +269,9 @@ pub struct Nat64Config {
     pub override_tos: Option<u8>,
     pub icmpv6_error_source: ErrorSource,
     pub ipv4_identification: Identification,
+    /// Pool address and port ↔ IPv6 transport address mappings IPv4 hosts may open sessions
+    /// through (translate mode; ports outside the dynamic range).
+    pub static_bindings: Vec<StaticBinding>,
 }
 
 impl Default for Nat64Config {
@@ -286,6 +292,7 @@ impl Default for Nat64Config {
             override_tos: None,
             icmpv6_error_source: ErrorSource::Router,
             ipv4_identification: Identification::Generate,
+            static_bindings: Vec::new(),
         }
     }
 }
@@ -306,12 +313,21 @@ impl Nat64Config {
     /// Parses a YAML document holding either the `nat64:` section alone or a whole agent
     /// configuration with a `nat64:` key.
     pub fn from_yaml(text: &str) -> Result<Self> {
+        /// A whole agent configuration: its other sections are the agent's to check.
+        #[derive(Deserialize)]
+        struct Whole {
+            nat64: Nat64Config,
+        }
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(Error::Nat64Parse)?;
-        let section = match v.get("nat64") {
-            Some(n) => n.clone(),
-            None => v,
-        };
-        serde_yaml_ng::from_value(section).map_err(Error::Nat64Parse)
+        // Parsed from the text, not from `v`: errors then name the key path and the line
+        // (`nat64.staticBindings[1].ipv4: ... at line 7`).
+        if v.get("nat64").is_some() {
+            serde_yaml_ng::from_str::<Whole>(text)
+                .map(|w| w.nat64)
+                .map_err(Error::Nat64Parse)
+        } else {
+            serde_yaml_ng::from_str(text).map_err(Error::Nat64Parse)
+        }
     }
 
     /// The datapath flags of the header options (traffic class, TOS, error source, ID).
@@ -349,7 +365,15 @@ impl Nat64Config {
         self.prefix_problems(&mut p);
         match self.mode {
             Mode::Off => {}
-            Mode::Translate => self.translate_problems(&mut p),
+            Mode::Translate => {
+                self.translate_problems(&mut p);
+                let cx = statics::Context {
+                    pool: &self.pool,
+                    ranges: self.ranges(),
+                    prefix: self.prefix,
+                };
+                statics::problems(&self.static_bindings, &cx, &mut p);
+            }
             Mode::Route => {
                 if self.gateway.is_none() {
                     p.add(
@@ -358,6 +382,12 @@ impl Nat64Config {
                     );
                 }
             }
+        }
+        if self.mode != Mode::Translate && !self.static_bindings.is_empty() {
+            p.add(
+                "staticBindings",
+                "only a translating node (mode: translate) has static bindings",
+            );
         }
         if !(1260..=65535).contains(&self.ipv4_mtu) {
             p.add(
@@ -504,13 +534,22 @@ impl Nat64Config {
         c.tos = self.override_tos.unwrap_or(0);
         // Validated to fit (1260..=65535).
         c.ipv4_mtu = self.ipv4_mtu as u16;
+        c.ports = self.ranges();
+        if self.mode == Mode::Translate {
+            // Validated: at most MAX_STATIC_BINDINGS.
+            c.statics = self.static_bindings.len() as u16;
+        }
+        Ok(c)
+    }
+
+    /// The dynamic port ranges as the datapath holds them: TCP, UDP, ICMP.
+    fn ranges(&self) -> [PortRange; 3] {
         let range = |s: Span| PortRange { lo: s.lo, hi: s.hi };
-        c.ports = [
+        [
             range(self.ports.tcp),
             range(self.ports.udp),
             range(self.ports.icmp),
-        ];
-        Ok(c)
+        ]
     }
 
     /// The pods' route to the prefix for a pod link of `pod_mtu`, or `None` when NAT64 is off.
@@ -719,6 +758,43 @@ ipv4Mtu: 1460
         // A route-mode node does not translate: the datapath stays disabled.
         let d = c.datapath([0; 4]).unwrap();
         assert_eq!(d.flags & maps::CFG_ENABLED, 0);
+    }
+
+    #[test]
+    fn static_bindings_are_checked_against_the_pool_and_counted_for_the_datapath() {
+        let y = "mode: translate\nprefix: fd00:6464::/96\npool: [198.18.0.1]\n\
+                 podCIDRs: [fd00:10::/64]\nports: {tcp: 62000-65535}\nstaticBindings:\n\
+                 - {protocol: tcp, ipv4: \"198.18.0.1:8080\", ipv6: \"[fd00:10::a]:80\"}\n\
+                 - {protocol: udp, ipv4: \"198.18.0.1:53\", ipv6: \"[fd00:10::a]:53\"}\n";
+        let mut c = Nat64Config::from_yaml(y).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.datapath([0; 4]).unwrap().statics, 2);
+        // A malformed address is named by its path, in a section or a whole configuration.
+        let bad = y.replace("198.18.0.1:53", "198.18.0.1");
+        for text in [
+            bad.clone(),
+            format!("node: {{}}\nnat64:\n  {}", bad.replace('\n', "\n  ")),
+        ] {
+            let e = format!(
+                "{:#}",
+                anyhow::Error::from(Nat64Config::from_yaml(&text).unwrap_err())
+            );
+            assert!(e.contains("staticBindings[1].ipv4"), "{e}");
+        }
+        // Ranges are per protocol: 61500 is in the (default) UDP range, not in the TCP one.
+        c.static_bindings[0].ipv4.set_port(61500);
+        c.static_bindings[1].ipv4.set_port(61500);
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["staticBindings[1].ipv4"]);
+        // Only a translating node has them.
+        c.mode = Mode::Route;
+        c.gateway = Some("fd00:1::7".parse().unwrap());
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["staticBindings"]);
+        c.mode = Mode::Off;
+        assert!(c.validate().is_err());
+        c.static_bindings.clear();
+        assert_eq!(c.datapath([0; 4]).unwrap().statics, 0);
     }
 
     #[test]

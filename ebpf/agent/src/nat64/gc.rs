@@ -262,6 +262,8 @@ mod tests {
             (6, State::V6FinRcv, 7000, false),
             (6, State::V6Init, 239, false),
             (6, State::V6Init, 241, true),
+            (6, State::V4Init, 239, false),
+            (6, State::V4Init, 241, true),
             (6, State::Trans, 241, true),
             (6, State::V6FinV4Fin, 241, true),
         ];

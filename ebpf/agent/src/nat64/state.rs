@@ -3,7 +3,7 @@
 //! it through the pins, so it works while the datapath runs and across agent restarts.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     fs::File,
     io::Read as _,
     net::{Ipv4Addr, Ipv6Addr},
@@ -15,10 +15,10 @@ use aya::maps::{
 };
 use sixlane_common::{
     layout,
-    nat64::maps::{Bib, BibKey, Config, DIR_IN, Session, SessionKey},
+    nat64::maps::{Bib, BibKey, Config, DIR_IN, DIR_OUT, Session, SessionKey},
 };
 
-use super::config::Nat64Config;
+use super::{config::Nat64Config, statics};
 use crate::{
     Error, PinLayout, Result,
     pinned::{self, map_err},
@@ -49,10 +49,16 @@ fn random_key() -> Result<[u32; 4]> {
 pub struct ApplyReport {
     pub sources_added: usize,
     pub sources_removed: usize,
+    pub static_added: usize,
+    pub static_removed: usize,
+    pub static_kept: usize,
+    /// Sessions of static bindings removed or changed, removed with them.
+    pub static_sessions_removed: usize,
 }
 
-/// Programs the datapath from `cfg` (validated first): the configuration entry and the source
-/// allow-list. The port selection secret survives re-application and restarts.
+/// Programs the datapath from `cfg` (validated first): the configuration entry, the source
+/// allow-list and the static bindings. The port selection secret survives re-application and
+/// restarts; so do static bindings that did not change, with their sessions.
 pub fn apply(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
     cfg.validate()?;
     let name = layout::MAP_NAT64_CONFIG;
@@ -67,15 +73,45 @@ pub fn apply(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
 
     // Sources first when enabling (nothing is translated before the allow-list exists), the
     // configuration first when disabling.
-    let report;
+    let (mut report, st);
     if want.flags & sixlane_common::nat64::maps::CFG_ENABLED != 0 {
         report = sync_sources(layout, cfg)?;
+        st = statics::sync(layout, &cfg.static_bindings)?;
         a.set(0, want, 0).map_err(map_err(name))?;
     } else {
         a.set(0, want, 0).map_err(map_err(name))?;
         report = sync_sources(layout, cfg)?;
+        st = statics::sync(layout, &[])?;
     }
+    report.static_added = st.added;
+    report.static_removed = st.removed;
+    report.static_kept = st.kept;
+    report.static_sessions_removed = remove_sessions_of(layout, &st.gone)?;
     Ok(report)
+}
+
+/// Removes the sessions opened through the IPv4-side binding keys `gone` (both entries of
+/// each); returns how many.
+fn remove_sessions_of(layout: &PinLayout, gone: &[BibKey]) -> Result<usize> {
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let gone: HashSet<(u8, [u8; 16], u16)> =
+        gone.iter().map(|k| (k.proto, k.addr, k.port)).collect();
+    let mut keys = Vec::new();
+    for (k, v) in sessions(layout)? {
+        if k.dir == DIR_IN && gone.contains(&(k.proto, k.addr, k.port)) {
+            keys.push(k);
+            keys.push(SessionKey {
+                dir: DIR_OUT,
+                port: v.port,
+                addr: v.addr,
+                ..k
+            });
+        }
+    }
+    remove(layout, &keys, &[])?;
+    Ok(keys.len() / 2)
 }
 
 fn sync_sources(layout: &PinLayout, cfg: &Nat64Config) -> Result<ApplyReport> {
@@ -146,6 +182,8 @@ pub fn v4(a: &[u8; 16]) -> Ipv4Addr {
 /// One binding (RFC 6146 BIB entry) for display.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BindingRow {
+    /// `dynamic` (made by a pod's first packet) or `static` (configured).
+    pub kind: &'static str,
     pub proto: &'static str,
     pub pod: Ipv6Addr,
     pub pod_port: u16,
@@ -191,21 +229,41 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Bindings as rows (IPv4-side entries, which every binding has), sorted.
-pub fn binding_rows(bib: &[(BibKey, Bib)], now_ns: u64) -> Vec<BindingRow> {
-    let mut rows: Vec<BindingRow> = bib
+/// Bindings as rows (IPv4-side entries, which every binding has), static ones (whose age is
+/// 0: they are not made) first, sorted.
+pub fn binding_rows(
+    bib: &[(BibKey, Bib)],
+    statics: &[(BibKey, Bib)],
+    now_ns: u64,
+) -> Vec<BindingRow> {
+    let row = |kind, (k, v): &(BibKey, Bib)| BindingRow {
+        kind,
+        proto: proto_name(k.proto),
+        pod: Ipv6Addr::from(v.addr),
+        pod_port: v.port,
+        pool: v4(&k.addr),
+        pool_port: k.port,
+        age_secs: if v.created_ns == 0 {
+            0
+        } else {
+            now_ns.saturating_sub(v.created_ns) / 1_000_000_000
+        },
+    };
+    let in_side = |e: &&(BibKey, Bib)| e.0.dir == DIR_IN;
+    let mut rows: Vec<BindingRow> = statics
         .iter()
-        .filter(|(k, _)| k.dir == DIR_IN)
-        .map(|(k, v)| BindingRow {
-            proto: proto_name(k.proto),
-            pod: Ipv6Addr::from(v.addr),
-            pod_port: v.port,
-            pool: v4(&k.addr),
-            pool_port: k.port,
-            age_secs: now_ns.saturating_sub(v.created_ns) / 1_000_000_000,
-        })
+        .filter(in_side)
+        .map(|e| row("static", e))
+        .chain(bib.iter().filter(in_side).map(|e| row("dynamic", e)))
         .collect();
-    rows.sort_by(|a, b| (a.proto, a.pod, a.pod_port).cmp(&(b.proto, b.pod, b.pod_port)));
+    rows.sort_by(|a, b| {
+        (a.kind != "static", a.proto, a.pod, a.pod_port).cmp(&(
+            b.kind != "static",
+            b.proto,
+            b.pod,
+            b.pod_port,
+        ))
+    });
     rows
 }
 

@@ -11,6 +11,11 @@
 //!          (proto, IN,  T,  t, Z, z)  -> (X', x)    + last seen
 //! ```
 //!
+//! Static bindings (`SL_N64_STATIC`, written by the agent from `nat64.staticBindings`) have the
+//! BIB's two entries per binding in a map of their own, never evicted and never collected; their
+//! `created_ns` is 0. Their IPv4 ports lie outside the dynamic range of their protocol, so the
+//! two tables never hold the same (T, t).
+//!
 //! X' is the pod's IPv6 address, (T, t) the pool address and port, Y = Z the IPv4 peer (whose
 //! IPv6 form is the RFC 6052 embedding). For ICMP queries the "ports" are echo identifiers and
 //! the peer port is zero. IPv4 addresses in 16-byte fields occupy the first 4 bytes, the rest
@@ -25,7 +30,7 @@ pub const DIR_IN: u8 = 1;
 
 /// Key of the binding table (BIB).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BibKey {
     pub proto: u8,
     pub dir: u8,
@@ -103,6 +108,9 @@ pub struct PodLink {
     pub _pad: u32,
 }
 crate::map_type!(PodLink, 16);
+
+/// Static bindings the datapath can hold (two `SL_N64_STATIC` entries each).
+pub const MAX_STATIC_BINDINGS: usize = 1024;
 
 /// Pool addresses the datapath can hold.
 pub const MAX_POOL_ADDRS: usize = 16;
@@ -198,7 +206,9 @@ pub struct Config {
     pub addrs: [[u8; 4]; MAX_POOL_ADDRS],
     /// The smallest IPv4 path MTU the operator expects (`ipv4Mtu`); 0: the device's MTU only.
     pub ipv4_mtu: u16,
-    pub _pad2: u16,
+    /// Static bindings configured (`SL_N64_STATIC` holds two entries per binding); 0: the
+    /// datapath never looks there, so the node's own traffic to other ports costs no lookup.
+    pub statics: u16,
 }
 crate::map_type!(Config, 116);
 
@@ -214,7 +224,7 @@ impl Default for Config {
             hash_key: [0; 4],
             addrs: [[0; 4]; MAX_POOL_ADDRS],
             ipv4_mtu: 0,
-            _pad2: 0,
+            statics: 0,
         }
     }
 }

@@ -19,10 +19,13 @@ pub enum State {
     V6FinV4Fin = 5,
     /// RST seen (or the connection is otherwise winding down).
     Trans = 6,
+    /// SYN seen from the IPv4 side, no answer yet: a connection opened through a static
+    /// binding.
+    V4Init = 7,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Closed,
         State::V6Init,
         State::Established,
@@ -30,6 +33,7 @@ impl State {
         State::V4FinRcv,
         State::V6FinV4Fin,
         State::Trans,
+        State::V4Init,
     ];
 
     #[inline(always)]
@@ -41,6 +45,7 @@ impl State {
             4 => State::V4FinRcv,
             5 => State::V6FinV4Fin,
             6 => State::Trans,
+            7 => State::V4Init,
             _ => State::Closed,
         }
     }
@@ -54,6 +59,7 @@ impl State {
             State::V4FinRcv => "v4-fin-rcv",
             State::V6FinV4Fin => "v6-fin-v4-fin",
             State::Trans => "trans",
+            State::V4Init => "v4-init",
         }
     }
 
@@ -79,6 +85,7 @@ pub const fn next(state: State, side: Side, tcp_flags: u8) -> State {
     let syn = tcp_flags & flags::SYN != 0;
     let fin = tcp_flags & flags::FIN != 0;
     let rst = tcp_flags & flags::RST != 0;
+    let ack = tcp_flags & flags::ACK != 0;
     if rst {
         // Any RST: wind down, but keep the mapping for the transitory time so a late segment
         // of either side still finds it.
@@ -92,6 +99,12 @@ pub const fn next(state: State, side: Side, tcp_flags: u8) -> State {
         // reuses a port still in TIME_WAIT).
         (State::Closed | State::V6FinV4Fin | State::Trans, Side::V6) if syn => State::V6Init,
         (State::V6Init, Side::V4) if syn => State::Established,
+        // An IPv4 host opening (a SYN without ACK: never an answer), which only a static
+        // binding lets reach the pod; the pod's SYN-ACK establishes it.
+        (State::Closed | State::V6FinV4Fin | State::Trans, Side::V4) if syn && !ack => {
+            State::V4Init
+        }
+        (State::V4Init, Side::V6) if syn => State::Established,
         // RFC 6146: a non-RST segment revives a session in TRANS.
         (State::Trans, _) => State::Established,
         (State::Established, Side::V6) if fin => State::V6FinRcv,
@@ -149,9 +162,26 @@ mod tests {
         let mut f = est.to_vec();
         f.extend([(V6, FIN), (V4, FIN | ACK), (V6, SYN)]);
         assert_eq!(run(&f), State::V6Init);
-        // A v4 SYN never opens a session, and RST on nothing stays nothing.
-        assert_eq!(run(&[(V4, SYN)]), State::Closed);
+        // RST on nothing stays nothing; a v4 SYN-ACK on nothing is no opening.
         assert_eq!(run(&[(V6, RST)]), State::Closed);
+        assert_eq!(run(&[(V4, SYN | ACK)]), State::Closed);
+    }
+
+    #[test]
+    fn opened_from_the_ipv4_side() {
+        use Side::*;
+        // Through a static binding: the IPv4 client's SYN, the pod's SYN-ACK.
+        assert_eq!(run(&[(V4, SYN)]), State::V4Init);
+        assert_eq!(run(&[(V4, SYN), (V4, SYN)]), State::V4Init);
+        let est = [(V4, SYN), (V6, SYN | ACK), (V4, ACK)];
+        assert_eq!(run(&est), State::Established);
+        let mut c = est.to_vec();
+        c.extend([(V4, FIN | ACK), (V6, FIN | ACK)]);
+        assert_eq!(run(&c), State::V6FinV4Fin);
+        // The client reusing its port (TIME_WAIT) opens again.
+        c.push((V4, SYN));
+        assert_eq!(run(&c), State::V4Init);
+        assert!(!State::V4Init.is_established());
     }
 
     #[test]
@@ -166,7 +196,7 @@ mod tests {
     }
 
     /// Every (state, side, flags) combination lands on a defined state, and nothing but a SYN
-    /// from the IPv6 side leaves Closed.
+    /// from the IPv6 side or a SYN without ACK from the IPv4 side leaves Closed.
     #[test]
     fn exhaustive_transitions_are_closed() {
         for s in State::ALL {
@@ -175,7 +205,11 @@ mod tests {
                     let n = next(s, side, f);
                     assert!(State::ALL.contains(&n));
                     if s == State::Closed && n != State::Closed {
-                        assert_eq!((side, f & (SYN | RST)), (Side::V6, SYN), "{f:#x}");
+                        let opening = match side {
+                            Side::V6 => f & (SYN | RST) == SYN,
+                            Side::V4 => f & (SYN | RST | ACK) == SYN,
+                        };
+                        assert!(opening, "{side:?} {f:#x}");
                     }
                 }
             }

@@ -4,15 +4,17 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap},
 };
-use sixlane_common::nat64::maps::{Bib, BibKey, Config, Session, SessionKey};
+use sixlane_common::nat64::maps::{Bib, BibKey, Config, MAX_STATIC_BINDINGS, Session, SessionKey};
 
 /// Default sizes. Two entries per binding or session (one per direction): 65,536 bindings and
 /// 131,072 sessions. The agent can override them at load time (`LoadOptions::max_entries`).
 pub const BIB_ENTRIES: u32 = 131_072;
 pub const SESSION_ENTRIES: u32 = 262_144;
 pub const SOURCE_ENTRIES: u32 = 256;
+/// Two entries per static binding.
+pub const STATIC_ENTRIES: u32 = 2 * MAX_STATIC_BINDINGS as u32;
 
 #[map(name = "SL_N64_CONFIG")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
@@ -26,3 +28,8 @@ pub static BIB: LruHashMap<BibKey, Bib> = LruHashMap::pinned(BIB_ENTRIES, 0);
 
 #[map(name = "SL_N64_SESSIONS")]
 pub static SESSIONS: LruHashMap<SessionKey, Session> = LruHashMap::pinned(SESSION_ENTRIES, 0);
+
+/// Static bindings: laid out like [`BIB`], but a plain hash map the datapath only reads, so an
+/// operator's mapping is never evicted.
+#[map(name = "SL_N64_STATIC")]
+pub static STATIC: HashMap<BibKey, Bib> = HashMap::pinned(STATIC_ENTRIES, 0);

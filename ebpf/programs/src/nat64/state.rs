@@ -24,7 +24,7 @@ use sixlane_common::{
     net::{proto, tcp_flags},
 };
 
-use super::maps::{BIB, SESSIONS, SOURCES};
+use super::maps::{BIB, SESSIONS, SOURCES, STATIC};
 
 /// Whether `src` is in a pod CIDR allowed to use the translator (no open relay).
 #[inline(always)]
@@ -131,6 +131,9 @@ pub struct Flow {
     pub x_addr: [u8; 16],
     /// The pod's host-side veth when the packet came from a local pod, else 0.
     pub pod_if: u32,
+    /// An ICMPv6 Echo Reply: it answers a request an IPv4 host sent through a static binding,
+    /// so it needs that session and never opens one.
+    pub echo_reply: bool,
 }
 
 /// Map keys and values under construction (part of the scratch area).
@@ -174,6 +177,9 @@ pub fn outbound(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping) -> Reason
         return Reason::Pass;
     }
 
+    if f.echo_reply {
+        return Reason::Nat64NoSession;
+    }
     // No session. Only pods may open one (RFC 6146 leaves the filtering policy to the
     // operator; sixlane translates the configured pod CIDRs and nothing else).
     if !source_allowed(&f.x_addr) {
@@ -223,8 +229,8 @@ pub fn range_of(cfg: &Config, proto: u8) -> PortRange {
     }
 }
 
-/// The binding of (X', x): existing (endpoint-independent mapping), or a new one reserved in
-/// the pool.
+/// The binding of (X', x): existing (endpoint-independent mapping), static, or a new one
+/// reserved in the pool.
 #[inline(always)]
 fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason {
     s.bkey.proto = f.proto;
@@ -232,6 +238,17 @@ fn bind(cfg: &Config, s: &mut Keys, f: &Flow, m: &mut Mapping, t: u64) -> Reason
     s.bkey.port = f.x_port;
     s.bkey.addr.copy_from_slice(&f.x_addr);
     if let Some(b) = BIB.get_ptr(&s.bkey) {
+        // SAFETY: pointer into the map value, read once.
+        let b = unsafe { &*b };
+        m.t_addr = first4(&b.addr);
+        m.t_port = b.port;
+        return Reason::Pass;
+    }
+    // A pod's transport address with a static binding leaves through it, whoever it talks to
+    // (endpoint-independent, like a dynamic binding).
+    if cfg.statics != 0
+        && let Some(b) = STATIC.get_ptr(&s.bkey)
+    {
         // SAFETY: pointer into the map value, read once.
         let b = unsafe { &*b };
         m.t_addr = first4(&b.addr);
@@ -323,18 +340,50 @@ pub struct InFlow {
     pub tcp_flags: u8,
     /// Endpoint-independent filtering: a new peer may reach an existing binding (UDP).
     pub eif: bool,
+    /// t is outside the dynamic range and static bindings exist: (T, t) is NAT64's only if it
+    /// has a static binding.
+    pub static_only: bool,
+    /// The packet may open a session through a static binding (UDP, a TCP SYN, an echo
+    /// request; not an echo reply).
+    pub opens: bool,
+    /// Set by [`inbound`]: this packet opened its session through a static binding.
+    pub opened: bool,
     pub t_port: u16,
     pub z_port: u16,
     pub t_addr: [u8; 4],
     pub z: [u8; 4],
 }
 
+/// What [`inbound`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// A session (found, or opened): the slot holds the pod's transport address.
+    Session,
+    /// NAT64's (T, t) without a session it may use or open.
+    Unsolicited,
+    /// Not NAT64's: a port outside the dynamic range without a static binding.
+    NotOurs,
+}
+
 /// Finds the session of `f`, refreshing it (and opening one under endpoint-independent
-/// filtering), writing the pod's transport address to `slot`. False: unsolicited (`slot`
-/// untouched).
+/// filtering or through a static binding), writing the pod's transport address to `slot`
+/// (untouched unless [`Inbound::Session`]).
 #[inline(never)]
-pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Reverse>) -> bool {
+pub fn inbound(
+    s: &mut Keys,
+    f: &mut InFlow,
+    slot: &mut core::mem::MaybeUninit<Reverse>,
+) -> Inbound {
     let t = now();
+    if f.static_only {
+        s.bkey.proto = f.proto;
+        s.bkey.dir = DIR_IN;
+        s.bkey.port = f.t_port;
+        set_v4(&mut s.bkey.addr, f.t_addr);
+        if STATIC.get_ptr(&s.bkey).is_none() {
+            return Inbound::NotOurs;
+        }
+    }
     in_key(&mut s.skey, f.proto, f.t_addr, f.t_port, f.z, f.z_port);
     if let Some(e) = SESSIONS.get_ptr_mut(&s.skey) {
         // SAFETY: see `outbound`.
@@ -354,17 +403,20 @@ pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Rever
                 o.state = tcp::next(State::from_u8(o.state), Side::V4, f.tcp_flags) as u8;
             }
         }
-        return true;
+        return Inbound::Session;
+    }
+    if f.static_only {
+        return open_static(s, f, slot, t);
     }
     if !f.eif || f.proto != proto::UDP {
-        return false;
+        return Inbound::Unsolicited;
     }
     s.bkey.proto = f.proto;
     s.bkey.dir = DIR_IN;
     s.bkey.port = f.t_port;
     set_v4(&mut s.bkey.addr, f.t_addr);
     let Some(b) = BIB.get_ptr(&s.bkey) else {
-        return false;
+        return Inbound::Unsolicited;
     };
     // SAFETY: pointer into the map value, read once.
     let b = unsafe { &*b };
@@ -375,7 +427,49 @@ pub fn inbound(s: &mut Keys, f: &InFlow, slot: &mut core::mem::MaybeUninit<Rever
     out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
     value4(&mut s.sval, f.t_addr, f.t_port, 0, t);
     let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
-    true
+    Inbound::Session
+}
+
+/// Opens the session of `f` through its static binding (`s.bkey`, found by [`inbound`]): any
+/// IPv4 host may, with a packet that opens (TCP: a SYN, RFC 6146 §3.5.2.2's V4 INIT).
+#[inline(always)]
+fn open_static(
+    s: &mut Keys,
+    f: &mut InFlow,
+    slot: &mut core::mem::MaybeUninit<Reverse>,
+    t: u64,
+) -> Inbound {
+    let state = if f.proto == proto::TCP {
+        let st = tcp::next(State::Closed, Side::V4, f.tcp_flags);
+        if st == State::Closed {
+            return Inbound::Unsolicited;
+        }
+        st as u8
+    } else {
+        0
+    };
+    if !f.opens {
+        return Inbound::Unsolicited;
+    }
+    let Some(b) = STATIC.get_ptr(&s.bkey) else {
+        return Inbound::NotOurs;
+    };
+    // SAFETY: pointer into the map value, read once.
+    let b = unsafe { &*b };
+    // The pod's veth is learned when the pod answers (`outbound` re-asserts this entry).
+    let r = Reverse::write_in(slot, &b.addr, b.port, 0);
+    value6(&mut s.sval, &b.addr, b.port, 0, t);
+    if SESSIONS
+        .insert(&s.skey, &s.sval, u64::from(BPF_ANY))
+        .is_err()
+    {
+        return Inbound::Unsolicited;
+    }
+    out_key(&mut s.skey, f.proto, &r.x_addr, r.x_port, f.z, f.z_port);
+    value4(&mut s.sval, f.t_addr, f.t_port, state, t);
+    let _ = SESSIONS.insert(&s.skey, &s.sval, u64::from(BPF_ANY));
+    f.opened = true;
+    Inbound::Session
 }
 
 /// The mapping of an IPv6-side session, without refreshing it (ICMP errors name a session

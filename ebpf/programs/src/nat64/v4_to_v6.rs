@@ -1,5 +1,6 @@
 //! IPv4 → IPv6 (RFC 7915 §4, RFC 6146 §3.5 inbound): replies to pool addresses on the node's
-//! IPv4 uplink are matched to their session and delivered to the pod as IPv6 from Pref64::Z.
+//! IPv4 uplink are matched to their session and delivered to the pod as IPv6 from Pref64::Z;
+//! packets to a static binding open their session and go to its pod the same way.
 //! Anything that is not NAT64 traffic (the node's own connections share the pool address) is
 //! left to the kernel.
 
@@ -66,7 +67,9 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
     );
-    if !state::range_of(cfg, l3.proto).contains(t_port) {
+    // Outside the dynamic range only static bindings are NAT64's (looked up in `inbound`).
+    let static_only = !state::range_of(cfg, l3.proto).contains(t_port);
+    if static_only && cfg.statics == 0 {
         return Verdict::NOT_OURS;
     }
     let tcp_flags = if l3.proto == proto::TCP {
@@ -80,15 +83,20 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     f.proto = l3.proto;
     f.tcp_flags = tcp_flags;
     f.eif = cfg.flags & CFG_EIF_UDP != 0;
+    f.static_only = static_only;
+    f.opens = true;
+    f.opened = false;
     f.t_port = t_port;
     f.z_port = z_port;
     f.t_addr = s.ip4.dst;
     f.z = s.ip4.src;
     let mut slot = core::mem::MaybeUninit::uninit();
-    if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
-        return Verdict::drop(Reason::Nat64Unsolicited);
+    match state::inbound(&mut s.keys, &mut s.inflow, &mut slot) {
+        state::Inbound::Session => {}
+        state::Inbound::Unsolicited => return Verdict::drop(Reason::Nat64Unsolicited),
+        state::Inbound::NotOurs => return Verdict::NOT_OURS,
     }
-    // SAFETY: `inbound` initialised the slot when it returned true.
+    // SAFETY: `inbound` initialised the slot when it found a session.
     translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
 }
 
@@ -102,25 +110,38 @@ fn icmp_in(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
         return Verdict::NOT_OURS;
     };
     match h[0] {
-        icmp4::ECHO_REPLY => {
+        ty @ (icmp4::ECHO_REPLY | icmp4::ECHO_REQUEST) => {
             let id = u16::from_be_bytes([h[4], h[5]]);
-            if !cfg.ports[2].contains(id) {
+            let static_only = !cfg.ports[2].contains(id);
+            let request = ty == icmp4::ECHO_REQUEST;
+            // Echo requests are the node's to answer unless a static binding maps their
+            // identifier (`inbound` looks it up); replies with an identifier outside the
+            // dynamic range may answer a pod's ping that left through one.
+            let candidate = if static_only {
+                cfg.statics != 0 && h[1] == 0
+            } else {
+                !request
+            };
+            if !candidate {
                 return Verdict::NOT_OURS;
             }
             let f = &mut s.inflow;
             f.proto = proto::ICMP;
             f.tcp_flags = 0;
             f.eif = false;
+            f.static_only = static_only;
+            f.opens = request;
+            f.opened = false;
             f.t_port = id;
             f.z_port = 0;
             f.t_addr = s.ip4.dst;
             f.z = s.ip4.src;
             let mut slot = core::mem::MaybeUninit::uninit();
             // Replies to the node's own pings share the identifier space: a miss is theirs.
-            if !state::inbound(&mut s.keys, &s.inflow, &mut slot) {
+            if state::inbound(&mut s.keys, &mut s.inflow, &mut slot) != state::Inbound::Session {
                 return Verdict::NOT_OURS;
             }
-            // SAFETY: `inbound` initialised the slot when it returned true.
+            // SAFETY: `inbound` initialised the slot when it found a session.
             translate(ctx, cfg, s, l3, unsafe { slot.assume_init_ref() })
         }
         t if icmp::is_error4(t) => icmp_error::v4_to_v6(ctx, cfg, s, l4 as u32),
@@ -179,7 +200,7 @@ fn translate_inner(
     if ports {
         zero_udp = transport_header(ctx, cfg, s, r, l3)?;
     } else {
-        echo_reply(ctx, s, r, l3.l4_off, l4_len)?;
+        echo(ctx, s, r, l3.l4_off, l4_len)?;
     }
     ip_header(ctx, cfg, s, r, l4_len)?;
     if zero_udp {
@@ -212,11 +233,17 @@ fn route(ctx: &TcContext, s: &mut Area, r: &state::Reverse, l4_len: u16) -> Rout
         .unwrap_or_else(|| forward::lookup6(ctx, &mut s.fib, &s.a6, &r.x_addr, Ports::NONE, v6_len))
 }
 
-/// ICMP Echo Reply → ICMPv6 Echo Reply with the session's identifier, in place: the
-/// pseudo-header joins the checksum, the type and identifier change.
+/// ICMP Echo Reply (or Request, through a static binding) → its ICMPv6 counterpart with the
+/// session's identifier, in place: the pseudo-header joins the checksum, the type and
+/// identifier change.
 #[inline(always)]
-fn echo_reply(ctx: &TcContext, s: &Area, r: &state::Reverse, l4: usize, l4_len: u16) -> Res<()> {
+fn echo(ctx: &TcContext, s: &Area, r: &state::Reverse, l4: usize, l4_len: u16) -> Res<()> {
     let h: [u8; 6] = packet::load(ctx, l4)?;
+    let ty6 = if h[0] == icmp4::ECHO_REQUEST {
+        icmp6::ECHO_REQUEST
+    } else {
+        icmp6::ECHO_REPLY
+    };
     let csum_off = l4 + 2;
     let d = checksum::delta(
         0,
@@ -224,9 +251,9 @@ fn echo_reply(ctx: &TcContext, s: &Area, r: &state::Reverse, l4: usize, l4_len: 
     );
     checksum::l4_replace(ctx, csum_off, 0, d, 0)?;
     let old = u16::from_ne_bytes([h[0], h[1]]);
-    let new = u16::from_ne_bytes([icmp6::ECHO_REPLY, h[1]]);
+    let new = u16::from_ne_bytes([ty6, h[1]]);
     checksum::l4_replace(ctx, csum_off, u64::from(old), u64::from(new), 2)?;
-    packet::store(ctx, l4, &icmp6::ECHO_REPLY)?;
+    packet::store(ctx, l4, &ty6)?;
     let (id, nid) = ([h[4], h[5]], r.x_port.to_be_bytes());
     if id != nid {
         checksum::l4_replace(
@@ -371,7 +398,9 @@ fn send(
     };
     let len = frame_len::<Frame6>(ports);
     let a = forward::send_frame(ctx, &s.fib, route, &mut s.f6, len)?;
-    let reason = if route == Route::Peer {
+    let reason = if s.inflow.opened {
+        Reason::Nat64InStatic
+    } else if route == Route::Peer {
         Reason::Nat64InPeer
     } else {
         Reason::Nat64In

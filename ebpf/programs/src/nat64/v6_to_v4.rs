@@ -131,6 +131,7 @@ fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verd
     let f = &mut s.flow;
     f.y = y;
     f.x_addr.copy_from_slice(&s.ip6.src);
+    f.echo_reply = false;
     match proto {
         proto::TCP => {
             // Ports, data offset and flags in one load.
@@ -164,11 +165,12 @@ fn flow(ctx: &TcContext, s: &mut Area, y: [u8; 4], l4: usize) -> Result<(), Verd
         proto::ICMPV6 => {
             let (ty, code, id) =
                 parse::icmp(ctx, l4).map_err(|_| Verdict::drop(Reason::Nat64Malformed))?;
-            // Only Echo Requests open sessions; a pod's Echo Reply would answer an IPv4
-            // request, and those never reach pods (requests to pool addresses are the node's).
-            if ty != icmp6::ECHO_REQUEST || code != 0 {
+            // Echo Requests open sessions; an Echo Reply answers a request an IPv4 host sent
+            // through a static binding, and needs that session (`state::outbound`).
+            if (ty != icmp6::ECHO_REQUEST && ty != icmp6::ECHO_REPLY) || code != 0 {
                 return Err(Verdict::drop(Reason::Nat64IcmpDropped));
             }
+            f.echo_reply = ty == icmp6::ECHO_REPLY;
             f.proto = proto::ICMP;
             f.x_port = id;
             f.y_port = 0;
@@ -287,7 +289,8 @@ fn transport_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Re
     Ok(Verdict::new(Reason::Nat64Out, a))
 }
 
-/// ICMPv6 Echo Request → ICMPv4 Echo Request with the binding's identifier (RFC 6146 §3.5.3).
+/// ICMPv6 Echo Request → ICMPv4 Echo Request with the binding's identifier (RFC 6146 §3.5.3),
+/// and Echo Reply → Echo Reply (a pod answering through a static binding).
 #[inline(never)]
 fn echo(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     match echo_inner(ctx, cfg, s, l4 as usize) {
@@ -320,9 +323,14 @@ fn echo_inner(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: usize) -> Res<Ver
     );
     checksum::l4_replace(ctx, csum_off, 0, d, 0)?;
     let old = u16::from_ne_bytes([ty, code]);
-    let new = u16::from_ne_bytes([icmp4::ECHO_REQUEST, code]);
+    let ty4 = if ty == icmp6::ECHO_REPLY {
+        icmp4::ECHO_REPLY
+    } else {
+        icmp4::ECHO_REQUEST
+    };
+    let new = u16::from_ne_bytes([ty4, code]);
     checksum::l4_replace(ctx, csum_off, u64::from(old), u64::from(new), 2)?;
-    packet::store(ctx, l4, &icmp4::ECHO_REQUEST)?;
+    packet::store(ctx, l4, &ty4)?;
     if id != m.t_port {
         let (o, n) = (id.to_be(), m.t_port.to_be());
         checksum::l4_replace(ctx, csum_off, u64::from(o), u64::from(n), 2)?;
