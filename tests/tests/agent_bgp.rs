@@ -17,7 +17,7 @@ use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir, Veth};
 use sixlane_tests::{
     agentproc::{AgentRun, http_get, wait_until},
     bins,
-    manifests::put,
+    manifests::{self, put},
 };
 
 const BIRD: &str = "/usr/sbin/bird";
@@ -30,13 +30,6 @@ const POD_CIDR: &str = "fd00:10:a::/64";
 const OTHER_POD_CIDR: &str = "fd00:10:b::/64";
 const SERVICE_RANGE: &str = "fd00:96::/108";
 const LB_IP: &str = "2001:db8:200::10/128";
-
-fn node_yaml() -> String {
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\nspec:\n  podCIDRs: [\"{POD_CIDR}\"]\n\
-         status:\n  addresses:\n  - {{type: InternalIP, address: \"{NODE}\"}}\n"
-    )
-}
 
 const SERVICE: &str = r#"
 apiVersion: v1
@@ -198,7 +191,11 @@ fn the_agent_announces_through_bird_and_learns_routes_from_it() {
             .unwrap(),
     };
 
-    put(&manifests, "node-a.yaml", &node_yaml());
+    put(
+        &manifests,
+        "node-a.yaml",
+        &manifests::node("node-a", NODE, POD_CIDR),
+    );
     put(&manifests, "web.yaml", SERVICE);
     put(&manifests, "web-slice.yaml", &slice("node-a"));
     let bird_dir = d.join("bird");

@@ -16,7 +16,7 @@ use sixlane_agent::{
     sink::RecordingSink,
 };
 use sixlane_testkit::{NetNs, PinDir, Veth, names};
-use sixlane_tests::manifests::put;
+use sixlane_tests::manifests::{self, put};
 
 struct TempDir(PathBuf);
 
@@ -26,8 +26,6 @@ impl Drop for TempDir {
     }
 }
 
-const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nspec: {podCIDRs: [\"fd00:10:a::/64\"]}\n\
-status: {addresses: [{type: InternalIP, address: \"fd00:98::1\"}]}\n";
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
 spec: {clusterIPs: [\"fd00:96::10\"], ports: [{name: http, port: 80, targetPort: 8080}]}\n";
 
@@ -88,7 +86,11 @@ fn daemon_feeds_the_sink_without_zero_backend_windows() {
         .unwrap();
     link.a.ip(&["link", "set", "{}", "up"]).unwrap();
 
-    put(&manifests, "node.yaml", NODE);
+    put(
+        &manifests,
+        "node.yaml",
+        &manifests::node("node-a", "fd00:98::1", "fd00:10:a::/64"),
+    );
     put(&manifests, "svc.yaml", SERVICE);
     put(
         &manifests,

@@ -11,7 +11,7 @@ use sixlane_tests::{
     agentproc::{AgentRun, wait_until},
     bins,
     cluster::{self, Nginx, TempDir, curl, node_addr, pod_addr},
-    manifests::put,
+    manifests::{self, put},
     sim::SimPod,
 };
 
@@ -53,11 +53,7 @@ fn a_load_balancer_service_gets_a_pool_address_served_from_outside() {
     put(
         &manifests,
         "node.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: node1}}\nspec: {{podCIDRs: [\"fd00:10::/64\"]}}\n\
-             status: {{addresses: [{{type: InternalIP, address: \"{}\"}}]}}\n",
-            node_addr(1)
-        ),
+        &manifests::node("node1", node_addr(1), "fd00:10::/64"),
     );
     put(
         &manifests,

@@ -26,7 +26,7 @@ use sixlane_tests::{
     agentproc::{AgentRun, wait_until},
     bins,
     echo::{EchoServer, connect, round_trip},
-    manifests::put,
+    manifests::{self, put},
     nat64::{self as n, Internet, NODE4, SERVER4},
     sim::{self, SimPod},
 };
@@ -132,10 +132,7 @@ fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
     put(
         &manifests,
         "node.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: node-a}}\nspec: {{podCIDRs: [\"fd00:10::/64\"]}}\n\
-             status: {{addresses: [{{type: InternalIP, address: \"{NODE6}\"}}]}}\n"
-        ),
+        &manifests::node("node-a", NODE6, "fd00:10::/64"),
     );
     let node = sim::node().unwrap();
     let net = Internet::new(&node).unwrap();

@@ -28,7 +28,7 @@ use sixlane_tests::{
     agentproc::{AgentRun, http_get, wait_until},
     bins,
     cni::{self, Call, Plugin},
-    manifests::put,
+    manifests::{self, put},
     neigh::{mac_of, mac_text, neigh},
     sim,
     svc::counters,
@@ -178,10 +178,7 @@ fn the_provider_router_reaches_pods_through_neighbor_discovery() {
     put(
         &manifests,
         "node-a.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\nspec:\n  podCIDRs: [\"fd00:77:1:2:a::/80\"]\n\
-             status:\n  addresses:\n  - {{type: InternalIP, address: \"{NODE_ADDR}\"}}\n"
-        ),
+        &manifests::node("node-a", NODE_ADDR, "fd00:77:1:2:a::/80"),
     );
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();

@@ -29,7 +29,7 @@ use sixlane_tests::{
     agentproc::{AgentRun, http_get, wait_for, wait_until},
     bins,
     cluster::{self, EXT, Nginx, SimCluster, TempDir, curl, pod_addr},
-    manifests::put,
+    manifests::{self, put},
     neigh::{mac_of, mac_text, neigh},
     sim::SimPod,
 };
@@ -48,11 +48,10 @@ fn manifests(dir: &Path) {
         put(
             dir,
             &format!("node{i}.yaml"),
-            &format!(
-                "apiVersion: v1\nkind: Node\nmetadata:\n  name: node{i}\nspec:\n  podCIDRs: [\"fd00:{:x}::/64\"]\n\
-                 status:\n  addresses:\n  - {{type: InternalIP, address: \"{}\"}}\n",
-                i * 0x10,
-                cluster::node_addr(i)
+            &manifests::node(
+                &format!("node{i}"),
+                cluster::node_addr(i),
+                &format!("fd00:{:x}::/64", i * 0x10),
             ),
         );
     }
