@@ -1,7 +1,8 @@
 //! Source validation for pods attached before it existed (docs/cni.md, "Source validation"):
 //! veths an older plugin attached have no record, and the agent records them from the IPAM
 //! store, honouring the opt-out annotation of the node's pods as the API server (stand-in) has
-//! them, at start and again whenever a record goes missing.
+//! them, at start and again whenever a record goes missing; `sixlane-agent sources` shows each
+//! veth's mode before and after.
 
 use std::{
     collections::BTreeSet,
@@ -16,6 +17,7 @@ use sixlane_common::source::SOURCE_VALIDATION_ANNOTATION;
 use sixlane_testkit::{NetNs, TempDir};
 use sixlane_tests::{
     agentproc::{AgentRun, http_get, wait_for},
+    bins,
     cni_node::Net,
     kubeapi::{self, ApiServer, Tls},
     load_datapath,
@@ -53,6 +55,31 @@ fn recorded(layout: &PinLayout, ifindex: u32) -> (Option<bool>, BTreeSet<Ipv6Add
     (r.enforce, r.addrs)
 }
 
+/// `sixlane-agent sources` in the node's namespace: mode and container of veth `host_if`.
+fn listed(net: &Net, pins: &std::path::Path, host_if: &str) -> (String, String) {
+    let out = net
+        .node
+        .command(bins::path("sixlane-agent").to_str().unwrap())
+        .arg("--pin-root")
+        .arg(pins)
+        .args(["--json", "sources", "--data-dir"])
+        .arg(net.data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["veth"] == host_if)
+        .unwrap_or_else(|| panic!("{host_if} not in {rows:?}"));
+    let s = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
+    (s("mode"), s("containerId"))
+}
+
 fn forget(layout: &PinLayout, ifindex: u32) {
     Sources::open(layout)
         .unwrap()
@@ -81,6 +108,13 @@ fn the_agent_validates_pods_attached_before_and_honours_their_opt_out() {
     // As an older plugin would have left them: attached, nothing recorded.
     forget(&layout, strict_if);
     forget(&layout, free_if);
+    // The CLI shows them as not validated, with their containers.
+    for (r, id) in [(&strict, "strict"), (&free, "free")] {
+        assert_eq!(
+            listed(&net, pins.path(), &host_if(r)),
+            ("not validated".into(), id.into())
+        );
+    }
     let dst = addr_of(&target).to_string();
     let other: Ipv6Addr = "fd00:10:244:1::f0".parse().unwrap();
     for (ns, r) in [(&strict_ns, &strict), (&free_ns, &free)] {
@@ -142,6 +176,13 @@ fn the_agent_validates_pods_attached_before_and_honours_their_opt_out() {
         "{:?}",
         api.requests()
     );
+    for (r, mode) in [
+        (&strict, "validated"),
+        (&free, "opted out"),
+        (&target, "validated"),
+    ] {
+        assert_eq!(listed(&net, pins.path(), &host_if(r)).0, mode);
+    }
     let before = (echoes_received(&target_ns), spoofed(&layout));
     ping_from(&strict_ns, &other.to_string(), &dst, 3);
     ping_from(&free_ns, &other.to_string(), &dst, 3);

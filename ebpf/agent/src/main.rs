@@ -56,6 +56,9 @@ enum Cmd {
     Status(sixlane_agent::cli::StatusArgs),
     /// Pod address reservations in the IPAM store.
     Ipam(sixlane_agent::cli::IpamArgs),
+    /// Pod source validation: each pod veth's mode (validated, opted out, not validated) and
+    /// addresses, from the pinned table and the IPAM store. Run in the node's namespace.
+    Sources(sixlane_agent::pod_sources::cli::Args),
     /// NAT64: bindings, sessions and counters from the pinned maps; configuration and GC.
     Nat64(sixlane_agent::nat64::cli::Args),
     /// LoadBalancer IP assignment: pools and their use, assignments, pending Services and why.
@@ -205,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Cmd::Ipam(args) => sixlane_agent::cli::print_ipam(&args, cli.json)?,
+        Cmd::Sources(args) => sixlane_agent::pod_sources::cli::run(&pins, &args, cli.json)?,
         Cmd::Nat64(args) => sixlane_agent::nat64::cli::run(&pins, cli.json, args)?,
         Cmd::Lb(args) => {
             let status =

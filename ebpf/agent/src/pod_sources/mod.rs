@@ -4,7 +4,9 @@
 //! reservations, under the plugin's host veth name) and records them as ADD would, honouring the
 //! pod's opt-out annotation, which it reads from the API server (the runtime passed it only to
 //! that older ADD). At start and every [`PERIOD`]: an older plugin may still ADD between the
-//! datapath's load and the new plugin's install.
+//! datapath's load and the new plugin's install. [`cli`]: `sixlane-agent sources`.
+
+pub mod cli;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
