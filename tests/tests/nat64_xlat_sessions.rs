@@ -173,7 +173,8 @@ fn tcp_handshake_states_mss_clamp_and_close() {
     e.run(PROG_FROM_UPLINK, &srv_tcp(&e, t, flags::RST, &[]));
     assert_eq!(e.tcp_state(41000, 80), Some(State::Trans as u8));
 
-    // An IPv4 host cannot open TCP towards a pod: unsolicited, even to a live binding.
+    // An IPv4 host cannot open TCP towards a pod: unsolicited, even to a live binding (dropped,
+    // and held for a simultaneous open under the default `unsolicitedTcp: hold`).
     let seg = n::tcp(
         80,
         t,
@@ -192,7 +193,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
             &seg,
         )),
     );
-    check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
+    check(&out, verdict::SHOT, None, Reason::Nat64SynHeld);
     let seg = n::tcp(
         80,
         free_port(&[t]),
@@ -207,7 +208,7 @@ fn tcp_handshake_states_mss_clamp_and_close() {
         PROG_FROM_UPLINK,
         &e.uplink_frame(&n::ipv4(&V4::new(SRV, POOL), n::TCP, &seg)),
     );
-    check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
+    check(&out, verdict::SHOT, None, Reason::Nat64SynHeld);
 }
 
 #[test]

@@ -152,12 +152,13 @@ fn an_ipv4_client_opens_tcp_to_a_pod_through_a_static_binding() {
 #[test]
 fn ports_without_a_static_binding_stay_refused_or_the_nodes() {
     let mut e = env(&static_cfg());
-    // A SYN to a dynamic port without a session: unsolicited, as without static bindings.
+    // A SYN to a dynamic port without a session: unsolicited (held for a simultaneous open, the
+    // default), as without static bindings.
     let out = e.run(
         PROG_FROM_UPLINK,
         &client_tcp(&e, CLIENT, free_port(&[]), flags::SYN, &[]),
     );
-    check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
+    check(&out, verdict::SHOT, None, Reason::Nat64SynHeld);
     // Another port outside the dynamic range (and the static TCP port over UDP, the static
     // UDP port over TCP): the node's own, untouched.
     for input in [

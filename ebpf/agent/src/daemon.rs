@@ -72,6 +72,9 @@ const NODE_TICK: Duration = Duration::from_secs(30);
 /// Garbage collection of the datapath's state (expired conntrack and affinity entries, idle
 /// NAT64 sessions and unused bindings) runs this often.
 const GC_TICK: Duration = Duration::from_secs(10);
+/// How often held NAT64 SYNs are checked for their 6 s (`nat64::held`): they are answered at
+/// most this late.
+const HELD_TICK: Duration = Duration::from_millis(500);
 const PREVIOUS_ADDRESS_FILE: &str = "node-address";
 
 /// The node name: config, `$NODE_NAME`, or the host name.
@@ -557,6 +560,32 @@ async fn start_source(
     })
 }
 
+/// The agent's answers to held NAT64 SYNs (`nat64::held`), in its metrics.
+struct HeldCounters {
+    sent: Counter,
+    failed: Counter,
+}
+
+impl HeldCounters {
+    fn register(metrics: &Metrics) -> Self {
+        let c = Self {
+            sent: Counter::default(),
+            failed: Counter::default(),
+        };
+        metrics.register(
+            "nat64_port_unreachable_sent",
+            "ICMP Port Unreachable sent for IPv4 SYNs held 6 s without a simultaneous open",
+            c.sent.clone(),
+        );
+        metrics.register(
+            "nat64_port_unreachable_failed",
+            "Held IPv4 SYNs whose Port Unreachable could not be sent (removed all the same)",
+            c.failed.clone(),
+        );
+        c
+    }
+}
+
 struct Agent {
     cfg: Config,
     pins: PinLayout,
@@ -628,6 +657,9 @@ impl Agent {
         node_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gc_tick = tokio::time::interval(GC_TICK);
         gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut held_tick = tokio::time::interval(HELD_TICK);
+        held_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let held = HeldCounters::register(&self.metrics);
         let mut pace = Pace::new(self.cfg.source.debounce());
         loop {
             let sleep_until = pace.deadline().map(tokio::time::Instant::from_std);
@@ -652,6 +684,9 @@ impl Agent {
                 }
                 _ = gc_tick.tick() => {
                     self.gc();
+                }
+                _ = held_tick.tick(), if self.cfg.nat64.mode == Nat64Mode::Translate => {
+                    self.answer_held(&held);
                 }
                 _ = node_tick.tick() => {
                     let lb = self.lb.report();
@@ -876,6 +911,20 @@ impl Agent {
                 Ok(r) => debug!(report = ?r, "NAT64 garbage collection"),
                 Err(e) => warn!(error = %chain(&e), "NAT64 garbage collection"),
             }
+        }
+    }
+
+    /// Answers the NAT64 SYNs held past their 6 s with Port Unreachable (`nat64::held`).
+    fn answer_held(&self, counters: &HeldCounters) {
+        match nat64::held::answer(&self.pins) {
+            Ok(r) => {
+                counters.sent.inc_by(r.answered as u64);
+                counters.failed.inc_by(r.failed as u64);
+                if r.answered + r.failed > 0 {
+                    debug!(report = ?r, "NAT64 held SYNs answered");
+                }
+            }
+            Err(e) => warn!(error = %chain(&e), "NAT64 held SYNs"),
         }
     }
 

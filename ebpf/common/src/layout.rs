@@ -119,6 +119,9 @@ pub const MAP_NAT64_STATIC: &str = "SL_N64_STATIC";
 /// NAT64 pod links (`nat64::maps::PodLink` by host-side veth ifindex): how replies reach a
 /// local pod without a route lookup.
 pub const MAP_NAT64_POD_LINKS: &str = "SL_N64_POD_LINKS";
+/// NAT64 IPv4 SYNs held for a simultaneous open (`nat64::maps::HeldSyn` by `HeldKey`): written
+/// by the datapath, answered and removed by the agent after 6 s.
+pub const MAP_NAT64_HELD: &str = "SL_N64_HELD";
 
 /// Per-CPU scratch area of the service stage (not pinned: nothing in it outlives a program run).
 pub const MAP_SVC_SCRATCH: &str = "SL_SVC_SCRATCH";
@@ -175,7 +178,7 @@ pub const CONFIG_MAPS: [&str; 1] = [MAP_NAT64_CONFIG];
 /// Every map of the eBPF object. The programs name their maps with literals
 /// (`#[map(name = "...")]`); a test over the built object (`ebpf/agent/tests/object.rs`) holds
 /// them to this table, so a map renamed, added or dropped on one side fails there.
-pub const MAPS: [MapSpec; 25] = [
+pub const MAPS: [MapSpec; 26] = [
     map(MAP_METRICS, MapType::PerCpuArray, true),
     map(MAP_STAGES, MapType::ProgArray, true),
     map(MAP_SVC, MapType::Hash, true),
@@ -195,6 +198,7 @@ pub const MAPS: [MapSpec; 25] = [
     map(MAP_NAT64_SESSIONS, MapType::LruHash, true),
     map(MAP_NAT64_POD_LINKS, MapType::LruHash, true),
     map(MAP_NAT64_STATIC, MapType::Hash, true),
+    map(MAP_NAT64_HELD, MapType::Hash, true),
     map(MAP_NAT64_SCRATCH, MapType::PerCpuArray, false),
     map(MAP_NDP_OWNED, MapType::Hash, true),
     map(MAP_NDP_LEASE, MapType::Array, true),

@@ -134,6 +134,16 @@ pub enum Reason {
     /// IPv4 → IPv6: the first packet of a session an IPv4 host opened through a static binding
     /// (a TCP SYN, a UDP datagram, an echo request), translated and sent to the pod.
     Nat64InStatic = 87,
+    /// An IPv4 SYN to the dynamic range without a session, held for a simultaneous open
+    /// (`nat64.unsolicitedTcp: hold`, RFC 6146 §3.5.2.2) and dropped: answered with ICMP Port
+    /// Unreachable by the agent unless the pod's SYN comes within 6 s. Retransmissions of a
+    /// held SYN count here too.
+    Nat64SynHeld = 88,
+    /// An IPv4 SYN that would be held, but the held SYN table is full: dropped unanswered.
+    Nat64SynHoldFull = 89,
+    /// IPv6 → IPv4: a pod's SYN that met a held IPv4 SYN of the same tuple (a simultaneous
+    /// open), translated and sent; the held SYN is forgotten.
+    Nat64SimultaneousOpen = 90,
 
     // 112–127: Neighbor Discovery on the uplink. Invalid solicitations (RFC 4861 §7.1.1) are
     // passed to the kernel untouched, which discards them too; never answered.
@@ -187,7 +197,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 57] = [
+    pub const ALL: [Reason; 60] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -232,6 +242,9 @@ impl Reason {
         Reason::Nat64Proto,
         Reason::Nat64InPeer,
         Reason::Nat64InStatic,
+        Reason::Nat64SynHeld,
+        Reason::Nat64SynHoldFull,
+        Reason::Nat64SimultaneousOpen,
         Reason::NdpAnswered,
         Reason::NdpDadDefended,
         Reason::NdpNotOwned,
@@ -293,6 +306,9 @@ impl Reason {
             Reason::Nat64Proto => "nat64_proto",
             Reason::Nat64InPeer => "nat64_in_peer",
             Reason::Nat64InStatic => "nat64_in_static",
+            Reason::Nat64SynHeld => "nat64_syn_held",
+            Reason::Nat64SynHoldFull => "nat64_syn_hold_full",
+            Reason::Nat64SimultaneousOpen => "nat64_simultaneous_open",
             Reason::NdpAnswered => "ndp_answered",
             Reason::NdpDadDefended => "ndp_dad_defended",
             Reason::NdpNotOwned => "ndp_not_owned",
@@ -344,7 +360,8 @@ impl Reason {
             | Reason::Nat64IcmpErrOut
             | Reason::Nat64IcmpErrIn
             | Reason::Nat64InPeer
-            | Reason::Nat64InStatic => Verdict::Redirect,
+            | Reason::Nat64InStatic
+            | Reason::Nat64SimultaneousOpen => Verdict::Redirect,
             Reason::Nat64DstRefused
             | Reason::Nat64PoolExhausted
             | Reason::Nat64HopLimit
@@ -353,6 +370,8 @@ impl Reason {
             Reason::Nat64SrcDenied
             | Reason::Nat64BadAddr
             | Reason::Nat64Unsolicited
+            | Reason::Nat64SynHeld
+            | Reason::Nat64SynHoldFull
             | Reason::Nat64NoSession
             | Reason::Nat64Fragment
             | Reason::Nat64ExtHeader

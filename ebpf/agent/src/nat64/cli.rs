@@ -14,7 +14,7 @@ use sixlane_common::{
     nat64::addr::Prefix,
 };
 
-use super::{Nat64Config, gc, state, statics};
+use super::{Nat64Config, gc, held, state, statics};
 use crate::{PinLayout, metrics};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -33,6 +33,8 @@ pub enum Cmd {
     Sessions,
     /// NAT64 counters (per reason, summed over CPUs).
     Counters,
+    /// IPv4 SYNs held for a simultaneous open (`unsolicitedTcp: hold`), answered after 6 s.
+    Held,
     /// Program the NAT64 maps from a YAML file (the `nat64:` section, alone or in a whole agent
     /// configuration). The daemon does this from its own configuration.
     Apply {
@@ -70,6 +72,7 @@ struct Everything {
     counters: Vec<metrics::CounterRow>,
     bindings: Vec<state::BindingRow>,
     sessions: Vec<state::SessionRow>,
+    held: Vec<held::HeldRow>,
 }
 
 fn counters(layout: &PinLayout) -> anyhow::Result<Vec<metrics::CounterRow>> {
@@ -131,12 +134,28 @@ fn print_sessions(rows: &[state::SessionRow]) {
     }
 }
 
+fn print_held(rows: &[held::HeldRow]) {
+    println!("held SYNs: {}", rows.len());
+    if rows.is_empty() {
+        return;
+    }
+    println!("{:<21} {:<21} {:>8}", "POOL", "PEER", "AGE");
+    for r in rows {
+        println!(
+            "{:<21} {:<21} {:>7}ms",
+            format!("{}:{}", r.pool, r.pool_port),
+            format!("{}:{}", r.peer, r.peer_port),
+            r.age_ms
+        );
+    }
+}
+
 pub fn run(layout: &PinLayout, json: bool, args: Args) -> anyhow::Result<()> {
     match args.cmd.unwrap_or(Cmd::Show) {
         Cmd::Apply { config } => apply(layout, json, &config),
         Cmd::Gc { config, every } => collect(layout, json, &config, every),
         Cmd::Attach { pod, uplink } => attach(layout, &pod, uplink.as_deref()),
-        cmd @ (Cmd::Show | Cmd::Bindings | Cmd::Sessions | Cmd::Counters) => {
+        cmd @ (Cmd::Show | Cmd::Bindings | Cmd::Sessions | Cmd::Counters | Cmd::Held) => {
             show(layout, json, &cmd)
         }
     }
@@ -166,7 +185,9 @@ fn show(layout: &PinLayout, json: bool, cmd: &Cmd) -> anyhow::Result<()> {
             now,
         ))
     };
+    let held = || -> anyhow::Result<_> { Ok(held::rows(&held::read(layout)?, now)) };
     match cmd {
+        Cmd::Held => print(json, &held()?, |h| print_held(h)),
         Cmd::Bindings => print(json, &bindings()?, |b| print_bindings(b)),
         Cmd::Sessions => print(json, &sessions()?, |s| print_sessions(s)),
         Cmd::Counters => print(json, &counters(layout)?, |c| print_counters(c)),
@@ -175,6 +196,7 @@ fn show(layout: &PinLayout, json: bool, cmd: &Cmd) -> anyhow::Result<()> {
                 counters: counters(layout)?,
                 bindings: bindings()?,
                 sessions: sessions()?,
+                held: held()?,
             };
             print(json, &all, |all| {
                 println!(
@@ -187,6 +209,8 @@ fn show(layout: &PinLayout, json: bool, cmd: &Cmd) -> anyhow::Result<()> {
                 print_bindings(&all.bindings);
                 println!();
                 print_sessions(&all.sessions);
+                println!();
+                print_held(&all.held);
             })
         }
     }

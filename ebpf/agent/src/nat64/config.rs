@@ -11,6 +11,7 @@
 //!   gateway: fd00:1::7         # route mode: the NAT64 node the prefix is routed to
 //!   timeouts: {udp: 300, tcpEstablished: 7200, tcpTransitory: 240, icmp: 60}   # seconds
 //!   endpointIndependentFiltering: true
+//!   unsolicitedTcp: hold       # or drop: IPv4 SYNs to the dynamic range without a session
 //!   clampMss: true
 //!   ipv4Mtu: 1500              # smallest IPv4 path MTU expected (pod route MTU/advmss)
 //!   staticBindings:            # IPv4-initiated traffic to pods (`super::statics`)
@@ -49,6 +50,22 @@ pub enum Mode {
     Translate,
     /// This node has no IPv4: it routes the prefix to `gateway`, a node that translates.
     Route,
+}
+
+/// What an IPv4 SYN to a pool address and a port of the dynamic range meets when no session
+/// matches it (RFC 6146 §3.5.2.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnsolicitedTcp {
+    /// The RFC's default (and Jool's, `drop-externally-initiated-tcp` off): held 6 s so the
+    /// pod's own SYN for the same tuple completes a simultaneous open (RFC 5382 REQ-2, TCP hole
+    /// punching), then answered with ICMP Port Unreachable (`super::held`), so the client
+    /// fails fast instead of timing out.
+    #[default]
+    Hold,
+    /// Dropped silently: the "drop externally initiated connections" policy (no simultaneous
+    /// open, no answer that tells a scanner the address translates).
+    Drop,
 }
 
 /// Where ICMPv6 errors translated from ICMPv4 ones come from.
@@ -256,6 +273,7 @@ pub struct Nat64Config {
     /// first (RFC 4787 endpoint-independent filtering, what STUN/WebRTC need; Jool's default).
     /// Off: only peers the pod talked to get through. TCP always needs the pod to open.
     pub endpoint_independent_filtering: bool,
+    pub unsolicited_tcp: UnsolicitedTcp,
     /// Clamp the MSS of SYNs to what the IPv4 side carries.
     pub clamp_mss: bool,
     /// Smallest IPv4 path MTU to plan for: sizes the MTU and advmss of the pods' route to the
@@ -286,6 +304,7 @@ impl Default for Nat64Config {
             gateway: None,
             timeouts: Timeouts::default(),
             endpoint_independent_filtering: true,
+            unsolicited_tcp: UnsolicitedTcp::Hold,
             clamp_mss: true,
             ipv4_mtu: 1500,
             zero_traffic_class: false,
@@ -530,6 +549,10 @@ impl Nat64Config {
         if self.clamp_mss {
             c.flags |= maps::CFG_CLAMP_MSS;
         }
+        c.unsolicited_tcp = match self.unsolicited_tcp {
+            UnsolicitedTcp::Hold => maps::UNSOLICITED_HOLD,
+            UnsolicitedTcp::Drop => maps::UNSOLICITED_DROP,
+        };
         c.flags |= self.header_flags();
         c.tos = self.override_tos.unwrap_or(0);
         // Validated to fit (1260..=65535).
@@ -644,10 +667,16 @@ ports: {tcp: 1024-65535, udp: "2000-3000", icmp: 7}
 podCIDRs: [fd00:10::/64]
 timeouts: {udp: 30, tcpTransitory: 10}
 endpointIndependentFiltering: false
+unsolicitedTcp: drop
 clampMss: false
 ipv4Mtu: 1460
 "#;
         let c = Nat64Config::from_yaml(y).unwrap();
+        assert_eq!(c.unsolicited_tcp, UnsolicitedTcp::Drop);
+        assert_eq!(
+            c.datapath([0; 4]).unwrap().unsolicited_tcp,
+            maps::UNSOLICITED_DROP
+        );
         assert_eq!(c.mode, Mode::Translate);
         assert_eq!(c.pool.len(), 2);
         assert_eq!(c.ports.tcp, Span::new(1024, 65535));
@@ -834,6 +863,8 @@ ipv4Mtu: 1460
         assert_eq!(d.addrs[1], [198, 18, 0, 2]);
         assert_eq!(d.ports[1], PortRange { lo: 5000, hi: 5999 });
         assert_eq!(d.hash_key, [1, 2, 3, 4]);
+        // RFC 6146 §3.5.2.2's default: unsolicited SYNs held for a simultaneous open.
+        assert_eq!(d.unsolicited_tcp, maps::UNSOLICITED_HOLD);
         assert_eq!(d.ipv4_mtu, 1500);
         assert_ne!(d.flags & maps::CFG_ENABLED, 0);
         assert_eq!(d.flags & maps::CFG_WKP_STRICT, 0);

@@ -12,7 +12,10 @@
 pub mod cli;
 pub mod config;
 pub mod gc;
+pub mod held;
 pub mod state;
 pub mod statics;
 
-pub use config::{ErrorSource, Identification, Mode, Nat64Config, PodRoute, Ports, Span, Timeouts};
+pub use config::{
+    ErrorSource, Identification, Mode, Nat64Config, PodRoute, Ports, Span, Timeouts, UnsolicitedTcp,
+};

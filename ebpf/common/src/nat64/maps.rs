@@ -209,8 +209,60 @@ pub struct Config {
     /// Static bindings configured (`SL_N64_STATIC` holds two entries per binding); 0: the
     /// datapath never looks there, so the node's own traffic to other ports costs no lookup.
     pub statics: u16,
+    /// What an unsolicited IPv4 SYN to the dynamic range meets: [`UNSOLICITED_DROP`] or
+    /// [`UNSOLICITED_HOLD`].
+    pub unsolicited_tcp: u8,
+    pub _pad: [u8; 3],
 }
-crate::map_type!(Config, 116);
+crate::map_type!(Config, 120);
+
+/// [`Config::unsolicited_tcp`]: an IPv4 SYN without a session is dropped silently ("drop
+/// externally initiated connections").
+pub const UNSOLICITED_DROP: u8 = 0;
+/// [`Config::unsolicited_tcp`]: RFC 6146 §3.5.2.2: the SYN is held ([`HeldSyn`]) so the pod's
+/// own SYN for the same tuple completes a simultaneous open; unanswered after [`HOLD_NS`], the
+/// agent answers it with ICMP Port Unreachable.
+pub const UNSOLICITED_HOLD: u8 = 1;
+/// How long a held SYN waits for the pod's SYN (RFC 6146 §3.5.2.2: 6 s).
+pub const HOLD_NS: u64 = 6_000_000_000;
+/// Held SYNs the datapath can keep at once (`SL_N64_HELD`); more are dropped, counted.
+pub const MAX_HELD_SYNS: u32 = 1024;
+/// The start of a held SYN quoted by its ICMP error: the IPv4 header (without options) and the
+/// first 8 bytes of the TCP header (RFC 792).
+pub const HELD_QUOTE_LEN: usize = 28;
+
+/// Key of a held SYN: (T, t) it went to, (Z, z) it came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HeldKey {
+    pub t_addr: [u8; 4],
+    pub z: [u8; 4],
+    /// Host order.
+    pub t_port: u16,
+    pub z_port: u16,
+}
+crate::map_type!(HeldKey, 12);
+
+/// A held SYN: when it arrived and what its ICMP error quotes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldSyn {
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE).
+    pub seen_ns: u64,
+    pub quote: [u8; HELD_QUOTE_LEN],
+    pub _pad: u32,
+}
+crate::map_type!(HeldSyn, 40);
+
+impl Default for HeldSyn {
+    fn default() -> Self {
+        Self {
+            seen_ns: 0,
+            quote: [0; HELD_QUOTE_LEN],
+            _pad: 0,
+        }
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -225,6 +277,8 @@ impl Default for Config {
             addrs: [[0; 4]; MAX_POOL_ADDRS],
             ipv4_mtu: 0,
             statics: 0,
+            unsolicited_tcp: UNSOLICITED_DROP,
+            _pad: [0; 3],
         }
     }
 }

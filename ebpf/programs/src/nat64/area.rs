@@ -7,6 +7,7 @@ use sixlane_common::{
     nat64::{
         header::{self, Ip4, Ip6},
         icmp,
+        maps::{HeldKey, HeldSyn},
     },
     net::{IPV4_HLEN, IPV6_HLEN},
 };
@@ -119,6 +120,9 @@ pub struct Area {
     /// The IPv4-side flow being translated (here, not on the stack: the uplink program's call
     /// chain is close to the verifier's 512-byte limit).
     pub inflow: InFlow,
+    /// A held SYN's key and entry (`super::hold`).
+    pub held_key: HeldKey,
+    pub held: HeldSyn,
     /// Recently looked-up routes of translated packets (`forward::lookup4_cached`).
     pub routes: [RouteSlot; ROUTE_SLOTS],
     /// This CPU's IPv4 Identification generator ([`Area::ipv4_id`]): key (0 until the first

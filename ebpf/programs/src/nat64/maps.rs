@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap},
 };
-use sixlane_common::nat64::maps::{Bib, BibKey, Config, MAX_STATIC_BINDINGS, Session, SessionKey};
+use sixlane_common::nat64::maps::{
+    Bib, BibKey, Config, HeldKey, HeldSyn, MAX_HELD_SYNS, MAX_STATIC_BINDINGS, Session, SessionKey,
+};
 
 /// Default sizes. Two entries per binding or session (one per direction): 65,536 bindings and
 /// 131,072 sessions. The agent can override them at load time (`LoadOptions::max_entries`).
@@ -33,3 +35,8 @@ pub static SESSIONS: LruHashMap<SessionKey, Session> = LruHashMap::pinned(SESSIO
 /// operator's mapping is never evicted.
 #[map(name = "SL_N64_STATIC")]
 pub static STATIC: HashMap<BibKey, Bib> = HashMap::pinned(STATIC_ENTRIES, 0);
+
+/// IPv4 SYNs held for a simultaneous open (`super::hold`): a plain hash map, so a full table
+/// refuses new SYNs instead of evicting one the agent has yet to answer.
+#[map(name = "SL_N64_HELD")]
+pub static HELD: HashMap<HeldKey, HeldSyn> = HashMap::pinned(MAX_HELD_SYNS, 0);

@@ -13,12 +13,14 @@
 //! - [`v6_to_v4`] and [`v4_to_v6`]: the two directions of translation;
 //! - [`icmp_error`]: ICMP errors translated with the packet they quote;
 //! - [`reply`]: ICMP errors the translator originates;
+//! - [`hold`]: unsolicited IPv4 SYNs held for a simultaneous open;
 //! - [`mss`]: TCP MSS clamping;
 //! - [`sane`]: headers that disagree with themselves, refused;
 //! - [`state`] and [`maps`]: bindings and sessions;
 //! - [`area`]: the per-CPU scratch area.
 
 mod area;
+mod hold;
 mod icmp_error;
 mod maps;
 mod mss;

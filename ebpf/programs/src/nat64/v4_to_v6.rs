@@ -20,7 +20,7 @@ use sixlane_common::{
 use super::{
     TOO_LONG, area,
     area::{Area, Frame6, frame_len},
-    icmp_error, mss, reply, sane, state,
+    hold, icmp_error, mss, reply, sane, state,
 };
 use crate::{
     checksum,
@@ -93,7 +93,7 @@ fn transport(ctx: &TcContext, cfg: &Config, s: &mut Area, l3: &L3) -> Verdict {
     let mut slot = core::mem::MaybeUninit::uninit();
     match state::inbound(&mut s.keys, &mut s.inflow, &mut slot) {
         state::Inbound::Session => {}
-        state::Inbound::Unsolicited => return Verdict::drop(Reason::Nat64Unsolicited),
+        state::Inbound::Unsolicited => return hold::unsolicited(ctx, cfg, s, l4 as u32),
         state::Inbound::NotOurs => return Verdict::NOT_OURS,
     }
     // SAFETY: `inbound` initialised the slot when it found a session.

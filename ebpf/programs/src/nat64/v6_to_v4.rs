@@ -21,7 +21,7 @@ use sixlane_common::{
 use super::{
     area,
     area::{Area, Frame4, frame_len},
-    icmp_error, mss, reply, state,
+    hold, icmp_error, mss, reply, state,
 };
 use crate::{
     checksum,
@@ -118,7 +118,10 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
         forward::learn_pod_link(ctx, pod_if);
     }
     match s.ip6.next {
-        proto::TCP | proto::UDP => transport(ctx, cfg, s, l4 as u32),
+        proto::TCP | proto::UDP => {
+            let v = transport(ctx, cfg, s, l4 as u32);
+            hold::outbound(cfg, s, v)
+        }
         _ => echo(ctx, cfg, s, l4 as u32),
     }
 }
