@@ -28,9 +28,9 @@ use sixlane_common::{
 };
 use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir};
 use sixlane_tests::{
-    agentproc::{AgentRun, wait_until},
+    agentproc::{AgentRun, http_get, wait_until},
     bins,
-    manifests::put,
+    manifests::{self, put},
     nat64::{self as n, Internet, NODE4, SERVER4},
     sim::{self, SimPod},
 };
@@ -196,10 +196,7 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
     put(
         &manifests,
         "node.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: node-a}}\nspec: {{podCIDRs: [\"fd00:10::/64\"]}}\n\
-             status: {{addresses: [{{type: InternalIP, address: \"{NODE6}\"}}]}}\n"
-        ),
+        &manifests::node("node-a", NODE6, "fd00:10::/64"),
     );
     let node = sim::node().unwrap();
     let net = Internet::new(&node).unwrap();
@@ -233,6 +230,15 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
         "refused after {took:?}"
     );
     assert!(count(&layout, Reason::Nat64SynHeld) > before);
+    // One Port Unreachable per held tuple, however often the host retransmitted its SYN.
+    let (code, m) = http_get(&node, "http://[::1]:9660/metrics");
+    assert_eq!(code, 200);
+    for want in [
+        "sixlane_nat64_port_unreachable_sent_total 1\n",
+        "sixlane_nat64_port_unreachable_failed_total 0\n",
+    ] {
+        assert!(m.contains(want), "{want} in\n{m}");
+    }
 
     // Simultaneous open: the pod's first connection (refused by the host: nothing listens)
     // binds POD_PORT to a pool port t; the host's SYN from HOST_PORT to t is held; the pod's
