@@ -134,6 +134,13 @@ pub enum Reason {
     /// IPv4 → IPv6: the first packet of a session an IPv4 host opened through a static binding
     /// (a TCP SYN, a UDP datagram, an echo request), translated and sent to the pod.
     Nat64InStatic = 87,
+    /// Hairpinned (RFC 6146 §3.8): a packet to Pref64::<pool address> and a port of another
+    /// session or a static binding, translated through both sessions and delivered to the pod
+    /// behind that port without leaving IPv6 (also ICMPv6 errors about such a flow).
+    Nat64Hairpin = 88,
+    /// An ICMPv6 echo request to Pref64::<pool address> answered by the translator for the
+    /// node (the IPv4 stack owning that address would).
+    Nat64HairpinEcho = 89,
 
     // 112–127: Neighbor Discovery on the uplink. Invalid solicitations (RFC 4861 §7.1.1) are
     // passed to the kernel untouched, which discards them too; never answered.
@@ -187,7 +194,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 57] = [
+    pub const ALL: [Reason; 59] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -232,6 +239,8 @@ impl Reason {
         Reason::Nat64Proto,
         Reason::Nat64InPeer,
         Reason::Nat64InStatic,
+        Reason::Nat64Hairpin,
+        Reason::Nat64HairpinEcho,
         Reason::NdpAnswered,
         Reason::NdpDadDefended,
         Reason::NdpNotOwned,
@@ -293,6 +302,8 @@ impl Reason {
             Reason::Nat64Proto => "nat64_proto",
             Reason::Nat64InPeer => "nat64_in_peer",
             Reason::Nat64InStatic => "nat64_in_static",
+            Reason::Nat64Hairpin => "nat64_hairpin",
+            Reason::Nat64HairpinEcho => "nat64_hairpin_echo",
             Reason::NdpAnswered => "ndp_answered",
             Reason::NdpDadDefended => "ndp_dad_defended",
             Reason::NdpNotOwned => "ndp_not_owned",
@@ -344,12 +355,14 @@ impl Reason {
             | Reason::Nat64IcmpErrOut
             | Reason::Nat64IcmpErrIn
             | Reason::Nat64InPeer
-            | Reason::Nat64InStatic => Verdict::Redirect,
+            | Reason::Nat64InStatic
+            | Reason::Nat64Hairpin => Verdict::Redirect,
             Reason::Nat64DstRefused
             | Reason::Nat64PoolExhausted
             | Reason::Nat64HopLimit
             | Reason::Nat64TtlExceeded
-            | Reason::Nat64TooBig => Verdict::Reply,
+            | Reason::Nat64TooBig
+            | Reason::Nat64HairpinEcho => Verdict::Reply,
             Reason::Nat64SrcDenied
             | Reason::Nat64BadAddr
             | Reason::Nat64Unsolicited
