@@ -98,7 +98,7 @@ pub enum Reason {
     /// No free IPv4 address and port for a new binding: ICMPv6 address unreachable sent.
     Nat64PoolExhausted = 71,
     /// IPv4 packet to a NAT64 port without a session (or binding, with endpoint-independent
-    /// filtering).
+    /// filtering); or a pod's packet hairpinned to a pool port nothing holds.
     Nat64Unsolicited = 72,
     /// TCP segment other than a SYN from the IPv6 side without a session (RFC 6146).
     Nat64NoSession = 73,

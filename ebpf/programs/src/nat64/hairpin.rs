@@ -53,20 +53,20 @@ use crate::{
 /// headers.
 const L4: usize = ETH_HLEN + IPV6_HLEN;
 
-/// Hands the packet in `s` over to the hairpin stage to do `kind` (`area::hairpin`): the
+/// Hands the packet in `s` over to the hairpin stage to do `what` (`area::hairpin`): the
 /// verdict that makes the pipeline tail-call it.
 #[inline(always)]
-pub fn hand_over(s: &mut Area, kind: u8) -> Verdict {
-    s.hairpin = kind;
+pub fn hand_over(s: &mut Area, what: u8) -> Verdict {
+    s.hairpin = what;
     Verdict::tail_call(STAGE_NAT64_HAIRPIN)
 }
 
 /// The hairpin stage: does what the NAT64 program handing the packet over asked.
 #[inline(always)]
 pub fn run(ctx: &TcContext, cfg: &Config, s: &mut Area) -> Verdict {
-    let kind = s.hairpin;
+    let what = s.hairpin;
     s.hairpin = kind::NONE;
-    match kind {
+    match what {
         kind::TRANSPORT => transport(ctx, cfg, s),
         kind::ECHO => echo(ctx, s),
         kind::ERROR => error(ctx, cfg, s),
