@@ -11,7 +11,7 @@ use sixlane_agent::nat64::{
     statics::{Protocol, StaticBinding},
 };
 use sixlane_common::{
-    layout::PROG_FROM_POD,
+    layout::{PROG_FROM_POD, PROG_FROM_UPLINK},
     metrics::Reason,
     nat64::{maps::DIR_OUT, tcp::State},
 };
@@ -381,4 +381,19 @@ fn pool_ports_nothing_holds_stay_refused() {
         let out = plain.run(PROG_FROM_POD, &syn);
         check(&out, verdict::SHOT, None, Reason::Nat64Unsolicited);
     }
+}
+
+/// A pod of a node without IPv4 (its traffic to the prefix routed here, arriving on the uplink)
+/// hairpins like a local one.
+#[test]
+fn a_route_mode_nodes_pod_hairpins_from_the_uplink() {
+    let mut e = env(&hairpin_cfg());
+    let remote = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xc);
+    let q = udp6((remote, X1), (pool6(), 5300), b"from afar", 64);
+    let frame = n::eth(e.node.uplink_mac, e.node.gw_mac, n::ETH_P_IPV6, &q);
+    let out = e.run(PROG_FROM_UPLINK, &frame);
+    assert_eq!(out.verdict, verdict::REDIRECT, "{:?}", out.counted);
+    let t1 = v6_sport(&out.pkt);
+    let want = e.to_pod(&udp6((pool6(), t1), (POD2, 53), b"from afar", 63));
+    check(&out, verdict::REDIRECT, Some(&want), Reason::Nat64Hairpin);
 }
