@@ -73,6 +73,16 @@ fn seeds(e: &Env) -> Vec<(&'static str, Vec<u8>)> {
         n::UDP,
         &n::udp(53, 40000, b"dns", Pseudo::V6(s6, POD), false),
     );
+    let p6 = n::embed96(PREFIX, POOL);
+    let hairpinned = n::ipv6(
+        0,
+        0,
+        63,
+        p6,
+        POD,
+        n::UDP,
+        &n::udp(61005, 40003, b"hairpin", Pseudo::V6(p6, POD), false),
+    );
     let sent = n::ipv4(
         &V4::new(POOL, SRV),
         n::UDP,
@@ -176,6 +186,44 @@ fn seeds(e: &Env) -> Vec<(&'static str, Vec<u8>)> {
             from_up(v4(
                 n::ICMP,
                 n::icmp(12, 0, [9, 0, 0, 0], &sent, Pseudo::None),
+            )),
+        ),
+        // Hairpinning: to the pool address through the prefix, and an error quoting a packet
+        // hairpinned from it.
+        (
+            PROG_FROM_POD,
+            from_pod(n::ipv6(
+                0,
+                0,
+                64,
+                POD,
+                p6,
+                n::UDP,
+                &n::udp(40002, 61004, b"hairpin", Pseudo::V6(POD, p6), false),
+            )),
+        ),
+        (
+            PROG_FROM_POD,
+            from_pod(n::ipv6(
+                0,
+                0,
+                64,
+                POD,
+                p6,
+                n::ICMPV6,
+                &n::icmp(128, 0, n::echo_rest(6, 1), b"ping", Pseudo::V6(POD, p6)),
+            )),
+        ),
+        (
+            PROG_FROM_POD,
+            from_pod(n::ipv6(
+                0,
+                0,
+                64,
+                POD,
+                p6,
+                n::ICMPV6,
+                &n::icmp(1, 4, [0; 4], &hairpinned, Pseudo::V6(POD, p6)),
             )),
         ),
     ]

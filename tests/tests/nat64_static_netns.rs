@@ -2,6 +2,8 @@
 //! `nat64.staticBindings`, lets an IPv4 host open TCP, send UDP and ping through the node's pool
 //! address to an IPv6-only pod; the bindings and the connections through them survive an agent
 //! killed and started again, and a binding removed from the configuration goes from the map.
+//! Another pod of the node reaches the bound pod through the same pool address and port, by
+//! way of the prefix (hairpinning, RFC 6146 §3.8).
 //!
 //! ```text
 //!  pod (fd00:10::a) ─veth─ node ─up─ rtr ─wan─ inet (198.18.1.10: the IPv4 client)
@@ -32,6 +34,7 @@ use sixlane_tests::{
 };
 
 const POD_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xa);
+const POD_B: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xb);
 const NODE6: &str = "fd00:99::1";
 
 /// The agent's configuration: static mode, NAT64 translating with the given static bindings
@@ -127,13 +130,7 @@ fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
     let pins = PinDir::new().unwrap();
     let layout = PinLayout::new(pins.path());
     let dir = TempDir::new('s').unwrap();
-    let manifests = dir.path().join("manifests");
-    fs::create_dir_all(&manifests).unwrap();
-    put(
-        &manifests,
-        "node.yaml",
-        &manifests::node("node-a", NODE6, "fd00:10::/64"),
-    );
+    let manifests = node_manifests(&dir);
     let node = sim::node().unwrap();
     let net = Internet::new(&node).unwrap();
     net.up
@@ -237,4 +234,130 @@ fn assert_static_rows(root: &Path, n: usize) {
         .filter(|r| r["kind"] == "static")
         .count();
     assert_eq!(statics, n, "{rows}");
+}
+
+/// The node's configuration with `node-a` and its pod CIDR, in `dir`'s manifests.
+fn node_manifests(dir: &TempDir) -> std::path::PathBuf {
+    let manifests = dir.path().join("manifests");
+    fs::create_dir_all(&manifests).unwrap();
+    put(
+        &manifests,
+        "node.yaml",
+        &manifests::node("node-a", NODE6, "fd00:10::/64"),
+    );
+    manifests
+}
+
+const TCP_B: &str = r#"{protocol: tcp, ipv4: "198.18.0.1:8080", ipv6: "[fd00:10::b]:80"}"#;
+const UDP_B: &str = r#"{protocol: udp, ipv4: "198.18.0.1:5300", ipv6: "[fd00:10::b]:53"}"#;
+
+/// Hairpinning end to end: pod A reaches pod B's static bindings through
+/// `[Pref64::<pool address>]:port`, by TCP and UDP, and B sees A as Pref64::<pool address> with
+/// A's pool port; B's port unreachable reaches A's socket; a ping to the pool address through
+/// the prefix is answered.
+#[test]
+fn a_pod_reaches_another_through_its_static_binding_by_the_prefix() {
+    sixlane_testkit::require_root();
+    let pins = PinDir::new().unwrap();
+    let layout = PinLayout::new(pins.path());
+    let dir = TempDir::new('h').unwrap();
+    let manifests = node_manifests(&dir);
+    let node = sim::node().unwrap();
+    let net = Internet::new(&node).unwrap();
+    net.up
+        .a
+        .ip(&["addr", "add", &format!("{NODE6}/64"), "dev", "{}", "nodad"])
+        .unwrap();
+    let run = AgentRun::new(pins.path(), "node-a", dir.path()).manifests(&manifests);
+    fs::write(run.config(), agent_yaml(net.uplink(), &[TCP_B, UDP_B])).unwrap();
+    let _agent = start(&run, &node, &layout, 1, 4);
+    let a = SimPod::attach(&node, POD_A, Some(&layout)).unwrap();
+    let b = SimPod::attach(&node, POD_B, Some(&layout)).unwrap();
+    let pool6 = n::embed96("fd00:6464::".parse().unwrap(), NODE4);
+
+    // TCP: A connects to [Pref64::pool]:8080, B's server on port 80 answers.
+    let server =
+        b.ns.enter(|| std::net::TcpListener::bind((POD_B, 80)))
+            .unwrap();
+    let before = count(&layout, Reason::Nat64Hairpin);
+    let to = SocketAddr::from((pool6, 8080));
+    let mut c = connect(&a.ns, to).unwrap_or_else(|e| {
+        panic!(
+            "connecting to {to}: {e}; agent log:\n{}",
+            fs::read_to_string(run.log()).unwrap_or_default()
+        )
+    });
+    let (mut conn, peer) = server.accept().unwrap();
+    // B sees A as the pool address (Pref64::T) and A's pool port (dynamic range).
+    assert_eq!(peer.ip(), pool6);
+    assert!(peer.port() >= 61001, "A's pool port {}", peer.port());
+    std::thread::spawn(move || {
+        let mut b = [0u8; 256];
+        use std::io::{Read as _, Write as _};
+        while let Ok(n) = conn.read(&mut b) {
+            if n == 0 || conn.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    for i in 0..5 {
+        round_trip(&mut c, format!("hairpin {i}\n").as_bytes()).unwrap();
+    }
+    let hairpinned = count(&layout, Reason::Nat64Hairpin) - before;
+    assert!(hairpinned >= 10, "{hairpinned} packets hairpinned");
+
+    // UDP: A's datagram to [Pref64::pool]:5300 reaches B's port 53 from [Pref64::pool]:t1, and
+    // B's answer comes back from [Pref64::pool]:5300.
+    let sa = a.ns.enter(|| UdpSocket::bind((POD_A, 0))).unwrap();
+    let sb = b.ns.enter(|| UdpSocket::bind((POD_B, 53))).unwrap();
+    for s in [&sa, &sb] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+    sa.send_to(b"query", (pool6, 5300)).unwrap();
+    let mut buf = [0u8; 64];
+    let (len, from) = sb.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..len], from.ip()),
+        (&b"query"[..], std::net::IpAddr::V6(pool6))
+    );
+    sb.send_to(b"answer", from).unwrap();
+    let (len, back) = sa.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..len], back),
+        (&b"answer"[..], SocketAddr::from((pool6, 5300)))
+    );
+
+    // B's port unreachable about a hairpinned datagram reaches A's socket, translated back.
+    drop(sb);
+    sa.connect((pool6, 5300)).unwrap();
+    sa.send(b"nobody").unwrap();
+    let e = sa.recv(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+
+    // The pool address answers pings through the prefix (for the node).
+    let before = count(&layout, Reason::Nat64HairpinEcho);
+    let out =
+        a.ns.exec_output(
+            "ping",
+            &[
+                "-6",
+                "-n",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-w",
+                "5",
+                &pool6.to_string(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(count(&layout, Reason::Nat64HairpinEcho) - before, 2);
+    // Nothing hairpinned went out of the uplink as IPv4 to the node's own address.
+    assert_eq!(count(&layout, Reason::Nat64NoRoute), 0);
 }

@@ -86,6 +86,7 @@ pub const MAP_STAGES: &str = "SL_STAGES";
 /// Slots of [`MAP_STAGES`].
 pub const STAGE_NAT64_FROM_POD: u32 = 0;
 pub const STAGE_NAT64_FROM_UPLINK: u32 = 1;
+pub const STAGE_NAT64_HAIRPIN: u32 = 2;
 /// Entries of [`MAP_STAGES`] (room for more stages without re-creating the pinned map).
 pub const STAGE_SLOTS: u32 = 8;
 /// NAT64's half of `sl_from_pod`, tail-called for packets to the NAT64 prefix. A separate
@@ -94,10 +95,15 @@ pub const STAGE_SLOTS: u32 = 8;
 pub const PROG_NAT64_FROM_POD: &str = "sl_nat64_from_pod";
 /// NAT64's half of `sl_from_uplink` (IPv4, and IPv6 to the prefix from route-mode nodes).
 pub const PROG_NAT64_FROM_UPLINK: &str = "sl_nat64_from_uplink";
+/// NAT64 hairpinning (packets to the translator's own pool addresses), tail-called by the two
+/// NAT64 programs once their half is done: in either of them it exceeds the verifier's
+/// complexity budget.
+pub const PROG_NAT64_HAIRPIN: &str = "sl_nat64_hairpin";
 /// Which program fills which slot of [`MAP_STAGES`]; the loader installs them.
-pub const STAGES: [(u32, &str); 2] = [
+pub const STAGES: [(u32, &str); 3] = [
     (STAGE_NAT64_FROM_POD, PROG_NAT64_FROM_POD),
     (STAGE_NAT64_FROM_UPLINK, PROG_NAT64_FROM_UPLINK),
+    (STAGE_NAT64_HAIRPIN, PROG_NAT64_HAIRPIN),
 ];
 
 /// tc program counting every packet by direction (the harness's first program).

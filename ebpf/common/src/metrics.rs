@@ -98,7 +98,7 @@ pub enum Reason {
     /// No free IPv4 address and port for a new binding: ICMPv6 address unreachable sent.
     Nat64PoolExhausted = 71,
     /// IPv4 packet to a NAT64 port without a session (or binding, with endpoint-independent
-    /// filtering).
+    /// filtering); or a pod's packet hairpinned to a pool port nothing holds.
     Nat64Unsolicited = 72,
     /// TCP segment other than a SYN from the IPv6 side without a session (RFC 6146).
     Nat64NoSession = 73,
@@ -144,6 +144,13 @@ pub enum Reason {
     /// IPv6 → IPv4: a pod's SYN that met a held IPv4 SYN of the same tuple (a simultaneous
     /// open), translated and sent; the held SYN is forgotten.
     Nat64SimultaneousOpen = 90,
+    /// Hairpinned (RFC 6146 §3.8): a packet to Pref64::<pool address> and a port of another
+    /// session or a static binding, translated through both sessions and delivered to the pod
+    /// behind that port without leaving IPv6 (also ICMPv6 errors about such a flow).
+    Nat64Hairpin = 91,
+    /// An ICMPv6 echo request to Pref64::<pool address> answered by the translator for the
+    /// node (the IPv4 stack owning that address would).
+    Nat64HairpinEcho = 92,
 
     // 112–127: Neighbor Discovery on the uplink. Invalid solicitations (RFC 4861 §7.1.1) are
     // passed to the kernel untouched, which discards them too; never answered.
@@ -197,7 +204,7 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 60] = [
+    pub const ALL: [Reason; 62] = [
         Reason::Pass,
         Reason::Malformed,
         Reason::Unsupported,
@@ -245,6 +252,8 @@ impl Reason {
         Reason::Nat64SynHeld,
         Reason::Nat64SynHoldFull,
         Reason::Nat64SimultaneousOpen,
+        Reason::Nat64Hairpin,
+        Reason::Nat64HairpinEcho,
         Reason::NdpAnswered,
         Reason::NdpDadDefended,
         Reason::NdpNotOwned,
@@ -309,6 +318,8 @@ impl Reason {
             Reason::Nat64SynHeld => "nat64_syn_held",
             Reason::Nat64SynHoldFull => "nat64_syn_hold_full",
             Reason::Nat64SimultaneousOpen => "nat64_simultaneous_open",
+            Reason::Nat64Hairpin => "nat64_hairpin",
+            Reason::Nat64HairpinEcho => "nat64_hairpin_echo",
             Reason::NdpAnswered => "ndp_answered",
             Reason::NdpDadDefended => "ndp_dad_defended",
             Reason::NdpNotOwned => "ndp_not_owned",
@@ -361,12 +372,14 @@ impl Reason {
             | Reason::Nat64IcmpErrIn
             | Reason::Nat64InPeer
             | Reason::Nat64InStatic
-            | Reason::Nat64SimultaneousOpen => Verdict::Redirect,
+            | Reason::Nat64SimultaneousOpen
+            | Reason::Nat64Hairpin => Verdict::Redirect,
             Reason::Nat64DstRefused
             | Reason::Nat64PoolExhausted
             | Reason::Nat64HopLimit
             | Reason::Nat64TtlExceeded
-            | Reason::Nat64TooBig => Verdict::Reply,
+            | Reason::Nat64TooBig
+            | Reason::Nat64HairpinEcho => Verdict::Reply,
             Reason::Nat64SrcDenied
             | Reason::Nat64BadAddr
             | Reason::Nat64Unsolicited

@@ -54,6 +54,13 @@ pub fn sl_nat64_from_uplink(ctx: TcContext) -> i32 {
     pipeline::nat64_from_uplink(&ctx)
 }
 
+/// NAT64 hairpinning, tail-called through `SL_STAGES` by the two NAT64 programs
+/// (`layout::PROG_NAT64_HAIRPIN`).
+#[classifier]
+pub fn sl_nat64_hairpin(ctx: TcContext) -> i32 {
+    pipeline::nat64_hairpin(&ctx)
+}
+
 /// tc egress on the node's uplink (`layout::PROG_TO_UPLINK`).
 #[classifier]
 pub fn sl_to_uplink(ctx: TcContext) -> i32 {

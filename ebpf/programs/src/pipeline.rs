@@ -58,7 +58,11 @@ fn settle(ctx: &TcContext, dir: Direction, l3: &L3, v: Option<Verdict>) -> i32 {
 #[inline(always)]
 fn settle_nat64(ctx: &TcContext, l3: &L3, len: u32, v: Option<Verdict>) -> i32 {
     match v {
-        Some(v) => metrics::finish(Direction::Ingress, v, len),
+        Some(v) => match v.tail_slot() {
+            // The packet is unchanged: the next stage counts it at its length.
+            Some(slot) => stage(ctx, slot, Direction::Ingress),
+            None => metrics::finish(Direction::Ingress, v, len),
+        },
         None => metrics::observe_ip(ctx, Direction::Ingress, l3),
     }
 }
@@ -145,4 +149,12 @@ pub fn nat64_from_uplink(ctx: &TcContext) -> i32 {
     let len = ctx.len();
     let v = nat64::from_uplink(ctx, &l3);
     settle_nat64(ctx, &l3, len, v)
+}
+
+/// NAT64 hairpinning (tail-called by the two NAT64 programs, the packet as it arrived).
+#[inline(always)]
+pub fn nat64_hairpin(ctx: &TcContext) -> i32 {
+    let len = ctx.len();
+    let v = nat64::hairpin(ctx);
+    metrics::finish(Direction::Ingress, v, len)
 }

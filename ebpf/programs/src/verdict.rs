@@ -29,6 +29,9 @@ pub mod fail {
     pub const NO_ROUTE: Reason = Reason::Nat64NoRoute;
 }
 
+/// The high word of [`Verdict::tail_call`]s: no reason has this number.
+const TAIL_CALL: u64 = 0xffff_fffe << 32;
+
 /// A stage's decision about a packet it took: the reason it is counted under and the tc
 /// action. Packed in one scalar because it crosses BPF-to-BPF calls, which return a single
 /// register.
@@ -39,6 +42,20 @@ pub struct Verdict(u64);
 impl Verdict {
     /// Sentinel for "not this stage's packet after all": it goes on through the pipeline.
     pub const NOT_OURS: Verdict = Verdict(u64::MAX);
+
+    /// The packet goes on to the stage program in slot `slot` of the stage array (a tail call
+    /// the pipeline makes from the entry program's own frame; what the stage needs is in its
+    /// scratch area). Not counted here: the stage counts it.
+    #[inline(always)]
+    pub const fn tail_call(slot: u32) -> Self {
+        Self(TAIL_CALL | slot as u64)
+    }
+
+    /// The slot of a [`Verdict::tail_call`].
+    #[inline(always)]
+    pub fn tail_slot(self) -> Option<u32> {
+        (self.0 >> 32 == TAIL_CALL >> 32).then_some(self.0 as u32)
+    }
 
     #[inline(always)]
     pub const fn new(reason: Reason, action: i32) -> Self {

@@ -142,6 +142,26 @@ pub const fn pointer6_to_4(p: u32) -> Option<u8> {
     }
 }
 
+/// An ICMPv6 error about a hairpinned flow (RFC 6146 §3.8) → the ICMPv6 error its ICMPv4
+/// translation becomes when it is processed as arriving on the IPv4 side: both tables, one
+/// after the other. `None` = dropped by either.
+#[inline(always)]
+pub const fn hairpin6(ty: u8, code: u8) -> Option<Mapped> {
+    match icmp6_to_4(ty, code) {
+        Some(m) => icmp4_to_6(m.ty, m.code),
+        None => None,
+    }
+}
+
+/// A Parameter Problem pointer of a hairpinned error through figures 6 and 3.
+#[inline(always)]
+pub const fn pointer_hairpin6(p: u32) -> Option<u32> {
+    match pointer6_to_4(p) {
+        Some(p4) => pointer4_to_6(p4),
+        None => None,
+    }
+}
+
 /// IPv4 minimum MTU (RFC 791).
 pub const IPV4_MIN_MTU: u32 = 68;
 /// What a translated packet gains (4 → 6) or loses (6 → 4).
@@ -384,5 +404,54 @@ mod tests {
         assert_eq!(plateau_below(65536), 65535);
         assert_eq!(plateau_below(68), 68);
         assert_eq!(plateau_below(0), 68);
+    }
+
+    /// Hairpinned errors keep their meaning where ICMPv4 has the same one, and take ICMPv4's
+    /// coarser one where it has not (written out from both RFC 7915 tables).
+    #[test]
+    fn hairpinned_errors_through_both_tables() {
+        let expected = |ty: u8, code: u8| -> Option<(u8, u8, Rest)> {
+            Some(match (ty, code) {
+                (128, 0) => (128, 0, Rest::Echo),
+                (129, 0) => (129, 0, Rest::Echo),
+                // No route, beyond scope, address unreachable: ICMPv4 host unreachable.
+                (1, 0 | 2 | 3) => (1, 0, Rest::Error),
+                (1, 1) => (1, 1, Rest::Error),
+                (1, 4) => (1, 4, Rest::Error),
+                (2, 0) => (2, 0, Rest::Mtu),
+                (3, 0) => (3, 0, Rest::Error),
+                (3, 1) => (3, 1, Rest::Error),
+                (4, 0) => (4, 0, Rest::Pointer),
+                // Unrecognized next header: protocol unreachable, back as a pointer to it.
+                (4, 1) => (4, 1, Rest::FixedPointer(6)),
+                _ => return None,
+            })
+        };
+        for ty in 0..=255u8 {
+            for code in 0..=255u8 {
+                let got = hairpin6(ty, code).map(|m| (m.ty, m.code, m.rest));
+                assert_eq!(got, expected(ty, code), "type {ty} code {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn hairpinned_parameter_problem_pointers() {
+        for (p, want) in [
+            (0, Some(0)),
+            (1, Some(1)),
+            (2, None),
+            (4, Some(4)),
+            (5, Some(4)),
+            (6, Some(6)),
+            (7, Some(7)),
+            (8, Some(8)),
+            (23, Some(8)),
+            (24, Some(24)),
+            (39, Some(24)),
+            (40, None),
+        ] {
+            assert_eq!(pointer_hairpin6(p), want, "pointer {p}");
+        }
     }
 }

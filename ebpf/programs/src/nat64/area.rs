@@ -89,6 +89,19 @@ pub struct Plan {
     pub x_addr: [u8; 16],
 }
 
+/// What the hairpin stage (`hairpin::run`) is to do with the packet, set by the NAT64 program
+/// that hands it over ([`Area::hairpin`]).
+pub mod hairpin {
+    /// Nothing handed over.
+    pub const NONE: u8 = 0;
+    /// TCP or UDP: `Area::flow` bound to `Area::map`.
+    pub const TRANSPORT: u8 = 1;
+    /// An ICMPv6 echo message: `Area::flow`.
+    pub const ECHO: u8 = 2;
+    /// An ICMPv6 error: `Area::plan` and `Area::inner6` from `icmp_error`'s plan.
+    pub const ERROR: u8 = 3;
+}
+
 pub struct Area {
     /// FIB lookup parameters and result (route, MACs) until the packet is sent.
     pub fib: bpf_fib_lookup,
@@ -129,6 +142,8 @@ pub struct Area {
     /// packet) and sequence number.
     pub id_key: u32,
     pub id_seq: u32,
+    /// A packet handed to the hairpin stage ([`hairpin`]), with `ip6` its header.
+    pub hairpin: u8,
 }
 
 impl Area {

@@ -25,8 +25,9 @@ use sixlane_common::{
 };
 
 use super::{
-    TOO_LONG,
+    TOO_LONG, area,
     area::Area,
+    hairpin,
     reply::{CHUNKS4, ICMP4_MAX},
     sane, state,
 };
@@ -44,6 +45,9 @@ use crate::{
 pub fn v6_to_v4(ctx: &TcContext, cfg: &Config, s: &mut Area, l4: u32) -> Verdict {
     if let Err(r) = plan_6to4(ctx, cfg, s, l4 as usize) {
         return Verdict::drop(r);
+    }
+    if cfg.pool_index(&s.plan.z).is_some() {
+        return hairpin::hand_over(s, area::hairpin::ERROR);
     }
     emit_6to4(ctx, cfg, s, l4)
 }

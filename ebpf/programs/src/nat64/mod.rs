@@ -11,6 +11,7 @@
 //! module applies them to packets and keeps the state:
 //!
 //! - [`v6_to_v4`] and [`v4_to_v6`]: the two directions of translation;
+//! - [`hairpin`]: packets to the translator's own pool addresses, turned back to the IPv6 side;
 //! - [`icmp_error`]: ICMP errors translated with the packet they quote;
 //! - [`reply`]: ICMP errors the translator originates;
 //! - [`hold`]: unsolicited IPv4 SYNs held for a simultaneous open;
@@ -20,6 +21,7 @@
 //! - [`area`]: the per-CPU scratch area.
 
 mod area;
+mod hairpin;
 mod hold;
 mod icmp_error;
 mod maps;
@@ -107,4 +109,13 @@ pub fn from_uplink(ctx: &TcContext, l3: &L3) -> Option<Verdict> {
     let cfg = config()?;
     let v = v4_to_v6::run(ctx, cfg, l3);
     v.is_ours().then_some(v)
+}
+
+/// The hairpin stage: a packet one of the NAT64 programs handed over (`area::hairpin`).
+#[inline(always)]
+pub fn hairpin(ctx: &TcContext) -> Verdict {
+    let (Some(cfg), Some(s)) = (config(), area::get()) else {
+        return Verdict::drop(Reason::Nat64Error);
+    };
+    hairpin::run(ctx, cfg, s)
 }

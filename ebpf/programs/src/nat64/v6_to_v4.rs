@@ -1,5 +1,6 @@
 //! IPv6 → IPv4 (RFC 7915 §5, RFC 6146 §3.5 outbound): a pod's packet to Pref64::Y leaves as an
-//! IPv4 packet from the pool address and port of its binding.
+//! IPv4 packet from the pool address and port of its binding. Y a pool address of its own: the
+//! packet is `hairpin`'s.
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
@@ -21,7 +22,7 @@ use sixlane_common::{
 use super::{
     area,
     area::{Area, Frame4, frame_len},
-    hold, icmp_error, mss, reply, state,
+    hairpin, hold, icmp_error, mss, reply, state,
 };
 use crate::{
     checksum,
@@ -99,6 +100,11 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
     if let Err(d) = flow(ctx, s, y, l4) {
         return d;
     }
+    // Hairpinning (RFC 6146 §3.8): to one of the translator's own pool addresses. (Asked where
+    // it is needed: a flag kept across the session code would double what the verifier walks.)
+    if s.flow.proto == proto::ICMP && cfg.pool_index(&s.flow.y).is_some() {
+        return hairpin::hand_over(s, area::hairpin::ECHO);
+    }
     match state::outbound(cfg, &mut s.keys, &s.flow, &mut s.map) {
         Reason::Pass => {}
         Reason::Nat64PoolExhausted => {
@@ -116,6 +122,9 @@ pub fn run(ctx: &TcContext, cfg: &Config, l3: &L3, pod_if: u32) -> Verdict {
     }
     if s.map.learn && pod_if != 0 {
         forward::learn_pod_link(ctx, pod_if);
+    }
+    if cfg.pool_index(&s.flow.y).is_some() {
+        return hairpin::hand_over(s, area::hairpin::TRANSPORT);
     }
     match s.ip6.next {
         proto::TCP | proto::UDP => {
