@@ -3,6 +3,7 @@
 //! routes and neighbours make the datapath's FIB lookups deterministic for `BPF_PROG_TEST_RUN`.
 //! [`xlat`]: the translator under `BPF_PROG_TEST_RUN`, as the `nat64_xlat_*` tests drive it.
 
+pub mod agent;
 pub mod xlat;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

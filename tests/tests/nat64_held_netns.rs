@@ -26,13 +26,12 @@ use sixlane_common::{
     metrics::{Direction, Reason},
     nat64::maps::DIR_OUT,
 };
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir};
+use sixlane_testkit::{ChildGuard, NetNs};
 use sixlane_tests::{
     agentproc::{AgentRun, http_get, wait_until},
     bins,
-    manifests::{self, put},
-    nat64::{self as n, Internet, NODE4, SERVER4},
-    sim::{self, SimPod},
+    nat64::{self as n, NODE4, SERVER4, agent::AgentNode},
+    sim::SimPod,
 };
 
 const POD_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xa);
@@ -187,38 +186,22 @@ fn pool_port(layout: &PinLayout, x: u16) -> u16 {
 
 #[test]
 fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneously() {
-    sixlane_testkit::require_root();
-    let pins = PinDir::new().unwrap();
-    let layout = PinLayout::new(pins.path());
-    let dir = TempDir::new('h').unwrap();
-    let manifests = dir.path().join("manifests");
-    fs::create_dir_all(&manifests).unwrap();
-    put(
-        &manifests,
-        "node.yaml",
-        &manifests::node("node-a", NODE6, "fd00:10::/64"),
-    );
-    let node = sim::node().unwrap();
-    let net = Internet::new(&node).unwrap();
-    net.up
-        .a
-        .ip(&["addr", "add", &format!("{NODE6}/64"), "dev", "{}", "nodad"])
-        .unwrap();
-    let run = AgentRun::new(pins.path(), "node-a", dir.path()).manifests(&manifests);
+    let n = AgentNode::new('h', NODE6, "fd00:10::/64");
+    let (layout, node, net, run) = (&n.layout, &n.node, &n.net, &n.run);
     fs::write(run.config(), agent_yaml(net.uplink(), "drop")).unwrap();
-    let agent = start(&run, &node, 1);
+    let agent = start(run, node, 1);
 
     // drop: the SYNs vanish; the host's connect times out (no RST from the node either).
-    let before = count(&layout, Reason::Nat64Unsolicited);
+    let before = count(layout, Reason::Nat64Unsolicited);
     let (e, _) = connect_unsolicited(&net.inet, 62000, Duration::from_secs(3));
     assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
-    assert!(count(&layout, Reason::Nat64Unsolicited) > before);
+    assert!(count(layout, Reason::Nat64Unsolicited) > before);
     stop(agent);
 
     // hold: refused by the agent's Port Unreachable after the 6 s hold.
     fs::write(run.config(), agent_yaml(net.uplink(), "hold")).unwrap();
-    let _agent = start(&run, &node, 2);
-    let before = count(&layout, Reason::Nat64SynHeld);
+    let _agent = start(run, node, 2);
+    let before = count(layout, Reason::Nat64SynHeld);
     let (e, took) = connect_unsolicited(&net.inet, 62001, Duration::from_secs(20));
     assert_eq!(
         e.kind(),
@@ -229,9 +212,9 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
         took >= Duration::from_secs(5) && took <= Duration::from_secs(10),
         "refused after {took:?}"
     );
-    assert!(count(&layout, Reason::Nat64SynHeld) > before);
+    assert!(count(layout, Reason::Nat64SynHeld) > before);
     // One Port Unreachable per held tuple, however often the host retransmitted its SYN.
-    let (code, m) = http_get(&node, "http://[::1]:9660/metrics");
+    let (code, m) = http_get(node, "http://[::1]:9660/metrics");
     assert_eq!(code, 200);
     for want in [
         "sixlane_nat64_port_unreachable_sent_total 1\n",
@@ -243,15 +226,15 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
     // Simultaneous open: the pod's first connection (refused by the host: nothing listens)
     // binds POD_PORT to a pool port t; the host's SYN from HOST_PORT to t is held; the pod's
     // SYN from POD_PORT to HOST_PORT crosses it and both connects succeed.
-    let pod = SimPod::attach(&node, POD_A, Some(&layout)).unwrap();
+    let pod = SimPod::attach(node, POD_A, Some(layout)).unwrap();
     let srv6 = n::embed96("fd00:6464::".parse().unwrap(), SERVER4);
     let local = SocketAddr::from((POD_A, POD_PORT));
     let first = pod
         .ns
         .enter(|| connect_from(local, SocketAddr::from((srv6, 9)), Duration::from_secs(3)));
     assert!(first.is_err(), "nothing listens on the host's port 9");
-    let t = pool_port(&layout, POD_PORT);
-    let opened = count(&layout, Reason::Nat64SimultaneousOpen);
+    let t = pool_port(layout, POD_PORT);
+    let opened = count(layout, Reason::Nat64SimultaneousOpen);
     let inet = net.inet.path();
     let host = std::thread::spawn(move || {
         sixlane_testkit::netns::enter_path(&inet, || {
@@ -264,7 +247,7 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
     });
     let held = |l: &PinLayout| sixlane_agent::nat64::held::read(l).unwrap().len();
     wait_until("the host's SYN to be held", &run.log(), || {
-        held(&layout) == 1
+        held(layout) == 1
     });
     let mut p = pod
         .ns
@@ -280,8 +263,8 @@ fn unsolicited_syns_are_refused_after_six_seconds_or_dropped_and_open_simultaneo
         .join()
         .unwrap()
         .expect("the host's side of the simultaneous open");
-    assert_eq!(count(&layout, Reason::Nat64SimultaneousOpen) - opened, 1);
-    assert_eq!(held(&layout), 0, "the held SYN was forgotten");
+    assert_eq!(count(layout, Reason::Nat64SimultaneousOpen) - opened, 1);
+    assert_eq!(held(layout), 0, "the held SYN was forgotten");
     h.write_all(b"hello pod").unwrap();
     let mut b = [0u8; 9];
     p.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

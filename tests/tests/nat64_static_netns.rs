@@ -23,14 +23,13 @@ use sixlane_common::{
     layout::UPLINK_PROGRAMS,
     metrics::{Direction, Reason},
 };
-use sixlane_testkit::{ChildGuard, NetNs, PinDir, TempDir};
+use sixlane_testkit::{ChildGuard, NetNs};
 use sixlane_tests::{
     agentproc::{AgentRun, wait_until},
     bins,
     echo::{EchoServer, connect, round_trip},
-    manifests::{self, put},
-    nat64::{self as n, Internet, NODE4, SERVER4},
-    sim::{self, SimPod},
+    nat64::{self as n, NODE4, SERVER4, agent::AgentNode},
+    sim::SimPod,
 };
 
 const POD_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0xa);
@@ -126,28 +125,18 @@ fn udp_exchange(client: &UdpSocket, pod: &UdpSocket) -> std::io::Result<SocketAd
 
 #[test]
 fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
-    sixlane_testkit::require_root();
-    let pins = PinDir::new().unwrap();
-    let layout = PinLayout::new(pins.path());
-    let dir = TempDir::new('s').unwrap();
-    let manifests = node_manifests(&dir);
-    let node = sim::node().unwrap();
-    let net = Internet::new(&node).unwrap();
-    net.up
-        .a
-        .ip(&["addr", "add", &format!("{NODE6}/64"), "dev", "{}", "nodad"])
-        .unwrap();
-    let run = AgentRun::new(pins.path(), "node-a", dir.path()).manifests(&manifests);
+    let n = AgentNode::new('s', NODE6, "fd00:10::/64");
+    let (layout, node, net, run) = (&n.layout, &n.node, &n.net, &n.run);
     let write_cfg = |bindings: &[&str]| {
         fs::write(run.config(), agent_yaml(net.uplink(), bindings)).unwrap();
     };
     write_cfg(&[TCP, UDP, ICMP]);
-    let agent = start(&run, &node, &layout, 1, 6);
-    let pod = SimPod::attach(&node, POD_A, Some(&layout)).unwrap();
+    let agent = start(run, node, layout, 1, 6);
+    let pod = SimPod::attach(node, POD_A, Some(layout)).unwrap();
 
     // TCP: the IPv4 host connects to the pool address; the pod's server answers.
     let _server = EchoServer::start(&pod.ns, SocketAddr::from((POD_A, 80)));
-    let before = count(&layout, Reason::Nat64InStatic);
+    let before = count(layout, Reason::Nat64InStatic);
     let to = SocketAddr::from((NODE4, 8080));
     let mut c = connect(&net.inet, to).unwrap_or_else(|e| {
         panic!(
@@ -157,7 +146,7 @@ fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
     });
     round_trip(&mut c, b"through a static binding\n").unwrap();
     assert_eq!(
-        count(&layout, Reason::Nat64InStatic) - before,
+        count(layout, Reason::Nat64InStatic) - before,
         1,
         "one SYN opened"
     );
@@ -197,7 +186,7 @@ fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
     // The agent dies and comes back: the connection carries on, the bindings are there.
     kill(agent);
     round_trip(&mut c, b"agent down\n").unwrap();
-    let agent = start(&run, &node, &layout, 2, 6);
+    let agent = start(run, node, layout, 2, 6);
     for i in 0..10 {
         round_trip(&mut c, format!("after restart {i}\n").as_bytes()).unwrap();
     }
@@ -207,9 +196,9 @@ fn ipv4_hosts_reach_a_pod_through_static_bindings_across_agent_restarts() {
     // pool port is the node's again (nothing listens there: refused).
     kill(agent);
     write_cfg(&[TCP, ICMP]);
-    let _agent = start(&run, &node, &layout, 3, 4);
+    let _agent = start(run, node, layout, 3, 4);
     assert!(
-        statics::read(&layout)
+        statics::read(layout)
             .unwrap()
             .iter()
             .all(|(k, _)| k.proto != n::UDP),
@@ -236,18 +225,6 @@ fn assert_static_rows(root: &Path, n: usize) {
     assert_eq!(statics, n, "{rows}");
 }
 
-/// The node's configuration with `node-a` and its pod CIDR, in `dir`'s manifests.
-fn node_manifests(dir: &TempDir) -> std::path::PathBuf {
-    let manifests = dir.path().join("manifests");
-    fs::create_dir_all(&manifests).unwrap();
-    put(
-        &manifests,
-        "node.yaml",
-        &manifests::node("node-a", NODE6, "fd00:10::/64"),
-    );
-    manifests
-}
-
 const TCP_B: &str = r#"{protocol: tcp, ipv4: "198.18.0.1:8080", ipv6: "[fd00:10::b]:80"}"#;
 const UDP_B: &str = r#"{protocol: udp, ipv4: "198.18.0.1:5300", ipv6: "[fd00:10::b]:53"}"#;
 
@@ -257,29 +234,19 @@ const UDP_B: &str = r#"{protocol: udp, ipv4: "198.18.0.1:5300", ipv6: "[fd00:10:
 /// the prefix is answered.
 #[test]
 fn a_pod_reaches_another_through_its_static_binding_by_the_prefix() {
-    sixlane_testkit::require_root();
-    let pins = PinDir::new().unwrap();
-    let layout = PinLayout::new(pins.path());
-    let dir = TempDir::new('h').unwrap();
-    let manifests = node_manifests(&dir);
-    let node = sim::node().unwrap();
-    let net = Internet::new(&node).unwrap();
-    net.up
-        .a
-        .ip(&["addr", "add", &format!("{NODE6}/64"), "dev", "{}", "nodad"])
-        .unwrap();
-    let run = AgentRun::new(pins.path(), "node-a", dir.path()).manifests(&manifests);
+    let n = AgentNode::new('h', NODE6, "fd00:10::/64");
+    let (layout, node, net, run) = (&n.layout, &n.node, &n.net, &n.run);
     fs::write(run.config(), agent_yaml(net.uplink(), &[TCP_B, UDP_B])).unwrap();
-    let _agent = start(&run, &node, &layout, 1, 4);
-    let a = SimPod::attach(&node, POD_A, Some(&layout)).unwrap();
-    let b = SimPod::attach(&node, POD_B, Some(&layout)).unwrap();
+    let _agent = start(run, node, layout, 1, 4);
+    let a = SimPod::attach(node, POD_A, Some(layout)).unwrap();
+    let b = SimPod::attach(node, POD_B, Some(layout)).unwrap();
     let pool6 = n::embed96("fd00:6464::".parse().unwrap(), NODE4);
 
     // TCP: A connects to [Pref64::pool]:8080, B's server on port 80 answers.
     let server =
         b.ns.enter(|| std::net::TcpListener::bind((POD_B, 80)))
             .unwrap();
-    let before = count(&layout, Reason::Nat64Hairpin);
+    let before = count(layout, Reason::Nat64Hairpin);
     let to = SocketAddr::from((pool6, 8080));
     let mut c = connect(&a.ns, to).unwrap_or_else(|e| {
         panic!(
@@ -303,7 +270,7 @@ fn a_pod_reaches_another_through_its_static_binding_by_the_prefix() {
     for i in 0..5 {
         round_trip(&mut c, format!("hairpin {i}\n").as_bytes()).unwrap();
     }
-    let hairpinned = count(&layout, Reason::Nat64Hairpin) - before;
+    let hairpinned = count(layout, Reason::Nat64Hairpin) - before;
     assert!(hairpinned >= 10, "{hairpinned} packets hairpinned");
 
     // UDP: A's datagram to [Pref64::pool]:5300 reaches B's port 53 from [Pref64::pool]:t1, and
@@ -335,7 +302,7 @@ fn a_pod_reaches_another_through_its_static_binding_by_the_prefix() {
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 
     // The pool address answers pings through the prefix (for the node).
-    let before = count(&layout, Reason::Nat64HairpinEcho);
+    let before = count(layout, Reason::Nat64HairpinEcho);
     let out =
         a.ns.exec_output(
             "ping",
@@ -357,7 +324,7 @@ fn a_pod_reaches_another_through_its_static_binding_by_the_prefix() {
         "ping: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(count(&layout, Reason::Nat64HairpinEcho) - before, 2);
+    assert_eq!(count(layout, Reason::Nat64HairpinEcho) - before, 2);
     // Nothing hairpinned went out of the uplink as IPv4 to the node's own address.
-    assert_eq!(count(&layout, Reason::Nat64NoRoute), 0);
+    assert_eq!(count(layout, Reason::Nat64NoRoute), 0);
 }
