@@ -271,7 +271,18 @@ impl Kubelet<'_> {
         self.cri
             .stop_container(id, left)
             .unwrap_or_else(|e| panic!("StopContainer {name}: {}", chain(&e)));
-        let l = self.cri.lifecycle(id).expect("ContainerStatus");
+        // containerd records the task's exit from its event, which can trail StopContainer's
+        // answer by a moment: the status is polled, briefly.
+        let stopped = Instant::now();
+        let l = loop {
+            let l = self.cri.lifecycle(id).expect("ContainerStatus");
+            if l.state == ContainerState::ContainerExited
+                || stopped.elapsed() > Duration::from_secs(5)
+            {
+                break l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(l.state, ContainerState::ContainerExited, "{name}: {l:?}");
         Stopped {
             name: name.to_owned(),
