@@ -58,31 +58,31 @@ impl Sources {
     /// incomplete set.
     pub fn record(&mut self, ifindex: u32, addrs: &[Ipv6Addr], enforce: bool) -> Result<()> {
         self.forget(ifindex)?;
-        for a in addrs {
-            self.map
-                .insert(SourceKey::new(ifindex, a.octets()), ADDRESS, 0)
-                .map_err(map_err)?;
-        }
-        let mode = if enforce { ENFORCE } else { ANY };
-        self.map
-            .insert(SourceKey::marker(ifindex), mode, 0)
-            .map_err(map_err)
+        self.write(ifindex, addrs, enforce, 0).map(drop)
     }
 
     /// The agent's record for a veth the plugin attached without one (before the table
     /// existed): `addrs`, then the marker only if none is there yet. A concurrent ADD's own
     /// record (it replaces whatever the ifindex had) therefore always wins; false when it did.
     pub fn backfill(&mut self, ifindex: u32, addrs: &[Ipv6Addr], enforce: bool) -> Result<bool> {
+        self.write(ifindex, addrs, enforce, BPF_NOEXIST)
+    }
+
+    /// `addrs`, then the marker with `flags`; false when `BPF_NOEXIST` found a marker there.
+    fn write(
+        &mut self,
+        ifindex: u32,
+        addrs: &[Ipv6Addr],
+        enforce: bool,
+        flags: u64,
+    ) -> Result<bool> {
         for a in addrs {
             self.map
                 .insert(SourceKey::new(ifindex, a.octets()), ADDRESS, 0)
                 .map_err(map_err)?;
         }
         let mode = if enforce { ENFORCE } else { ANY };
-        match self
-            .map
-            .insert(SourceKey::marker(ifindex), mode, BPF_NOEXIST)
-        {
+        match self.map.insert(SourceKey::marker(ifindex), mode, flags) {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
